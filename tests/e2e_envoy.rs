@@ -1,0 +1,860 @@
+//! End-to-end: real Envoy 1.40 with downstream mTLS, the real sessiongate binary, real keys and
+//! certificates, and an upstream that echoes what it received.
+//!
+//! One test per row of the decision table in issue 2 (section 4) that Envoy can produce, named
+//! after the rule, asserting the HTTP status, the `reason` in the JSON body and the
+//! `WWW-Authenticate` challenge where the table gives one. Plus header spoofing, a workload
+//! replaying another's token, the route Envoy selects through `context_extensions`, failing
+//! closed, and the example Envoy config.
+//!
+//! Needs Envoy: `scripts/install-envoy.sh` (or `SESSIONGATE_ENVOY=/path/to/envoy`). Most tests
+//! share one stack; the idle-timeout tests start their own because that needs another config.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::policy::{
+    CLOCK_SKEW_SECS, MAX_AUTH_AGE_SECS, MAX_TOKEN_AGE_SECS, ORDERS_WRITE_MAX_TOKEN_AGE_SECS,
+};
+use support::tokens::{self, Alg, ES256_ONLY_ISSUER, Signer, token};
+use support::{SendExt as _, Stack, Workload, run};
+use tokio::sync::OnceCell;
+
+use Workload::{Batch, Frontend, NonSpiffe};
+
+const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
+
+// ----- allow ------------------------------------------------------------------------------
+
+/// An allowed request reaches the upstream with exactly one value of each identity header, and
+/// the session header is a short handle that does not leak the token.
+async fn assert_allowed_with_identity(alg: Alg) {
+    let stack = Stack::shared().await;
+    let sub = format!("user-{alg:?}");
+    let jwt = token()
+        .alg(alg)
+        .sub(&sub)
+        .scope("orders:read profile")
+        .sign();
+
+    let reply = stack.get(Frontend, "/orders/42").bearer_auth(&jwt).reply().await;
+
+    reply.assert_allowed();
+    assert_eq!(reply.upstream_single("x-sessiongate-subject"), sub);
+    let mut scopes: Vec<String> = reply
+        .upstream_single("x-sessiongate-scopes")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    scopes.sort();
+    assert_eq!(scopes, ["orders:read", "profile"]);
+    assert_eq!(
+        reply.upstream_single("x-sessiongate-workload"),
+        Frontend.principal()
+    );
+    let session = reply.upstream_single("x-sessiongate-session");
+    assert!(
+        !session.is_empty() && session.len() <= 128,
+        "session handle should be a short hash, got {session:?}"
+    );
+    assert!(
+        !session.contains(&jwt) && !jwt.split('.').any(|part| session.contains(part)),
+        "the session header must never carry the token: {session:?}"
+    );
+    // The token itself still reaches the upstream untouched in Authorization.
+    assert_eq!(
+        reply.upstream_single("authorization"),
+        format!("Bearer {jwt}")
+    );
+}
+
+#[test]
+fn allow_rs256_forwards_identity_headers() {
+    run(assert_allowed_with_identity(Alg::Rs256));
+}
+
+#[test]
+fn allow_es256_forwards_identity_headers() {
+    run(assert_allowed_with_identity(Alg::Es256));
+}
+
+#[test]
+fn allow_eddsa_forwards_identity_headers() {
+    run(assert_allowed_with_identity(Alg::EdDsa));
+}
+
+#[test]
+fn public_route_needs_no_token() {
+    run(async {
+        let stack = Stack::shared().await;
+        stack.get(Frontend, "/healthz").reply().await.assert_allowed();
+    });
+}
+
+// ----- the Authorization header -----------------------------------------------------------
+
+#[test]
+fn missing_token() {
+    run(async {
+        let stack = Stack::shared().await;
+        stack
+            .get(Frontend, "/orders/1")
+            .reply()
+            .await
+            .assert_denied(401, "missing_token")
+            .assert_challenge(r#"Bearer realm="sessiongate""#);
+    });
+}
+
+#[test]
+fn bad_request_two_bearer_credentials() {
+    run(async {
+        let stack = Stack::shared().await;
+        let first = token().sign();
+        let second = token().sign();
+
+        // Two credentials in one header value…
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", format!("Bearer {first}, Bearer {second}"))
+            .reply()
+            .await
+            .assert_denied(400, "bad_request")
+            .assert_challenge_starts_with(r#"Bearer error="invalid_request""#);
+
+        // …and two Authorization headers, which Envoy hands to ext_authz joined by a comma.
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .reply()
+            .await
+            .assert_denied(400, "bad_request")
+            .assert_challenge_starts_with(r#"Bearer error="invalid_request""#);
+    });
+}
+
+#[test]
+fn bad_request_basic_credential() {
+    run(async {
+        let stack = Stack::shared().await;
+        stack
+            .get(Frontend, "/orders/1")
+            .basic_auth("alice", Some("secret"))
+            .reply()
+            .await
+            .assert_denied(400, "bad_request")
+            .assert_challenge_starts_with(r#"Bearer error="invalid_request""#);
+    });
+}
+
+#[test]
+fn bad_request_authorization_over_8_kib() {
+    run(async {
+        let stack = Stack::shared().await;
+        // "Bearer " + token = 8193 bytes: one byte over the limit.
+        let oversized = format!("Bearer {}", "a".repeat(8193 - "Bearer ".len()));
+        assert_eq!(oversized.len(), 8193);
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", oversized)
+            .reply()
+            .await
+            .assert_denied(400, "bad_request")
+            .assert_challenge_starts_with(r#"Bearer error="invalid_request""#);
+
+        // Exactly 8192 bytes is within the limit: judged as a (malformed) token instead.
+        let at_limit = format!("Bearer {}", "a".repeat(8192 - "Bearer ".len()));
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", at_limit)
+            .reply()
+            .await
+            .assert_denied(401, "malformed_token")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+// ----- token validity ---------------------------------------------------------------------
+
+#[test]
+fn malformed_token() {
+    run(async {
+        let stack = Stack::shared().await;
+        for garbage in ["not-a-jwt", "aaaa.bbbb.cccc", "eyJhbGciOiJSUzI1NiJ9.e30"] {
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(garbage)
+                .reply()
+                .await
+                .assert_denied(401, "malformed_token")
+                .assert_challenge_starts_with(INVALID_TOKEN);
+        }
+    });
+}
+
+#[test]
+fn bad_signature() {
+    run(async {
+        let stack = Stack::shared().await;
+        for alg in [Alg::Rs256, Alg::Es256, Alg::EdDsa] {
+            // Same kid as the published key, signed by an impostor's key.
+            let forged = token().alg(alg).signer(Signer::Untrusted).sign();
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&forged)
+                .reply()
+                .await
+                .assert_denied(401, "bad_signature")
+                .assert_challenge_starts_with(INVALID_TOKEN);
+        }
+    });
+}
+
+#[test]
+fn unknown_issuer() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().iss("https://evil.example.test").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "unknown_issuer")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn unknown_key() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().kid("rotated-away").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "unknown_key")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn wrong_audience() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().aud("billing-api").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "wrong_audience")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn disallowed_algorithm_none() {
+    run(async {
+        let stack = Stack::shared().await;
+        let unsigned = token().unsigned();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&unsigned)
+            .reply()
+            .await
+            .assert_denied(401, "disallowed_algorithm")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn disallowed_algorithm_hs256_keyed_with_rsa_public_key() {
+    run(async {
+        let stack = Stack::shared().await;
+        let confused = token().hs256_with_rsa_public_key();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&confused)
+            .reply()
+            .await
+            .assert_denied(401, "disallowed_algorithm")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn disallowed_algorithm_not_in_issuers_allow_list() {
+    run(async {
+        let stack = Stack::shared().await;
+        // Correctly signed RS256, but this issuer allows ES256 only.
+        let jwt = token().alg(Alg::Rs256).iss(ES256_ONLY_ISSUER).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "disallowed_algorithm")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+
+        // The same issuer's ES256 tokens are fine: the allow-list, not the issuer, said no.
+        let allowed = token().alg(Alg::Es256).iss(ES256_ONLY_ISSUER).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&allowed)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn expired() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token()
+            .iat_age(300)
+            .exp_in(-(CLOCK_SKEW_SECS + 60))
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "expired")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn not_yet_valid() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().nbf_in(CLOCK_SKEW_SECS + 300).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "not_yet_valid")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+// ----- session freshness ------------------------------------------------------------------
+
+#[test]
+fn token_too_old_global_max_token_age() {
+    run(async {
+        let stack = Stack::shared().await;
+        // GET /orders uses the global 15m limit.
+        let jwt = token()
+            .iat_age(MAX_TOKEN_AGE_SECS + CLOCK_SKEW_SECS + 120)
+            .exp_in(600)
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "token_too_old")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn token_too_old_route_override() {
+    run(async {
+        let stack = Stack::shared().await;
+        // Five minutes old: within the global 15m, beyond orders-write's 2m.
+        let age = ORDERS_WRITE_MAX_TOKEN_AGE_SECS + CLOCK_SKEW_SECS + 150;
+        assert!(age + CLOCK_SKEW_SECS < MAX_TOKEN_AGE_SECS);
+        let jwt = token()
+            .scope("orders:read orders:write")
+            .iat_age(age)
+            .sign();
+
+        stack
+            .post(Frontend, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "token_too_old")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+
+        // The very same session is still fine where the global limit applies.
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn token_without_iat_is_too_old() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().without("iat").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "token_too_old")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn auth_too_old() {
+    run(async {
+        let stack = Stack::shared().await;
+        let nine_hours = 9 * 3600;
+        let jwt = token().auth_age(nine_hours).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "auth_too_old")
+            .assert_challenge_starts_with(r#"Bearer error="insufficient_user_authentication""#)
+            .assert_challenge_contains(&format!(r#"max_age="{MAX_AUTH_AGE_SECS}""#));
+
+        // A recent login passes.
+        let fresh = token().auth_age(600).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&fresh)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+// ----- idle sessions (own stack: idle_timeout 2s) ------------------------------------------
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The idle-timeout stack, shared by the two idle tests.
+async fn idle_stack() -> &'static Stack {
+    static IDLE: OnceCell<Stack> = OnceCell::const_new();
+    IDLE.get_or_init(|| async {
+        Stack::start(&support::policy::sessiongate_yaml(Some("2s"))).await
+    })
+    .await
+}
+
+#[test]
+fn session_idle_after_inactivity() {
+    run(async {
+        let stack = idle_stack().await;
+        let jwt = token().sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+
+        // Waiting out the idle timeout is the scenario itself.
+        tokio::time::sleep(IDLE_TIMEOUT + Duration::from_millis(1500)).await;
+
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "session_idle")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn session_idle_when_first_seen_long_after_iat() {
+    run(async {
+        let stack = idle_stack().await;
+        // Right after start-up, unseen tokens are adopted (a restart emptied the cache); wait
+        // until that grace window of one idle_timeout has passed.
+        let started = stack.sessiongate.as_ref().expect("sessiongate").started;
+        let grace_over = started + IDLE_TIMEOUT + Duration::from_millis(1000);
+        tokio::time::sleep_until(grace_over.into()).await;
+
+        // Issued a minute ago (beyond idle timeout and clock skew), never seen: idle.
+        let jwt = token().iat_age(CLOCK_SKEW_SECS + 30).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "session_idle")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+
+        // A fresh token on the same stack is fine: the rule is about the session, not the stack.
+        let fresh = token().sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&fresh)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+// ----- scope ------------------------------------------------------------------------------
+
+#[test]
+fn insufficient_scope() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().scope("orders:read").sign();
+        stack
+            .post(Frontend, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "insufficient_scope")
+            .assert_challenge(r#"Bearer error="insufficient_scope", scope="orders:write""#);
+    });
+}
+
+#[test]
+fn orders_write_allowed_for_frontend_with_scope() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().scope("orders:write").sign();
+        stack
+            .post(Frontend, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn admin_route_selected_by_context_extensions_requires_admin_scope() {
+    run(async {
+        let stack = Stack::shared().await;
+        // sessiongate has no path rule for /admin: only Envoy's per-route
+        // `sessiongate.policy: admin` context extension selects the `by-envoy-route` policy.
+        let reader = token().scope("orders:read").sign();
+        stack
+            .get(Frontend, "/admin/users")
+            .bearer_auth(&reader)
+            .reply()
+            .await
+            .assert_denied(403, "insufficient_scope")
+            .assert_challenge(r#"Bearer error="insufficient_scope", scope="admin""#);
+
+        let admin = token().scope("admin").sign();
+        stack
+            .get(Frontend, "/admin/users")
+            .bearer_auth(&admin)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+// ----- binding to the workload ------------------------------------------------------------
+
+#[test]
+fn cnf_mismatch() {
+    run(async {
+        let stack = Stack::shared().await;
+        let pki = support::pki::Pki::shared();
+        // Bound to batch's certificate, presented over frontend's connection.
+        let jwt = token()
+            .cnf_thumbprint(&pki.client(Batch).thumbprint())
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "cnf_mismatch")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn cnf_matching_peer_certificate_is_allowed() {
+    run(async {
+        let stack = Stack::shared().await;
+        let pki = support::pki::Pki::shared();
+        let jwt = token()
+            .cnf_thumbprint(&pki.client(Frontend).thumbprint())
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn workload_mismatch() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().client_id(Batch.principal()).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "workload_mismatch")
+            .assert_no_challenge();
+
+        // The workload the claim names is let through.
+        let own = token().client_id(Frontend.principal()).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&own)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn workload_not_allowed() {
+    run(async {
+        let stack = Stack::shared().await;
+        // orders-write admits frontend only.
+        let jwt = token().scope("orders:write").sign();
+        stack
+            .post(Batch, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "workload_not_allowed")
+            .assert_no_challenge();
+    });
+}
+
+#[test]
+fn session_replayed_by_another_workload() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().sign();
+        // Frontend's first allowed request pins the session to frontend…
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+        // …so batch presenting the same token is a replay…
+        stack
+            .get(Batch, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "session_replayed")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+        // …and the replay did not steal the session from its owner.
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn denied_request_does_not_pin_the_session() {
+    run(async {
+        let stack = Stack::shared().await;
+        // Batch's first use is denied (not an allowed writer), so nothing is pinned…
+        let jwt = token().scope("orders:read orders:write").sign();
+        stack
+            .post(Batch, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "workload_not_allowed");
+        // …and frontend's first allowed request is what pins it.
+        stack
+            .post(Frontend, "/orders")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+        stack
+            .get(Batch, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "session_replayed");
+    });
+}
+
+#[test]
+fn non_spiffe_certificate_never_matches_workloads() {
+    run(async {
+        let stack = Stack::shared().await;
+        // `/reports` admits `*`; a SPIFFE workload gets in…
+        let jwt = token().sign();
+        stack
+            .get(Frontend, "/reports/daily")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+        // …a certificate without a URI SAN (principal = subject DN) never does.
+        let jwt = token().sign();
+        stack
+            .get(NonSpiffe, "/reports/daily")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "workload_not_allowed")
+            .assert_no_challenge();
+    });
+}
+
+#[test]
+fn non_spiffe_principal_never_matches_binding_claim() {
+    run(async {
+        let stack = Stack::shared().await;
+        // The claim equals the DN Envoy reports for this caller, but a DN is not a workload.
+        let jwt = token().client_id(NonSpiffe.principal()).sign();
+        stack
+            .get(NonSpiffe, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "workload_mismatch")
+            .assert_no_challenge();
+    });
+}
+
+// ----- routes -----------------------------------------------------------------------------
+
+#[test]
+fn no_route() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().sign();
+        stack
+            .get(Frontend, "/inventory/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(403, "no_route")
+            .assert_no_challenge();
+        // Route matching comes first: no token needed to learn there is no route.
+        stack
+            .get(Frontend, "/inventory/1")
+            .reply()
+            .await
+            .assert_denied(403, "no_route");
+    });
+}
+
+// ----- header spoofing --------------------------------------------------------------------
+
+#[test]
+fn spoofed_identity_headers_are_overwritten_and_removed() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().sub("alice").scope("orders:read").sign();
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .header("x-sessiongate-subject", "root")
+            .header("x-sessiongate-scopes", "admin orders:write")
+            .header("x-sessiongate-workload", Batch.principal())
+            .header("x-sessiongate-session", "forged")
+            .header("x-sessiongate-anything", "injected")
+            .reply()
+            .await;
+
+        reply.assert_allowed();
+        assert_eq!(reply.upstream_single("x-sessiongate-subject"), "alice");
+        assert_eq!(reply.upstream_single("x-sessiongate-scopes"), "orders:read");
+        assert_eq!(
+            reply.upstream_single("x-sessiongate-workload"),
+            Frontend.principal()
+        );
+        assert_ne!(reply.upstream_single("x-sessiongate-session"), "forged");
+        assert!(
+            reply.upstream_header("x-sessiongate-anything").is_empty(),
+            "client-sent x-sessiongate-anything must be removed: {reply}"
+        );
+    });
+}
+
+#[test]
+fn spoofed_headers_are_removed_on_public_route() {
+    run(async {
+        let stack = Stack::shared().await;
+        let reply = stack
+            .get(Frontend, "/healthz")
+            .header("x-sessiongate-subject", "root")
+            .header("x-sessiongate-anything", "injected")
+            .reply()
+            .await;
+
+        reply.assert_allowed();
+        assert!(
+            reply.upstream_header("x-sessiongate-subject").is_empty(),
+            "no token, so no subject; the client's must not pass: {reply}"
+        );
+        assert!(
+            reply.upstream_header("x-sessiongate-anything").is_empty(),
+            "client-sent x-sessiongate-anything must be removed: {reply}"
+        );
+        for name in reply.upstream_sessiongate_headers() {
+            for value in reply.upstream_header(&name) {
+                assert!(
+                    value != "root" && value != "injected",
+                    "spoofed value reached the upstream in {name}: {reply}"
+                );
+            }
+        }
+    });
+}
+
+// ----- failing closed, and the example ---------------------------------------------------
+
+#[test]
+fn sidecar_unreachable_fails_closed_with_503() {
+    run(async {
+        let stack = Stack::without_sessiongate().await;
+        let jwt = tokens::token().sign();
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await;
+        assert!(
+            reply.status == 503 && !reply.reached_upstream(),
+            "Envoy must fail closed with 503 when sessiongate is unreachable, got {reply}"
+        );
+    });
+}
+
+/// `examples/envoy.yaml` names its certificates relative to `examples/`, so it is validated with
+/// `examples/` as the working directory, which is also where `scripts/demo.sh` runs Envoy.
+#[test]
+fn example_envoy_config_is_valid() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let output = support::envoy::validate(Path::new("envoy.yaml"), &examples);
+    assert!(
+        output.status.success(),
+        "envoy --mode validate examples/envoy.yaml failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,119 @@
+//! The Envoy 1.40 bootstrap the end-to-end tests run: the deployment issue 2 describes.
+//!
+//! One HTTPS listener with downstream mTLS; the ext_authz filter calling sessiongate over
+//! HTTP/2 gRPC, failing closed; an `/admin` route that tells sessiongate its policy through
+//! `context_extensions`; everything else to the echo upstream. Ports are passed in, except the
+//! listener's and the admin's, which are 0 so parallel instances never collide; the harness reads
+//! the bound ports back from the admin API.
+
+use std::net::SocketAddr;
+
+use super::pki::ServerFiles;
+
+pub struct EnvoyConfig<'a> {
+    pub tls: &'a ServerFiles,
+    /// Where the ext_authz filter sends `Check` calls.
+    pub sessiongate: SocketAddr,
+    /// The application behind Envoy.
+    pub upstream: SocketAddr,
+}
+
+impl EnvoyConfig<'_> {
+    pub fn render(&self) -> String {
+        format!(
+            r#"# Rendered by tests/support/envoy_config.rs for one end-to-end test stack.
+admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+
+static_resources:
+  listeners:
+    - name: https
+      address:
+        socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+      filter_chains:
+        - transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+              require_client_certificate: true
+              common_tls_context:
+                tls_certificates:
+                  - certificate_chain: {{ filename: "{cert}" }}
+                    private_key: {{ filename: "{key}" }}
+                validation_context:
+                  trusted_ca: {{ filename: "{ca}" }}
+          filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress
+                codec_type: AUTO
+                route_config:
+                  name: local
+                  virtual_hosts:
+                    - name: shop
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: /admin }}
+                          route: {{ cluster: upstream }}
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              check_settings:
+                                context_extensions:
+                                  sessiongate.policy: admin
+                        - match: {{ prefix: / }}
+                          route: {{ cluster: upstream }}
+                http_filters:
+                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      grpc_service:
+                        envoy_grpc: {{ cluster_name: sessiongate }}
+                        timeout: 1s
+                      include_peer_certificate: true
+                      failure_mode_allow: false
+                      status_on_error: {{ code: 503 }}
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+
+  clusters:
+    - name: sessiongate
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config:
+            http2_protocol_options: {{}}
+      load_assignment:
+        cluster_name: sessiongate
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: {sg_ip}, port_value: {sg_port} }}
+    - name: upstream
+      type: STATIC
+      connect_timeout: 1s
+      load_assignment:
+        cluster_name: upstream
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: {up_ip}, port_value: {up_port} }}
+"#,
+            cert = self.tls.cert.display(),
+            key = self.tls.key.display(),
+            ca = self.tls.ca.display(),
+            sg_ip = self.sessiongate.ip(),
+            sg_port = self.sessiongate.port(),
+            up_ip = self.upstream.ip(),
+            up_port = self.upstream.port(),
+        )
+    }
+}

@@ -1,0 +1,35 @@
+//! Support shared by the integration tests (`mod support;`).
+//!
+//! # Layout
+//! - [`runtime`]: one tokio runtime per test binary, so shared servers outlive single tests.
+//! - [`pki`]: CA, Envoy's server certificate and the workloads' client certificates.
+//! - [`tokens`]: minting valid tokens from the fixture keys, and forging invalid ones.
+//! - [`echo`]: the upstream that reports the headers it received.
+//! - [`process`]: child processes that die with the test binary.
+//! - [`sessiongate`]: the real binary on an ephemeral port.
+//! - [`envoy_config`] / [`envoy`]: the Envoy 1.40 bootstrap, and running it.
+//! - [`policy`]: the sessiongate config the end-to-end tests exercise.
+//! - [`client`]: mTLS clients, one per workload.
+//! - [`reply`]: what came back, and the assertions on it.
+//! - [`stack`]: all of the above wired together.
+//!
+//! Every test binary uses a different subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod echo;
+pub mod envoy;
+pub mod envoy_config;
+pub mod pki;
+pub mod policy;
+pub mod process;
+pub mod reply;
+pub mod runtime;
+pub mod sessiongate;
+pub mod stack;
+pub mod tokens;
+
+pub use pki::Workload;
+pub use reply::SendExt;
+pub use runtime::run;
+pub use stack::Stack;

@@ -1,0 +1,99 @@
+//! Runs the real `sessiongate serve` binary on an ephemeral port.
+//!
+//! The port is learnt from the binary's own `listening` log event (JSON logs), never by sleeping
+//! and hoping: `listen.grpc: 127.0.0.1:0` lets many instances run side by side.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::process::ChildProcess;
+use super::tokens;
+
+/// How long start-up may take before the test fails; generous because the machine may be busy
+/// compiling or running other test binaries.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Sessiongate {
+    pub grpc_addr: SocketAddr,
+    /// When the binary reported it was listening: the idle-timeout start-up grace window
+    /// (issue 2, section 6) is measured from about here.
+    pub started: Instant,
+    pub config_path: PathBuf,
+    process: ChildProcess,
+}
+
+/// The path of the binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sessiongate"))
+}
+
+impl Sessiongate {
+    /// Writes `config_yaml` to `dir/sessiongate.yaml`, copies the fixture JWKS beside it as
+    /// `jwks.json` (the config refers to it relatively), starts the binary and waits for its
+    /// `listening` event.
+    pub async fn start(dir: &Path, config_yaml: &str) -> Sessiongate {
+        let config_path = dir.join("sessiongate.yaml");
+        std::fs::write(&config_path, config_yaml).expect("write sessiongate.yaml");
+        std::fs::copy(tokens::jwks_path(), dir.join("jwks.json")).expect("copy jwks.json");
+
+        let (process, mut lines) = ChildProcess::spawn(
+            "sessiongate",
+            &binary(),
+            [
+                "serve".as_ref(),
+                "--config".as_ref(),
+                config_path.as_os_str(),
+                "--log-format".as_ref(),
+                "json".as_ref(),
+            ],
+            dir,
+            // Pin the log level so a developer's RUST_LOG cannot hide the `listening` event.
+            &[("RUST_LOG", "info")],
+        );
+
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.recv().await {
+                if let Some(addr) = listening_addr(&line) {
+                    return Some(addr);
+                }
+            }
+            None
+        })
+        .await;
+        let grpc_addr = match found {
+            Ok(Some(addr)) => addr,
+            Ok(None) => panic!(
+                "sessiongate exited before listening\n{}",
+                process.output()
+            ),
+            Err(_) => panic!(
+                "sessiongate did not report `listening` within {START_TIMEOUT:?}\n{}",
+                process.output()
+            ),
+        };
+        Sessiongate {
+            grpc_addr,
+            started: Instant::now(),
+            config_path,
+            process,
+        }
+    }
+
+    /// The binary's recent log lines, to attach to a failing assertion.
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+}
+
+/// Recognises `{"fields":{"message":"listening","listener":"grpc","addr":"…"},…}`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = event.get("fields")?;
+    if fields.get("message")?.as_str()? != "listening"
+        || fields.get("listener")?.as_str()? != "grpc"
+    {
+        return None;
+    }
+    fields.get("addr")?.as_str()?.parse().ok()
+}

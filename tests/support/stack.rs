@@ -1,0 +1,119 @@
+//! The whole chain a request travels in production, wired on loopback:
+//! mTLS client → Envoy (ext_authz) → sessiongate, and on allow → echo upstream.
+//!
+//! Starting Envoy and sessiongate costs about a second, so the tests share one stack per test
+//! binary ([`Stack::shared`]); only scenarios that need a different sessiongate config (the idle
+//! timeout) or a broken one start their own.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+
+use tempfile::TempDir;
+use tokio::sync::OnceCell;
+
+use super::client::mtls_client;
+use super::echo;
+use super::envoy::Envoy;
+use super::envoy_config::EnvoyConfig;
+use super::pki::{Pki, Workload};
+use super::policy;
+use super::sessiongate::Sessiongate;
+
+pub struct Stack {
+    pub envoy: Envoy,
+    /// `None` for [`Stack::without_sessiongate`].
+    pub sessiongate: Option<Sessiongate>,
+    pub upstream: SocketAddr,
+    clients: HashMap<Workload, reqwest::Client>,
+    /// Holds the configs, certificates and JWKS the processes read; removed on drop.
+    _dir: TempDir,
+}
+
+impl Stack {
+    /// The stack most tests share: [`policy::sessiongate_yaml`] without an idle timeout.
+    pub async fn shared() -> &'static Stack {
+        static SHARED: OnceCell<Stack> = OnceCell::const_new();
+        SHARED
+            .get_or_init(|| async { Stack::start(&policy::sessiongate_yaml(None)).await })
+            .await
+    }
+
+    /// A fresh stack with its own sessiongate config.
+    pub async fn start(sessiongate_yaml: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("stack temp dir");
+        let upstream = echo::spawn().await;
+        let sessiongate = Sessiongate::start(dir.path(), sessiongate_yaml).await;
+        let envoy = start_envoy(dir.path(), sessiongate.grpc_addr, upstream).await;
+        Stack::assemble(envoy, Some(sessiongate), upstream, dir)
+    }
+
+    /// Envoy whose ext_authz cluster points at a port nobody listens on: proves Envoy fails
+    /// closed (`failure_mode_allow: false`, `status_on_error: 503`) when sessiongate is down.
+    pub async fn without_sessiongate() -> Stack {
+        let dir = tempfile::tempdir().expect("stack temp dir");
+        let upstream = echo::spawn().await;
+        let dead = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("reserve a port");
+            listener.local_addr().expect("reserved address")
+        };
+        let envoy = start_envoy(dir.path(), dead, upstream).await;
+        Stack::assemble(envoy, None, upstream, dir)
+    }
+
+    fn assemble(
+        envoy: Envoy,
+        sessiongate: Option<Sessiongate>,
+        upstream: SocketAddr,
+        dir: TempDir,
+    ) -> Stack {
+        let pki = Pki::shared();
+        let clients = Workload::ALL
+            .into_iter()
+            .map(|w| (w, mtls_client(pki, w, envoy.listener)))
+            .collect();
+        Stack {
+            envoy,
+            sessiongate,
+            upstream,
+            clients,
+            _dir: dir,
+        }
+    }
+
+    /// `https://localhost:<port><path>`; the clients resolve `localhost` to Envoy.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.envoy.listener.port())
+    }
+
+    pub fn client(&self, workload: Workload) -> &reqwest::Client {
+        &self.clients[&workload]
+    }
+
+    pub fn get(&self, workload: Workload, path: &str) -> reqwest::RequestBuilder {
+        self.client(workload).get(self.url(path))
+    }
+
+    pub fn post(&self, workload: Workload, path: &str) -> reqwest::RequestBuilder {
+        self.client(workload).post(self.url(path))
+    }
+
+    /// Recent Envoy and sessiongate output, for a test that wants to explain a failure.
+    pub fn output(&self) -> String {
+        let sessiongate = self
+            .sessiongate
+            .as_ref()
+            .map(Sessiongate::output)
+            .unwrap_or_default();
+        format!("{}\n{sessiongate}", self.envoy.output())
+    }
+}
+
+async fn start_envoy(dir: &std::path::Path, sessiongate: SocketAddr, upstream: SocketAddr) -> Envoy {
+    let tls = Pki::shared().write_server_files(dir);
+    let config = EnvoyConfig {
+        tls: &tls,
+        sessiongate,
+        upstream,
+    };
+    Envoy::start(dir, &config.render()).await
+}
