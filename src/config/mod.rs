@@ -1,0 +1,365 @@
+//! Configuration: read once, validated whole, compiled into the [`Policy`] and server settings.
+//!
+//! Every error names the file, the key (as a path such as `routes[2].max_token_age`) and what
+//! is wrong, so an operator can fix it without reading code. Loading is all-or-nothing: a
+//! config that fails any check is never partly applied.
+
+mod schema;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use schema::ConfigFile;
+use schema::{IssuerSection, RouteSection};
+
+use crate::policy::{BindingRules, Policy, SessionRules};
+use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
+use crate::token::{ClaimRules, IssuerRules, JwksFile, SigningAlgorithm, TokenVerifier, TypRule};
+use crate::workload::WorkloadPattern;
+
+/// Largest accepted `session.cache_capacity`; beyond it a typo (an extra zero or three) would
+/// let the cache grow past any pod's memory limit.
+pub const MAX_CACHE_CAPACITY: u64 = 50_000_000;
+
+/// Largest config file read (1 MiB); a bigger one is a mistake, not a policy.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A configuration problem, always naming file, key and problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {message}")]
+    Unreadable {
+        /// The config file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A key has a wrong or inconsistent value.
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// The offending key, as a path (`routes[1].scopes[0]`).
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// An issuer's key source as configured.
+#[derive(Debug, Clone)]
+pub struct IssuerKeys {
+    /// The issuer the keys belong to.
+    pub issuer: Arc<str>,
+    /// Where they come from.
+    pub source: JwksFile,
+}
+
+/// A loaded, valid configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Where the ext_authz gRPC server listens.
+    pub grpc_listen: SocketAddr,
+    /// Most sessions cached at once.
+    pub cache_capacity: u64,
+    /// Tolerated clock skew (also extends cache entries past `exp`).
+    pub clock_skew: Duration,
+    /// Key sources, one per issuer.
+    pub keys: Vec<IssuerKeys>,
+    /// The compiled policy.
+    pub policy: Policy,
+}
+
+/// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
+/// too, so `check-config` catches a broken key file before a rollout does.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let unreadable = |message: String| ConfigError::Unreadable { file: file.to_owned(), message };
+    let metadata = std::fs::metadata(file).map_err(|e| unreadable(e.to_string()))?;
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(unreadable(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| unreadable(e.to_string()))?;
+    let raw = parse(file, &text)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    Compiler { file, base }.compile(raw)
+}
+
+/// Parses YAML text into the file schema, naming the key at which parsing failed.
+pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let mut problem = error.into_inner().to_string();
+        // The YAML library prefixes its own (shorter) path; the full key is reported already.
+        if let Some((prefix, rest)) = problem.split_once(": ")
+            && !prefix.contains(' ')
+            && key.starts_with(prefix)
+        {
+            problem = rest.to_owned();
+        }
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            key: if key == "." { "(top level)".to_owned() } else { key },
+            problem,
+        }
+    })
+}
+
+struct Compiler<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Compiler<'_> {
+    fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { file: self.file.to_owned(), key: key.into(), problem: problem.into() }
+    }
+
+    fn compile(&self, raw: ConfigFile) -> Result<Config, ConfigError> {
+        let grpc_listen: SocketAddr = raw
+            .listen
+            .grpc
+            .parse()
+            .map_err(|_| self.invalid("listen.grpc", format!("`{}` is not an address like 127.0.0.1:9191", raw.listen.grpc)))?;
+        let session = &raw.session;
+        if session.cache_capacity == 0 || session.cache_capacity > MAX_CACHE_CAPACITY {
+            return Err(self.invalid(
+                "session.cache_capacity",
+                format!("must be between 1 and {MAX_CACHE_CAPACITY}, got {}", session.cache_capacity),
+            ));
+        }
+        self.positive("session.max_token_age", session.max_token_age)?;
+        if let Some(age) = session.max_auth_age {
+            self.positive("session.max_auth_age", age)?;
+        }
+        if let Some(idle) = session.idle_timeout {
+            self.positive("session.idle_timeout", idle)?;
+        }
+        if session.clock_skew > Duration::from_secs(300) {
+            return Err(self.invalid("session.clock_skew", "more than 5m would accept long-expired tokens"));
+        }
+        if !is_claim_name(&session.scope_claim) {
+            return Err(self.invalid("session.scope_claim", "must be a non-empty claim name"));
+        }
+        if let Some(claim) = &raw.binding.claim
+            && !is_claim_name(claim)
+        {
+            return Err(self.invalid("binding.claim", "must be a non-empty claim name"));
+        }
+        if raw.binding.require_claim && raw.binding.claim.is_none() {
+            return Err(self.invalid("binding.require_claim", "needs binding.claim to name the claim"));
+        }
+        if raw.issuers.is_empty() {
+            return Err(self.invalid("issuers", "at least one issuer is required"));
+        }
+        let mut issuer_rules = Vec::new();
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for (index, issuer) in raw.issuers.iter().enumerate() {
+            let key = format!("issuers[{index}]");
+            if !seen.insert(issuer.issuer.as_str()) {
+                return Err(self.invalid(format!("{key}.issuer"), format!("`{}` is listed twice", issuer.issuer)));
+            }
+            let (rules, source) = self.issuer(&key, issuer)?;
+            keys.push(IssuerKeys { issuer: Arc::clone(&rules.issuer), source });
+            issuer_rules.push(rules);
+        }
+        let routes = self.routes(&raw)?;
+        let claims = ClaimRules {
+            scope_claim: raw.session.scope_claim.as_str().into(),
+            binding_claim: raw.binding.claim.as_deref().map(Into::into),
+        };
+        Ok(Config {
+            file: self.file.to_owned(),
+            grpc_listen,
+            cache_capacity: session.cache_capacity,
+            clock_skew: session.clock_skew,
+            keys,
+            policy: Policy {
+                routes,
+                verifier: TokenVerifier::new(issuer_rules, claims),
+                session: SessionRules { idle_timeout: session.idle_timeout, clock_skew: session.clock_skew },
+                binding: BindingRules {
+                    claim: raw.binding.claim.as_deref().map(Into::into),
+                    require_claim: raw.binding.require_claim,
+                    pin_first_workload: raw.binding.pin_first_workload,
+                },
+            },
+        })
+    }
+
+    fn positive(&self, key: &str, value: Duration) -> Result<(), ConfigError> {
+        if value.is_zero() { Err(self.invalid(key, "must be greater than zero")) } else { Ok(()) }
+    }
+
+    fn issuer(&self, key: &str, issuer: &IssuerSection) -> Result<(IssuerRules, JwksFile), ConfigError> {
+        if issuer.issuer.is_empty() {
+            return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
+        }
+        if issuer.audiences.is_empty() || issuer.audiences.iter().any(String::is_empty) {
+            return Err(self.invalid(format!("{key}.audiences"), "list at least one non-empty audience"));
+        }
+        if issuer.algorithms.is_empty() {
+            return Err(self.invalid(format!("{key}.algorithms"), "list at least one algorithm"));
+        }
+        let mut algorithms = Vec::new();
+        for (index, name) in issuer.algorithms.iter().enumerate() {
+            let algorithm = SigningAlgorithm::from_jose(name).ok_or_else(|| {
+                let supported: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.jose_name()).collect();
+                let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
+                    "unsigned and symmetric algorithms are never accepted".to_owned()
+                } else {
+                    "is not supported".to_owned()
+                };
+                self.invalid(
+                    format!("{key}.algorithms[{index}]"),
+                    format!("`{name}` {why}; supported: {}", supported.join(", ")),
+                )
+            })?;
+            algorithms.push(algorithm);
+        }
+        let jwks_path = issuer
+            .jwks_file
+            .as_ref()
+            .ok_or_else(|| self.invalid(format!("{key}.jwks_file"), "is required (the issuer's public keys)"))?;
+        let source = JwksFile::new(self.base.join(jwks_path));
+        let parsed = source
+            .load_now()
+            .map_err(|e| self.invalid(format!("{key}.jwks_file"), e.to_string()))?;
+        for skipped in &parsed.skipped {
+            tracing::warn!(file = %self.file.display(), key = %format!("{key}.jwks_file"), "skipping {skipped}");
+        }
+        let typ = match issuer.require_typ.as_deref() {
+            None => TypRule::AccessTokenOrJwt,
+            Some("") => return Err(self.invalid(format!("{key}.require_typ"), "must not be empty")),
+            Some(typ) => TypRule::Exactly(typ.into()),
+        };
+        let rules = IssuerRules {
+            issuer: issuer.issuer.as_str().into(),
+            audiences: issuer.audiences.iter().map(|a| a.as_str().into()).collect(),
+            algorithms: algorithms.into(),
+            typ,
+        };
+        Ok((rules, source))
+    }
+
+    fn routes(&self, raw: &ConfigFile) -> Result<RouteTable, ConfigError> {
+        let mut names = HashSet::new();
+        let mut routes = Vec::new();
+        for (index, section) in raw.routes.iter().enumerate() {
+            let key = format!("routes[{index}]");
+            if section.name.is_empty() {
+                return Err(self.invalid(format!("{key}.name"), "must not be empty"));
+            }
+            if !names.insert(section.name.as_str()) {
+                return Err(self.invalid(format!("{key}.name"), format!("`{}` is used by an earlier route", section.name)));
+            }
+            routes.push(self.route(&key, section, raw)?);
+        }
+        Ok(RouteTable::new(routes))
+    }
+
+    fn route(&self, key: &str, section: &RouteSection, raw: &ConfigFile) -> Result<Route, ConfigError> {
+        let conditions = self.conditions(key, section)?;
+        let access = if section.public {
+            for (field, set) in [
+                ("scopes", !section.scopes.is_empty()),
+                ("max_token_age", section.max_token_age.is_some()),
+                ("max_auth_age", section.max_auth_age.is_some()),
+            ] {
+                if set {
+                    return Err(self.invalid(format!("{key}.{field}"), "a public route takes no token, so this would never apply"));
+                }
+            }
+            RouteAccess::Public
+        } else {
+            for (index, scope) in section.scopes.iter().enumerate() {
+                let valid = !scope.is_empty()
+                    && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+                if !valid {
+                    return Err(self.invalid(format!("{key}.scopes[{index}]"), format!("`{scope}` is not a valid OAuth scope")));
+                }
+            }
+            let max_token_age = section.max_token_age.unwrap_or(raw.session.max_token_age);
+            self.positive(&format!("{key}.max_token_age"), max_token_age)?;
+            let max_auth_age = section.max_auth_age.or(raw.session.max_auth_age);
+            if let Some(age) = section.max_auth_age {
+                self.positive(&format!("{key}.max_auth_age"), age)?;
+            }
+            RouteAccess::Session(SessionRequirements {
+                scopes: section.scopes.iter().map(|s| s.as_str().into()).collect(),
+                scope_challenge: section.scopes.join(" ").into(),
+                max_token_age,
+                max_auth_age,
+            })
+        };
+        let workloads = match &section.workloads {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(self.invalid(format!("{key}.workloads"), "an empty list would deny every caller; remove the key to allow any"));
+            }
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(index, entry)| {
+                        WorkloadPattern::parse(entry).map_err(|e| self.invalid(format!("{key}.workloads[{index}]"), e.to_string()))
+                    })
+                    .collect::<Result<Box<[_]>, _>>()?,
+            ),
+        };
+        Ok(Route { name: section.name.as_str().into(), conditions, access, workloads })
+    }
+
+    fn conditions(&self, key: &str, section: &RouteSection) -> Result<RouteConditions, ConfigError> {
+        let mut methods = Vec::new();
+        for (index, method) in section.methods.iter().flatten().enumerate() {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(self.invalid(format!("{key}.methods[{index}]"), format!("`{method}` is not an upper-case HTTP method")));
+            }
+            methods.push(method.as_str().into());
+        }
+        if section.methods.as_ref().is_some_and(Vec::is_empty) {
+            return Err(self.invalid(format!("{key}.methods"), "an empty list matches nothing; remove the key to match any method"));
+        }
+        for (field, value) in [("path", &section.path), ("path_prefix", &section.path_prefix)] {
+            if let Some(path) = value
+                && !path.starts_with('/')
+            {
+                return Err(self.invalid(format!("{key}.{field}"), format!("`{path}` must start with /")));
+            }
+        }
+        let mut hosts = Vec::new();
+        for (index, host) in section.hosts.iter().flatten().enumerate() {
+            if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+                return Err(self.invalid(format!("{key}.hosts[{index}]"), format!("`{host}` must be a host name without port")));
+            }
+            hosts.push(host.to_ascii_lowercase().into());
+        }
+        if section.hosts.as_ref().is_some_and(Vec::is_empty) {
+            return Err(self.invalid(format!("{key}.hosts"), "an empty list matches nothing; remove the key to match any host"));
+        }
+        if section.policy.as_ref().is_some_and(String::is_empty) {
+            return Err(self.invalid(format!("{key}.policy"), "must not be empty"));
+        }
+        Ok(RouteConditions {
+            methods: methods.into(),
+            path: section.path.as_deref().map(Into::into),
+            path_prefix: section.path_prefix.as_deref().map(Into::into),
+            hosts: hosts.into(),
+            policy: section.policy.as_deref().map(Into::into),
+        })
+    }
+}
+
+fn is_claim_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! The configuration file's shape, exactly as operators write it (YAML).
+//!
+//! Every struct refuses unknown keys: a misspelt `max_token_age` silently ignored would leave a
+//! route less protected than its author believes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Listener addresses.
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// Trusted token issuers.
+    pub issuers: Vec<IssuerSection>,
+    /// Session-wide rules.
+    #[serde(default)]
+    pub session: SessionSection,
+    /// Workload binding.
+    #[serde(default)]
+    pub binding: BindingSection,
+    /// Ordered routes; first match wins.
+    pub routes: Vec<RouteSection>,
+}
+
+/// `listen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// The ext_authz gRPC listener (`host:port`; port 0 picks a free one).
+    #[serde(default = "default_grpc_listen")]
+    pub grpc: String,
+}
+
+impl Default for ListenSection {
+    fn default() -> Self {
+        ListenSection { grpc: default_grpc_listen() }
+    }
+}
+
+fn default_grpc_listen() -> String {
+    "127.0.0.1:9191".to_owned()
+}
+
+/// One entry of `issuers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences; `aud` must contain one.
+    pub audiences: Vec<String>,
+    /// JWKS file (relative to the config file's folder).
+    pub jwks_file: Option<PathBuf>,
+    /// Allowed signature algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Required JOSE `typ` (e.g. `at+jwt`).
+    pub require_typ: Option<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned(), "EdDSA".to_owned()]
+}
+
+/// `session`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// Longest accepted `now - iat`.
+    #[serde(default = "default_max_token_age", deserialize_with = "duration")]
+    pub max_token_age: Duration,
+    /// Longest accepted `now - auth_time`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_auth_age: Option<Duration>,
+    /// Longest gap between allowed requests of one session.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Tolerated clock difference with issuers.
+    #[serde(default = "default_clock_skew", deserialize_with = "duration")]
+    pub clock_skew: Duration,
+    /// Most sessions cached at once.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: u64,
+    /// Claim holding the granted scopes.
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        SessionSection {
+            max_token_age: default_max_token_age(),
+            max_auth_age: None,
+            idle_timeout: None,
+            clock_skew: default_clock_skew(),
+            cache_capacity: default_cache_capacity(),
+            scope_claim: default_scope_claim(),
+        }
+    }
+}
+
+fn default_max_token_age() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_cache_capacity() -> u64 {
+    100_000
+}
+
+fn default_scope_claim() -> String {
+    "scope".to_owned()
+}
+
+/// `binding`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSection {
+    /// Claim that must equal the caller's SPIFFE ID.
+    pub claim: Option<String>,
+    /// Deny tokens lacking `claim`.
+    #[serde(default)]
+    pub require_claim: bool,
+    /// Pin sessions to their first workload.
+    #[serde(default)]
+    pub pin_first_workload: bool,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Unique name.
+    pub name: String,
+    /// Methods matched (any if absent).
+    pub methods: Option<Vec<String>>,
+    /// Path prefix matched.
+    pub path_prefix: Option<String>,
+    /// Exact path matched.
+    pub path: Option<String>,
+    /// Hosts matched (any if absent).
+    pub hosts: Option<Vec<String>>,
+    /// Envoy `context_extensions["sessiongate.policy"]` matched.
+    pub policy: Option<String>,
+    /// No token needed.
+    #[serde(default)]
+    pub public: bool,
+    /// Scopes required.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Overrides `session.max_token_age`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_token_age: Option<Duration>,
+    /// Overrides `session.max_auth_age`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_auth_age: Option<Duration>,
+    /// Callers allowed (SPIFFE IDs, `*` suffix for prefixes).
+    pub workloads: Option<Vec<String>>,
+}
+
+fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
+    humantime::parse_duration(text).map_err(|e| {
+        E::custom(format!("`{text}` is not a duration ({e}); write e.g. 30s, 15m, 8h"))
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(deserializer)?)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| parse_duration(&text))
+        .transpose()
+}

@@ -1,0 +1,222 @@
+//! **Why was this request denied?** The whole answer is in this file.
+//!
+//! Pure functions, no I/O: the clock, the verified token and the session's cached state are
+//! arguments, so every rule is tested exactly (see the tests at the bottom, one per rule).
+//!
+//! A request is judged in two steps, because verifying a signature costs far more than anything
+//! else and must happen only once per session:
+//! 1. [`admit`]: pick the route (`no_route`), let public routes through, and read the bearer
+//!    credential (`missing_token`, `bad_request`).
+//! 2. [`decide`]: once the token is verified (or found in the cache), judge the session against
+//!    the route on *every* request: key still trusted, `exp`/`nbf`, token age, authentication
+//!    age, idleness, certificate binding (`cnf`), replay (pinning), binding claim, allowed
+//!    workloads, scopes. Authentication failures (401) are checked before authorization (403),
+//!    so a client that must fetch a new token learns that first.
+
+use std::time::Duration;
+
+use crate::deny::{Deny, DenyReason};
+use crate::policy::{BindingRules, SessionRules};
+use crate::request::RequestFacts;
+use crate::route::{Route, RouteAccess, RouteTable, SessionRequirements};
+use crate::time::UnixTime;
+use crate::token::{Confirmation, CredentialError, TokenError, VerifiedToken, bearer_token};
+use crate::workload::{Caller, PinnedWorkload, SpiffeId};
+
+/// Outcome of the first step for a request that may proceed.
+#[derive(Debug)]
+pub enum Admission<'p, 'r> {
+    /// A public route: allow without a token.
+    Public(&'p Route),
+    /// A route needing a session; `token` is the bearer credential to verify.
+    Bearer {
+        /// The matched route.
+        route: &'p Route,
+        /// What the route demands of the session.
+        requirements: &'p SessionRequirements,
+        /// The compact JWS from the `Authorization` header.
+        token: &'r str,
+    },
+}
+
+/// Step 1: route, public access, bearer credential.
+pub fn admit<'p, 'r>(routes: &'p RouteTable, request: &RequestFacts<'r>) -> Result<Admission<'p, 'r>, Deny> {
+    let route = routes
+        .find(request)
+        .ok_or_else(|| Deny::new(DenyReason::NoRoute, "no route matches the request"))?;
+    let requirements = match &route.access {
+        RouteAccess::Public => {
+            if !route.admits_workload(SpiffeId::parse(request.peer.principal)) {
+                return Err(workload_not_allowed());
+            }
+            return Ok(Admission::Public(route));
+        }
+        RouteAccess::Session(requirements) => requirements,
+    };
+    match bearer_token(request.authorization) {
+        Ok(Some(token)) => Ok(Admission::Bearer { route, requirements, token }),
+        Ok(None) => Err(Deny::new(DenyReason::MissingToken, "a bearer token is required")),
+        Err(error) => Err(bad_request(error)),
+    }
+}
+
+fn bad_request(error: CredentialError) -> Deny {
+    Deny::new(DenyReason::BadRequest, error.to_string())
+}
+
+fn workload_not_allowed() -> Deny {
+    Deny::new(DenyReason::WorkloadNotAllowed, "caller is not allowed on this route")
+}
+
+/// The denial for a token that failed verification.
+pub fn token_rejected(error: &TokenError) -> Deny {
+    let reason = match error {
+        TokenError::Malformed(_) => DenyReason::MalformedToken,
+        TokenError::BadSignature => DenyReason::BadSignature,
+        TokenError::UnknownIssuer => DenyReason::UnknownIssuer,
+        TokenError::UnknownKey => DenyReason::UnknownKey,
+        TokenError::WrongAudience => DenyReason::WrongAudience,
+        TokenError::DisallowedAlgorithm(_) => DenyReason::DisallowedAlgorithm,
+    };
+    let description: std::borrow::Cow<'static, str> = match error {
+        TokenError::Malformed(what) | TokenError::DisallowedAlgorithm(what) => (*what).into(),
+        other => other.to_string().into(),
+    };
+    Deny::new(reason, description)
+}
+
+/// The denial when another workload won the race to pin a fresh session.
+pub fn replayed() -> Deny {
+    Deny::new(DenyReason::SessionReplayed, "session is bound to another workload")
+}
+
+/// What this process has seen of a session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionHistory<'a> {
+    /// When a request of the session was last allowed here; `None` if never.
+    pub last_allowed: Option<UnixTime>,
+    /// The workload the session is pinned to, if any.
+    pub pinned: Option<&'a PinnedWorkload>,
+}
+
+/// The clock as the decision needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// The instant the request is judged at.
+    pub now: UnixTime,
+    /// When this process started; idle rules forgive unseen sessions for one idle timeout
+    /// after it, because a restart forgets every session's history.
+    pub started_at: UnixTime,
+}
+
+/// The rules that apply, borrowed from the current policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'p> {
+    /// The route's session requirements.
+    pub route: &'p Route,
+    /// Its session requirements.
+    pub requirements: &'p SessionRequirements,
+    /// Session-wide time rules.
+    pub session: &'p SessionRules,
+    /// Workload binding rules.
+    pub binding: &'p BindingRules,
+}
+
+/// Step 2: judge a verified session for this request. `Ok(())` allows it; the caller then
+/// records the allowed request and pins the session (see [`crate::gate`]).
+pub fn decide(
+    token: &VerifiedToken,
+    history: SessionHistory<'_>,
+    caller: &Caller<'_>,
+    rules: Rules<'_>,
+    clock: Clock,
+) -> Result<(), Deny> {
+    let now = clock.now;
+    let skew = rules.session.clock_skew;
+    if token.key.is_retired() {
+        return Err(Deny::new(DenyReason::UnknownKey, "signing key was removed from the issuer's key set"));
+    }
+    if now > token.expires_at.plus(skew) {
+        return Err(Deny::new(DenyReason::Expired, "token has expired"));
+    }
+    if token.not_before.is_some_and(|nbf| nbf > now.plus(skew)) {
+        return Err(Deny::new(DenyReason::NotYetValid, "token is not valid yet (nbf)"));
+    }
+    let Some(issued_at) = token.issued_at else {
+        return Err(Deny::new(DenyReason::TokenTooOld, "token has no iat, so its age is unbounded"));
+    };
+    if issued_at > now.plus(skew) {
+        return Err(Deny::new(DenyReason::NotYetValid, "token is issued in the future (iat)"));
+    }
+    if now.since(issued_at) > rules.requirements.max_token_age {
+        return Err(Deny::new(DenyReason::TokenTooOld, "token is older than the route allows"));
+    }
+    if let (Some(max_auth_age), Some(auth_time)) = (rules.requirements.max_auth_age, token.auth_time)
+        && now.since(auth_time) > max_auth_age
+    {
+        return Err(Deny::auth_too_old(max_auth_age.as_secs()));
+    }
+    if let Some(idle_timeout) = rules.session.idle_timeout {
+        check_idle(issued_at, history.last_allowed, idle_timeout, clock)?;
+    }
+    match token.confirmation {
+        Confirmation::None => {}
+        Confirmation::Certificate(bound) => {
+            if caller.thumbprint != Some(bound) {
+                return Err(Deny::new(
+                    DenyReason::CnfMismatch,
+                    "token is bound to a different client certificate",
+                ));
+            }
+        }
+        Confirmation::Unsupported => {
+            return Err(Deny::new(DenyReason::CnfMismatch, "token uses an unsupported confirmation method"));
+        }
+    }
+    if rules.binding.pin_first_workload
+        && let Some(pinned) = history.pinned
+        && !caller.is(pinned)
+    {
+        return Err(replayed());
+    }
+    if rules.binding.claim.is_some() {
+        match (&token.binding_claim, caller.spiffe_id) {
+            (Some(claimed), Some(id)) if **claimed == *id.as_str() => {}
+            (Some(_), _) => {
+                return Err(Deny::new(DenyReason::WorkloadMismatch, "token is bound to another workload"));
+            }
+            (None, _) if rules.binding.require_claim => {
+                return Err(Deny::new(DenyReason::WorkloadMismatch, "token lacks the workload binding claim"));
+            }
+            (None, _) => {}
+        }
+    }
+    if !rules.route.admits_workload(caller.spiffe_id) {
+        return Err(workload_not_allowed());
+    }
+    if !rules.requirements.scopes.iter().all(|scope| token.scopes.contains(scope)) {
+        return Err(Deny::insufficient_scope(&rules.requirements.scope_challenge));
+    }
+    Ok(())
+}
+
+/// A session is idle when no request was allowed for `idle_timeout`. One never allowed here is
+/// judged from its `iat`, except during the first `idle_timeout` after start-up, when a restart
+/// has forgotten every history and unseen sessions are adopted instead.
+fn check_idle(issued_at: UnixTime, last_allowed: Option<UnixTime>, idle_timeout: Duration, clock: Clock) -> Result<(), Deny> {
+    let idle = match last_allowed {
+        Some(last) => clock.now.since(last) > idle_timeout,
+        None => {
+            let in_start_up_grace = clock.now.since(clock.started_at) <= idle_timeout;
+            !in_start_up_grace && clock.now.since(issued_at) > idle_timeout
+        }
+    };
+    if idle {
+        Err(Deny::new(DenyReason::SessionIdle, "session has been idle longer than allowed"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

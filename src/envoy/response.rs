@@ -1,0 +1,198 @@
+//! [`Outcome`] → `CheckResponse`.
+//!
+//! Two Envoy facts shape this file (verified against Envoy's source):
+//! - a `CheckResponse` whose `status` is unset reads as code 0 and *allows* the request, so
+//!   every response sets its status explicitly, and a denial is a non-zero status plus an
+//!   explicit `denied_response`;
+//! - for `OkHttpResponse.headers` Envoy 1.40 honours only the deprecated `append` flag, so the
+//!   identity headers are set with `append: false` (overwrite, defeating a spoofed value), and
+//!   `headers_to_remove` lists only the client's *other* `x-sessiongate-*` headers (removal runs
+//!   after the sets, so listing the four would delete what was just set).
+
+use std::borrow::Cow;
+
+use envoy_types::ext_authz::v3::pb::{
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
+    OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::rpc;
+
+use crate::deny::{Deny, DenyReason};
+use crate::gate::Outcome;
+use crate::workload::SpiffeId;
+
+/// Prefix of every header sessiongate owns; clients may never set one.
+pub const HEADER_PREFIX: &str = "x-sessiongate-";
+/// The verified `sub`.
+pub const SUBJECT_HEADER: &str = "x-sessiongate-subject";
+/// The granted scopes, space-separated.
+pub const SCOPES_HEADER: &str = "x-sessiongate-scopes";
+/// The caller's SPIFFE ID.
+pub const WORKLOAD_HEADER: &str = "x-sessiongate-workload";
+/// A short hash identifying the session (never the token).
+pub const SESSION_HEADER: &str = "x-sessiongate-session";
+
+/// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
+mod code {
+    pub const OK: i32 = 0;
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
+
+/// The response for `outcome`. `client_headers` are the request's header names, from which
+/// spoofed `x-sessiongate-*` headers are found; `principal` is the peer's `source.principal`.
+pub fn check_response<'a>(
+    outcome: &Outcome,
+    principal: &str,
+    client_headers: impl Iterator<Item = &'a str>,
+) -> CheckResponse {
+    match &outcome.verdict {
+        Ok(()) => allowed(outcome, principal, client_headers),
+        Err(deny) => denied(deny),
+    }
+}
+
+/// An allow: identity headers for the upstream, spoofed headers removed.
+fn allowed<'a>(outcome: &Outcome, principal: &str, client_headers: impl Iterator<Item = &'a str>) -> CheckResponse {
+    let mut headers = Vec::with_capacity(4);
+    if let Some((key, session)) = &outcome.session {
+        let token = &session.token;
+        if let Some(subject) = &token.subject {
+            headers.push(overwrite(SUBJECT_HEADER, header_safe(subject).into_owned()));
+        }
+        headers.push(overwrite(SCOPES_HEADER, token.scopes.as_str().to_owned()));
+        headers.push(overwrite(SESSION_HEADER, key.short().as_str().to_owned()));
+        if let Some(id) = SpiffeId::parse(principal) {
+            headers.push(overwrite(WORKLOAD_HEADER, id.as_str().to_owned()));
+        }
+    }
+    let headers_to_remove = client_headers
+        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX))
+        .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
+        .map(str::to_owned)
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status { code: code::OK, ..Default::default() }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A denial: an explicit non-OK status and the HTTP response the client gets.
+pub fn denied(deny: &Deny) -> CheckResponse {
+    let grpc_code = match deny.reason.http_status() {
+        401 => code::UNAUTHENTICATED,
+        403 => code::PERMISSION_DENIED,
+        400 => code::INVALID_ARGUMENT,
+        _ => code::UNAVAILABLE,
+    };
+    let mut headers = vec![
+        overwrite("content-type", "application/json".to_owned()),
+        overwrite("cache-control", "no-store".to_owned()),
+    ];
+    if let Some(challenge) = deny.www_authenticate() {
+        headers.push(overwrite("www-authenticate", challenge));
+    }
+    CheckResponse {
+        status: Some(rpc::Status { code: grpc_code, message: deny.reason.as_str().to_owned(), ..Default::default() }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: i32::from(deny.reason.http_status()) }),
+            headers,
+            body: deny.body(),
+        })),
+        ..Default::default()
+    }
+}
+
+/// The response when sessiongate itself cannot judge the request; still a denial (fail
+/// closed), never a gRPC error that `failure_mode_allow` could turn into an allow.
+pub fn internal_error(description: &'static str) -> CheckResponse {
+    denied(&Deny::new(DenyReason::InternalError, description))
+}
+
+#[allow(deprecated)] // `append` is deprecated but is the flag Envoy 1.40 honours for ok responses.
+fn overwrite(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: key.to_owned(), value, ..Default::default() }),
+        append: Some(BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn has_prefix_ignore_case(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// Percent-encodes anything outside printable ASCII (and `%` itself), so a claim can never
+/// inject a header line or an invalid header value.
+fn header_safe(value: &str) -> Cow<'_, str> {
+    let safe = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
+    if value.bytes().all(safe) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for b in value.bytes() {
+        if safe(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_cannot_carry_control_characters() {
+        assert_eq!(header_safe("alice"), "alice");
+        assert_eq!(header_safe("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
+        assert_eq!(header_safe("100%"), "100%25");
+        assert_eq!(header_safe("zoë"), "zo%C3%AB");
+    }
+
+    #[test]
+    fn a_denial_always_has_a_non_ok_status_and_a_denied_response() {
+        for reason in DenyReason::ALL {
+            let response = denied(&Deny::new(reason, "x"));
+            let status = response.status.expect("status is always set");
+            assert_ne!(status.code, code::OK, "{reason}");
+            let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+                panic!("{reason}: no denied response");
+            };
+            assert_eq!(denied.status.unwrap().code, i32::from(reason.http_status()));
+            let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+            assert_eq!(body["reason"], reason.as_str());
+        }
+    }
+
+    #[test]
+    fn grpc_status_follows_the_http_decision() {
+        let code_of = |reason| denied(&Deny::new(reason, "x")).status.unwrap().code;
+        assert_eq!(code_of(DenyReason::Expired), code::UNAUTHENTICATED);
+        assert_eq!(code_of(DenyReason::NoRoute), code::PERMISSION_DENIED);
+        assert_eq!(code_of(DenyReason::BadRequest), code::INVALID_ARGUMENT);
+        assert_eq!(code_of(DenyReason::InternalError), code::UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_public_allow_removes_every_client_sessiongate_header() {
+        let outcome = Outcome { route: Some("health".into()), verdict: Ok(()), session: None };
+        let names = ["x-sessiongate-subject", "X-Sessiongate-Evil", "accept", "x-session"];
+        let response = check_response(&outcome, "", names.into_iter());
+        assert_eq!(response.status.unwrap().code, code::OK);
+        let Some(HttpResponse::OkResponse(ok)) = response.http_response else { panic!("not ok") };
+        assert!(ok.headers.is_empty());
+        assert_eq!(ok.headers_to_remove, vec!["x-sessiongate-subject", "X-Sessiongate-Evil"]);
+    }
+}

@@ -1,0 +1,39 @@
+//! sessiongate: an Envoy external-authorization sidecar that re-checks every request's session.
+//!
+//! A session that began legitimately can outlive the conditions that made it safe: the token
+//! is old, the user authenticated long ago, the scope was narrowed, or the token now travels
+//! with another workload. sessiongate judges each proxied request against those conditions,
+//! so such "session trust debt" is denied on the next request rather than at token expiry.
+//!
+//! # Layout
+//!
+//! - [`decision`]: **the rules**, pure: why a request is allowed or denied.
+//! - [`deny`]: deny reasons, HTTP statuses and RFC 6750 / RFC 9470 challenges.
+//! - [`route`], [`policy`]: compiled configuration the rules read.
+//! - [`request`]: the facts of one request, independent of Envoy's types.
+//! - [`token`]: bearer credential parsing, JWT verification, issuers' keys.
+//! - [`session`]: verified sessions and their bounded TTL cache.
+//! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
+//! - [`gate`]: one check end to end: cache, verification, decision, pinning.
+//! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
+//! - [`config`]: YAML configuration, validated with errors naming file and key.
+//! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
+//! - [`time`]: wall-clock instants passed into the decision.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod decision;
+pub mod deny;
+pub mod envoy;
+pub mod gate;
+pub mod logging;
+pub mod policy;
+pub mod request;
+pub mod route;
+pub mod session;
+pub mod time;
+pub mod token;
+pub mod workload;

@@ -1,0 +1,142 @@
+//! Live sessions: one verified token and what sessiongate has seen of it since.
+//!
+//! A session is keyed by the SHA-256 of the token's exact bytes, not by its `jti`: before the
+//! signature is checked a `jti` is just attacker-chosen text, so keying by it would let a forged
+//! token naming a cached `jti` ride on another token's verification.
+
+mod cache;
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+pub use cache::SessionCache;
+
+use crate::time::UnixTime;
+use crate::token::VerifiedToken;
+use crate::workload::PinnedWorkload;
+
+/// SHA-256 of a bearer token: the cache key, and (shortened) the session's public handle.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The key of `token`.
+    pub fn of_token(token: &str) -> SessionKey {
+        SessionKey(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// A short, non-reversible handle for logs and the `x-sessiongate-session` header: the
+    /// first 96 bits of the hash in base64url (16 characters). Enough to correlate requests of
+    /// one session, useless for recovering or replaying the token.
+    pub fn short(&self) -> ShortHash {
+        let mut text = [0u8; 16];
+        URL_SAFE_NO_PAD
+            .encode_slice(&self.0[..12], &mut text)
+            .expect("12 bytes encode to 16 base64 characters");
+        ShortHash(text)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({})", self.short())
+    }
+}
+
+/// The printable short form of a [`SessionKey`], without heap allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ShortHash([u8; 16]);
+
+impl ShortHash {
+    /// The 16-character text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("base64url is ASCII")
+    }
+}
+
+impl fmt::Display for ShortHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ShortHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Sentinel for "never allowed" in [`Session::last_allowed`].
+const NEVER: u64 = 0;
+
+/// A cached session: the verified token plus what this process has seen of it.
+///
+/// Shared across concurrent requests behind an `Arc`, so the mutable parts are atomics: the
+/// last allowed request (for idle timeouts) and the pinned workload (set once, first wins).
+#[derive(Debug)]
+pub struct Session {
+    /// The verified token.
+    pub token: VerifiedToken,
+    /// When this process first verified the token.
+    pub first_seen: UnixTime,
+    last_allowed: AtomicU64,
+    pinned: OnceLock<PinnedWorkload>,
+}
+
+impl Session {
+    /// A session for a token verified at `now`, never allowed yet and not pinned.
+    pub fn new(token: VerifiedToken, now: UnixTime) -> Session {
+        Session {
+            token,
+            first_seen: now,
+            last_allowed: AtomicU64::new(NEVER),
+            pinned: OnceLock::new(),
+        }
+    }
+
+    /// When a request of this session was last allowed, if ever.
+    pub fn last_allowed(&self) -> Option<UnixTime> {
+        match self.last_allowed.load(Ordering::Relaxed) {
+            NEVER => None,
+            millis => Some(UnixTime::from_millis(millis)),
+        }
+    }
+
+    /// Records an allowed request at `now`. Never moves backwards, so a request that read the
+    /// clock earlier but finished later cannot shorten the session's idle window.
+    pub fn record_allowed(&self, now: UnixTime) {
+        self.last_allowed.fetch_max(now.as_millis().max(1), Ordering::Relaxed);
+    }
+
+    /// The workload this session is pinned to, if any.
+    pub fn pinned(&self) -> Option<&PinnedWorkload> {
+        self.pinned.get()
+    }
+
+    /// Pins the session to `workload` unless it is pinned already; returns the workload it is
+    /// pinned to now. When two workloads race for a fresh session, exactly one wins and the
+    /// caller compares the result with its own identity.
+    pub fn pin(&self, workload: PinnedWorkload) -> &PinnedWorkload {
+        self.pinned.get_or_init(|| workload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_hash_is_stable_and_never_the_token() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
+        let short = SessionKey::of_token(token).short();
+        assert_eq!(short.as_str().len(), 16);
+        assert_eq!(short, SessionKey::of_token(token).short());
+        assert_ne!(short, SessionKey::of_token("other").short());
+        assert!(!token.contains(short.as_str()));
+    }
+}

@@ -1,0 +1,284 @@
+//! Pulling the claims the rules need out of a token's JSON claim set, with strict types.
+//!
+//! A claim of the wrong JSON type is a malformed token, never "absent": treating
+//! `"exp": "never"` as no expiry, or `"scope": 7` as no scope, would let a sloppy or hostile
+//! issuer change what a rule means.
+
+use serde_json::{Map, Value};
+
+use super::TokenError;
+use super::algorithm::SigningAlgorithm;
+use crate::time::UnixTime;
+use crate::workload::Thumbprint;
+
+/// Which claims carry the policy-relevant facts; configured per deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// The claim holding granted scopes: a space-separated string or an array of strings.
+    pub scope_claim: Box<str>,
+    /// The claim that must equal the caller's SPIFFE ID (`binding.claim`), if configured.
+    pub binding_claim: Option<Box<str>>,
+}
+
+/// A token's granted scopes, kept as one space-separated string.
+///
+/// One string serves both uses: it is the `x-sessiongate-scopes` header value as is, and a
+/// containment check over a handful of scopes is a short scan with no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Box<str>);
+
+impl Scopes {
+    /// Scopes from a list; callers guarantee each item is a valid scope token.
+    pub fn from_list<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Scopes {
+        let joined: Vec<&str> = scopes.into_iter().filter(|s| !s.is_empty()).collect();
+        Scopes(joined.join(" ").into())
+    }
+
+    /// Whether `scope` was granted.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.split(' ').any(|granted| granted == scope)
+    }
+
+    /// The space-separated form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The token's RFC 8705 / RFC 7800 proof-of-possession confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// No `cnf` claim: a plain bearer token.
+    None,
+    /// `cnf.x5t#S256`: only the holder of this certificate may present the token.
+    Certificate(Thumbprint),
+    /// A `cnf` method sessiongate cannot check (e.g. DPoP `jkt`); fails closed as `cnf_mismatch`.
+    Unsupported,
+}
+
+/// The extracted, typed claims (everything but `iss`, which the verifier resolved already).
+#[derive(Debug)]
+pub(super) struct Extracted {
+    pub subject: Option<Box<str>>,
+    pub token_id: Option<Box<str>>,
+    pub session_id: Option<Box<str>>,
+    pub issued_at: Option<UnixTime>,
+    pub expires_at: UnixTime,
+    pub not_before: Option<UnixTime>,
+    pub auth_time: Option<UnixTime>,
+    pub scopes: Scopes,
+    pub binding_claim: Option<Box<str>>,
+    pub confirmation: Confirmation,
+}
+
+/// Whether `aud` (a string or an array of strings) names one of `audiences`.
+pub(super) fn audience_matches(claims: &Map<String, Value>, audiences: &[Box<str>]) -> Result<bool, TokenError> {
+    let accepted = |aud: &str| audiences.iter().any(|a| &**a == aud);
+    match claims.get("aud") {
+        None => Ok(false),
+        Some(Value::String(aud)) => Ok(accepted(aud)),
+        Some(Value::Array(list)) => {
+            let mut found = false;
+            for item in list {
+                let aud = item.as_str().ok_or(TokenError::Malformed("aud is not a string or array of strings"))?;
+                found |= accepted(aud);
+            }
+            Ok(found)
+        }
+        Some(_) => Err(TokenError::Malformed("aud is not a string or array of strings")),
+    }
+}
+
+pub(super) fn extract(claims: &Map<String, Value>, rules: &ClaimRules) -> Result<Extracted, TokenError> {
+    Ok(Extracted {
+        subject: string(claims, "sub", "sub is not a string")?,
+        token_id: string(claims, "jti", "jti is not a string")?,
+        session_id: string(claims, "sid", "sid is not a string")?,
+        issued_at: numeric_date(claims, "iat", "iat is not a number")?,
+        expires_at: numeric_date(claims, "exp", "exp is not a number")?
+            .ok_or(TokenError::Malformed("token has no exp"))?,
+        not_before: numeric_date(claims, "nbf", "nbf is not a number")?,
+        auth_time: numeric_date(claims, "auth_time", "auth_time is not a number")?,
+        scopes: scopes(claims.get(&*rules.scope_claim))?,
+        binding_claim: match &rules.binding_claim {
+            Some(name) => string(claims, name, "binding claim is not a string")?,
+            None => None,
+        },
+        confirmation: confirmation(claims.get("cnf"))?,
+    })
+}
+
+fn string(claims: &Map<String, Value>, name: &str, wrong_type: &'static str) -> Result<Option<Box<str>>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str().into())),
+        Some(_) => Err(TokenError::Malformed(wrong_type)),
+    }
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &str, wrong_type: &'static str) -> Result<Option<UnixTime>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(|seconds| Some(UnixTime::from_numeric_date(seconds)))
+            .ok_or(TokenError::Malformed(wrong_type)),
+        Some(_) => Err(TokenError::Malformed(wrong_type)),
+    }
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 section 3.3).
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty() && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
+    const WRONG: TokenError = TokenError::Malformed("scope claim is not a space-separated string or array of strings");
+    match value {
+        None | Some(Value::Null) => Ok(Scopes::default()),
+        Some(Value::String(text)) => {
+            let items: Vec<&str> = text.split(' ').filter(|s| !s.is_empty()).collect();
+            if items.iter().all(|s| is_scope_token(s)) { Ok(Scopes::from_list(items)) } else { Err(WRONG) }
+        }
+        Some(Value::Array(list)) => {
+            let mut items = Vec::with_capacity(list.len());
+            for item in list {
+                match item.as_str() {
+                    Some(s) if is_scope_token(s) => items.push(s),
+                    _ => return Err(WRONG),
+                }
+            }
+            Ok(Scopes::from_list(items))
+        }
+        Some(_) => Err(WRONG),
+    }
+}
+
+fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
+    match value {
+        None | Some(Value::Null) => Ok(Confirmation::None),
+        Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+            Some(Value::String(text)) => Thumbprint::from_base64url(text)
+                .map(Confirmation::Certificate)
+                .ok_or(TokenError::Malformed("cnf x5t#S256 is not a base64url SHA-256 thumbprint")),
+            Some(_) => Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
+            None if cnf.is_empty() => Ok(Confirmation::None),
+            None => Ok(Confirmation::Unsupported),
+        },
+        Some(_) => Err(TokenError::Malformed("cnf is not an object")),
+    }
+}
+
+/// The JOSE header members sessiongate reads.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct JoseHeader {
+    pub alg: Option<String>,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// Critical extensions: sessiongate understands none, so any makes the token unacceptable
+    /// (RFC 7515 section 4.1.11).
+    pub crit: Option<Value>,
+}
+
+impl JoseHeader {
+    /// The header's algorithm, refusing `none`, HMAC and anything unknown.
+    pub fn algorithm(&self) -> Result<SigningAlgorithm, TokenError> {
+        match self.alg.as_deref() {
+            None => Err(TokenError::Malformed("header has no alg")),
+            Some(alg) if alg.eq_ignore_ascii_case("none") => {
+                Err(TokenError::DisallowedAlgorithm("unsigned tokens (alg none) are never accepted"))
+            }
+            Some(alg) if alg.starts_with("HS") => {
+                Err(TokenError::DisallowedAlgorithm("symmetric algorithms are never accepted"))
+            }
+            Some(alg) => SigningAlgorithm::from_jose(alg)
+                .ok_or(TokenError::DisallowedAlgorithm("algorithm is not supported")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> ClaimRules {
+        ClaimRules { scope_claim: "scope".into(), binding_claim: Some("client_id".into()) }
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn extracts_every_claim_a_rule_reads() {
+        let thumb = Thumbprint([7; 32]);
+        let claims = object(json!({
+            "sub": "alice", "jti": "j1", "sid": "s1", "iat": 100, "exp": 200.5, "nbf": 90,
+            "auth_time": 80, "scope": "orders:read  orders:write", "client_id": "spiffe://a/b",
+            "cnf": {"x5t#S256": thumb.to_string()}
+        }));
+        let got = extract(&claims, &rules()).unwrap();
+        assert_eq!(got.subject.as_deref(), Some("alice"));
+        assert_eq!(got.token_id.as_deref(), Some("j1"));
+        assert_eq!(got.session_id.as_deref(), Some("s1"));
+        assert_eq!(got.issued_at, Some(UnixTime::from_secs(100)));
+        assert_eq!(got.expires_at, UnixTime::from_millis(200_500));
+        assert_eq!(got.not_before, Some(UnixTime::from_secs(90)));
+        assert_eq!(got.auth_time, Some(UnixTime::from_secs(80)));
+        assert_eq!(got.scopes.as_str(), "orders:read orders:write");
+        assert_eq!(got.binding_claim.as_deref(), Some("spiffe://a/b"));
+        assert_eq!(got.confirmation, Confirmation::Certificate(thumb));
+    }
+
+    #[test]
+    fn scopes_may_be_an_array() {
+        let got = extract(&object(json!({"exp": 1, "scope": ["a", "b:c"]})), &rules()).unwrap();
+        assert!(got.scopes.contains("a") && got.scopes.contains("b:c"));
+        assert!(!got.scopes.contains("b"));
+    }
+
+    #[test]
+    fn wrong_types_are_malformed_not_absent() {
+        for claims in [
+            json!({}),
+            json!({"exp": "never"}),
+            json!({"exp": 1, "iat": "0"}),
+            json!({"exp": 1, "sub": 5}),
+            json!({"exp": 1, "scope": 7}),
+            json!({"exp": 1, "scope": ["ok", 3]}),
+            json!({"exp": 1, "scope": "has\"quote"}),
+            json!({"exp": 1, "client_id": ["x"]}),
+            json!({"exp": 1, "cnf": "x"}),
+            json!({"exp": 1, "cnf": {"x5t#S256": "short"}}),
+        ] {
+            assert!(matches!(extract(&object(claims.clone()), &rules()), Err(TokenError::Malformed(_))), "{claims}");
+        }
+    }
+
+    #[test]
+    fn unknown_confirmation_methods_fail_closed() {
+        let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": "abc"}})), &rules()).unwrap();
+        assert_eq!(got.confirmation, Confirmation::Unsupported);
+    }
+
+    #[test]
+    fn audience_may_be_a_string_or_a_list() {
+        let audiences: Vec<Box<str>> = vec!["shop-api".into()];
+        assert!(audience_matches(&object(json!({"aud": "shop-api"})), &audiences).unwrap());
+        assert!(audience_matches(&object(json!({"aud": ["x", "shop-api"]})), &audiences).unwrap());
+        assert!(!audience_matches(&object(json!({"aud": ["x"]})), &audiences).unwrap());
+        assert!(!audience_matches(&object(json!({})), &audiences).unwrap());
+        assert!(audience_matches(&object(json!({"aud": 3})), &audiences).is_err());
+    }
+
+    #[test]
+    fn header_algorithm_refuses_none_and_hmac() {
+        let header = |alg: &str| JoseHeader { alg: Some(alg.into()), kid: None, typ: None, crit: None };
+        assert!(matches!(header("none").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
+        assert!(matches!(header("NONE").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
+        assert!(matches!(header("HS256").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
+        assert!(matches!(header("XX1").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
+        assert_eq!(header("ES256").algorithm(), Ok(SigningAlgorithm::Es256));
+    }
+}

@@ -1,0 +1,122 @@
+//! Reading the bearer credential out of the `Authorization` header (RFC 6750 section 2.1).
+//!
+//! This runs before any cryptography, on attacker-controlled input, so it is strict and bounded:
+//! exactly one `Bearer` credential of token68 characters, at most [`MAX_AUTHORIZATION_LEN`] bytes.
+
+use crate::request::AuthorizationValues;
+
+/// Longest `Authorization` value accepted (8 KiB). Real access tokens are 1-2 KiB; the bound keeps
+/// hashing, decoding and JSON parsing of hostile input cheap.
+pub const MAX_AUTHORIZATION_LEN: usize = 8192;
+
+/// Why the `Authorization` header is not one well-formed bearer credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The value is longer than [`MAX_AUTHORIZATION_LEN`].
+    #[error("authorization header exceeds 8192 bytes")]
+    TooLong,
+    /// The request carries more than one credential (repeated header or a comma-joined list).
+    #[error("more than one credential in the authorization header")]
+    Multiple,
+    /// The scheme is not `Bearer`.
+    #[error("authorization scheme is not Bearer")]
+    NotBearer,
+    /// The value after `Bearer` is empty or has characters outside the token68 syntax.
+    #[error("bearer credential is not a token68 value")]
+    Malformed,
+}
+
+/// Extracts the bearer token from the request's `Authorization` values.
+///
+/// Envoy joins a repeated header's values with commas (or, with raw header maps, sends them
+/// separately), so both forms count as several credentials. No header means no credential at
+/// all (`Ok(None)`), which the decision turns into `missing_token`.
+pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, CredentialError> {
+    let value = match values {
+        AuthorizationValues::Absent => return Ok(None),
+        AuthorizationValues::One(value) => value,
+        AuthorizationValues::Several => return Err(CredentialError::Multiple),
+    };
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return Err(CredentialError::TooLong);
+    }
+    let (scheme, rest) = value.split_once(' ').ok_or(CredentialError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(if value.contains(',') {
+            CredentialError::Multiple
+        } else {
+            CredentialError::NotBearer
+        });
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.contains(',') {
+        return Err(CredentialError::Multiple);
+    }
+    if is_token68(token) {
+        Ok(Some(token))
+    } else {
+        Err(CredentialError::Malformed)
+    }
+}
+
+/// `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="` (RFC 7235).
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(value: &str) -> Result<Option<&str>, CredentialError> {
+        bearer_token(AuthorizationValues::One(value))
+    }
+
+    #[test]
+    fn no_header_is_no_credential() {
+        assert_eq!(bearer_token(AuthorizationValues::Absent), Ok(None));
+    }
+
+    #[test]
+    fn one_bearer_credential_is_read() {
+        assert_eq!(one("Bearer abc.def.ghi"), Ok(Some("abc.def.ghi")));
+        assert_eq!(one("bearer abc"), Ok(Some("abc")));
+        assert_eq!(one("BEARER  abc=="), Ok(Some("abc==")));
+    }
+
+    #[test]
+    fn other_schemes_are_bad_requests() {
+        assert_eq!(one("Basic dXNlcjpwYXNz"), Err(CredentialError::NotBearer));
+        assert_eq!(one("DPoP abc"), Err(CredentialError::NotBearer));
+        assert_eq!(one("Bearer"), Err(CredentialError::Malformed));
+        assert_eq!(one(""), Err(CredentialError::Malformed));
+    }
+
+    #[test]
+    fn two_credentials_are_bad_requests() {
+        assert_eq!(bearer_token(AuthorizationValues::Several), Err(CredentialError::Multiple));
+        assert_eq!(one("Bearer a,Bearer b"), Err(CredentialError::Multiple));
+        assert_eq!(one("Bearer a, Bearer b"), Err(CredentialError::Multiple));
+        assert_eq!(one("Basic x, Bearer b"), Err(CredentialError::Multiple));
+    }
+
+    #[test]
+    fn bad_token_syntax_is_a_bad_request() {
+        for value in ["Bearer a b", "Bearer a\"b", "Bearer ==", "Bearer a=b", "Bearer é"] {
+            assert_eq!(one(value), Err(CredentialError::Malformed), "{value}");
+        }
+    }
+
+    #[test]
+    fn values_over_8_kib_are_refused_before_parsing() {
+        let exactly = format!("Bearer {}", "a".repeat(MAX_AUTHORIZATION_LEN - 7));
+        assert_eq!(exactly.len(), MAX_AUTHORIZATION_LEN);
+        assert!(one(&exactly).unwrap().is_some());
+        let over = format!("{exactly}a");
+        assert_eq!(one(&over), Err(CredentialError::TooLong));
+    }
+}

@@ -1,0 +1,448 @@
+//! Issuers' public keys: parsing a JWKS, and the key ring the verifier reads.
+//!
+//! Keys change underneath cached sessions (rotation, removal after a compromise), so every
+//! [`VerificationKey`] carries a `retired` flag: when a new key set for an issuer no longer holds
+//! a key, the ring retires it, and every cached session verified with it is denied on its next
+//! request with one atomic load, without re-verifying anything.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::algorithm::{KeyFamily, SigningAlgorithm};
+
+/// Smallest RSA modulus accepted, in bytes (2048 bits), per NIST SP 800-131A.
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+/// A public key an issuer signs with.
+pub struct VerificationKey {
+    /// The JWK `kid`, or the RFC 7638 thumbprint for keys published without one.
+    id: Arc<str>,
+    family: KeyFamily,
+    /// The JWK's `alg`, when it pins the key to one algorithm.
+    declared_algorithm: Option<SigningAlgorithm>,
+    /// RFC 7638 thumbprint: identifies the key material, whatever its `kid`.
+    thumbprint: [u8; 32],
+    decoding: DecodingKey,
+    retired: AtomicBool,
+}
+
+impl VerificationKey {
+    /// The key's id as tokens name it in `kid`.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// Whether this key may verify `algorithm`: same family, and the JWK's own `alg` (if any)
+    /// agrees. This is the algorithm-confusion guard.
+    pub fn accepts(&self, algorithm: SigningAlgorithm) -> bool {
+        algorithm.key_family() == self.family
+            && self.declared_algorithm.is_none_or(|declared| declared == algorithm)
+    }
+
+    /// The key in the form the crypto library verifies with.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// True once the issuer stopped publishing this key: sessions verified with it are dead.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("id", &self.id)
+            .field("family", &self.family)
+            .field("declared_algorithm", &self.declared_algorithm)
+            .field("retired", &self.is_retired())
+            .finish()
+    }
+}
+
+/// One issuer's current keys.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Arc<VerificationKey>>,
+}
+
+/// Why a JWKS document could not be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The document is not a JSON object with a `keys` array.
+    #[error("not a JWKS document: {0}")]
+    NotJwks(String),
+    /// No key in the document is usable for signature verification.
+    #[error("no usable signing key ({})", .skipped.join("; "))]
+    NoUsableKey {
+        /// Why each key was skipped.
+        skipped: Vec<String>,
+    },
+}
+
+/// A parsed JWKS, with the reason each unusable key was skipped (for logs).
+#[derive(Debug)]
+pub struct ParsedJwks {
+    /// The usable keys.
+    pub keys: KeySet,
+    /// One line per skipped key, naming it and why.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The JWK members sessiongate reads; everything else is ignored, as RFC 7517 requires.
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    kid: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+    alg: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping every key usable for verification.
+    pub fn from_jwks_json(json: &[u8]) -> Result<ParsedJwks, JwksError> {
+        let document: JwksDocument =
+            serde_json::from_slice(json).map_err(|e| JwksError::NotJwks(e.to_string()))?;
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for (index, value) in document.keys.into_iter().enumerate() {
+            match parse_jwk(value) {
+                Ok(key) => keys.push(Arc::new(key)),
+                Err(why) => skipped.push(format!("keys[{index}]: {why}")),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey { skipped });
+        }
+        Ok(ParsedJwks {
+            keys: KeySet { keys },
+            skipped,
+        })
+    }
+
+    /// The key a token names by `kid`; without a `kid`, the only key that accepts `algorithm`
+    /// (several candidates would be a guess, so that is no key at all).
+    pub fn find(&self, kid: Option<&str>, algorithm: SigningAlgorithm) -> Option<&Arc<VerificationKey>> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|key| &*key.id == kid),
+            None => {
+                let mut candidates = self.keys.iter().filter(|key| key.accepts(algorithm));
+                let only = candidates.next()?;
+                candidates.next().is_none().then_some(only)
+            }
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn holds(&self, key: &VerificationKey) -> bool {
+        self.keys
+            .iter()
+            .any(|own| own.id == key.id && own.thumbprint == key.thumbprint)
+    }
+}
+
+fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
+    let name = jwk.kid.as_deref().unwrap_or("(no kid)").to_owned();
+    if let Some(usage) = jwk.usage.as_deref()
+        && usage != "sig"
+    {
+        return Err(format!("key {name}: use is `{usage}`, not `sig`"));
+    }
+    let declared_algorithm = match jwk.alg.as_deref() {
+        None => None,
+        Some(alg) => Some(
+            SigningAlgorithm::from_jose(alg)
+                .ok_or_else(|| format!("key {name}: algorithm `{alg}` is not supported"))?,
+        ),
+    };
+    fn member<'v>(value: &'v Option<String>, member: &str, name: &str) -> Result<&'v str, String> {
+        value.as_deref().ok_or_else(|| format!("key {name}: missing `{member}`"))
+    }
+    let bad = |e: jsonwebtoken::errors::Error| format!("key {name}: {e}");
+    let (family, decoding, canonical) = match jwk.kty.as_str() {
+        "RSA" => {
+            let (n, e) = (member(&jwk.n, "n", &name)?, member(&jwk.e, "e", &name)?);
+            let modulus = URL_SAFE_NO_PAD
+                .decode(n)
+                .map_err(|_| format!("key {name}: `n` is not base64url"))?;
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS_BYTES {
+                return Err(format!(
+                    "key {name}: RSA modulus of {} bits is below 2048",
+                    significant * 8
+                ));
+            }
+            let decoding = DecodingKey::from_rsa_components(n, e).map_err(bad)?;
+            (KeyFamily::Rsa, decoding, format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#))
+        }
+        "EC" => {
+            let crv = member(&jwk.crv, "crv", &name)?;
+            let family = match crv {
+                "P-256" => KeyFamily::P256,
+                "P-384" => KeyFamily::P384,
+                other => return Err(format!("key {name}: curve `{other}` is not supported")),
+            };
+            let (x, y) = (member(&jwk.x, "x", &name)?, member(&jwk.y, "y", &name)?);
+            let decoding = DecodingKey::from_ec_components(x, y).map_err(bad)?;
+            let canonical = format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            (family, decoding, canonical)
+        }
+        "OKP" => {
+            let crv = member(&jwk.crv, "crv", &name)?;
+            if crv != "Ed25519" {
+                return Err(format!("key {name}: curve `{crv}` is not supported"));
+            }
+            let x = member(&jwk.x, "x", &name)?;
+            let decoding = DecodingKey::from_ed_components(x).map_err(bad)?;
+            (KeyFamily::Ed25519, decoding, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
+        }
+        "oct" => return Err(format!("key {name}: symmetric keys are never accepted")),
+        other => return Err(format!("key {name}: key type `{other}` is not supported")),
+    };
+    if let Some(alg) = declared_algorithm
+        && alg.key_family() != family
+    {
+        return Err(format!("key {name}: `alg` {alg} does not fit a {family:?} key"));
+    }
+    let thumbprint: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+    let id: Arc<str> = match jwk.kid {
+        Some(kid) => kid.into(),
+        None => URL_SAFE_NO_PAD.encode(thumbprint).into(),
+    };
+    Ok(VerificationKey {
+        id,
+        family,
+        declared_algorithm,
+        thumbprint,
+        decoding,
+        retired: AtomicBool::new(false),
+    })
+}
+
+/// Every configured issuer's current key set, swappable while requests read it.
+#[derive(Default)]
+pub struct KeyRing {
+    sets: ArcSwap<HashMap<Arc<str>, Arc<KeySet>>>,
+}
+
+impl KeyRing {
+    /// An empty ring; issuers without keys reject every token as `unknown_key`.
+    pub fn new() -> KeyRing {
+        KeyRing::default()
+    }
+
+    /// The current keys of `issuer`.
+    pub fn keys_of(&self, issuer: &str) -> Option<Arc<KeySet>> {
+        self.sets.load().get(issuer).cloned()
+    }
+
+    /// Installs `keys` as `issuer`'s key set and retires every key of the previous set that the
+    /// new one no longer holds (same `kid` and same key material), which denies the sessions
+    /// verified with it.
+    pub fn replace(&self, issuer: &str, keys: KeySet) {
+        let keys = Arc::new(keys);
+        let previous = self.sets.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(Arc::from(issuer), Arc::clone(&keys));
+            next
+        });
+        if let Some(old) = previous.get(issuer) {
+            for key in old.keys.iter().filter(|key| !keys.holds(key)) {
+                key.retire();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sets = self.sets.load();
+        f.debug_map()
+            .entries(sets.iter().map(|(issuer, keys)| (issuer, keys.len())))
+            .finish()
+    }
+}
+
+/// Where an issuer's keys come from.
+///
+/// A file today; a `jwks_uri` or OIDC discovery later. The server loads every source at start-up
+/// and installs the result in the [`KeyRing`]; refreshing sources re-install on change.
+pub trait KeySource: Send + Sync + 'static {
+    /// Where the keys come from, for logs and errors ("file /etc/sessiongate/jwks.json").
+    fn describe(&self) -> String;
+
+    /// Loads the current key set.
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>>;
+}
+
+/// Why a key source could not produce keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    /// The source could not be read.
+    #[error("cannot read {origin}: {message}")]
+    Unreachable {
+        /// The source, as [`KeySource::describe`] gives it.
+        origin: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The source was read but holds no usable JWKS.
+    #[error("{origin}: {source}")]
+    Invalid {
+        /// The source, as [`KeySource::describe`] gives it.
+        origin: String,
+        /// What is wrong with the document.
+        source: JwksError,
+    },
+}
+
+/// A JWKS document on the local filesystem (a mounted ConfigMap or Secret, in Kubernetes).
+#[derive(Debug, Clone)]
+pub struct JwksFile {
+    path: PathBuf,
+}
+
+impl JwksFile {
+    /// A source reading `path`.
+    pub fn new(path: PathBuf) -> JwksFile {
+        JwksFile { path }
+    }
+
+    /// Reads and parses the file synchronously (config validation uses this).
+    pub fn load_now(&self) -> Result<ParsedJwks, KeySourceError> {
+        let bytes = std::fs::read(&self.path).map_err(|e| KeySourceError::Unreachable {
+            origin: self.describe(),
+            message: e.to_string(),
+        })?;
+        KeySet::from_jwks_json(&bytes).map_err(|source| KeySourceError::Invalid {
+            origin: self.describe(),
+            source,
+        })
+    }
+}
+
+impl KeySource for JwksFile {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>> {
+        Box::pin(async move { self.load_now() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_jwks() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/jwks.json")).unwrap()
+    }
+
+    #[test]
+    fn parses_rsa_ec_and_okp_keys() {
+        let parsed = KeySet::from_jwks_json(&fixture_jwks()).unwrap();
+        assert_eq!(parsed.keys.len(), 3);
+        assert!(parsed.skipped.is_empty());
+        let rsa = parsed.keys.find(Some("test-rs256"), SigningAlgorithm::Rs256).unwrap();
+        assert!(rsa.accepts(SigningAlgorithm::Rs256));
+        assert!(!rsa.accepts(SigningAlgorithm::Ps256), "the JWK pins RS256");
+        assert!(!rsa.accepts(SigningAlgorithm::Es256));
+        let ec = parsed.keys.find(Some("test-es256"), SigningAlgorithm::Es256).unwrap();
+        assert!(ec.accepts(SigningAlgorithm::Es256));
+        assert!(!ec.accepts(SigningAlgorithm::Es384));
+    }
+
+    #[test]
+    fn symmetric_weak_and_encryption_keys_are_skipped() {
+        let small_n = URL_SAFE_NO_PAD.encode([0xc5u8; 128]);
+        let json = format!(
+            r#"{{"keys":[
+              {{"kty":"oct","kid":"hmac","k":"c2VjcmV0"}},
+              {{"kty":"RSA","kid":"small","n":"{small_n}","e":"AQAB"}},
+              {{"kty":"EC","kid":"enc","use":"enc","crv":"P-256","x":"AA","y":"AA"}},
+              {{"kty":"EC","kid":"k1","crv":"secp256k1","x":"AA","y":"AA"}},
+              {{"kty":"OKP","kid":"ed","alg":"RS256","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}
+            ]}}"#
+        );
+        let err = KeySet::from_jwks_json(json.as_bytes()).unwrap_err();
+        let JwksError::NoUsableKey { skipped } = err else { panic!("{err}") };
+        assert_eq!(skipped.len(), 5);
+        assert!(skipped[0].contains("symmetric"), "{}", skipped[0]);
+        assert!(skipped[1].contains("below 2048"), "{}", skipped[1]);
+        assert!(skipped[2].contains("`enc`"), "{}", skipped[2]);
+        assert!(skipped[3].contains("secp256k1"), "{}", skipped[3]);
+        assert!(skipped[4].contains("does not fit"), "{}", skipped[4]);
+    }
+
+    #[test]
+    fn a_missing_kid_resolves_only_when_one_key_fits() {
+        let parsed = KeySet::from_jwks_json(&fixture_jwks()).unwrap();
+        assert!(parsed.keys.find(None, SigningAlgorithm::EdDsa).is_some());
+        assert!(parsed.keys.find(None, SigningAlgorithm::Es384).is_none());
+        assert!(parsed.keys.find(Some("nope"), SigningAlgorithm::Rs256).is_none());
+    }
+
+    #[test]
+    fn replacing_a_set_retires_only_the_keys_that_left() {
+        let ring = KeyRing::new();
+        let first = KeySet::from_jwks_json(&fixture_jwks()).unwrap().keys;
+        let kept_then_dropped: Vec<_> = first.keys.clone();
+        ring.replace("https://idp", first);
+
+        let mut document: serde_json::Value = serde_json::from_slice(&fixture_jwks()).unwrap();
+        document["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "test-es256");
+        let second = KeySet::from_jwks_json(document.to_string().as_bytes()).unwrap().keys;
+        ring.replace("https://idp", second);
+
+        for key in &kept_then_dropped {
+            assert_eq!(key.is_retired(), &**key.id() == "test-es256", "{key:?}");
+        }
+        assert_eq!(ring.keys_of("https://idp").unwrap().len(), 2);
+        assert!(ring.keys_of("https://other").is_none());
+    }
+
+    #[test]
+    fn garbage_is_not_a_jwks() {
+        assert!(matches!(KeySet::from_jwks_json(b"[]"), Err(JwksError::NotJwks(_))));
+        assert!(matches!(KeySet::from_jwks_json(b"{\"keys\":[]}"), Err(JwksError::NoUsableKey { .. })));
+    }
+}

@@ -1,0 +1,273 @@
+//! JWS signature verification against the issuers' current keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::claims::{self, ClaimRules, JoseHeader};
+use super::issuer::IssuerRules;
+use super::keys::KeyRing;
+use super::{TokenError, VerifiedToken};
+
+/// Verifies bearer tokens for a set of issuers. Built from config; immutable; replaced whole on
+/// reload.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    issuers: HashMap<Arc<str>, IssuerRules>,
+    claims: ClaimRules,
+}
+
+impl TokenVerifier {
+    /// A verifier trusting `issuers` and reading claims as `claims` says.
+    pub fn new(issuers: impl IntoIterator<Item = IssuerRules>, claims: ClaimRules) -> TokenVerifier {
+        let issuers = issuers
+            .into_iter()
+            .map(|rules| (Arc::clone(&rules.issuer), rules))
+            .collect();
+        TokenVerifier { issuers, claims }
+    }
+
+    /// The issuers this verifier trusts.
+    pub fn issuers(&self) -> impl Iterator<Item = &IssuerRules> {
+        self.issuers.values()
+    }
+
+    /// How claims are read; a session cached under other rules must be re-verified.
+    pub fn claim_rules(&self) -> &ClaimRules {
+        &self.claims
+    }
+
+    /// Verifies `token` (the compact JWS from the `Authorization` header).
+    ///
+    /// Checks run cheapest-first and in an order that never lets unverified input choose how it
+    /// is verified: the algorithm must be on the issuer's allow-list *and* fit the key, which is
+    /// found by `kid` in the key set of the issuer named by `iss`. Time claims are not judged
+    /// here (see the module doc).
+    pub fn verify(&self, token: &str, keys: &KeyRing) -> Result<VerifiedToken, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not a JWS compact serialisation (three dot-separated parts)"));
+        };
+        let header: JoseHeader = decode_json(header_b64, "header is not base64url JSON")?;
+        let algorithm = header.algorithm()?;
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed("header has critical extensions (crit)"));
+        }
+        let claims: Map<String, Value> = decode_json(payload_b64, "claims are not a base64url JSON object")?;
+        let issuer = match claims.get("iss") {
+            Some(Value::String(iss)) => self.issuers.get(iss.as_str()).ok_or(TokenError::UnknownIssuer)?,
+            Some(_) => return Err(TokenError::Malformed("iss is not a string")),
+            None => return Err(TokenError::UnknownIssuer),
+        };
+        if !issuer.algorithms.contains(&algorithm) {
+            return Err(TokenError::DisallowedAlgorithm("algorithm is not allowed for this issuer"));
+        }
+        if !issuer.typ.accepts(header.typ.as_deref()) {
+            return Err(TokenError::Malformed("token type (typ) is not an access token"));
+        }
+        let key_set = keys.keys_of(&issuer.issuer).ok_or(TokenError::UnknownKey)?;
+        let key = key_set.find(header.kid.as_deref(), algorithm).ok_or(TokenError::UnknownKey)?;
+        if !key.accepts(algorithm) {
+            return Err(TokenError::DisallowedAlgorithm("algorithm does not match the signing key"));
+        }
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        let valid = jsonwebtoken::crypto::verify(
+            signature_b64,
+            signed.as_bytes(),
+            key.decoding_key(),
+            algorithm.to_jsonwebtoken(),
+        )
+        .map_err(|_| TokenError::BadSignature)?;
+        if !valid {
+            return Err(TokenError::BadSignature);
+        }
+        if !claims::audience_matches(&claims, &issuer.audiences)? {
+            return Err(TokenError::WrongAudience);
+        }
+        let extracted = claims::extract(&claims, &self.claims)?;
+        Ok(VerifiedToken {
+            issuer: Arc::clone(&issuer.issuer),
+            key: Arc::clone(key),
+            subject: extracted.subject,
+            token_id: extracted.token_id,
+            session_id: extracted.session_id,
+            issued_at: extracted.issued_at,
+            expires_at: extracted.expires_at,
+            not_before: extracted.not_before,
+            auth_time: extracted.auth_time,
+            scopes: extracted.scopes,
+            binding_claim: extracted.binding_claim,
+            confirmation: extracted.confirmation,
+        })
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str, problem: &'static str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(problem))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(problem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{KeySet, SigningAlgorithm, TypRule};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    const ISSUER: &str = "https://idp.example.test";
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+
+    fn verifier() -> TokenVerifier {
+        let rules = IssuerRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            algorithms: vec![SigningAlgorithm::Rs256, SigningAlgorithm::Es256, SigningAlgorithm::EdDsa].into(),
+            typ: TypRule::AccessTokenOrJwt,
+        };
+        TokenVerifier::new([rules], ClaimRules { scope_claim: "scope".into(), binding_claim: None })
+    }
+
+    fn ring() -> KeyRing {
+        let ring = KeyRing::new();
+        let jwks = std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap();
+        ring.replace(ISSUER, KeySet::from_jwks_json(&jwks).unwrap().keys);
+        ring
+    }
+
+    fn key(file: &str, alg: Algorithm) -> EncodingKey {
+        let pem = std::fs::read(format!("{FIXTURES}/{file}")).unwrap();
+        match alg {
+            Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ed_pem(&pem).unwrap(),
+        }
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": 1000, "exp": 2000, "scope": "a b"})
+    }
+
+    fn mint(alg: Algorithm, file: &str, kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &key(file, alg)).unwrap()
+    }
+
+    fn b64(value: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    #[test]
+    fn verifies_rs256_es256_and_eddsa() {
+        for (alg, file, kid) in [
+            (Algorithm::RS256, "rs256.pem", "test-rs256"),
+            (Algorithm::ES256, "es256.pem", "test-es256"),
+            (Algorithm::EdDSA, "eddsa.pem", "test-eddsa"),
+        ] {
+            let token = mint(alg, file, kid, &claims());
+            let verified = verifier().verify(&token, &ring()).unwrap();
+            assert_eq!(verified.subject.as_deref(), Some("alice"));
+            assert_eq!(&**verified.key.id(), kid);
+            assert_eq!(verified.scopes.as_str(), "a b");
+        }
+    }
+
+    #[test]
+    fn a_signature_by_another_key_is_bad_signature() {
+        let token = mint(Algorithm::ES256, "untrusted-es256.pem", "test-es256", &claims());
+        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::BadSignature);
+    }
+
+    #[test]
+    fn a_tampered_payload_is_bad_signature() {
+        let token = mint(Algorithm::EdDSA, "eddsa.pem", "test-eddsa", &claims());
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut forged = claims();
+        forged["scope"] = json!("admin");
+        let tampered = format!("{}.{}.{}", parts[0], b64(&forged), parts[2]);
+        assert_eq!(verifier().verify(&tampered, &ring()).unwrap_err(), TokenError::BadSignature);
+    }
+
+    #[test]
+    fn unknown_issuer_and_unknown_kid_are_named() {
+        let mut other = claims();
+        other["iss"] = json!("https://evil.example");
+        let token = mint(Algorithm::RS256, "rs256.pem", "test-rs256", &other);
+        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::UnknownIssuer);
+        let token = mint(Algorithm::RS256, "rs256.pem", "rotated-away", &claims());
+        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::UnknownKey);
+    }
+
+    #[test]
+    fn wrong_audience_is_named() {
+        let mut other = claims();
+        other["aud"] = json!(["billing"]);
+        let token = mint(Algorithm::RS256, "rs256.pem", "test-rs256", &other);
+        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::WrongAudience);
+    }
+
+    #[test]
+    fn alg_none_is_disallowed() {
+        let token = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims()));
+        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::DisallowedAlgorithm(_))));
+    }
+
+    #[test]
+    fn hmac_with_the_public_key_as_secret_is_disallowed() {
+        let jwks = std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("test-rs256".into());
+        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&jwks)).unwrap();
+        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::DisallowedAlgorithm(_))));
+    }
+
+    #[test]
+    fn an_algorithm_off_the_issuers_list_is_disallowed() {
+        let token = mint(Algorithm::PS256, "rs256.pem", "test-rs256", &claims());
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::DisallowedAlgorithm("algorithm is not allowed for this issuer")
+        );
+    }
+
+    #[test]
+    fn an_algorithm_that_does_not_fit_the_key_is_disallowed() {
+        // ES256 is allowed for the issuer, but the kid names the RSA key.
+        let token = mint(Algorithm::ES256, "es256.pem", "test-rs256", &claims());
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::DisallowedAlgorithm("algorithm does not match the signing key")
+        );
+    }
+
+    #[test]
+    fn structural_garbage_is_malformed() {
+        let header = b64(&json!({"alg": "RS256"}));
+        for token in [
+            "abc".to_owned(),
+            "a.b".to_owned(),
+            "a.b.c.d.e".to_owned(),
+            "!!!.b.c".to_owned(),
+            format!("{header}.bm90IGpzb24.sig"),
+            format!("{header}.{}.sig", b64(&json!([1, 2]))),
+            format!("{}.{}.sig", b64(&json!({"alg": "RS256", "crit": ["exp"]})), b64(&claims())),
+            format!("{}.{}.sig", b64(&json!({"kid": "x"})), b64(&claims())),
+        ] {
+            assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::Malformed(_))), "{token}");
+        }
+    }
+
+    #[test]
+    fn foreign_token_types_are_malformed() {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("test-rs256".into());
+        header.typ = Some("dpop+jwt".into());
+        let token = jsonwebtoken::encode(&header, &claims(), &key("rs256.pem", Algorithm::RS256)).unwrap();
+        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::Malformed(_))));
+    }
+}

@@ -1,0 +1,75 @@
+//! Who is calling: the peer workload as Envoy's mTLS handshake established it.
+//!
+//! Envoy reports the first URI SAN of the client certificate as `source.principal` without
+//! checking that it is a SPIFFE ID (and the subject DN when there is no URI SAN), so sessiongate
+//! parses it itself: only a well-formed `spiffe://` ID ever matches a `workloads` entry or a
+//! binding claim.
+
+mod certificate;
+mod spiffe;
+
+pub use certificate::{Thumbprint, ThumbprintCache, ThumbprintError};
+pub use spiffe::{SpiffeId, WorkloadPattern, WorkloadPatternError};
+
+/// The identity a session is pinned to on its first allowed request.
+///
+/// The strongest identity the peer has wins: a SPIFFE ID survives certificate rotation, a
+/// certificate thumbprint at least ties the session to one key pair, and the source IP is the
+/// last resort for plaintext callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinnedWorkload {
+    /// The caller's validated SPIFFE ID.
+    Spiffe(Box<str>),
+    /// SHA-256 of the caller's leaf certificate, for certificates without a SPIFFE ID.
+    Certificate(Thumbprint),
+    /// The caller's source IP (without port: ports change per connection).
+    Address(Box<str>),
+}
+
+impl std::fmt::Display for PinnedWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinnedWorkload::Spiffe(id) => f.write_str(id),
+            PinnedWorkload::Certificate(thumbprint) => write!(f, "x5t#S256:{thumbprint}"),
+            PinnedWorkload::Address(address) => write!(f, "ip:{address}"),
+        }
+    }
+}
+
+/// The peer of one request, as far as the decision needs it.
+///
+/// The thumbprint is only computed when a rule needs it (a `cnf` claim, or pinning a peer
+/// without a SPIFFE ID), so the common cached path never touches the certificate.
+#[derive(Clone, Debug, Default)]
+pub struct Caller<'a> {
+    /// The peer's SPIFFE ID, when `source.principal` is a valid one.
+    pub spiffe_id: Option<SpiffeId<'a>>,
+    /// SHA-256 of the peer's leaf certificate, when presented and needed.
+    pub thumbprint: Option<Thumbprint>,
+    /// The peer's source IP, when Envoy reported a socket address.
+    pub address: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    /// The identity this caller would pin a session to, if it has any.
+    pub fn pin_identity(&self) -> Option<PinnedWorkload> {
+        if let Some(id) = &self.spiffe_id {
+            return Some(PinnedWorkload::Spiffe(id.as_str().into()));
+        }
+        if let Some(thumbprint) = self.thumbprint {
+            return Some(PinnedWorkload::Certificate(thumbprint));
+        }
+        self.address
+            .filter(|address| !address.is_empty())
+            .map(|address| PinnedWorkload::Address(address.into()))
+    }
+
+    /// Whether this caller is the workload `pinned` names.
+    pub fn is(&self, pinned: &PinnedWorkload) -> bool {
+        match pinned {
+            PinnedWorkload::Spiffe(id) => self.spiffe_id.is_some_and(|own| own.as_str() == &**id),
+            PinnedWorkload::Certificate(thumbprint) => self.thumbprint == Some(*thumbprint),
+            PinnedWorkload::Address(address) => self.address == Some(&**address),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! SPIFFE IDs and the `workloads` allow-list patterns that match them.
+
+use std::fmt;
+
+/// A syntactically valid SPIFFE ID (`spiffe://trust-domain/path`), borrowed from the request.
+///
+/// Validation follows the SPIFFE ID standard: lowercase trust domain of `[a-z0-9._-]`, path
+/// segments of `[A-Za-z0-9._-]`, no empty, `.` or `..` segments, no query, fragment, port or
+/// user info. Anything else is not a workload identity, whatever Envoy put in `principal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpiffeId<'a>(&'a str);
+
+/// Upper bound on an ID's length, from the SPIFFE standard (2048 bytes for the whole URI).
+const MAX_SPIFFE_ID_LEN: usize = 2048;
+
+impl<'a> SpiffeId<'a> {
+    /// Parses `text` as a SPIFFE ID, or returns `None` when it is not one.
+    pub fn parse(text: &'a str) -> Option<SpiffeId<'a>> {
+        if text.len() > MAX_SPIFFE_ID_LEN {
+            return None;
+        }
+        let rest = text.strip_prefix("spiffe://")?;
+        let (trust_domain, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, ""),
+        };
+        let domain_ok = !trust_domain.is_empty()
+            && trust_domain
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_'));
+        if !domain_ok || !valid_path(path) {
+            return None;
+        }
+        Some(SpiffeId(text))
+    }
+
+    /// The whole ID as text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl fmt::Display for SpiffeId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+fn valid_path(path: &str) -> bool {
+    if path.is_empty() {
+        return true;
+    }
+    path[1..].split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    })
+}
+
+/// One entry of a route's `workloads` list: an exact SPIFFE ID, or a prefix ending in `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkloadPattern {
+    /// Matches exactly this SPIFFE ID.
+    Exact(Box<str>),
+    /// Matches every SPIFFE ID starting with this text (the `*` removed).
+    Prefix(Box<str>),
+}
+
+/// Why a `workloads` entry was rejected at config load.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkloadPatternError {
+    /// The entry is not a SPIFFE ID (nor a SPIFFE ID prefix followed by `*`).
+    #[error("`{0}` is not a SPIFFE ID (spiffe://trust-domain/path), optionally ending in `*`")]
+    NotSpiffe(String),
+}
+
+impl WorkloadPattern {
+    /// Parses a config entry. A prefix must still name at least a trust domain, so `*` alone or
+    /// `spiffe://*` (which would admit any trust domain) are refused.
+    pub fn parse(entry: &str) -> Result<WorkloadPattern, WorkloadPatternError> {
+        let not_spiffe = || WorkloadPatternError::NotSpiffe(entry.to_owned());
+        match entry.strip_suffix('*') {
+            Some(prefix) => {
+                // The prefix must be a valid ID once its trailing separator is trimmed.
+                let trimmed = prefix.trim_end_matches('/');
+                SpiffeId::parse(trimmed).ok_or_else(not_spiffe)?;
+                Ok(WorkloadPattern::Prefix(prefix.into()))
+            }
+            None => {
+                SpiffeId::parse(entry).ok_or_else(not_spiffe)?;
+                Ok(WorkloadPattern::Exact(entry.into()))
+            }
+        }
+    }
+
+    /// Whether `id` is admitted by this pattern.
+    pub fn matches(&self, id: SpiffeId<'_>) -> bool {
+        match self {
+            WorkloadPattern::Exact(exact) => id.as_str() == &**exact,
+            WorkloadPattern::Prefix(prefix) => id.as_str().starts_with(&**prefix),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_well_formed_ids() {
+        for id in [
+            "spiffe://cluster.local/ns/shop/sa/frontend",
+            "spiffe://example.org",
+            "spiffe://trust_domain-1.example/a.b/c-d_e",
+        ] {
+            assert!(SpiffeId::parse(id).is_some(), "{id}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_envoy_may_pass_as_principal() {
+        for text in [
+            "",
+            "CN=frontend,O=shop",
+            "https://cluster.local/ns/shop",
+            "spiffe://",
+            "spiffe:///path",
+            "spiffe://Cluster.Local/ns",
+            "spiffe://cluster.local/",
+            "spiffe://cluster.local//ns",
+            "spiffe://cluster.local/ns/../admin",
+            "spiffe://cluster.local/ns/./x",
+            "spiffe://cluster.local:8443/ns",
+            "spiffe://user@cluster.local/ns",
+            "spiffe://cluster.local/ns?x=1",
+            "spiffe://cluster.local/ns#frag",
+            "spiffe://cluster.local/n s",
+        ] {
+            assert!(SpiffeId::parse(text).is_none(), "{text:?}");
+        }
+        let long = format!("spiffe://a/{}", "x".repeat(3000));
+        assert!(SpiffeId::parse(&long).is_none());
+    }
+
+    #[test]
+    fn exact_pattern_matches_only_that_id() {
+        let pattern = WorkloadPattern::parse("spiffe://cluster.local/ns/shop/sa/frontend").unwrap();
+        let frontend = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/frontend").unwrap();
+        let longer = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/frontend2").unwrap();
+        assert!(pattern.matches(frontend));
+        assert!(!pattern.matches(longer));
+    }
+
+    #[test]
+    fn star_suffix_is_a_prefix_match() {
+        let pattern = WorkloadPattern::parse("spiffe://cluster.local/ns/shop/*").unwrap();
+        let inside = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/batch").unwrap();
+        let outside = SpiffeId::parse("spiffe://cluster.local/ns/shopping/sa/x").unwrap();
+        assert!(pattern.matches(inside));
+        assert!(!pattern.matches(outside));
+    }
+
+    #[test]
+    fn patterns_must_name_a_trust_domain() {
+        for entry in ["*", "spiffe://*", "frontend", "spiffe://Upper/x"] {
+            assert!(WorkloadPattern::parse(entry).is_err(), "{entry}");
+        }
+    }
+}
