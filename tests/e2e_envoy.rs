@@ -703,7 +703,7 @@ fn denied_request_does_not_pin_the_session() {
 fn non_spiffe_certificate_never_matches_workloads() {
     run(async {
         let stack = Stack::shared().await;
-        // `/reports` admits `*`; a SPIFFE workload gets in…
+        // `/reports` admits every workload of `cluster.local`; a SPIFFE workload gets in…
         let jwt = token().sign();
         stack
             .get(Frontend, "/reports/daily")

@@ -2,7 +2,8 @@
 //!
 //! It mirrors `examples/sessiongate.yaml` (the deployment issue 2 describes) with the test
 //! issuers, plus what only tests need: an ES256-only issuer (for "valid algorithm, not allowed
-//! here") and a `/reports` route open to `*`, which a non-SPIFFE principal must still not match.
+//! here") and a `/reports` route open to every workload of the trust domain, which a caller
+//! without a SPIFFE ID must still not reach.
 
 use super::pki::Workload;
 use super::tokens::{AUDIENCE, ES256_ONLY_ISSUER, ISSUER};
@@ -64,7 +65,7 @@ routes:
     scopes: ["orders:read"]
   - name: reports
     path_prefix: /reports
-    workloads: ["*"]
+    workloads: ["spiffe://cluster.local/*"]
   - name: by-envoy-route
     policy: admin
     scopes: ["admin"]
