@@ -144,7 +144,11 @@ fn mint(args: &Args, claims: &Map<String, Value>) -> Result<String, String> {
         Alg::None => {
             let header = json!({ "alg": "none", "typ": args.typ });
             let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-            return Ok(format!("{}.{}.", part(&header), part(&Value::Object(claims.clone()))));
+            return Ok(format!(
+                "{}.{}.",
+                part(&header),
+                part(&Value::Object(claims.clone()))
+            ));
         }
         Alg::Hs256 => {
             let rsa = read(&keys.join("rs256.pem"))?;

@@ -31,10 +31,15 @@ done
 logs="$(mktemp -d "${TMPDIR:-/tmp}/sessiongate-demo.XXXXXX")"
 pids=()
 stop() {
-    local pid
+    local status=$? pid
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    echo "stopped; logs kept in $logs"
+    if [[ $status -eq 0 ]]; then
+        rm -rf "$logs"
+        echo "stopped echo upstream, sessiongate and Envoy"
+    else
+        echo "stopped; logs kept in $logs" >&2
+    fi
 }
 trap stop EXIT
 trap 'exit 130' INT TERM

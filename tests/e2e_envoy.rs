@@ -39,7 +39,11 @@ async fn assert_allowed_with_identity(alg: Alg) {
         .scope("orders:read profile")
         .sign();
 
-    let reply = stack.get(Frontend, "/orders/42").bearer_auth(&jwt).reply().await;
+    let reply = stack
+        .get(Frontend, "/orders/42")
+        .bearer_auth(&jwt)
+        .reply()
+        .await;
 
     reply.assert_allowed();
     assert_eq!(reply.upstream_single("x-sessiongate-subject"), sub);
@@ -89,7 +93,11 @@ fn allow_eddsa_forwards_identity_headers() {
 fn public_route_needs_no_token() {
     run(async {
         let stack = Stack::shared().await;
-        stack.get(Frontend, "/healthz").reply().await.assert_allowed();
+        stack
+            .get(Frontend, "/healthz")
+            .reply()
+            .await
+            .assert_allowed();
     });
 }
 
@@ -317,10 +325,7 @@ fn disallowed_algorithm_not_in_issuers_allow_list() {
 fn expired() {
     run(async {
         let stack = Stack::shared().await;
-        let jwt = token()
-            .iat_age(300)
-            .exp_in(-(CLOCK_SKEW_SECS + 60))
-            .sign();
+        let jwt = token().iat_age(300).exp_in(-(CLOCK_SKEW_SECS + 60)).sign();
         stack
             .get(Frontend, "/orders/1")
             .bearer_auth(&jwt)

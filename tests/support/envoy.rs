@@ -37,7 +37,14 @@ pub fn binary() -> PathBuf {
 /// config resolve against `cwd`, as they would for a real run started there.
 pub fn validate(config: &Path, cwd: &Path) -> Output {
     std::process::Command::new(binary())
-        .args(["--mode", "validate", "-l", "warning", "--disable-hot-restart", "-c"])
+        .args([
+            "--mode",
+            "validate",
+            "-l",
+            "warning",
+            "--disable-hot-restart",
+            "-c",
+        ])
         .arg(config)
         .current_dir(cwd)
         .output()
@@ -105,7 +112,10 @@ impl Envoy {
                 break;
             }
             if Instant::now() > deadline {
-                panic!("Envoy not ready within {START_TIMEOUT:?}\n{}", process.output());
+                panic!(
+                    "Envoy not ready within {START_TIMEOUT:?}\n{}",
+                    process.output()
+                );
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
@@ -120,7 +130,10 @@ impl Envoy {
             .await
             .expect("listeners JSON");
         let listener = https_listener_addr(&listeners).unwrap_or_else(|| {
-            panic!("no `https` listener in /listeners: {listeners}\n{}", process.output())
+            panic!(
+                "no `https` listener in /listeners: {listeners}\n{}",
+                process.output()
+            )
         });
 
         Envoy {

@@ -104,7 +104,9 @@ impl Pki {
         );
         let client = |workload: Workload| {
             let sans = if workload.principal().starts_with("spiffe://") {
-                vec![SanType::URI(workload.principal().try_into().expect("URI SAN"))]
+                vec![SanType::URI(
+                    workload.principal().try_into().expect("URI SAN"),
+                )]
             } else {
                 Vec::new()
             };

@@ -74,7 +74,8 @@ impl Reply {
     /// The `www-authenticate` challenge starts with `prefix` (the rest is a description).
     pub fn assert_challenge_starts_with(&self, prefix: &str) -> &Self {
         assert!(
-            self.www_authenticate().is_some_and(|c| c.starts_with(prefix)),
+            self.www_authenticate()
+                .is_some_and(|c| c.starts_with(prefix)),
             "expected www-authenticate starting with `{prefix}`, got {self}"
         );
         self

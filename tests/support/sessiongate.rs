@@ -63,10 +63,7 @@ impl Sessiongate {
         .await;
         let grpc_addr = match found {
             Ok(Some(addr)) => addr,
-            Ok(None) => panic!(
-                "sessiongate exited before listening\n{}",
-                process.output()
-            ),
+            Ok(None) => panic!("sessiongate exited before listening\n{}", process.output()),
             Err(_) => panic!(
                 "sessiongate did not report `listening` within {START_TIMEOUT:?}\n{}",
                 process.output()

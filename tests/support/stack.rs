@@ -108,7 +108,11 @@ impl Stack {
     }
 }
 
-async fn start_envoy(dir: &std::path::Path, sessiongate: SocketAddr, upstream: SocketAddr) -> Envoy {
+async fn start_envoy(
+    dir: &std::path::Path,
+    sessiongate: SocketAddr,
+    upstream: SocketAddr,
+) -> Envoy {
     let tls = Pki::shared().write_server_files(dir);
     let config = EnvoyConfig {
         tls: &tls,

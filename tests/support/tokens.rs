@@ -230,7 +230,11 @@ impl TokenBuilder {
     /// `alg: none` with an empty signature: the classic "unsigned token" attack.
     pub fn unsigned(&self) -> String {
         let header = json!({ "alg": "none", "typ": "JWT", "kid": self.alg.kid() });
-        format!("{}.{}.", encode_part(&header), encode_part(&Value::Object(self.claims.clone())))
+        format!(
+            "{}.{}.",
+            encode_part(&header),
+            encode_part(&Value::Object(self.claims.clone()))
+        )
     }
 
     /// HS256 keyed with the RSA *public* key (SPKI PEM, as a JWKS consumer could render it):
