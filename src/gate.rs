@@ -5,6 +5,7 @@
 //! verifying a token once per session, recording allowed requests and pinning sessions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -38,6 +39,7 @@ pub struct Gate {
     sessions: SessionCache,
     thumbprints: ThumbprintCache,
     started_at: UnixTime,
+    verifications: AtomicU64,
 }
 
 impl Gate {
@@ -49,16 +51,25 @@ impl Gate {
             sessions,
             thumbprints: ThumbprintCache::new(THUMBPRINT_CACHE_CAPACITY),
             started_at,
+            verifications: AtomicU64::new(0),
         }
     }
 
     /// Installs a new policy; the next request (and every cached session) is judged by it.
-    /// Sessions extracted under different claim rules are dropped and re-verified.
+    /// When what verification checks changed (issuers, audiences, algorithms, claim mapping),
+    /// cached sessions were verified under rules that no longer hold, so they are dropped and
+    /// re-verified on their next request.
     pub fn replace_policy(&self, policy: Policy) {
-        let previous = self.policy.swap(Arc::new(policy));
-        if previous.verifier.claim_rules() != self.policy.load().verifier.claim_rules() {
+        let verification_changed = self.policy.load().verifier != policy.verifier;
+        self.policy.store(Arc::new(policy));
+        if verification_changed {
             self.sessions.clear();
         }
+    }
+
+    /// How many signatures were verified since start (once per new session, ideally).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The session cache (for introspection).
@@ -83,7 +94,7 @@ impl Gate {
         let key = SessionKey::of_token(token);
         let session = match self.sessions.get(&key) {
             Some(session) => session,
-            None => match policy.verifier.verify(token, &self.keys) {
+            None => match self.verify(&policy, token) {
                 Ok(verified) => self.sessions.insert_or_get(key, Session::new(verified, now)),
                 Err(error) => {
                     return Outcome { route: route_name, verdict: Err(decision::token_rejected(&error)), session: None };
@@ -102,6 +113,11 @@ impl Gate {
             session.record_allowed(now);
         }
         Outcome { route: route_name, verdict, session: Some((key, session)) }
+    }
+
+    fn verify(&self, policy: &Policy, token: &str) -> Result<crate::token::VerifiedToken, crate::token::TokenError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        policy.verifier.verify(token, &self.keys)
     }
 
     /// The caller's identity; the certificate is only thumbprinted when a rule needs it.
@@ -139,5 +155,158 @@ impl std::fmt::Debug for Gate {
             .field("keys", &self.keys)
             .field("started_at", &self.started_at)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::deny::DenyReason;
+    use crate::policy::{BindingRules, SessionRules};
+    use crate::request::{AuthorizationValues, PeerFacts};
+    use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
+    use crate::testing::{ISSUER, mint_es256, ring};
+    use crate::token::{ClaimRules, IssuerRules, SigningAlgorithm, TokenVerifier, TypRule};
+
+    const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
+    const BATCH: &str = "spiffe://cluster.local/ns/shop/sa/batch";
+
+    fn policy(scopes: &[&str], audience: &str) -> Policy {
+        Policy {
+            routes: RouteTable::new(vec![Route {
+                name: "orders".into(),
+                conditions: RouteConditions::default(),
+                access: RouteAccess::Session(SessionRequirements {
+                    scopes: scopes.iter().map(|s| Box::from(*s)).collect(),
+                    scope_challenge: scopes.join(" ").into(),
+                    max_token_age: Duration::from_secs(900),
+                    max_auth_age: None,
+                }),
+                workloads: None,
+            }]),
+            verifier: TokenVerifier::new(
+                [IssuerRules {
+                    issuer: ISSUER.into(),
+                    audiences: vec![audience.into()].into(),
+                    algorithms: vec![SigningAlgorithm::Es256].into(),
+                    typ: TypRule::AccessTokenOrJwt,
+                }],
+                ClaimRules { scope_claim: "scope".into(), binding_claim: None },
+            ),
+            session: SessionRules { idle_timeout: None, clock_skew: Duration::from_secs(30) },
+            binding: BindingRules { pin_first_workload: true, ..Default::default() },
+        }
+    }
+
+    fn gate() -> Gate {
+        let sessions = SessionCache::new(100, Duration::from_secs(30));
+        Gate::new(policy(&["orders:read"], "shop-api"), Arc::new(ring()), sessions, UnixTime::now())
+    }
+
+    fn token(now: UnixTime) -> String {
+        let iat = now.as_secs();
+        mint_es256(&json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
+            "scope": "orders:read"}))
+    }
+
+    fn request<'a>(authorization: &'a str, principal: &'a str) -> RequestFacts<'a> {
+        RequestFacts {
+            method: "GET",
+            path: "/orders",
+            authorization: AuthorizationValues::One(authorization),
+            peer: PeerFacts { principal, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    fn reason(outcome: &Outcome) -> Option<DenyReason> {
+        outcome.verdict.as_ref().err().map(|deny| deny.reason)
+    }
+
+    #[test]
+    fn a_signature_is_verified_once_per_session() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        for _ in 0..3 {
+            assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        }
+        assert_eq!(gate.verifications(), 1);
+    }
+
+    #[test]
+    fn only_verified_tokens_enter_the_cache() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let forged = format!("{}x", token(now));
+        let outcome = gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
+        assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
+        assert!(gate.sessions().get(&SessionKey::of_token(&forged)).is_none());
+        gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
+        assert_eq!(gate.verifications(), 2, "a rejected token is verified again, never cached");
+    }
+
+    #[test]
+    fn a_narrowed_policy_applies_to_cached_sessions_at_once() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        gate.replace_policy(policy(&["orders:read", "orders:write"], "shop-api"));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), Some(DenyReason::InsufficientScope));
+        assert_eq!(gate.verifications(), 1, "same verification rules keep the cached session");
+    }
+
+    #[test]
+    fn changed_verification_rules_re_verify_cached_sessions() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        gate.replace_policy(policy(&["orders:read"], "billing-api"));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), Some(DenyReason::WrongAudience));
+    }
+
+    #[test]
+    fn a_session_is_pinned_on_its_first_allowed_request_only() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        gate.replace_policy(policy(&["admin"], "shop-api"));
+        assert_eq!(reason(&gate.check(&request(&header, BATCH), now)), Some(DenyReason::InsufficientScope));
+        gate.replace_policy(policy(&["orders:read"], "shop-api"));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None, "a denial did not pin batch");
+        assert_eq!(reason(&gate.check(&request(&header, BATCH), now)), Some(DenyReason::SessionReplayed));
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+    }
+
+    #[test]
+    fn concurrent_first_requests_share_one_session_and_one_pin() {
+        let gate = Arc::new(gate());
+        let now = UnixTime::now();
+        let header = Arc::new(format!("Bearer {}", token(now)));
+        let callers = [FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH];
+        let outcomes: Vec<(&str, Option<DenyReason>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = callers
+                .iter()
+                .map(|caller| {
+                    let (gate, header) = (Arc::clone(&gate), Arc::clone(&header));
+                    scope.spawn(move || (*caller, reason(&gate.check(&request(&header, caller), now))))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: std::collections::HashSet<&str> =
+            outcomes.iter().filter(|(_, r)| r.is_none()).map(|(caller, _)| *caller).collect();
+        assert_eq!(winners.len(), 1, "exactly one workload owns the session: {outcomes:?}");
+        for (caller, outcome) in &outcomes {
+            if !winners.contains(caller) {
+                assert_eq!(*outcome, Some(DenyReason::SessionReplayed));
+            }
+        }
     }
 }

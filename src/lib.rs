@@ -37,3 +37,6 @@ pub mod session;
 pub mod time;
 pub mod token;
 pub mod workload;
+
+#[cfg(test)]
+mod testing;

@@ -74,3 +74,60 @@ impl fmt::Debug for SessionCache {
         f.debug_struct("SessionCache").field("entries", &self.len()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{ISSUER, mint_es256, ring};
+    use crate::token::{ClaimRules, IssuerRules, SigningAlgorithm, TokenVerifier, TypRule};
+
+    fn session_expiring_at(exp: UnixTime) -> Arc<Session> {
+        let verifier = TokenVerifier::new(
+            [IssuerRules {
+                issuer: ISSUER.into(),
+                audiences: vec!["a".into()].into(),
+                algorithms: vec![SigningAlgorithm::Es256].into(),
+                typ: TypRule::AccessTokenOrJwt,
+            }],
+            ClaimRules { scope_claim: "scope".into(), binding_claim: None },
+        );
+        let token = mint_es256(&json!({"iss": ISSUER, "aud": "a", "exp": exp.as_secs(), "iat": 0}));
+        Arc::new(Session::new(verifier.verify(&token, &ring()).unwrap(), UnixTime::now()))
+    }
+
+    #[test]
+    fn an_entry_lives_no_longer_than_its_token_plus_skew() {
+        let expiry = UntilTokenExpiry { clock_skew: Duration::from_secs(30) };
+        let key = SessionKey::of_token("t");
+        let in_ten_minutes = UnixTime::now().plus(Duration::from_secs(600));
+        let ttl = expiry.expire_after_create(&key, &session_expiring_at(in_ten_minutes), Instant::now()).unwrap();
+        assert!(ttl <= Duration::from_secs(630) && ttl > Duration::from_secs(620), "{ttl:?}");
+        let ttl = expiry.expire_after_create(&key, &session_expiring_at(UnixTime::from_secs(60)), Instant::now());
+        assert_eq!(ttl, Some(Duration::ZERO), "an expired token is not kept");
+    }
+
+    #[test]
+    fn concurrent_inserts_keep_the_first_session() {
+        let cache = SessionCache::new(10, Duration::from_secs(30));
+        let exp = UnixTime::now().plus(Duration::from_secs(600));
+        let key = SessionKey::of_token("t");
+        let first = cache.insert_or_get(key, Arc::try_unwrap(session_expiring_at(exp)).unwrap());
+        let second = cache.insert_or_get(key, Arc::try_unwrap(session_expiring_at(exp)).unwrap());
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let cache = SessionCache::new(5, Duration::from_secs(30));
+        let exp = UnixTime::now().plus(Duration::from_secs(600));
+        let template = session_expiring_at(exp);
+        for i in 0..50 {
+            let session = Session::new(template.token.clone(), UnixTime::now());
+            cache.insert_or_get(SessionKey::of_token(&i.to_string()), session);
+        }
+        cache.entries.run_pending_tasks();
+        assert!(cache.len() <= 5, "{}", cache.len());
+    }
+}

@@ -34,7 +34,7 @@ impl TypRule {
 }
 
 /// The verification rules of one issuer, compiled from config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerRules {
     /// The exact `iss` value.
     pub issuer: Arc<str>,

@@ -14,7 +14,7 @@ use super::{TokenError, VerifiedToken};
 
 /// Verifies bearer tokens for a set of issuers. Built from config; immutable; replaced whole on
 /// reload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenVerifier {
     issuers: HashMap<Arc<str>, IssuerRules>,
     claims: ClaimRules,
@@ -33,11 +33,6 @@ impl TokenVerifier {
     /// The issuers this verifier trusts.
     pub fn issuers(&self) -> impl Iterator<Item = &IssuerRules> {
         self.issuers.values()
-    }
-
-    /// How claims are read; a session cached under other rules must be re-verified.
-    pub fn claim_rules(&self) -> &ClaimRules {
-        &self.claims
     }
 
     /// Verifies `token` (the compact JWS from the `Authorization` header).
@@ -115,12 +110,11 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str, problem: &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{KeySet, SigningAlgorithm, TypRule};
+    use crate::token::{SigningAlgorithm, TypRule};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
 
-    const ISSUER: &str = "https://idp.example.test";
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+    use crate::testing::{ISSUER, mint, ring, signing_key as key};
 
     fn verifier() -> TokenVerifier {
         let rules = IssuerRules {
@@ -132,30 +126,8 @@ mod tests {
         TokenVerifier::new([rules], ClaimRules { scope_claim: "scope".into(), binding_claim: None })
     }
 
-    fn ring() -> KeyRing {
-        let ring = KeyRing::new();
-        let jwks = std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap();
-        ring.replace(ISSUER, KeySet::from_jwks_json(&jwks).unwrap().keys);
-        ring
-    }
-
-    fn key(file: &str, alg: Algorithm) -> EncodingKey {
-        let pem = std::fs::read(format!("{FIXTURES}/{file}")).unwrap();
-        match alg {
-            Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
-            _ => EncodingKey::from_ed_pem(&pem).unwrap(),
-        }
-    }
-
     fn claims() -> Value {
         json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": 1000, "exp": 2000, "scope": "a b"})
-    }
-
-    fn mint(alg: Algorithm, file: &str, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(alg);
-        header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, claims, &key(file, alg)).unwrap()
     }
 
     fn b64(value: &Value) -> String {
@@ -219,10 +191,10 @@ mod tests {
 
     #[test]
     fn hmac_with_the_public_key_as_secret_is_disallowed() {
-        let jwks = std::fs::read(format!("{FIXTURES}/jwks.json")).unwrap();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("test-rs256".into());
-        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&jwks)).unwrap();
+        let secret = EncodingKey::from_secret(&crate::testing::jwks());
+        let token = jsonwebtoken::encode(&header, &claims(), &secret).unwrap();
         assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::DisallowedAlgorithm(_))));
     }
 
