@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> CheckRequest {
-        let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/tests/fixtures/envoy/{name}", env!("CARGO_MANIFEST_DIR"));
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         crate::envoy::request::tests_support::check_request_from_json(&json)
     }
