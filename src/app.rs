@@ -29,22 +29,37 @@ const MAX_CHECK_REQUEST_BYTES: usize = 1024 * 1024;
 pub async fn build_gate(config: Config) -> anyhow::Result<Arc<Gate>> {
     let keys = Arc::new(KeyRing::new());
     for issuer in &config.keys {
-        let parsed = issuer.source.load().await.with_context(|| format!("loading keys of {}", issuer.issuer))?;
+        let parsed = issuer
+            .source
+            .load()
+            .await
+            .with_context(|| format!("loading keys of {}", issuer.issuer))?;
         tracing::info!(issuer = %issuer.issuer, source = %issuer.source.describe(), keys = parsed.keys.len(), "keys loaded");
         keys.replace(&issuer.issuer, parsed.keys);
     }
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
-    Ok(Arc::new(Gate::new(config.policy, keys, sessions, UnixTime::now())))
+    Ok(Arc::new(Gate::new(
+        config.policy,
+        keys,
+        sessions,
+        UnixTime::now(),
+    )))
 }
 
 /// Binds the configured gRPC address.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("binding the gRPC listener to {address}"))
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the gRPC listener to {address}"))
 }
 
 /// Serves ext_authz on `listener` until `shutdown` completes, then drains in-flight checks for
 /// at most [`DRAIN_GRACE`].
-pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(listener = "grpc", addr = %address, "listening");
     let service = AuthorizationServer::new(AuthorizationService::new(gate))
@@ -75,7 +90,10 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
 }
 
 /// Runs the sidecar for `config` until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = bind(config.grpc_listen).await?;
     let gate = build_gate(config).await?;
     serve(listener, gate, shutdown).await

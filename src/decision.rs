@@ -40,7 +40,10 @@ pub enum Admission<'p, 'r> {
 }
 
 /// Step 1: route, public access, bearer credential.
-pub fn admit<'p, 'r>(routes: &'p RouteTable, request: &RequestFacts<'r>) -> Result<Admission<'p, 'r>, Deny> {
+pub fn admit<'p, 'r>(
+    routes: &'p RouteTable,
+    request: &RequestFacts<'r>,
+) -> Result<Admission<'p, 'r>, Deny> {
     let route = routes
         .find(request)
         .ok_or_else(|| Deny::new(DenyReason::NoRoute, "no route matches the request"))?;
@@ -54,8 +57,15 @@ pub fn admit<'p, 'r>(routes: &'p RouteTable, request: &RequestFacts<'r>) -> Resu
         RouteAccess::Session(requirements) => requirements,
     };
     match bearer_token(request.authorization) {
-        Ok(Some(token)) => Ok(Admission::Bearer { route, requirements, token }),
-        Ok(None) => Err(Deny::new(DenyReason::MissingToken, "a bearer token is required")),
+        Ok(Some(token)) => Ok(Admission::Bearer {
+            route,
+            requirements,
+            token,
+        }),
+        Ok(None) => Err(Deny::new(
+            DenyReason::MissingToken,
+            "a bearer token is required",
+        )),
         Err(error) => Err(bad_request(error)),
     }
 }
@@ -65,7 +75,10 @@ fn bad_request(error: CredentialError) -> Deny {
 }
 
 fn workload_not_allowed() -> Deny {
-    Deny::new(DenyReason::WorkloadNotAllowed, "caller is not allowed on this route")
+    Deny::new(
+        DenyReason::WorkloadNotAllowed,
+        "caller is not allowed on this route",
+    )
 }
 
 /// The denial for a token that failed verification.
@@ -87,7 +100,10 @@ pub fn token_rejected(error: &TokenError) -> Deny {
 
 /// The denial when another workload won the race to pin a fresh session.
 pub fn replayed() -> Deny {
-    Deny::new(DenyReason::SessionReplayed, "session is bound to another workload")
+    Deny::new(
+        DenyReason::SessionReplayed,
+        "session is bound to another workload",
+    )
 }
 
 /// What this process has seen of a session.
@@ -134,24 +150,40 @@ pub fn decide(
     let now = clock.now;
     let skew = rules.session.clock_skew;
     if token.key.is_retired() {
-        return Err(Deny::new(DenyReason::UnknownKey, "signing key was removed from the issuer's key set"));
+        return Err(Deny::new(
+            DenyReason::UnknownKey,
+            "signing key was removed from the issuer's key set",
+        ));
     }
     if now > token.expires_at.plus(skew) {
         return Err(Deny::new(DenyReason::Expired, "token has expired"));
     }
     if token.not_before.is_some_and(|nbf| nbf > now.plus(skew)) {
-        return Err(Deny::new(DenyReason::NotYetValid, "token is not valid yet (nbf)"));
+        return Err(Deny::new(
+            DenyReason::NotYetValid,
+            "token is not valid yet (nbf)",
+        ));
     }
     let Some(issued_at) = token.issued_at else {
-        return Err(Deny::new(DenyReason::TokenTooOld, "token has no iat, so its age is unbounded"));
+        return Err(Deny::new(
+            DenyReason::TokenTooOld,
+            "token has no iat, so its age is unbounded",
+        ));
     };
     if issued_at > now.plus(skew) {
-        return Err(Deny::new(DenyReason::NotYetValid, "token is issued in the future (iat)"));
+        return Err(Deny::new(
+            DenyReason::NotYetValid,
+            "token is issued in the future (iat)",
+        ));
     }
     if now.since(issued_at) > rules.requirements.max_token_age {
-        return Err(Deny::new(DenyReason::TokenTooOld, "token is older than the route allows"));
+        return Err(Deny::new(
+            DenyReason::TokenTooOld,
+            "token is older than the route allows",
+        ));
     }
-    if let (Some(max_auth_age), Some(auth_time)) = (rules.requirements.max_auth_age, token.auth_time)
+    if let (Some(max_auth_age), Some(auth_time)) =
+        (rules.requirements.max_auth_age, token.auth_time)
         && now.since(auth_time) > max_auth_age
     {
         return Err(Deny::auth_too_old(max_auth_age.as_secs()));
@@ -170,7 +202,10 @@ pub fn decide(
             }
         }
         Confirmation::Unsupported => {
-            return Err(Deny::new(DenyReason::CnfMismatch, "token uses an unsupported confirmation method"));
+            return Err(Deny::new(
+                DenyReason::CnfMismatch,
+                "token uses an unsupported confirmation method",
+            ));
         }
     }
     if rules.binding.pin_first_workload
@@ -183,10 +218,16 @@ pub fn decide(
         match (&token.binding_claim, caller.spiffe_id) {
             (Some(claimed), Some(id)) if **claimed == *id.as_str() => {}
             (Some(_), _) => {
-                return Err(Deny::new(DenyReason::WorkloadMismatch, "token is bound to another workload"));
+                return Err(Deny::new(
+                    DenyReason::WorkloadMismatch,
+                    "token is bound to another workload",
+                ));
             }
             (None, _) if rules.binding.require_claim => {
-                return Err(Deny::new(DenyReason::WorkloadMismatch, "token lacks the workload binding claim"));
+                return Err(Deny::new(
+                    DenyReason::WorkloadMismatch,
+                    "token lacks the workload binding claim",
+                ));
             }
             (None, _) => {}
         }
@@ -194,8 +235,15 @@ pub fn decide(
     if !rules.route.admits_workload(caller.spiffe_id) {
         return Err(workload_not_allowed());
     }
-    if !rules.requirements.scopes.iter().all(|scope| token.scopes.contains(scope)) {
-        return Err(Deny::insufficient_scope(&rules.requirements.scope_challenge));
+    if !rules
+        .requirements
+        .scopes
+        .iter()
+        .all(|scope| token.scopes.contains(scope))
+    {
+        return Err(Deny::insufficient_scope(
+            &rules.requirements.scope_challenge,
+        ));
     }
     Ok(())
 }
@@ -203,7 +251,12 @@ pub fn decide(
 /// A session is idle when no request was allowed for `idle_timeout`. One never allowed here is
 /// judged from its `iat`, except during the first `idle_timeout` after start-up, when a restart
 /// has forgotten every history and unseen sessions are adopted instead.
-fn check_idle(issued_at: UnixTime, last_allowed: Option<UnixTime>, idle_timeout: Duration, clock: Clock) -> Result<(), Deny> {
+fn check_idle(
+    issued_at: UnixTime,
+    last_allowed: Option<UnixTime>,
+    idle_timeout: Duration,
+    clock: Clock,
+) -> Result<(), Deny> {
     let idle = match last_allowed {
         Some(last) => clock.now.since(last) > idle_timeout,
         None => {
@@ -212,7 +265,10 @@ fn check_idle(issued_at: UnixTime, last_allowed: Option<UnixTime>, idle_timeout:
         }
     };
     if idle {
-        Err(Deny::new(DenyReason::SessionIdle, "session has been idle longer than allowed"))
+        Err(Deny::new(
+            DenyReason::SessionIdle,
+            "session has been idle longer than allowed",
+        ))
     } else {
         Ok(())
     }

@@ -167,7 +167,11 @@ pub struct Deny {
 impl Deny {
     /// A denial with no extra challenge parameters.
     pub fn new(reason: DenyReason, description: impl Into<Cow<'static, str>>) -> Deny {
-        Deny { reason, description: description.into(), detail: ChallengeDetail::None }
+        Deny {
+            reason,
+            description: description.into(),
+            detail: ChallengeDetail::None,
+        }
     }
 
     /// `insufficient_scope`, telling the client which scopes the route needs.
@@ -193,7 +197,10 @@ impl Deny {
         let challenge = match (self.reason, &self.detail) {
             (DenyReason::MissingToken, _) => r#"Bearer realm="sessiongate""#.to_owned(),
             (DenyReason::InsufficientScope, ChallengeDetail::Scope(scope)) => {
-                format!(r#"Bearer error="insufficient_scope", scope="{}""#, quotable(scope))
+                format!(
+                    r#"Bearer error="insufficient_scope", scope="{}""#,
+                    quotable(scope)
+                )
             }
             (DenyReason::AuthTooOld, ChallengeDetail::MaxAge(max_age)) => {
                 format!(r#"Bearer error="insufficient_user_authentication", max_age="{max_age}""#)
@@ -239,7 +246,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for reason in DenyReason::ALL {
             let name = reason.as_str();
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
             assert!(seen.insert(name), "duplicate {name}");
         }
     }
@@ -247,13 +257,30 @@ mod tests {
     #[test]
     fn statuses_follow_the_table() {
         use DenyReason::*;
-        for reason in [MissingToken, MalformedToken, BadSignature, UnknownIssuer, UnknownKey, WrongAudience,
-            DisallowedAlgorithm, Expired, NotYetValid, TokenTooOld, AuthTooOld, SessionIdle, CnfMismatch,
-            SessionReplayed]
-        {
+        for reason in [
+            MissingToken,
+            MalformedToken,
+            BadSignature,
+            UnknownIssuer,
+            UnknownKey,
+            WrongAudience,
+            DisallowedAlgorithm,
+            Expired,
+            NotYetValid,
+            TokenTooOld,
+            AuthTooOld,
+            SessionIdle,
+            CnfMismatch,
+            SessionReplayed,
+        ] {
             assert_eq!(reason.http_status(), 401, "{reason}");
         }
-        for reason in [InsufficientScope, WorkloadMismatch, WorkloadNotAllowed, NoRoute] {
+        for reason in [
+            InsufficientScope,
+            WorkloadMismatch,
+            WorkloadNotAllowed,
+            NoRoute,
+        ] {
             assert_eq!(reason.http_status(), 403, "{reason}");
         }
         assert_eq!(BadRequest.http_status(), 400);
@@ -263,7 +290,10 @@ mod tests {
     #[test]
     fn challenges_follow_rfc_6750_and_9470() {
         let missing = Deny::new(DenyReason::MissingToken, "no bearer token");
-        assert_eq!(missing.www_authenticate().unwrap(), r#"Bearer realm="sessiongate""#);
+        assert_eq!(
+            missing.www_authenticate().unwrap(),
+            r#"Bearer realm="sessiongate""#
+        );
         let expired = Deny::new(DenyReason::Expired, "token expired");
         assert_eq!(
             expired.www_authenticate().unwrap(),
@@ -279,10 +309,16 @@ mod tests {
             r#"Bearer error="insufficient_user_authentication", max_age="28800""#
         );
         let bad = Deny::new(DenyReason::BadRequest, "two credentials");
-        assert_eq!(bad.www_authenticate().unwrap(), r#"Bearer error="invalid_request""#);
-        for reason in [DenyReason::WorkloadMismatch, DenyReason::WorkloadNotAllowed, DenyReason::NoRoute,
-            DenyReason::InternalError]
-        {
+        assert_eq!(
+            bad.www_authenticate().unwrap(),
+            r#"Bearer error="invalid_request""#
+        );
+        for reason in [
+            DenyReason::WorkloadMismatch,
+            DenyReason::WorkloadNotAllowed,
+            DenyReason::NoRoute,
+            DenyReason::InternalError,
+        ] {
             assert_eq!(Deny::new(reason, "x").www_authenticate(), None, "{reason}");
         }
     }
@@ -298,7 +334,8 @@ mod tests {
 
     #[test]
     fn body_is_small_json_with_the_reason() {
-        let body: serde_json::Value = serde_json::from_str(&Deny::insufficient_scope(&Arc::from("a")).body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&Deny::insufficient_scope(&Arc::from("a")).body()).unwrap();
         assert_eq!(body["reason"], "insufficient_scope");
         assert_eq!(body["error"], "insufficient_scope");
     }

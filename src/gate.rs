@@ -44,7 +44,12 @@ pub struct Gate {
 
 impl Gate {
     /// A gate judging by `policy` with `keys`, caching sessions in `sessions`.
-    pub fn new(policy: Policy, keys: Arc<KeyRing>, sessions: SessionCache, started_at: UnixTime) -> Gate {
+    pub fn new(
+        policy: Policy,
+        keys: Arc<KeyRing>,
+        sessions: SessionCache,
+        started_at: UnixTime,
+    ) -> Gate {
         Gate {
             policy: ArcSwap::from_pointee(policy),
             keys,
@@ -82,12 +87,24 @@ impl Gate {
         let policy = self.policy.load();
         let (route, requirements, token) = match decision::admit(&policy.routes, request) {
             Ok(Admission::Public(route)) => {
-                return Outcome { route: Some(Arc::clone(&route.name)), verdict: Ok(()), session: None };
+                return Outcome {
+                    route: Some(Arc::clone(&route.name)),
+                    verdict: Ok(()),
+                    session: None,
+                };
             }
-            Ok(Admission::Bearer { route, requirements, token }) => (route, requirements, token),
+            Ok(Admission::Bearer {
+                route,
+                requirements,
+                token,
+            }) => (route, requirements, token),
             Err(deny) => {
                 let route = policy.routes.find(request).map(|r| Arc::clone(&r.name));
-                return Outcome { route, verdict: Err(deny), session: None };
+                return Outcome {
+                    route,
+                    verdict: Err(deny),
+                    session: None,
+                };
             }
         };
         let route_name = Some(Arc::clone(&route.name));
@@ -95,16 +112,33 @@ impl Gate {
         let session = match self.sessions.get(&key) {
             Some(session) => session,
             None => match self.verify(&policy, token) {
-                Ok(verified) => self.sessions.insert_or_get(key, Session::new(verified, now)),
+                Ok(verified) => self
+                    .sessions
+                    .insert_or_get(key, Session::new(verified, now)),
                 Err(error) => {
-                    return Outcome { route: route_name, verdict: Err(decision::token_rejected(&error)), session: None };
+                    return Outcome {
+                        route: route_name,
+                        verdict: Err(decision::token_rejected(&error)),
+                        session: None,
+                    };
                 }
             },
         };
         let caller = self.caller(request, &session, policy.binding.pin_first_workload);
-        let rules = Rules { route, requirements, session: &policy.session, binding: &policy.binding };
-        let clock = Clock { now, started_at: self.started_at };
-        let history = SessionHistory { last_allowed: session.last_allowed(), pinned: session.pinned() };
+        let rules = Rules {
+            route,
+            requirements,
+            session: &policy.session,
+            binding: &policy.binding,
+        };
+        let clock = Clock {
+            now,
+            started_at: self.started_at,
+        };
+        let history = SessionHistory {
+            last_allowed: session.last_allowed(),
+            pinned: session.pinned(),
+        };
         let mut verdict = decision::decide(&session.token, history, &caller, rules, clock);
         if verdict.is_ok() && policy.binding.pin_first_workload {
             verdict = self.pin(&session, &caller);
@@ -112,16 +146,29 @@ impl Gate {
         if verdict.is_ok() {
             session.record_allowed(now);
         }
-        Outcome { route: route_name, verdict, session: Some((key, session)) }
+        Outcome {
+            route: route_name,
+            verdict,
+            session: Some((key, session)),
+        }
     }
 
-    fn verify(&self, policy: &Policy, token: &str) -> Result<crate::token::VerifiedToken, crate::token::TokenError> {
+    fn verify(
+        &self,
+        policy: &Policy,
+        token: &str,
+    ) -> Result<crate::token::VerifiedToken, crate::token::TokenError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         policy.verifier.verify(token, &self.keys)
     }
 
     /// The caller's identity; the certificate is only thumbprinted when a rule needs it.
-    fn caller<'r>(&self, request: &RequestFacts<'r>, session: &Session, pinning: bool) -> Caller<'r> {
+    fn caller<'r>(
+        &self,
+        request: &RequestFacts<'r>,
+        session: &Session,
+        pinning: bool,
+    ) -> Caller<'r> {
         let spiffe_id = SpiffeId::parse(request.peer.principal);
         let needs_thumbprint = !matches!(session.token.confirmation, Confirmation::None)
             || (pinning && spiffe_id.is_none());
@@ -130,7 +177,11 @@ impl Gate {
         } else {
             None
         };
-        Caller { spiffe_id, thumbprint, address: request.peer.address }
+        Caller {
+            spiffe_id,
+            thumbprint,
+            address: request.peer.address,
+        }
     }
 
     /// Pins a fresh session to `caller`; if another workload won the race, this is a replay.
@@ -141,7 +192,11 @@ impl Gate {
         match caller.pin_identity() {
             Some(identity) => {
                 let owner = session.pin(identity);
-                if caller.is(owner) { Ok(()) } else { Err(decision::replayed()) }
+                if caller.is(owner) {
+                    Ok(())
+                } else {
+                    Err(decision::replayed())
+                }
             }
             None => Ok(()),
         }
@@ -195,22 +250,38 @@ mod tests {
                     algorithms: vec![SigningAlgorithm::Es256].into(),
                     typ: TypRule::AccessTokenOrJwt,
                 }],
-                ClaimRules { scope_claim: "scope".into(), binding_claim: None },
+                ClaimRules {
+                    scope_claim: "scope".into(),
+                    binding_claim: None,
+                },
             ),
-            session: SessionRules { idle_timeout: None, clock_skew: Duration::from_secs(30) },
-            binding: BindingRules { pin_first_workload: true, ..Default::default() },
+            session: SessionRules {
+                idle_timeout: None,
+                clock_skew: Duration::from_secs(30),
+            },
+            binding: BindingRules {
+                pin_first_workload: true,
+                ..Default::default()
+            },
         }
     }
 
     fn gate() -> Gate {
         let sessions = SessionCache::new(100, Duration::from_secs(30));
-        Gate::new(policy(&["orders:read"], "shop-api"), Arc::new(ring()), sessions, UnixTime::now())
+        Gate::new(
+            policy(&["orders:read"], "shop-api"),
+            Arc::new(ring()),
+            sessions,
+            UnixTime::now(),
+        )
     }
 
     fn token(now: UnixTime) -> String {
         let iat = now.as_secs();
-        mint_es256(&json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
-            "scope": "orders:read"}))
+        mint_es256(
+            &json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
+            "scope": "orders:read"}),
+        )
     }
 
     fn request<'a>(authorization: &'a str, principal: &'a str) -> RequestFacts<'a> {
@@ -218,7 +289,10 @@ mod tests {
             method: "GET",
             path: "/orders",
             authorization: AuthorizationValues::One(authorization),
-            peer: PeerFacts { principal, ..Default::default() },
+            peer: PeerFacts {
+                principal,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -245,9 +319,17 @@ mod tests {
         let forged = format!("{}x", token(now));
         let outcome = gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
         assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
-        assert!(gate.sessions().get(&SessionKey::of_token(&forged)).is_none());
+        assert!(
+            gate.sessions()
+                .get(&SessionKey::of_token(&forged))
+                .is_none()
+        );
         gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
-        assert_eq!(gate.verifications(), 2, "a rejected token is verified again, never cached");
+        assert_eq!(
+            gate.verifications(),
+            2,
+            "a rejected token is verified again, never cached"
+        );
     }
 
     #[test]
@@ -257,8 +339,15 @@ mod tests {
         let header = format!("Bearer {}", token(now));
         assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
         gate.replace_policy(policy(&["orders:read", "orders:write"], "shop-api"));
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), Some(DenyReason::InsufficientScope));
-        assert_eq!(gate.verifications(), 1, "same verification rules keep the cached session");
+        assert_eq!(
+            reason(&gate.check(&request(&header, FRONTEND), now)),
+            Some(DenyReason::InsufficientScope)
+        );
+        assert_eq!(
+            gate.verifications(),
+            1,
+            "same verification rules keep the cached session"
+        );
     }
 
     #[test]
@@ -268,7 +357,10 @@ mod tests {
         let header = format!("Bearer {}", token(now));
         assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
         gate.replace_policy(policy(&["orders:read"], "billing-api"));
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), Some(DenyReason::WrongAudience));
+        assert_eq!(
+            reason(&gate.check(&request(&header, FRONTEND), now)),
+            Some(DenyReason::WrongAudience)
+        );
     }
 
     #[test]
@@ -277,10 +369,20 @@ mod tests {
         let now = UnixTime::now();
         let header = format!("Bearer {}", token(now));
         gate.replace_policy(policy(&["admin"], "shop-api"));
-        assert_eq!(reason(&gate.check(&request(&header, BATCH), now)), Some(DenyReason::InsufficientScope));
+        assert_eq!(
+            reason(&gate.check(&request(&header, BATCH), now)),
+            Some(DenyReason::InsufficientScope)
+        );
         gate.replace_policy(policy(&["orders:read"], "shop-api"));
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None, "a denial did not pin batch");
-        assert_eq!(reason(&gate.check(&request(&header, BATCH), now)), Some(DenyReason::SessionReplayed));
+        assert_eq!(
+            reason(&gate.check(&request(&header, FRONTEND), now)),
+            None,
+            "a denial did not pin batch"
+        );
+        assert_eq!(
+            reason(&gate.check(&request(&header, BATCH), now)),
+            Some(DenyReason::SessionReplayed)
+        );
         assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
     }
 
@@ -289,20 +391,31 @@ mod tests {
         let gate = Arc::new(gate());
         let now = UnixTime::now();
         let header = Arc::new(format!("Bearer {}", token(now)));
-        let callers = [FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH];
+        let callers = [
+            FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH, FRONTEND, BATCH,
+        ];
         let outcomes: Vec<(&str, Option<DenyReason>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = callers
                 .iter()
                 .map(|caller| {
                     let (gate, header) = (Arc::clone(&gate), Arc::clone(&header));
-                    scope.spawn(move || (*caller, reason(&gate.check(&request(&header, caller), now))))
+                    scope.spawn(move || {
+                        (*caller, reason(&gate.check(&request(&header, caller), now)))
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let winners: std::collections::HashSet<&str> =
-            outcomes.iter().filter(|(_, r)| r.is_none()).map(|(caller, _)| *caller).collect();
-        assert_eq!(winners.len(), 1, "exactly one workload owns the session: {outcomes:?}");
+        let winners: std::collections::HashSet<&str> = outcomes
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(caller, _)| *caller)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one workload owns the session: {outcomes:?}"
+        );
         for (caller, outcome) in &outcomes {
             if !winners.contains(caller) {
                 assert_eq!(*outcome, Some(DenyReason::SessionReplayed));

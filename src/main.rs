@@ -66,7 +66,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(error) => {
                     eprintln!("error: cannot start the async runtime: {error}");
@@ -76,7 +79,10 @@ fn main() -> ExitCode {
             match runtime.block_on(app::run(loaded, app::stop_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "sessiongate stopped on an error");
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "sessiongate stopped on an error"
+                    );
                     eprintln!("error: {error:#}");
                     ExitCode::from(EXIT_FAILURE)
                 }

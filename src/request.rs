@@ -52,7 +52,9 @@ pub fn path_without_query(path: &str) -> &str {
 /// The host of an `:authority`, without port (IPv6 literals keep their brackets).
 pub fn host_without_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |end| &authority[..=end]);
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
     }
     match authority.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,

@@ -27,9 +27,19 @@ impl RouteConditions {
     pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| **m == *request.method))
             && self.path.as_deref().is_none_or(|path| path == request.path)
-            && self.path_prefix.as_deref().is_none_or(|prefix| request.path.starts_with(prefix))
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(request.host)))
-            && self.policy.as_deref().is_none_or(|policy| request.policy == Some(policy))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|prefix| request.path.starts_with(prefix))
+            && (self.hosts.is_empty()
+                || self
+                    .hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(request.host)))
+            && self
+                .policy
+                .as_deref()
+                .is_none_or(|policy| request.policy == Some(policy))
     }
 }
 
@@ -88,12 +98,16 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table trying `routes` in order.
     pub fn new(routes: Vec<Route>) -> RouteTable {
-        RouteTable { routes: routes.into() }
+        RouteTable {
+            routes: routes.into(),
+        }
     }
 
     /// The first route matching `request`.
     pub fn find(&self, request: &RequestFacts<'_>) -> Option<&Route> {
-        self.routes.iter().find(|route| route.conditions.matches(request))
+        self.routes
+            .iter()
+            .find(|route| route.conditions.matches(request))
     }
 
     /// All routes, in order.
@@ -116,12 +130,28 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn request<'a>(method: &'a str, path: &'a str, host: &'a str, policy: Option<&'a str>) -> RequestFacts<'a> {
-        RequestFacts { method, path, host, policy, ..Default::default() }
+    fn request<'a>(
+        method: &'a str,
+        path: &'a str,
+        host: &'a str,
+        policy: Option<&'a str>,
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            method,
+            path,
+            host,
+            policy,
+            ..Default::default()
+        }
     }
 
     fn route(name: &str, conditions: RouteConditions) -> Route {
-        Route { name: name.into(), conditions, access: RouteAccess::Public, workloads: None }
+        Route {
+            name: name.into(),
+            conditions,
+            access: RouteAccess::Public,
+            workloads: None,
+        }
     }
 
     fn strs(items: &[&str]) -> Box<[Box<str>]> {
@@ -136,15 +166,24 @@ mod tests {
 
     #[test]
     fn method_must_be_listed() {
-        let c = RouteConditions { methods: strs(&["POST", "PUT"]), ..Default::default() };
+        let c = RouteConditions {
+            methods: strs(&["POST", "PUT"]),
+            ..Default::default()
+        };
         assert!(c.matches(&request("POST", "/", "h", None)));
         assert!(!c.matches(&request("GET", "/", "h", None)));
-        assert!(!c.matches(&request("post", "/", "h", None)), "methods are case-sensitive");
+        assert!(
+            !c.matches(&request("post", "/", "h", None)),
+            "methods are case-sensitive"
+        );
     }
 
     #[test]
     fn path_prefix_is_a_plain_string_prefix() {
-        let c = RouteConditions { path_prefix: Some("/orders".into()), ..Default::default() };
+        let c = RouteConditions {
+            path_prefix: Some("/orders".into()),
+            ..Default::default()
+        };
         assert!(c.matches(&request("GET", "/orders", "h", None)));
         assert!(c.matches(&request("GET", "/orders/42", "h", None)));
         assert!(c.matches(&request("GET", "/ordersX", "h", None)));
@@ -154,21 +193,30 @@ mod tests {
 
     #[test]
     fn path_is_exact() {
-        let c = RouteConditions { path: Some("/healthz".into()), ..Default::default() };
+        let c = RouteConditions {
+            path: Some("/healthz".into()),
+            ..Default::default()
+        };
         assert!(c.matches(&request("GET", "/healthz", "h", None)));
         assert!(!c.matches(&request("GET", "/healthz/x", "h", None)));
     }
 
     #[test]
     fn hosts_match_case_insensitively() {
-        let c = RouteConditions { hosts: strs(&["shop.example"]), ..Default::default() };
+        let c = RouteConditions {
+            hosts: strs(&["shop.example"]),
+            ..Default::default()
+        };
         assert!(c.matches(&request("GET", "/", "Shop.Example", None)));
         assert!(!c.matches(&request("GET", "/", "evil.example", None)));
     }
 
     #[test]
     fn policy_matches_envoys_context_extension() {
-        let c = RouteConditions { policy: Some("admin".into()), ..Default::default() };
+        let c = RouteConditions {
+            policy: Some("admin".into()),
+            ..Default::default()
+        };
         assert!(c.matches(&request("GET", "/x", "h", Some("admin"))));
         assert!(!c.matches(&request("GET", "/x", "h", Some("other"))));
         assert!(!c.matches(&request("GET", "/x", "h", None)));
@@ -190,11 +238,35 @@ mod tests {
     #[test]
     fn first_match_wins_and_no_match_is_none() {
         let table = RouteTable::new(vec![
-            route("health", RouteConditions { path_prefix: Some("/healthz".into()), ..Default::default() }),
-            route("orders", RouteConditions { path_prefix: Some("/orders".into()), ..Default::default() }),
-            route("also-orders", RouteConditions { path_prefix: Some("/orders".into()), ..Default::default() }),
+            route(
+                "health",
+                RouteConditions {
+                    path_prefix: Some("/healthz".into()),
+                    ..Default::default()
+                },
+            ),
+            route(
+                "orders",
+                RouteConditions {
+                    path_prefix: Some("/orders".into()),
+                    ..Default::default()
+                },
+            ),
+            route(
+                "also-orders",
+                RouteConditions {
+                    path_prefix: Some("/orders".into()),
+                    ..Default::default()
+                },
+            ),
         ]);
-        assert_eq!(&*table.find(&request("GET", "/orders/1", "h", None)).unwrap().name, "orders");
+        assert_eq!(
+            &*table
+                .find(&request("GET", "/orders/1", "h", None))
+                .unwrap()
+                .name,
+            "orders"
+        );
         assert!(table.find(&request("GET", "/other", "h", None)).is_none());
     }
 
@@ -202,8 +274,13 @@ mod tests {
     fn workloads_list_admits_only_spiffe_callers_on_it() {
         let mut r = route("w", RouteConditions::default());
         assert!(r.admits_workload(None), "no list admits anyone");
-        r.workloads = Some(vec![WorkloadPattern::parse("spiffe://cluster.local/ns/shop/sa/frontend").unwrap()].into());
-        assert!(r.admits_workload(SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/frontend")));
+        r.workloads = Some(
+            vec![WorkloadPattern::parse("spiffe://cluster.local/ns/shop/sa/frontend").unwrap()]
+                .into(),
+        );
+        assert!(r.admits_workload(SpiffeId::parse(
+            "spiffe://cluster.local/ns/shop/sa/frontend"
+        )));
         assert!(!r.admits_workload(SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/batch")));
         assert!(!r.admits_workload(None));
     }

@@ -40,15 +40,27 @@ impl Server {
         let stopped = tokio::spawn(app::serve(listener, gate, async {
             let _ = stop_rx.await;
         }));
-        Server { address, stop: Some(stop), stopped: Some(stopped), _dir: dir }
+        Server {
+            address,
+            stop: Some(stop),
+            stopped: Some(stopped),
+            _dir: dir,
+        }
     }
 
     async fn client(&self) -> AuthorizationClient<tonic::transport::Channel> {
-        AuthorizationClient::connect(format!("http://{}", self.address)).await.unwrap()
+        AuthorizationClient::connect(format!("http://{}", self.address))
+            .await
+            .unwrap()
     }
 
     async fn check(&self, request: CheckRequest) -> CheckResponse {
-        self.client().await.check(request).await.expect("Check never fails as a call").into_inner()
+        self.client()
+            .await
+            .check(request)
+            .await
+            .expect("Check never fails as a call")
+            .into_inner()
     }
 
     /// Stops the server and waits for it to exit.
@@ -60,7 +72,10 @@ impl Server {
 
 /// A CheckRequest as Envoy 1.40 sends it for an mTLS client (see tests/fixtures/envoy/).
 fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
-    let mut all: HashMap<String, String> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut all: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     all.insert(":path".into(), path.into());
     all.insert(":method".into(), method.into());
     all.insert(":authority".into(), "localhost:18443".into());
@@ -104,7 +119,12 @@ fn denied(response: &CheckResponse) -> (i32, u32, String, serde_json::Value) {
         .map(|h| h.value.clone())
         .unwrap_or_default();
     let body = serde_json::from_str(&denied.body).expect("JSON body");
-    (status, denied.status.as_ref().unwrap().code as u32, www_authenticate, body)
+    (
+        status,
+        denied.status.as_ref().unwrap().code as u32,
+        www_authenticate,
+        body,
+    )
 }
 
 #[tokio::test]
@@ -143,21 +163,33 @@ async fn an_allow_overwrites_identity_headers_and_removes_spoofed_ones() {
     let request = check_request(
         "GET",
         "/orders/42?verbose=1",
-        &[("authorization", &bearer), ("x-sessiongate-subject", "mallory"), ("x-sessiongate-role", "admin")],
+        &[
+            ("authorization", &bearer),
+            ("x-sessiongate-subject", "mallory"),
+            ("x-sessiongate-role", "admin"),
+        ],
     );
     let response = server.check(request).await;
     assert_eq!(response.status.as_ref().unwrap().code, 0);
-    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else { panic!("{response:?}") };
+    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+        panic!("{response:?}")
+    };
     let set: HashMap<&str, (&str, Option<bool>)> = ok
         .headers
         .iter()
         .map(|h| {
             let header = h.header.as_ref().unwrap();
-            (header.key.as_str(), (header.value.as_str(), h.append.as_ref().map(|a| a.value)))
+            (
+                header.key.as_str(),
+                (header.value.as_str(), h.append.as_ref().map(|a| a.value)),
+            )
         })
         .collect();
     assert_eq!(set["x-sessiongate-subject"], ("alice", Some(false)));
-    assert_eq!(set["x-sessiongate-scopes"], ("orders:read orders:list", Some(false)));
+    assert_eq!(
+        set["x-sessiongate-scopes"],
+        ("orders:read orders:list", Some(false))
+    );
     assert_eq!(set["x-sessiongate-workload"], (FRONTEND, Some(false)));
     let (session, append) = set["x-sessiongate-session"];
     assert_eq!(append, Some(false));
@@ -170,13 +202,28 @@ async fn an_allow_overwrites_identity_headers_and_removes_spoofed_ones() {
 async fn every_request_is_judged_even_for_a_cached_session() {
     let server = Server::start().await;
     let bearer = format!("Bearer {}", token().scope("orders:read").sign());
-    let read = server.check(check_request("GET", "/orders/1", &[("authorization", &bearer)])).await;
+    let read = server
+        .check(check_request(
+            "GET",
+            "/orders/1",
+            &[("authorization", &bearer)],
+        ))
+        .await;
     assert_eq!(read.status.unwrap().code, 0);
-    let write = server.check(check_request("POST", "/orders", &[("authorization", &bearer)])).await;
+    let write = server
+        .check(check_request(
+            "POST",
+            "/orders",
+            &[("authorization", &bearer)],
+        ))
+        .await;
     let (_, http, challenge, body) = denied(&write);
     assert_eq!(http, 403);
     assert_eq!(body["reason"], "insufficient_scope");
-    assert_eq!(challenge, r#"Bearer error="insufficient_scope", scope="orders:write""#);
+    assert_eq!(
+        challenge,
+        r#"Bearer error="insufficient_scope", scope="orders:write""#
+    );
 }
 
 #[tokio::test]
@@ -184,5 +231,8 @@ async fn the_server_stops_cleanly_on_request() {
     let server = Server::start().await;
     let address = server.address;
     server.stop().await.expect("clean stop");
-    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "listener closed");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "listener closed"
+    );
 }

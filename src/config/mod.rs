@@ -79,7 +79,10 @@ pub struct Config {
 /// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
 /// too, so `check-config` catches a broken key file before a rollout does.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let unreadable = |message: String| ConfigError::Unreadable { file: file.to_owned(), message };
+    let unreadable = |message: String| ConfigError::Unreadable {
+        file: file.to_owned(),
+        message,
+    };
     let metadata = std::fs::metadata(file).map_err(|e| unreadable(e.to_string()))?;
     if metadata.len() > MAX_CONFIG_BYTES {
         return Err(unreadable(format!("larger than {MAX_CONFIG_BYTES} bytes")));
@@ -105,7 +108,11 @@ pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         }
         ConfigError::Invalid {
             file: file.to_owned(),
-            key: if key == "." { "(top level)".to_owned() } else { key },
+            key: if key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            },
             problem,
         }
     })
@@ -118,20 +125,31 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { file: self.file.to_owned(), key: key.into(), problem: problem.into() }
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 
     fn compile(&self, raw: ConfigFile) -> Result<Config, ConfigError> {
-        let grpc_listen: SocketAddr = raw
-            .listen
-            .grpc
-            .parse()
-            .map_err(|_| self.invalid("listen.grpc", format!("`{}` is not an address like 127.0.0.1:9191", raw.listen.grpc)))?;
+        let grpc_listen: SocketAddr = raw.listen.grpc.parse().map_err(|_| {
+            self.invalid(
+                "listen.grpc",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9191",
+                    raw.listen.grpc
+                ),
+            )
+        })?;
         let session = &raw.session;
         if session.cache_capacity == 0 || session.cache_capacity > MAX_CACHE_CAPACITY {
             return Err(self.invalid(
                 "session.cache_capacity",
-                format!("must be between 1 and {MAX_CACHE_CAPACITY}, got {}", session.cache_capacity),
+                format!(
+                    "must be between 1 and {MAX_CACHE_CAPACITY}, got {}",
+                    session.cache_capacity
+                ),
             ));
         }
         self.positive("session.max_token_age", session.max_token_age)?;
@@ -142,7 +160,10 @@ impl Compiler<'_> {
             self.positive("session.idle_timeout", idle)?;
         }
         if session.clock_skew > Duration::from_secs(300) {
-            return Err(self.invalid("session.clock_skew", "more than 5m would accept long-expired tokens"));
+            return Err(self.invalid(
+                "session.clock_skew",
+                "more than 5m would accept long-expired tokens",
+            ));
         }
         if !is_claim_name(&session.scope_claim) {
             return Err(self.invalid("session.scope_claim", "must be a non-empty claim name"));
@@ -153,7 +174,10 @@ impl Compiler<'_> {
             return Err(self.invalid("binding.claim", "must be a non-empty claim name"));
         }
         if raw.binding.require_claim && raw.binding.claim.is_none() {
-            return Err(self.invalid("binding.require_claim", "needs binding.claim to name the claim"));
+            return Err(self.invalid(
+                "binding.require_claim",
+                "needs binding.claim to name the claim",
+            ));
         }
         if raw.issuers.is_empty() {
             return Err(self.invalid("issuers", "at least one issuer is required"));
@@ -164,10 +188,16 @@ impl Compiler<'_> {
         for (index, issuer) in raw.issuers.iter().enumerate() {
             let key = format!("issuers[{index}]");
             if !seen.insert(issuer.issuer.as_str()) {
-                return Err(self.invalid(format!("{key}.issuer"), format!("`{}` is listed twice", issuer.issuer)));
+                return Err(self.invalid(
+                    format!("{key}.issuer"),
+                    format!("`{}` is listed twice", issuer.issuer),
+                ));
             }
             let (rules, source) = self.issuer(&key, issuer)?;
-            keys.push(IssuerKeys { issuer: Arc::clone(&rules.issuer), source });
+            keys.push(IssuerKeys {
+                issuer: Arc::clone(&rules.issuer),
+                source,
+            });
             issuer_rules.push(rules);
         }
         let routes = self.routes(&raw)?;
@@ -184,7 +214,10 @@ impl Compiler<'_> {
             policy: Policy {
                 routes,
                 verifier: TokenVerifier::new(issuer_rules, claims),
-                session: SessionRules { idle_timeout: session.idle_timeout, clock_skew: session.clock_skew },
+                session: SessionRules {
+                    idle_timeout: session.idle_timeout,
+                    clock_skew: session.clock_skew,
+                },
                 binding: BindingRules {
                     claim: raw.binding.claim.as_deref().map(Into::into),
                     require_claim: raw.binding.require_claim,
@@ -195,15 +228,26 @@ impl Compiler<'_> {
     }
 
     fn positive(&self, key: &str, value: Duration) -> Result<(), ConfigError> {
-        if value.is_zero() { Err(self.invalid(key, "must be greater than zero")) } else { Ok(()) }
+        if value.is_zero() {
+            Err(self.invalid(key, "must be greater than zero"))
+        } else {
+            Ok(())
+        }
     }
 
-    fn issuer(&self, key: &str, issuer: &IssuerSection) -> Result<(IssuerRules, JwksFile), ConfigError> {
+    fn issuer(
+        &self,
+        key: &str,
+        issuer: &IssuerSection,
+    ) -> Result<(IssuerRules, JwksFile), ConfigError> {
         if issuer.issuer.is_empty() {
             return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
         }
         if issuer.audiences.is_empty() || issuer.audiences.iter().any(String::is_empty) {
-            return Err(self.invalid(format!("{key}.audiences"), "list at least one non-empty audience"));
+            return Err(self.invalid(
+                format!("{key}.audiences"),
+                "list at least one non-empty audience",
+            ));
         }
         if issuer.algorithms.is_empty() {
             return Err(self.invalid(format!("{key}.algorithms"), "list at least one algorithm"));
@@ -211,7 +255,10 @@ impl Compiler<'_> {
         let mut algorithms = Vec::new();
         for (index, name) in issuer.algorithms.iter().enumerate() {
             let algorithm = SigningAlgorithm::from_jose(name).ok_or_else(|| {
-                let supported: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.jose_name()).collect();
+                let supported: Vec<&str> = SigningAlgorithm::ALL
+                    .iter()
+                    .map(|a| a.jose_name())
+                    .collect();
                 let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
                     "unsigned and symmetric algorithms are never accepted".to_owned()
                 } else {
@@ -224,10 +271,12 @@ impl Compiler<'_> {
             })?;
             algorithms.push(algorithm);
         }
-        let jwks_path = issuer
-            .jwks_file
-            .as_ref()
-            .ok_or_else(|| self.invalid(format!("{key}.jwks_file"), "is required (the issuer's public keys)"))?;
+        let jwks_path = issuer.jwks_file.as_ref().ok_or_else(|| {
+            self.invalid(
+                format!("{key}.jwks_file"),
+                "is required (the issuer's public keys)",
+            )
+        })?;
         let source = JwksFile::new(self.base.join(jwks_path));
         let parsed = source
             .load_now()
@@ -258,14 +307,22 @@ impl Compiler<'_> {
                 return Err(self.invalid(format!("{key}.name"), "must not be empty"));
             }
             if !names.insert(section.name.as_str()) {
-                return Err(self.invalid(format!("{key}.name"), format!("`{}` is used by an earlier route", section.name)));
+                return Err(self.invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is used by an earlier route", section.name),
+                ));
             }
             routes.push(self.route(&key, section, raw)?);
         }
         Ok(RouteTable::new(routes))
     }
 
-    fn route(&self, key: &str, section: &RouteSection, raw: &ConfigFile) -> Result<Route, ConfigError> {
+    fn route(
+        &self,
+        key: &str,
+        section: &RouteSection,
+        raw: &ConfigFile,
+    ) -> Result<Route, ConfigError> {
         let conditions = self.conditions(key, section)?;
         let access = if section.public {
             for (field, set) in [
@@ -274,16 +331,24 @@ impl Compiler<'_> {
                 ("max_auth_age", section.max_auth_age.is_some()),
             ] {
                 if set {
-                    return Err(self.invalid(format!("{key}.{field}"), "a public route takes no token, so this would never apply"));
+                    return Err(self.invalid(
+                        format!("{key}.{field}"),
+                        "a public route takes no token, so this would never apply",
+                    ));
                 }
             }
             RouteAccess::Public
         } else {
             for (index, scope) in section.scopes.iter().enumerate() {
                 let valid = !scope.is_empty()
-                    && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+                    && scope
+                        .bytes()
+                        .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
                 if !valid {
-                    return Err(self.invalid(format!("{key}.scopes[{index}]"), format!("`{scope}` is not a valid OAuth scope")));
+                    return Err(self.invalid(
+                        format!("{key}.scopes[{index}]"),
+                        format!("`{scope}` is not a valid OAuth scope"),
+                    ));
                 }
             }
             let max_token_age = section.max_token_age.unwrap_or(raw.session.max_token_age);
@@ -302,47 +367,79 @@ impl Compiler<'_> {
         let workloads = match &section.workloads {
             None => None,
             Some(list) if list.is_empty() => {
-                return Err(self.invalid(format!("{key}.workloads"), "an empty list would deny every caller; remove the key to allow any"));
+                return Err(self.invalid(
+                    format!("{key}.workloads"),
+                    "an empty list would deny every caller; remove the key to allow any",
+                ));
             }
             Some(list) => Some(
                 list.iter()
                     .enumerate()
                     .map(|(index, entry)| {
-                        WorkloadPattern::parse(entry).map_err(|e| self.invalid(format!("{key}.workloads[{index}]"), e.to_string()))
+                        WorkloadPattern::parse(entry).map_err(|e| {
+                            self.invalid(format!("{key}.workloads[{index}]"), e.to_string())
+                        })
                     })
                     .collect::<Result<Box<[_]>, _>>()?,
             ),
         };
-        Ok(Route { name: section.name.as_str().into(), conditions, access, workloads })
+        Ok(Route {
+            name: section.name.as_str().into(),
+            conditions,
+            access,
+            workloads,
+        })
     }
 
-    fn conditions(&self, key: &str, section: &RouteSection) -> Result<RouteConditions, ConfigError> {
+    fn conditions(
+        &self,
+        key: &str,
+        section: &RouteSection,
+    ) -> Result<RouteConditions, ConfigError> {
         let mut methods = Vec::new();
         for (index, method) in section.methods.iter().flatten().enumerate() {
             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(self.invalid(format!("{key}.methods[{index}]"), format!("`{method}` is not an upper-case HTTP method")));
+                return Err(self.invalid(
+                    format!("{key}.methods[{index}]"),
+                    format!("`{method}` is not an upper-case HTTP method"),
+                ));
             }
             methods.push(method.as_str().into());
         }
         if section.methods.as_ref().is_some_and(Vec::is_empty) {
-            return Err(self.invalid(format!("{key}.methods"), "an empty list matches nothing; remove the key to match any method"));
+            return Err(self.invalid(
+                format!("{key}.methods"),
+                "an empty list matches nothing; remove the key to match any method",
+            ));
         }
-        for (field, value) in [("path", &section.path), ("path_prefix", &section.path_prefix)] {
+        for (field, value) in [
+            ("path", &section.path),
+            ("path_prefix", &section.path_prefix),
+        ] {
             if let Some(path) = value
                 && !path.starts_with('/')
             {
-                return Err(self.invalid(format!("{key}.{field}"), format!("`{path}` must start with /")));
+                return Err(self.invalid(
+                    format!("{key}.{field}"),
+                    format!("`{path}` must start with /"),
+                ));
             }
         }
         let mut hosts = Vec::new();
         for (index, host) in section.hosts.iter().flatten().enumerate() {
             if host.is_empty() || host.contains(':') && !host.starts_with('[') {
-                return Err(self.invalid(format!("{key}.hosts[{index}]"), format!("`{host}` must be a host name without port")));
+                return Err(self.invalid(
+                    format!("{key}.hosts[{index}]"),
+                    format!("`{host}` must be a host name without port"),
+                ));
             }
             hosts.push(host.to_ascii_lowercase().into());
         }
         if section.hosts.as_ref().is_some_and(Vec::is_empty) {
-            return Err(self.invalid(format!("{key}.hosts"), "an empty list matches nothing; remove the key to match any host"));
+            return Err(self.invalid(
+                format!("{key}.hosts"),
+                "an empty list matches nothing; remove the key to match any host",
+            ));
         }
         if section.policy.as_ref().is_some_and(String::is_empty) {
             return Err(self.invalid(format!("{key}.policy"), "must not be empty"));

@@ -38,7 +38,9 @@ pub struct ListenSection {
 
 impl Default for ListenSection {
     fn default() -> Self {
-        ListenSection { grpc: default_grpc_listen() }
+        ListenSection {
+            grpc: default_grpc_listen(),
+        }
     }
 }
 
@@ -168,7 +170,9 @@ pub struct RouteSection {
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
     humantime::parse_duration(text).map_err(|e| {
-        E::custom(format!("`{text}` is not a duration ({e}); write e.g. 30s, 15m, 8h"))
+        E::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. 30s, 15m, 8h"
+        ))
     })
 }
 
@@ -176,7 +180,9 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     parse_duration(&String::deserialize(deserializer)?)
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     Option::<String>::deserialize(deserializer)?
         .map(|text| parse_duration(&text))
         .transpose()

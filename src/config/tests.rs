@@ -29,17 +29,27 @@ routes:
 fn assert_invalid(yaml: &str, key: &str, problem: &str) {
     let (result, file, _dir) = load_yaml(yaml);
     match result {
-        Err(ConfigError::Invalid { file: named, key: got_key, problem: got }) => {
+        Err(ConfigError::Invalid {
+            file: named,
+            key: got_key,
+            problem: got,
+        }) => {
             assert_eq!(named, file);
             assert_eq!(got_key, key, "problem was: {got}");
-            assert!(got.contains(problem), "{got:?} does not contain {problem:?}");
+            assert!(
+                got.contains(problem),
+                "{got:?} does not contain {problem:?}"
+            );
         }
         other => panic!("expected an error at {key}, got {other:?}"),
     }
 }
 
 fn with_route(route: &str) -> String {
-    format!("{}  - name: extra\n{route}", MINIMAL.replace("  - name: all\n", ""))
+    format!(
+        "{}  - name: extra\n{route}",
+        MINIMAL.replace("  - name: all\n", "")
+    )
 }
 
 #[test]
@@ -48,10 +58,20 @@ fn the_shipped_example_is_valid() {
     assert_eq!(config.policy.routes.len(), 4);
     assert_eq!(config.grpc_listen.to_string(), "127.0.0.1:9191");
     assert!(config.policy.binding.pin_first_workload);
-    let orders_write = config.policy.routes.iter().find(|r| &*r.name == "orders-write").unwrap();
-    let RouteAccess::Session(requirements) = &orders_write.access else { panic!("public") };
+    let orders_write = config
+        .policy
+        .routes
+        .iter()
+        .find(|r| &*r.name == "orders-write")
+        .unwrap();
+    let RouteAccess::Session(requirements) = &orders_write.access else {
+        panic!("public")
+    };
     assert_eq!(requirements.max_token_age, Duration::from_secs(120));
-    assert_eq!(requirements.max_auth_age, Some(Duration::from_secs(8 * 3600)));
+    assert_eq!(
+        requirements.max_auth_age,
+        Some(Duration::from_secs(8 * 3600))
+    );
 }
 
 #[test]
@@ -61,7 +81,10 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.cache_capacity, 100_000);
     assert_eq!(config.clock_skew, Duration::from_secs(30));
     assert_eq!(config.policy.session.idle_timeout, None);
-    let RouteAccess::Session(requirements) = &config.policy.routes.iter().next().unwrap().access else { panic!() };
+    let RouteAccess::Session(requirements) = &config.policy.routes.iter().next().unwrap().access
+    else {
+        panic!()
+    };
     assert_eq!(requirements.max_token_age, Duration::from_secs(900));
 }
 
@@ -69,51 +92,114 @@ fn defaults_fill_what_is_left_out() {
 fn relative_paths_resolve_against_the_config_folder() {
     let (config, _, dir) = load_yaml(MINIMAL);
     let config = config.unwrap();
-    assert!(config.keys[0].source.describe().contains(&dir.path().join("jwks.json").display().to_string()));
+    assert!(
+        config.keys[0]
+            .source
+            .describe()
+            .contains(&dir.path().join("jwks.json").display().to_string())
+    );
 }
 
 #[test]
 fn unknown_keys_are_errors() {
-    assert_invalid(&format!("{MINIMAL}extra: 1\n"), "extra", "unknown field `extra`");
-    assert_invalid(&MINIMAL.replace("audiences", "audience"), "issuers[0].audience", "unknown field");
-    assert_invalid(&with_route("    max_tokn_age: 2m\n"), "routes[0].max_tokn_age", "unknown field");
+    assert_invalid(
+        &format!("{MINIMAL}extra: 1\n"),
+        "extra",
+        "unknown field `extra`",
+    );
+    assert_invalid(
+        &MINIMAL.replace("audiences", "audience"),
+        "issuers[0].audience",
+        "unknown field",
+    );
+    assert_invalid(
+        &with_route("    max_tokn_age: 2m\n"),
+        "routes[0].max_tokn_age",
+        "unknown field",
+    );
 }
 
 #[test]
 fn durations_must_parse() {
-    assert_invalid(&format!("{MINIMAL}session:\n  max_token_age: soon\n"), "session.max_token_age", "not a duration");
-    assert_invalid(&format!("{MINIMAL}session:\n  idle_timeout: 0s\n"), "session.idle_timeout", "greater than zero");
-    assert_invalid(&format!("{MINIMAL}session:\n  clock_skew: 1h\n"), "session.clock_skew", "5m");
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  max_token_age: soon\n"),
+        "session.max_token_age",
+        "not a duration",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  idle_timeout: 0s\n"),
+        "session.idle_timeout",
+        "greater than zero",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  clock_skew: 1h\n"),
+        "session.clock_skew",
+        "5m",
+    );
 }
 
 #[test]
 fn cache_capacity_is_bounded() {
-    assert_invalid(&format!("{MINIMAL}session:\n  cache_capacity: 0\n"), "session.cache_capacity", "between 1 and");
-    assert_invalid(&format!("{MINIMAL}session:\n  cache_capacity: 999999999999\n"), "session.cache_capacity", "between 1 and");
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  cache_capacity: 0\n"),
+        "session.cache_capacity",
+        "between 1 and",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  cache_capacity: 999999999999\n"),
+        "session.cache_capacity",
+        "between 1 and",
+    );
 }
 
 #[test]
 fn symmetric_and_unsigned_algorithms_are_refused() {
     for alg in ["none", "HS256"] {
-        let yaml = MINIMAL.replace("jwks_file: jwks.json", &format!("jwks_file: jwks.json\n    algorithms: [ES256, {alg}]"));
+        let yaml = MINIMAL.replace(
+            "jwks_file: jwks.json",
+            &format!("jwks_file: jwks.json\n    algorithms: [ES256, {alg}]"),
+        );
         assert_invalid(&yaml, "issuers[0].algorithms[1]", "never accepted");
     }
-    let yaml = MINIMAL.replace("jwks_file: jwks.json", "jwks_file: jwks.json\n    algorithms: [ES512]");
+    let yaml = MINIMAL.replace(
+        "jwks_file: jwks.json",
+        "jwks_file: jwks.json\n    algorithms: [ES512]",
+    );
     assert_invalid(&yaml, "issuers[0].algorithms[0]", "not supported");
 }
 
 #[test]
 fn issuers_need_audiences_and_readable_keys() {
-    assert_invalid(&MINIMAL.replace(r#"["shop-api"]"#, "[]"), "issuers[0].audiences", "at least one");
-    assert_invalid(&MINIMAL.replace("jwks.json", "missing.json"), "issuers[0].jwks_file", "cannot read");
-    assert_invalid(&MINIMAL.replace("    jwks_file: jwks.json\n", ""), "issuers[0].jwks_file", "required");
-    assert_invalid("issuers: []\nroutes: []\n", "issuers", "at least one issuer");
+    assert_invalid(
+        &MINIMAL.replace(r#"["shop-api"]"#, "[]"),
+        "issuers[0].audiences",
+        "at least one",
+    );
+    assert_invalid(
+        &MINIMAL.replace("jwks.json", "missing.json"),
+        "issuers[0].jwks_file",
+        "cannot read",
+    );
+    assert_invalid(
+        &MINIMAL.replace("    jwks_file: jwks.json\n", ""),
+        "issuers[0].jwks_file",
+        "required",
+    );
+    assert_invalid(
+        "issuers: []\nroutes: []\n",
+        "issuers",
+        "at least one issuer",
+    );
 }
 
 #[test]
 fn a_broken_jwks_names_the_issuer_key() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#,
+    )
+    .unwrap();
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, MINIMAL).unwrap();
     match load(&file) {
@@ -127,36 +213,94 @@ fn a_broken_jwks_names_the_issuer_key() {
 
 #[test]
 fn routes_are_checked() {
-    assert_invalid(&format!("{MINIMAL}  - name: all\n"), "routes[1].name", "earlier route");
-    assert_invalid(&with_route("    path_prefix: orders\n"), "routes[0].path_prefix", "must start with /");
-    assert_invalid(&with_route("    methods: [get]\n"), "routes[0].methods[0]", "upper-case");
-    assert_invalid(&with_route("    methods: []\n"), "routes[0].methods", "matches nothing");
-    assert_invalid(&with_route("    hosts: [\"shop:80\"]\n"), "routes[0].hosts[0]", "without port");
-    assert_invalid(&with_route("    scopes: [\"a b\"]\n"), "routes[0].scopes[0]", "not a valid OAuth scope");
-    assert_invalid(&with_route("    public: true\n    scopes: [a]\n"), "routes[0].scopes", "public route");
-    assert_invalid(&with_route("    workloads: [frontend]\n"), "routes[0].workloads[0]", "not a SPIFFE ID");
-    assert_invalid(&with_route("    workloads: []\n"), "routes[0].workloads", "deny every caller");
-    assert_invalid(&with_route("    max_token_age: 0s\n"), "routes[0].max_token_age", "greater than zero");
+    assert_invalid(
+        &format!("{MINIMAL}  - name: all\n"),
+        "routes[1].name",
+        "earlier route",
+    );
+    assert_invalid(
+        &with_route("    path_prefix: orders\n"),
+        "routes[0].path_prefix",
+        "must start with /",
+    );
+    assert_invalid(
+        &with_route("    methods: [get]\n"),
+        "routes[0].methods[0]",
+        "upper-case",
+    );
+    assert_invalid(
+        &with_route("    methods: []\n"),
+        "routes[0].methods",
+        "matches nothing",
+    );
+    assert_invalid(
+        &with_route("    hosts: [\"shop:80\"]\n"),
+        "routes[0].hosts[0]",
+        "without port",
+    );
+    assert_invalid(
+        &with_route("    scopes: [\"a b\"]\n"),
+        "routes[0].scopes[0]",
+        "not a valid OAuth scope",
+    );
+    assert_invalid(
+        &with_route("    public: true\n    scopes: [a]\n"),
+        "routes[0].scopes",
+        "public route",
+    );
+    assert_invalid(
+        &with_route("    workloads: [frontend]\n"),
+        "routes[0].workloads[0]",
+        "not a SPIFFE ID",
+    );
+    assert_invalid(
+        &with_route("    workloads: []\n"),
+        "routes[0].workloads",
+        "deny every caller",
+    );
+    assert_invalid(
+        &with_route("    max_token_age: 0s\n"),
+        "routes[0].max_token_age",
+        "greater than zero",
+    );
 }
 
 #[test]
 fn binding_is_checked() {
-    assert_invalid(&format!("{MINIMAL}binding:\n  require_claim: true\n"), "binding.require_claim", "binding.claim");
-    assert_invalid(&format!("{MINIMAL}binding:\n  claim: \"\"\n"), "binding.claim", "claim name");
+    assert_invalid(
+        &format!("{MINIMAL}binding:\n  require_claim: true\n"),
+        "binding.require_claim",
+        "binding.claim",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}binding:\n  claim: \"\"\n"),
+        "binding.claim",
+        "claim name",
+    );
 }
 
 #[test]
 fn listen_address_must_parse() {
-    assert_invalid(&format!("{MINIMAL}listen:\n  grpc: localhost\n"), "listen.grpc", "not an address");
+    assert_invalid(
+        &format!("{MINIMAL}listen:\n  grpc: localhost\n"),
+        "listen.grpc",
+        "not an address",
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_are_reported() {
     let (result, _, _dir) = load_yaml("issuers: [\n");
-    assert!(matches!(result, Err(ConfigError::Invalid { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ConfigError::Invalid { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_unreadable() {
-    assert!(matches!(load(Path::new("/nonexistent/sessiongate.yaml")), Err(ConfigError::Unreadable { .. })));
+    assert!(matches!(
+        load(Path::new("/nonexistent/sessiongate.yaml")),
+        Err(ConfigError::Unreadable { .. })
+    ));
 }

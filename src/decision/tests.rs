@@ -22,9 +22,16 @@ fn minutes(m: u64) -> Duration {
 }
 
 fn key() -> Arc<crate::token::VerificationKey> {
-    let jwks = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/jwks.json")).unwrap();
+    let jwks = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/keys/jwks.json"
+    ))
+    .unwrap();
     let set: KeySet = KeySet::from_jwks_json(&jwks).unwrap().keys;
-    Arc::clone(set.find(Some("test-es256"), crate::token::SigningAlgorithm::Es256).unwrap())
+    Arc::clone(
+        set.find(Some("test-es256"), crate::token::SigningAlgorithm::Es256)
+            .unwrap(),
+    )
 }
 
 /// A token issued at T0, valid for an hour, with scope `orders:read orders:write`.
@@ -64,15 +71,26 @@ fn route(requirements: SessionRequirements) -> Route {
 }
 
 fn session_rules() -> SessionRules {
-    SessionRules { idle_timeout: None, clock_skew: Duration::from_secs(30) }
+    SessionRules {
+        idle_timeout: None,
+        clock_skew: Duration::from_secs(30),
+    }
 }
 
 fn frontend() -> Caller<'static> {
-    Caller { spiffe_id: SpiffeId::parse(FRONTEND), thumbprint: None, address: Some("10.0.0.1") }
+    Caller {
+        spiffe_id: SpiffeId::parse(FRONTEND),
+        thumbprint: None,
+        address: Some("10.0.0.1"),
+    }
 }
 
 fn batch() -> Caller<'static> {
-    Caller { spiffe_id: SpiffeId::parse(BATCH), thumbprint: None, address: Some("10.0.0.2") }
+    Caller {
+        spiffe_id: SpiffeId::parse(BATCH),
+        thumbprint: None,
+        address: Some("10.0.0.2"),
+    }
 }
 
 /// Everything a `decide` call needs, with defaults that allow; each test changes one thing.
@@ -111,13 +129,26 @@ impl Case {
     }
 
     fn decide(&self) -> Result<(), Deny> {
-        let RouteAccess::Session(requirements) = &self.route.access else { unreachable!() };
+        let RouteAccess::Session(requirements) = &self.route.access else {
+            unreachable!()
+        };
         decide(
             &self.token,
-            SessionHistory { last_allowed: self.last_allowed, pinned: self.pinned.as_ref() },
+            SessionHistory {
+                last_allowed: self.last_allowed,
+                pinned: self.pinned.as_ref(),
+            },
             &self.caller,
-            Rules { route: &self.route, requirements, session: &self.session, binding: &self.binding },
-            Clock { now: self.now, started_at: self.started_at },
+            Rules {
+                route: &self.route,
+                requirements,
+                session: &self.session,
+                binding: &self.binding,
+            },
+            Clock {
+                now: self.now,
+                started_at: self.started_at,
+            },
         )
     }
 
@@ -132,19 +163,28 @@ fn table() -> RouteTable {
     RouteTable::new(vec![
         Route {
             name: "health".into(),
-            conditions: RouteConditions { path_prefix: Some("/healthz".into()), ..Default::default() },
+            conditions: RouteConditions {
+                path_prefix: Some("/healthz".into()),
+                ..Default::default()
+            },
             access: RouteAccess::Public,
             workloads: None,
         },
         Route {
             name: "internal".into(),
-            conditions: RouteConditions { path_prefix: Some("/internal".into()), ..Default::default() },
+            conditions: RouteConditions {
+                path_prefix: Some("/internal".into()),
+                ..Default::default()
+            },
             access: RouteAccess::Public,
             workloads: Some(vec![WorkloadPattern::parse(FRONTEND).unwrap()].into()),
         },
         Route {
             name: "orders".into(),
-            conditions: RouteConditions { path_prefix: Some("/orders".into()), ..Default::default() },
+            conditions: RouteConditions {
+                path_prefix: Some("/orders".into()),
+                ..Default::default()
+            },
             access: RouteAccess::Session(requirements(&["orders:read"])),
             workloads: None,
         },
@@ -157,7 +197,10 @@ fn facts<'a>(path: &'a str, authorization: AuthorizationValues<'a>) -> RequestFa
         path,
         host: "shop",
         authorization,
-        peer: PeerFacts { principal: FRONTEND, ..Default::default() },
+        peer: PeerFacts {
+            principal: FRONTEND,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -165,7 +208,11 @@ fn facts<'a>(path: &'a str, authorization: AuthorizationValues<'a>) -> RequestFa
 #[test]
 fn no_route_is_denied_403() {
     let routes = table();
-    let deny = admit(&routes, &facts("/elsewhere", AuthorizationValues::One("Bearer x"))).unwrap_err();
+    let deny = admit(
+        &routes,
+        &facts("/elsewhere", AuthorizationValues::One("Bearer x")),
+    )
+    .unwrap_err();
     assert_eq!(deny.reason, DenyReason::NoRoute);
     assert_eq!(deny.reason.http_status(), 403);
 }
@@ -183,7 +230,10 @@ fn public_route_still_enforces_its_workloads() {
     let mut request = facts("/internal/x", AuthorizationValues::Absent);
     assert!(admit(&routes, &request).is_ok());
     request.peer.principal = BATCH;
-    assert_eq!(admit(&routes, &request).unwrap_err().reason, DenyReason::WorkloadNotAllowed);
+    assert_eq!(
+        admit(&routes, &request).unwrap_err().reason,
+        DenyReason::WorkloadNotAllowed
+    );
 }
 
 #[test]
@@ -191,7 +241,10 @@ fn missing_token_is_401_with_a_realm_challenge() {
     let routes = table();
     let deny = admit(&routes, &facts("/orders", AuthorizationValues::Absent)).unwrap_err();
     assert_eq!(deny.reason, DenyReason::MissingToken);
-    assert_eq!(deny.www_authenticate().unwrap(), r#"Bearer realm="sessiongate""#);
+    assert_eq!(
+        deny.www_authenticate().unwrap(),
+        r#"Bearer realm="sessiongate""#
+    );
 }
 
 #[test]
@@ -204,7 +257,10 @@ fn bad_authorization_syntax_is_bad_request() {
     ] {
         let deny = admit(&routes, &facts("/orders", values)).unwrap_err();
         assert_eq!(deny.reason, DenyReason::BadRequest, "{values:?}");
-        assert_eq!(deny.www_authenticate().unwrap(), r#"Bearer error="invalid_request""#);
+        assert_eq!(
+            deny.www_authenticate().unwrap(),
+            r#"Bearer error="invalid_request""#
+        );
     }
     let huge = format!("Bearer {}", "a".repeat(9000));
     let deny = admit(&routes, &facts("/orders", AuthorizationValues::One(&huge))).unwrap_err();
@@ -214,8 +270,18 @@ fn bad_authorization_syntax_is_bad_request() {
 #[test]
 fn a_bearer_token_is_handed_on_for_verification() {
     let routes = table();
-    let admitted = admit(&routes, &facts("/orders/1", AuthorizationValues::One("Bearer abc.def.ghi"))).unwrap();
-    assert!(matches!(admitted, Admission::Bearer { token: "abc.def.ghi", .. }));
+    let admitted = admit(
+        &routes,
+        &facts("/orders/1", AuthorizationValues::One("Bearer abc.def.ghi")),
+    )
+    .unwrap();
+    assert!(matches!(
+        admitted,
+        Admission::Bearer {
+            token: "abc.def.ghi",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -226,11 +292,18 @@ fn verification_failures_keep_their_reason() {
         (TokenError::UnknownIssuer, DenyReason::UnknownIssuer),
         (TokenError::UnknownKey, DenyReason::UnknownKey),
         (TokenError::WrongAudience, DenyReason::WrongAudience),
-        (TokenError::DisallowedAlgorithm("x"), DenyReason::DisallowedAlgorithm),
+        (
+            TokenError::DisallowedAlgorithm("x"),
+            DenyReason::DisallowedAlgorithm,
+        ),
     ] {
         let deny = token_rejected(&error);
         assert_eq!(deny.reason, reason);
-        assert!(deny.www_authenticate().unwrap().starts_with(r#"Bearer error="invalid_token", error_description=""#));
+        assert!(
+            deny.www_authenticate()
+                .unwrap()
+                .starts_with(r#"Bearer error="invalid_token", error_description=""#)
+        );
     }
 }
 
@@ -245,10 +318,25 @@ fn a_fresh_in_scope_session_is_allowed() {
 fn a_session_whose_key_was_rotated_away_is_unknown_key() {
     let case = Case::new();
     let ring = crate::token::KeyRing::new();
-    let jwks = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/jwks.json")).unwrap();
+    let jwks = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/keys/jwks.json"
+    ))
+    .unwrap();
     ring.replace("i", KeySet::from_jwks_json(&jwks).unwrap().keys);
-    let key = ring.keys_of("i").unwrap().find(Some("test-es256"), crate::token::SigningAlgorithm::Es256).unwrap().clone();
-    let mut case = Case { token: VerifiedToken { key, ..case.token.clone() }, ..case };
+    let key = ring
+        .keys_of("i")
+        .unwrap()
+        .find(Some("test-es256"), crate::token::SigningAlgorithm::Es256)
+        .unwrap()
+        .clone();
+    let mut case = Case {
+        token: VerifiedToken {
+            key,
+            ..case.token.clone()
+        },
+        ..case
+    };
     assert_eq!(case.decide(), Ok(()));
     ring.replace("i", KeySet::default());
     assert_eq!(case.denied_for(), DenyReason::UnknownKey);
@@ -292,7 +380,11 @@ fn token_too_old_past_max_token_age() {
     case.now = at(15 * 60 + 1);
     let deny = case.decide().unwrap_err();
     assert_eq!(deny.reason, DenyReason::TokenTooOld);
-    assert!(deny.www_authenticate().unwrap().starts_with(r#"Bearer error="invalid_token""#));
+    assert!(
+        deny.www_authenticate()
+            .unwrap()
+            .starts_with(r#"Bearer error="invalid_token""#)
+    );
 }
 
 #[test]
@@ -367,7 +459,11 @@ fn unseen_sessions_are_adopted_for_one_idle_timeout_after_start_up() {
     case.started_at = at(1800 - 601);
     assert_eq!(case.denied_for(), DenyReason::SessionIdle);
     case.last_allowed = Some(at(1700));
-    assert_eq!(case.decide(), Ok(()), "a session seen since start-up is judged by its history");
+    assert_eq!(
+        case.decide(),
+        Ok(()),
+        "a session seen since start-up is judged by its history"
+    );
 }
 
 #[test]
@@ -421,7 +517,11 @@ fn pins_are_ignored_when_pinning_is_off() {
 fn certificate_and_address_pins_compare_their_own_kind() {
     let mut case = Case::new();
     case.binding.pin_first_workload = true;
-    case.caller = Caller { spiffe_id: None, thumbprint: Some(Thumbprint([3; 32])), address: Some("10.0.0.9") };
+    case.caller = Caller {
+        spiffe_id: None,
+        thumbprint: Some(Thumbprint([3; 32])),
+        address: Some("10.0.0.9"),
+    };
     case.pinned = Some(PinnedWorkload::Certificate(Thumbprint([3; 32])));
     assert_eq!(case.decide(), Ok(()));
     case.pinned = Some(PinnedWorkload::Certificate(Thumbprint([4; 32])));
@@ -450,7 +550,11 @@ fn workload_mismatch_for_a_non_spiffe_caller() {
     let mut case = Case::new();
     case.binding.claim = Some("client_id".into());
     case.token.binding_claim = Some("CN=frontend".into());
-    case.caller = Caller { spiffe_id: SpiffeId::parse("CN=frontend"), thumbprint: None, address: None };
+    case.caller = Caller {
+        spiffe_id: SpiffeId::parse("CN=frontend"),
+        thumbprint: None,
+        address: None,
+    };
     assert_eq!(case.denied_for(), DenyReason::WorkloadMismatch);
 }
 
@@ -477,8 +581,13 @@ fn workload_not_allowed_when_caller_is_not_on_the_route() {
 #[test]
 fn workload_not_allowed_for_a_caller_without_spiffe_id() {
     let mut case = Case::new();
-    case.route.workloads = Some(vec![WorkloadPattern::parse("spiffe://cluster.local/*").unwrap()].into());
-    case.caller = Caller { spiffe_id: None, thumbprint: Some(Thumbprint([1; 32])), address: Some("10.0.0.1") };
+    case.route.workloads =
+        Some(vec![WorkloadPattern::parse("spiffe://cluster.local/*").unwrap()].into());
+    case.caller = Caller {
+        spiffe_id: None,
+        thumbprint: Some(Thumbprint([1; 32])),
+        address: Some("10.0.0.1"),
+    };
     assert_eq!(case.denied_for(), DenyReason::WorkloadNotAllowed);
 }
 

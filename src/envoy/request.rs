@@ -4,7 +4,9 @@ use envoy_types::ext_authz::v3::pb::{Address, CheckRequest};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 
 use crate::deny::{Deny, DenyReason};
-use crate::request::{AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query};
+use crate::request::{
+    AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query,
+};
 
 /// Envoy's per-route `context_extensions` key that selects a sessiongate route by `policy`.
 pub const POLICY_CONTEXT_KEY: &str = "sessiongate.policy";
@@ -17,7 +19,12 @@ pub fn http_request(check: &CheckRequest) -> Result<&HttpRequest, Deny> {
         .as_ref()
         .and_then(|attributes| attributes.request.as_ref())
         .and_then(|request| request.http.as_ref())
-        .ok_or_else(|| Deny::new(DenyReason::BadRequest, "check request has no HTTP attributes"))
+        .ok_or_else(|| {
+            Deny::new(
+                DenyReason::BadRequest,
+                "check request has no HTTP attributes",
+            )
+        })
 }
 
 /// The facts of `check`. Headers come from `headers`, or from `header_map` when Envoy is
@@ -32,9 +39,21 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> RequestFacts
             Address::SocketAddress(socket) => Some(socket.address.as_str()),
             _ => None,
         });
-    let path = if http.path.is_empty() { header(http, ":path").unwrap_or("") } else { &http.path };
-    let authority = if http.host.is_empty() { header(http, ":authority").unwrap_or("") } else { &http.host };
-    let method = if http.method.is_empty() { header(http, ":method").unwrap_or("") } else { &http.method };
+    let path = if http.path.is_empty() {
+        header(http, ":path").unwrap_or("")
+    } else {
+        &http.path
+    };
+    let authority = if http.host.is_empty() {
+        header(http, ":authority").unwrap_or("")
+    } else {
+        &http.host
+    };
+    let method = if http.method.is_empty() {
+        header(http, ":method").unwrap_or("")
+    } else {
+        &http.method
+    };
     RequestFacts {
         method,
         path: path_without_query(path),
@@ -53,8 +72,15 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> RequestFacts
 
 /// The names of every request header, lower case, whichever encoding Envoy used.
 pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
-    let raw = http.header_map.as_ref().map(|map| map.headers.as_slice()).unwrap_or_default();
-    http.headers.keys().map(String::as_str).chain(raw.iter().map(|h| h.key.as_str()))
+    let raw = http
+        .header_map
+        .as_ref()
+        .map(|map| map.headers.as_slice())
+        .unwrap_or_default();
+    http.headers
+        .keys()
+        .map(String::as_str)
+        .chain(raw.iter().map(|h| h.key.as_str()))
 }
 
 fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -62,7 +88,10 @@ fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
         return Some(value);
     }
     let map = http.header_map.as_ref()?;
-    let header = map.headers.iter().find(|h| h.key.eq_ignore_ascii_case(name))?;
+    let header = map
+        .headers
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))?;
     if header.raw_value.is_empty() {
         Some(&header.value)
     } else {
@@ -77,7 +106,10 @@ fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
     let Some(map) = http.header_map.as_ref() else {
         return AuthorizationValues::Absent;
     };
-    let mut found = map.headers.iter().filter(|h| h.key.eq_ignore_ascii_case("authorization"));
+    let mut found = map
+        .headers
+        .iter()
+        .filter(|h| h.key.eq_ignore_ascii_case("authorization"));
     match (found.next(), found.next()) {
         (None, _) => AuthorizationValues::Absent,
         (Some(_), Some(_)) => AuthorizationValues::Several,
@@ -95,7 +127,8 @@ mod tests {
 
     fn fixture(name: &str) -> CheckRequest {
         let path = format!("{}/tests/fixtures/envoy/{name}", env!("CARGO_MANIFEST_DIR"));
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         crate::envoy::request::tests_support::check_request_from_json(&json)
     }
 
@@ -108,9 +141,20 @@ mod tests {
         assert_eq!(facts.path, "/orders/42");
         assert_eq!(facts.host, "localhost");
         assert_eq!(facts.policy, None);
-        assert_eq!(facts.authorization, AuthorizationValues::One("Bearer allow"));
-        assert_eq!(facts.peer.principal, "spiffe://cluster.local/ns/shop/sa/frontend");
-        assert!(facts.peer.certificate.starts_with("-----BEGIN%20CERTIFICATE-----"));
+        assert_eq!(
+            facts.authorization,
+            AuthorizationValues::One("Bearer allow")
+        );
+        assert_eq!(
+            facts.peer.principal,
+            "spiffe://cluster.local/ns/shop/sa/frontend"
+        );
+        assert!(
+            facts
+                .peer
+                .certificate
+                .starts_with("-----BEGIN%20CERTIFICATE-----")
+        );
         assert_eq!(facts.peer.address, Some("127.0.0.1"));
     }
 
@@ -127,7 +171,9 @@ pub(crate) mod tests_support {
     use envoy_types::ext_authz::v3::pb::CheckRequest;
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
     use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
     use serde_json::Value;
 
     /// The subset of a JSON `CheckRequest` the adapter reads.

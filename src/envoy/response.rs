@@ -12,8 +12,8 @@
 use std::borrow::Cow;
 
 use envoy_types::ext_authz::v3::pb::{
-    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
-    OkHttpResponse,
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
@@ -56,7 +56,11 @@ pub fn check_response<'a>(
 }
 
 /// An allow: identity headers for the upstream, spoofed headers removed.
-fn allowed<'a>(outcome: &Outcome, principal: &str, client_headers: impl Iterator<Item = &'a str>) -> CheckResponse {
+fn allowed<'a>(
+    outcome: &Outcome,
+    principal: &str,
+    client_headers: impl Iterator<Item = &'a str>,
+) -> CheckResponse {
     let mut headers = Vec::with_capacity(4);
     if let Some((key, session)) = &outcome.session {
         let token = &session.token;
@@ -71,11 +75,20 @@ fn allowed<'a>(outcome: &Outcome, principal: &str, client_headers: impl Iterator
     }
     let headers_to_remove = client_headers
         .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX))
-        .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
+        .filter(|name| {
+            !headers.iter().any(|h| {
+                h.header
+                    .as_ref()
+                    .is_some_and(|h| h.key.eq_ignore_ascii_case(name))
+            })
+        })
         .map(str::to_owned)
         .collect();
     CheckResponse {
-        status: Some(rpc::Status { code: code::OK, ..Default::default() }),
+        status: Some(rpc::Status {
+            code: code::OK,
+            ..Default::default()
+        }),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers,
             headers_to_remove,
@@ -101,9 +114,15 @@ pub fn denied(deny: &Deny) -> CheckResponse {
         headers.push(overwrite("www-authenticate", challenge));
     }
     CheckResponse {
-        status: Some(rpc::Status { code: grpc_code, message: deny.reason.as_str().to_owned(), ..Default::default() }),
+        status: Some(rpc::Status {
+            code: grpc_code,
+            message: deny.reason.as_str().to_owned(),
+            ..Default::default()
+        }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus { code: i32::from(deny.reason.http_status()) }),
+            status: Some(HttpStatus {
+                code: i32::from(deny.reason.http_status()),
+            }),
             headers,
             body: deny.body(),
         })),
@@ -120,7 +139,11 @@ pub fn internal_error(description: &'static str) -> CheckResponse {
 #[allow(deprecated)] // `append` is deprecated but is the flag Envoy 1.40 honours for ok responses.
 fn overwrite(key: &str, value: String) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue { key: key.to_owned(), value, ..Default::default() }),
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value,
+            ..Default::default()
+        }),
         append: Some(BoolValue { value: false }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
@@ -128,7 +151,8 @@ fn overwrite(key: &str, value: String) -> HeaderValueOption {
 }
 
 fn has_prefix_ignore_case(name: &str, prefix: &str) -> bool {
-    name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Percent-encodes anything outside printable ASCII (and `%` itself), so a claim can never
@@ -187,12 +211,26 @@ mod tests {
 
     #[test]
     fn a_public_allow_removes_every_client_sessiongate_header() {
-        let outcome = Outcome { route: Some("health".into()), verdict: Ok(()), session: None };
-        let names = ["x-sessiongate-subject", "X-Sessiongate-Evil", "accept", "x-session"];
+        let outcome = Outcome {
+            route: Some("health".into()),
+            verdict: Ok(()),
+            session: None,
+        };
+        let names = [
+            "x-sessiongate-subject",
+            "X-Sessiongate-Evil",
+            "accept",
+            "x-session",
+        ];
         let response = check_response(&outcome, "", names.into_iter());
         assert_eq!(response.status.unwrap().code, code::OK);
-        let Some(HttpResponse::OkResponse(ok)) = response.http_response else { panic!("not ok") };
+        let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+            panic!("not ok")
+        };
         assert!(ok.headers.is_empty());
-        assert_eq!(ok.headers_to_remove, vec!["x-sessiongate-subject", "X-Sessiongate-Evil"]);
+        assert_eq!(
+            ok.headers_to_remove,
+            vec!["x-sessiongate-subject", "X-Sessiongate-Evil"]
+        );
     }
 }

@@ -29,25 +29,42 @@ impl AuthorizationService {
 
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
-    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
         let check = request.into_inner();
         let http = match request::http_request(&check) {
             Ok(http) => http,
             Err(deny) => {
-                tracing::info!(decision = "deny", reason = deny.reason.as_str(), "{}", deny.description);
+                tracing::info!(
+                    decision = "deny",
+                    reason = deny.reason.as_str(),
+                    "{}",
+                    deny.description
+                );
                 return Ok(Response::new(response::denied(&deny)));
             }
         };
         let facts = request::facts(&check, http);
         // A panic must not become a failed call (which `failure_mode_allow` may turn into an
         // allow): it becomes a 503 denial.
-        let judged = panic::catch_unwind(AssertUnwindSafe(|| self.gate.check(&facts, UnixTime::now())));
+        let judged = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.gate.check(&facts, UnixTime::now())
+        }));
         let Ok(outcome) = judged else {
-            tracing::error!(decision = "deny", reason = "internal_error", "check panicked; denying");
-            return Ok(Response::new(response::internal_error("sessiongate failed to judge the request")));
+            tracing::error!(
+                decision = "deny",
+                reason = "internal_error",
+                "check panicked; denying"
+            );
+            return Ok(Response::new(response::internal_error(
+                "sessiongate failed to judge the request",
+            )));
         };
         log(&outcome);
-        let answer = response::check_response(&outcome, facts.peer.principal, request::header_names(http));
+        let answer =
+            response::check_response(&outcome, facts.peer.principal, request::header_names(http));
         Ok(Response::new(answer))
     }
 }

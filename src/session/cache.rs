@@ -26,7 +26,12 @@ struct UntilTokenExpiry {
 }
 
 impl Expiry<SessionKey, Arc<Session>> for UntilTokenExpiry {
-    fn expire_after_create(&self, _key: &SessionKey, session: &Arc<Session>, _created: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &SessionKey,
+        session: &Arc<Session>,
+        _created: Instant,
+    ) -> Option<Duration> {
         let lives_until = session.token.expires_at.plus(self.clock_skew);
         Some(lives_until.since(UnixTime::now()))
     }
@@ -50,7 +55,10 @@ impl SessionCache {
     /// Caches `session` unless another request cached one for the same token first; returns
     /// the cached one either way, so concurrent first requests share one record (and one pin).
     pub fn insert_or_get(&self, key: SessionKey, session: Session) -> Arc<Session> {
-        self.entries.entry(key).or_insert_with(|| Arc::new(session)).into_value()
+        self.entries
+            .entry(key)
+            .or_insert_with(|| Arc::new(session))
+            .into_value()
     }
 
     /// Drops every session, forcing re-verification (used when claim rules change on reload).
@@ -71,7 +79,9 @@ impl SessionCache {
 
 impl fmt::Debug for SessionCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionCache").field("entries", &self.len()).finish()
+        f.debug_struct("SessionCache")
+            .field("entries", &self.len())
+            .finish()
     }
 }
 
@@ -91,20 +101,37 @@ mod tests {
                 algorithms: vec![SigningAlgorithm::Es256].into(),
                 typ: TypRule::AccessTokenOrJwt,
             }],
-            ClaimRules { scope_claim: "scope".into(), binding_claim: None },
+            ClaimRules {
+                scope_claim: "scope".into(),
+                binding_claim: None,
+            },
         );
         let token = mint_es256(&json!({"iss": ISSUER, "aud": "a", "exp": exp.as_secs(), "iat": 0}));
-        Arc::new(Session::new(verifier.verify(&token, &ring()).unwrap(), UnixTime::now()))
+        Arc::new(Session::new(
+            verifier.verify(&token, &ring()).unwrap(),
+            UnixTime::now(),
+        ))
     }
 
     #[test]
     fn an_entry_lives_no_longer_than_its_token_plus_skew() {
-        let expiry = UntilTokenExpiry { clock_skew: Duration::from_secs(30) };
+        let expiry = UntilTokenExpiry {
+            clock_skew: Duration::from_secs(30),
+        };
         let key = SessionKey::of_token("t");
         let in_ten_minutes = UnixTime::now().plus(Duration::from_secs(600));
-        let ttl = expiry.expire_after_create(&key, &session_expiring_at(in_ten_minutes), Instant::now()).unwrap();
-        assert!(ttl <= Duration::from_secs(630) && ttl > Duration::from_secs(620), "{ttl:?}");
-        let ttl = expiry.expire_after_create(&key, &session_expiring_at(UnixTime::from_secs(60)), Instant::now());
+        let ttl = expiry
+            .expire_after_create(&key, &session_expiring_at(in_ten_minutes), Instant::now())
+            .unwrap();
+        assert!(
+            ttl <= Duration::from_secs(630) && ttl > Duration::from_secs(620),
+            "{ttl:?}"
+        );
+        let ttl = expiry.expire_after_create(
+            &key,
+            &session_expiring_at(UnixTime::from_secs(60)),
+            Instant::now(),
+        );
         assert_eq!(ttl, Some(Duration::ZERO), "an expired token is not kept");
     }
 

@@ -110,7 +110,8 @@ impl Session {
     /// Records an allowed request at `now`. Never moves backwards, so a request that read the
     /// clock earlier but finished later cannot shorten the session's idle window.
     pub fn record_allowed(&self, now: UnixTime) {
-        self.last_allowed.fetch_max(now.as_millis().max(1), Ordering::Relaxed);
+        self.last_allowed
+            .fetch_max(now.as_millis().max(1), Ordering::Relaxed);
     }
 
     /// The workload this session is pinned to, if any.

@@ -123,7 +123,9 @@ mod tests {
 
     #[test]
     fn symmetric_and_unsigned_algorithms_do_not_exist_here() {
-        for name in ["none", "None", "HS256", "HS384", "HS512", "rs256", "ES512", ""] {
+        for name in [
+            "none", "None", "HS256", "HS384", "HS512", "rs256", "ES512", "",
+        ] {
             assert_eq!(SigningAlgorithm::from_jose(name), None, "{name}");
         }
     }

@@ -72,7 +72,10 @@ pub(super) struct Extracted {
 }
 
 /// Whether `aud` (a string or an array of strings) names one of `audiences`.
-pub(super) fn audience_matches(claims: &Map<String, Value>, audiences: &[Box<str>]) -> Result<bool, TokenError> {
+pub(super) fn audience_matches(
+    claims: &Map<String, Value>,
+    audiences: &[Box<str>],
+) -> Result<bool, TokenError> {
     let accepted = |aud: &str| audiences.iter().any(|a| &**a == aud);
     match claims.get("aud") {
         None => Ok(false),
@@ -80,16 +83,23 @@ pub(super) fn audience_matches(claims: &Map<String, Value>, audiences: &[Box<str
         Some(Value::Array(list)) => {
             let mut found = false;
             for item in list {
-                let aud = item.as_str().ok_or(TokenError::Malformed("aud is not a string or array of strings"))?;
+                let aud = item.as_str().ok_or(TokenError::Malformed(
+                    "aud is not a string or array of strings",
+                ))?;
                 found |= accepted(aud);
             }
             Ok(found)
         }
-        Some(_) => Err(TokenError::Malformed("aud is not a string or array of strings")),
+        Some(_) => Err(TokenError::Malformed(
+            "aud is not a string or array of strings",
+        )),
     }
 }
 
-pub(super) fn extract(claims: &Map<String, Value>, rules: &ClaimRules) -> Result<Extracted, TokenError> {
+pub(super) fn extract(
+    claims: &Map<String, Value>,
+    rules: &ClaimRules,
+) -> Result<Extracted, TokenError> {
     Ok(Extracted {
         subject: string(claims, "sub", "sub is not a string")?,
         token_id: string(claims, "jti", "jti is not a string")?,
@@ -108,7 +118,11 @@ pub(super) fn extract(claims: &Map<String, Value>, rules: &ClaimRules) -> Result
     })
 }
 
-fn string(claims: &Map<String, Value>, name: &str, wrong_type: &'static str) -> Result<Option<Box<str>>, TokenError> {
+fn string(
+    claims: &Map<String, Value>,
+    name: &str,
+    wrong_type: &'static str,
+) -> Result<Option<Box<str>>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str().into())),
@@ -116,7 +130,11 @@ fn string(claims: &Map<String, Value>, name: &str, wrong_type: &'static str) -> 
     }
 }
 
-fn numeric_date(claims: &Map<String, Value>, name: &str, wrong_type: &'static str) -> Result<Option<UnixTime>, TokenError> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+    wrong_type: &'static str,
+) -> Result<Option<UnixTime>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -129,16 +147,24 @@ fn numeric_date(claims: &Map<String, Value>, name: &str, wrong_type: &'static st
 
 /// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 section 3.3).
 fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty() && scope.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
-    const WRONG: TokenError = TokenError::Malformed("scope claim is not a space-separated string or array of strings");
+    const WRONG: TokenError =
+        TokenError::Malformed("scope claim is not a space-separated string or array of strings");
     match value {
         None | Some(Value::Null) => Ok(Scopes::default()),
         Some(Value::String(text)) => {
             let items: Vec<&str> = text.split(' ').filter(|s| !s.is_empty()).collect();
-            if items.iter().all(|s| is_scope_token(s)) { Ok(Scopes::from_list(items)) } else { Err(WRONG) }
+            if items.iter().all(|s| is_scope_token(s)) {
+                Ok(Scopes::from_list(items))
+            } else {
+                Err(WRONG)
+            }
         }
         Some(Value::Array(list)) => {
             let mut items = Vec::with_capacity(list.len());
@@ -160,7 +186,9 @@ fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
             Some(Value::String(text)) => Thumbprint::from_base64url(text)
                 .map(Confirmation::Certificate)
-                .ok_or(TokenError::Malformed("cnf x5t#S256 is not a base64url SHA-256 thumbprint")),
+                .ok_or(TokenError::Malformed(
+                    "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+                )),
             Some(_) => Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
             None if cnf.is_empty() => Ok(Confirmation::None),
             None => Ok(Confirmation::Unsupported),
@@ -185,14 +213,15 @@ impl JoseHeader {
     pub fn algorithm(&self) -> Result<SigningAlgorithm, TokenError> {
         match self.alg.as_deref() {
             None => Err(TokenError::Malformed("header has no alg")),
-            Some(alg) if alg.eq_ignore_ascii_case("none") => {
-                Err(TokenError::DisallowedAlgorithm("unsigned tokens (alg none) are never accepted"))
-            }
-            Some(alg) if alg.starts_with("HS") => {
-                Err(TokenError::DisallowedAlgorithm("symmetric algorithms are never accepted"))
-            }
-            Some(alg) => SigningAlgorithm::from_jose(alg)
-                .ok_or(TokenError::DisallowedAlgorithm("algorithm is not supported")),
+            Some(alg) if alg.eq_ignore_ascii_case("none") => Err(TokenError::DisallowedAlgorithm(
+                "unsigned tokens (alg none) are never accepted",
+            )),
+            Some(alg) if alg.starts_with("HS") => Err(TokenError::DisallowedAlgorithm(
+                "symmetric algorithms are never accepted",
+            )),
+            Some(alg) => SigningAlgorithm::from_jose(alg).ok_or(TokenError::DisallowedAlgorithm(
+                "algorithm is not supported",
+            )),
         }
     }
 }
@@ -203,7 +232,10 @@ mod tests {
     use serde_json::json;
 
     fn rules() -> ClaimRules {
-        ClaimRules { scope_claim: "scope".into(), binding_claim: Some("client_id".into()) }
+        ClaimRules {
+            scope_claim: "scope".into(),
+            binding_claim: Some("client_id".into()),
+        }
     }
 
     fn object(value: Value) -> Map<String, Value> {
@@ -252,7 +284,13 @@ mod tests {
             json!({"exp": 1, "cnf": "x"}),
             json!({"exp": 1, "cnf": {"x5t#S256": "short"}}),
         ] {
-            assert!(matches!(extract(&object(claims.clone()), &rules()), Err(TokenError::Malformed(_))), "{claims}");
+            assert!(
+                matches!(
+                    extract(&object(claims.clone()), &rules()),
+                    Err(TokenError::Malformed(_))
+                ),
+                "{claims}"
+            );
         }
     }
 
@@ -274,11 +312,28 @@ mod tests {
 
     #[test]
     fn header_algorithm_refuses_none_and_hmac() {
-        let header = |alg: &str| JoseHeader { alg: Some(alg.into()), kid: None, typ: None, crit: None };
-        assert!(matches!(header("none").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
-        assert!(matches!(header("NONE").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
-        assert!(matches!(header("HS256").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
-        assert!(matches!(header("XX1").algorithm(), Err(TokenError::DisallowedAlgorithm(_))));
+        let header = |alg: &str| JoseHeader {
+            alg: Some(alg.into()),
+            kid: None,
+            typ: None,
+            crit: None,
+        };
+        assert!(matches!(
+            header("none").algorithm(),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
+        assert!(matches!(
+            header("NONE").algorithm(),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
+        assert!(matches!(
+            header("HS256").algorithm(),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
+        assert!(matches!(
+            header("XX1").algorithm(),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
         assert_eq!(header("ES256").algorithm(), Ok(SigningAlgorithm::Es256));
     }
 }

@@ -63,9 +63,9 @@ pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, Cre
 fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn two_credentials_are_bad_requests() {
-        assert_eq!(bearer_token(AuthorizationValues::Several), Err(CredentialError::Multiple));
+        assert_eq!(
+            bearer_token(AuthorizationValues::Several),
+            Err(CredentialError::Multiple)
+        );
         assert_eq!(one("Bearer a,Bearer b"), Err(CredentialError::Multiple));
         assert_eq!(one("Bearer a, Bearer b"), Err(CredentialError::Multiple));
         assert_eq!(one("Basic x, Bearer b"), Err(CredentialError::Multiple));
@@ -106,7 +109,13 @@ mod tests {
 
     #[test]
     fn bad_token_syntax_is_a_bad_request() {
-        for value in ["Bearer a b", "Bearer a\"b", "Bearer ==", "Bearer a=b", "Bearer é"] {
+        for value in [
+            "Bearer a b",
+            "Bearer a\"b",
+            "Bearer ==",
+            "Bearer a=b",
+            "Bearer é",
+        ] {
             assert_eq!(one(value), Err(CredentialError::Malformed), "{value}");
         }
     }

@@ -53,7 +53,13 @@ mod tests {
     #[test]
     fn default_typ_rule_takes_access_tokens_and_plain_jwts() {
         let rule = TypRule::AccessTokenOrJwt;
-        for typ in [None, Some("at+jwt"), Some("JWT"), Some("application/at+jwt"), Some("AT+JWT")] {
+        for typ in [
+            None,
+            Some("at+jwt"),
+            Some("JWT"),
+            Some("application/at+jwt"),
+            Some("AT+JWT"),
+        ] {
             assert!(rule.accepts(typ), "{typ:?}");
         }
         for typ in ["dpop+jwt", "secevent+jwt", "logout+jwt", "", "application/"] {

@@ -48,7 +48,9 @@ impl VerificationKey {
     /// agrees. This is the algorithm-confusion guard.
     pub fn accepts(&self, algorithm: SigningAlgorithm) -> bool {
         algorithm.key_family() == self.family
-            && self.declared_algorithm.is_none_or(|declared| declared == algorithm)
+            && self
+                .declared_algorithm
+                .is_none_or(|declared| declared == algorithm)
     }
 
     /// The key in the form the crypto library verifies with.
@@ -150,7 +152,11 @@ impl KeySet {
 
     /// The key a token names by `kid`; without a `kid`, the only key that accepts `algorithm`
     /// (several candidates would be a guess, so that is no key at all).
-    pub fn find(&self, kid: Option<&str>, algorithm: SigningAlgorithm) -> Option<&Arc<VerificationKey>> {
+    pub fn find(
+        &self,
+        kid: Option<&str>,
+        algorithm: SigningAlgorithm,
+    ) -> Option<&Arc<VerificationKey>> {
         match kid {
             Some(kid) => self.keys.iter().find(|key| &*key.id == kid),
             None => {
@@ -194,7 +200,9 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
         ),
     };
     fn member<'v>(value: &'v Option<String>, member: &str, name: &str) -> Result<&'v str, String> {
-        value.as_deref().ok_or_else(|| format!("key {name}: missing `{member}`"))
+        value
+            .as_deref()
+            .ok_or_else(|| format!("key {name}: missing `{member}`"))
     }
     let bad = |e: jsonwebtoken::errors::Error| format!("key {name}: {e}");
     let (family, decoding, canonical) = match jwk.kty.as_str() {
@@ -211,7 +219,11 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
                 ));
             }
             let decoding = DecodingKey::from_rsa_components(n, e).map_err(bad)?;
-            (KeyFamily::Rsa, decoding, format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#))
+            (
+                KeyFamily::Rsa,
+                decoding,
+                format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+            )
         }
         "EC" => {
             let crv = member(&jwk.crv, "crv", &name)?;
@@ -232,7 +244,11 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
             }
             let x = member(&jwk.x, "x", &name)?;
             let decoding = DecodingKey::from_ed_components(x).map_err(bad)?;
-            (KeyFamily::Ed25519, decoding, format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
+            (
+                KeyFamily::Ed25519,
+                decoding,
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+            )
         }
         "oct" => return Err(format!("key {name}: symmetric keys are never accepted")),
         other => return Err(format!("key {name}: key type `{other}` is not supported")),
@@ -240,7 +256,9 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
     if let Some(alg) = declared_algorithm
         && alg.key_family() != family
     {
-        return Err(format!("key {name}: `alg` {alg} does not fit a {family:?} key"));
+        return Err(format!(
+            "key {name}: `alg` {alg} does not fit a {family:?} key"
+        ));
     }
     let thumbprint: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
     let id: Arc<str> = match jwk.kid {
@@ -310,7 +328,8 @@ pub trait KeySource: Send + Sync + 'static {
     fn describe(&self) -> String;
 
     /// Loads the current key set.
-    fn load(&self) -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>>;
+    fn load(&self)
+    -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>>;
 }
 
 /// Why a key source could not produce keys.
@@ -364,7 +383,9 @@ impl KeySource for JwksFile {
         format!("file {}", self.path.display())
     }
 
-    fn load(&self) -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>> {
+    fn load(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<ParsedJwks, KeySourceError>> + Send + '_>> {
         Box::pin(async move { self.load_now() })
     }
 }
@@ -374,7 +395,11 @@ mod tests {
     use super::*;
 
     fn fixture_jwks() -> Vec<u8> {
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/jwks.json")).unwrap()
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/keys/jwks.json"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -382,11 +407,17 @@ mod tests {
         let parsed = KeySet::from_jwks_json(&fixture_jwks()).unwrap();
         assert_eq!(parsed.keys.len(), 3);
         assert!(parsed.skipped.is_empty());
-        let rsa = parsed.keys.find(Some("test-rs256"), SigningAlgorithm::Rs256).unwrap();
+        let rsa = parsed
+            .keys
+            .find(Some("test-rs256"), SigningAlgorithm::Rs256)
+            .unwrap();
         assert!(rsa.accepts(SigningAlgorithm::Rs256));
         assert!(!rsa.accepts(SigningAlgorithm::Ps256), "the JWK pins RS256");
         assert!(!rsa.accepts(SigningAlgorithm::Es256));
-        let ec = parsed.keys.find(Some("test-es256"), SigningAlgorithm::Es256).unwrap();
+        let ec = parsed
+            .keys
+            .find(Some("test-es256"), SigningAlgorithm::Es256)
+            .unwrap();
         assert!(ec.accepts(SigningAlgorithm::Es256));
         assert!(!ec.accepts(SigningAlgorithm::Es384));
     }
@@ -404,7 +435,9 @@ mod tests {
             ]}}"#
         );
         let err = KeySet::from_jwks_json(json.as_bytes()).unwrap_err();
-        let JwksError::NoUsableKey { skipped } = err else { panic!("{err}") };
+        let JwksError::NoUsableKey { skipped } = err else {
+            panic!("{err}")
+        };
         assert_eq!(skipped.len(), 5);
         assert!(skipped[0].contains("symmetric"), "{}", skipped[0]);
         assert!(skipped[1].contains("below 2048"), "{}", skipped[1]);
@@ -418,7 +451,12 @@ mod tests {
         let parsed = KeySet::from_jwks_json(&fixture_jwks()).unwrap();
         assert!(parsed.keys.find(None, SigningAlgorithm::EdDsa).is_some());
         assert!(parsed.keys.find(None, SigningAlgorithm::Es384).is_none());
-        assert!(parsed.keys.find(Some("nope"), SigningAlgorithm::Rs256).is_none());
+        assert!(
+            parsed
+                .keys
+                .find(Some("nope"), SigningAlgorithm::Rs256)
+                .is_none()
+        );
     }
 
     #[test]
@@ -429,8 +467,13 @@ mod tests {
         ring.replace("https://idp", first);
 
         let mut document: serde_json::Value = serde_json::from_slice(&fixture_jwks()).unwrap();
-        document["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "test-es256");
-        let second = KeySet::from_jwks_json(document.to_string().as_bytes()).unwrap().keys;
+        document["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] != "test-es256");
+        let second = KeySet::from_jwks_json(document.to_string().as_bytes())
+            .unwrap()
+            .keys;
         ring.replace("https://idp", second);
 
         for key in &kept_then_dropped {
@@ -442,7 +485,13 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_jwks() {
-        assert!(matches!(KeySet::from_jwks_json(b"[]"), Err(JwksError::NotJwks(_))));
-        assert!(matches!(KeySet::from_jwks_json(b"{\"keys\":[]}"), Err(JwksError::NoUsableKey { .. })));
+        assert!(matches!(
+            KeySet::from_jwks_json(b"[]"),
+            Err(JwksError::NotJwks(_))
+        ));
+        assert!(matches!(
+            KeySet::from_jwks_json(b"{\"keys\":[]}"),
+            Err(JwksError::NoUsableKey { .. })
+        ));
     }
 }

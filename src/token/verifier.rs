@@ -22,7 +22,10 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     /// A verifier trusting `issuers` and reading claims as `claims` says.
-    pub fn new(issuers: impl IntoIterator<Item = IssuerRules>, claims: ClaimRules) -> TokenVerifier {
+    pub fn new(
+        issuers: impl IntoIterator<Item = IssuerRules>,
+        claims: ClaimRules,
+    ) -> TokenVerifier {
         let issuers = issuers
             .into_iter()
             .map(|rules| (Arc::clone(&rules.issuer), rules))
@@ -46,29 +49,45 @@ impl TokenVerifier {
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(TokenError::Malformed("not a JWS compact serialisation (three dot-separated parts)"));
+            return Err(TokenError::Malformed(
+                "not a JWS compact serialisation (three dot-separated parts)",
+            ));
         };
         let header: JoseHeader = decode_json(header_b64, "header is not base64url JSON")?;
         let algorithm = header.algorithm()?;
         if header.crit.is_some() {
-            return Err(TokenError::Malformed("header has critical extensions (crit)"));
+            return Err(TokenError::Malformed(
+                "header has critical extensions (crit)",
+            ));
         }
-        let claims: Map<String, Value> = decode_json(payload_b64, "claims are not a base64url JSON object")?;
+        let claims: Map<String, Value> =
+            decode_json(payload_b64, "claims are not a base64url JSON object")?;
         let issuer = match claims.get("iss") {
-            Some(Value::String(iss)) => self.issuers.get(iss.as_str()).ok_or(TokenError::UnknownIssuer)?,
+            Some(Value::String(iss)) => self
+                .issuers
+                .get(iss.as_str())
+                .ok_or(TokenError::UnknownIssuer)?,
             Some(_) => return Err(TokenError::Malformed("iss is not a string")),
             None => return Err(TokenError::UnknownIssuer),
         };
         if !issuer.algorithms.contains(&algorithm) {
-            return Err(TokenError::DisallowedAlgorithm("algorithm is not allowed for this issuer"));
+            return Err(TokenError::DisallowedAlgorithm(
+                "algorithm is not allowed for this issuer",
+            ));
         }
         if !issuer.typ.accepts(header.typ.as_deref()) {
-            return Err(TokenError::Malformed("token type (typ) is not an access token"));
+            return Err(TokenError::Malformed(
+                "token type (typ) is not an access token",
+            ));
         }
         let key_set = keys.keys_of(&issuer.issuer).ok_or(TokenError::UnknownKey)?;
-        let key = key_set.find(header.kid.as_deref(), algorithm).ok_or(TokenError::UnknownKey)?;
+        let key = key_set
+            .find(header.kid.as_deref(), algorithm)
+            .ok_or(TokenError::UnknownKey)?;
         if !key.accepts(algorithm) {
-            return Err(TokenError::DisallowedAlgorithm("algorithm does not match the signing key"));
+            return Err(TokenError::DisallowedAlgorithm(
+                "algorithm does not match the signing key",
+            ));
         }
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
         let valid = jsonwebtoken::crypto::verify(
@@ -102,8 +121,13 @@ impl TokenVerifier {
     }
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str, problem: &'static str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(problem))?;
+fn decode_json<T: serde::de::DeserializeOwned>(
+    part: &str,
+    problem: &'static str,
+) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(problem))?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(problem))
 }
 
@@ -120,10 +144,21 @@ mod tests {
         let rules = IssuerRules {
             issuer: ISSUER.into(),
             audiences: vec!["shop-api".into()].into(),
-            algorithms: vec![SigningAlgorithm::Rs256, SigningAlgorithm::Es256, SigningAlgorithm::EdDsa].into(),
+            algorithms: vec![
+                SigningAlgorithm::Rs256,
+                SigningAlgorithm::Es256,
+                SigningAlgorithm::EdDsa,
+            ]
+            .into(),
             typ: TypRule::AccessTokenOrJwt,
         };
-        TokenVerifier::new([rules], ClaimRules { scope_claim: "scope".into(), binding_claim: None })
+        TokenVerifier::new(
+            [rules],
+            ClaimRules {
+                scope_claim: "scope".into(),
+                binding_claim: None,
+            },
+        )
     }
 
     fn claims() -> Value {
@@ -151,8 +186,16 @@ mod tests {
 
     #[test]
     fn a_signature_by_another_key_is_bad_signature() {
-        let token = mint(Algorithm::ES256, "untrusted-es256.pem", "test-es256", &claims());
-        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::BadSignature);
+        let token = mint(
+            Algorithm::ES256,
+            "untrusted-es256.pem",
+            "test-es256",
+            &claims(),
+        );
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::BadSignature
+        );
     }
 
     #[test]
@@ -162,7 +205,10 @@ mod tests {
         let mut forged = claims();
         forged["scope"] = json!("admin");
         let tampered = format!("{}.{}.{}", parts[0], b64(&forged), parts[2]);
-        assert_eq!(verifier().verify(&tampered, &ring()).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(
+            verifier().verify(&tampered, &ring()).unwrap_err(),
+            TokenError::BadSignature
+        );
     }
 
     #[test]
@@ -170,9 +216,15 @@ mod tests {
         let mut other = claims();
         other["iss"] = json!("https://evil.example");
         let token = mint(Algorithm::RS256, "rs256.pem", "test-rs256", &other);
-        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::UnknownIssuer);
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::UnknownIssuer
+        );
         let token = mint(Algorithm::RS256, "rs256.pem", "rotated-away", &claims());
-        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::UnknownKey);
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::UnknownKey
+        );
     }
 
     #[test]
@@ -180,13 +232,23 @@ mod tests {
         let mut other = claims();
         other["aud"] = json!(["billing"]);
         let token = mint(Algorithm::RS256, "rs256.pem", "test-rs256", &other);
-        assert_eq!(verifier().verify(&token, &ring()).unwrap_err(), TokenError::WrongAudience);
+        assert_eq!(
+            verifier().verify(&token, &ring()).unwrap_err(),
+            TokenError::WrongAudience
+        );
     }
 
     #[test]
     fn alg_none_is_disallowed() {
-        let token = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims()));
-        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::DisallowedAlgorithm(_))));
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims())
+        );
+        assert!(matches!(
+            verifier().verify(&token, &ring()),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
     }
 
     #[test]
@@ -195,7 +257,10 @@ mod tests {
         header.kid = Some("test-rs256".into());
         let secret = EncodingKey::from_secret(&crate::testing::jwks());
         let token = jsonwebtoken::encode(&header, &claims(), &secret).unwrap();
-        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::DisallowedAlgorithm(_))));
+        assert!(matches!(
+            verifier().verify(&token, &ring()),
+            Err(TokenError::DisallowedAlgorithm(_))
+        ));
     }
 
     #[test]
@@ -227,10 +292,20 @@ mod tests {
             "!!!.b.c".to_owned(),
             format!("{header}.bm90IGpzb24.sig"),
             format!("{header}.{}.sig", b64(&json!([1, 2]))),
-            format!("{}.{}.sig", b64(&json!({"alg": "RS256", "crit": ["exp"]})), b64(&claims())),
+            format!(
+                "{}.{}.sig",
+                b64(&json!({"alg": "RS256", "crit": ["exp"]})),
+                b64(&claims())
+            ),
             format!("{}.{}.sig", b64(&json!({"kid": "x"})), b64(&claims())),
         ] {
-            assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::Malformed(_))), "{token}");
+            assert!(
+                matches!(
+                    verifier().verify(&token, &ring()),
+                    Err(TokenError::Malformed(_))
+                ),
+                "{token}"
+            );
         }
     }
 
@@ -239,7 +314,11 @@ mod tests {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("test-rs256".into());
         header.typ = Some("dpop+jwt".into());
-        let token = jsonwebtoken::encode(&header, &claims(), &key("rs256.pem", Algorithm::RS256)).unwrap();
-        assert!(matches!(verifier().verify(&token, &ring()), Err(TokenError::Malformed(_))));
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &key("rs256.pem", Algorithm::RS256)).unwrap();
+        assert!(matches!(
+            verifier().verify(&token, &ring()),
+            Err(TokenError::Malformed(_))
+        ));
     }
 }

@@ -68,7 +68,9 @@ fn first_certificate_der(pem: &str) -> Result<Vec<u8>, ThumbprintError> {
         .chars()
         .filter(|c| !c.is_ascii_whitespace())
         .collect();
-    STANDARD.decode(body).map_err(|_| ThumbprintError::BadBase64)
+    STANDARD
+        .decode(body)
+        .map_err(|_| ThumbprintError::BadBase64)
 }
 
 /// Longest certificate text accepted. Envoy's leaf PEMs are 1-3 KiB; anything far beyond is not
@@ -127,7 +129,10 @@ mod tests {
         let der = first_certificate_der(&pem).unwrap();
         assert_eq!(der[0], 0x30, "DER starts with a SEQUENCE");
         let expected = Thumbprint(Sha256::digest(&der).into());
-        assert_eq!(Thumbprint::of_url_encoded_pem(ENVOY_CERT).unwrap(), expected);
+        assert_eq!(
+            Thumbprint::of_url_encoded_pem(ENVOY_CERT).unwrap(),
+            expected
+        );
     }
 
     #[test]
@@ -146,7 +151,10 @@ mod tests {
         assert_eq!(cache.thumbprint("not-a-pem"), None);
         let bad_body = "-----BEGIN%20CERTIFICATE-----%0A!!!%0A-----END%20CERTIFICATE-----";
         assert_eq!(cache.thumbprint(bad_body), None);
-        assert_eq!(cache.thumbprint(&"A".repeat(MAX_CERTIFICATE_TEXT + 1)), None);
+        assert_eq!(
+            cache.thumbprint(&"A".repeat(MAX_CERTIFICATE_TEXT + 1)),
+            None
+        );
         assert!(cache.thumbprint(ENVOY_CERT).is_some());
         assert_eq!(cache.thumbprint(ENVOY_CERT), cache.thumbprint(ENVOY_CERT));
     }

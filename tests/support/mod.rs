@@ -14,7 +14,7 @@
 //! - [`stack`]: all of the above wired together.
 //!
 //! Every test binary uses a different subset, hence the `dead_code` allowance.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod echo;
