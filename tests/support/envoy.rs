@@ -95,6 +95,9 @@ impl Envoy {
             {
                 break addr;
             }
+            if process.exited() {
+                panic!("Envoy exited during start-up\n{}", process.output());
+            }
             if Instant::now() > deadline {
                 panic!("Envoy never wrote its admin address\n{}", process.output());
             }
@@ -110,6 +113,9 @@ impl Envoy {
             let ready = http.get(format!("http://{admin}/ready")).send().await;
             if matches!(&ready, Ok(response) if response.status().is_success()) {
                 break;
+            }
+            if process.exited() {
+                panic!("Envoy exited during start-up\n{}", process.output());
             }
             if Instant::now() > deadline {
                 panic!(

@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub struct ChildProcess {
     /// Our end of the watchdog's stdin; closing it is the stop signal.
     stop: Option<ChildStdin>,
     output: Arc<Mutex<Vec<String>>>,
+    /// Output streams still open; zero means the child exited (only it holds them).
+    open_streams: Arc<AtomicUsize>,
 }
 
 impl ChildProcess {
@@ -84,8 +87,14 @@ impl ChildProcess {
         let (lines_tx, lines_rx) = mpsc::unbounded_channel();
         let stdout = watchdog.stdout.take().expect("piped stdout");
         let stderr = watchdog.stderr.take().expect("piped stderr");
-        drain(stdout, output.clone(), lines_tx.clone());
-        drain(stderr, output.clone(), lines_tx);
+        let open_streams = Arc::new(AtomicUsize::new(2));
+        drain(
+            stdout,
+            output.clone(),
+            lines_tx.clone(),
+            open_streams.clone(),
+        );
+        drain(stderr, output.clone(), lines_tx, open_streams.clone());
 
         let stop = watchdog.stdin.take();
         let process = ChildProcess {
@@ -93,6 +102,7 @@ impl ChildProcess {
             watchdog,
             stop,
             output,
+            open_streams,
         };
         (process, lines_rx)
     }
@@ -101,6 +111,12 @@ impl ChildProcess {
     pub fn output(&self) -> String {
         let lines = self.output.lock().expect("output lock");
         format!("--- last output of {} ---\n{}", self.name, lines.join("\n"))
+    }
+
+    /// True once the child has exited (both its output streams reached EOF), so a harness
+    /// waiting for readiness can fail at once instead of at its deadline.
+    pub fn exited(&self) -> bool {
+        self.open_streams.load(Ordering::Acquire) == 0
     }
 
     /// Asks the child to stop (SIGTERM) and waits up to `timeout` for it to be gone.
@@ -127,6 +143,7 @@ fn drain(
     stream: impl Read + Send + 'static,
     output: Arc<Mutex<Vec<String>>>,
     lines: mpsc::UnboundedSender<String>,
+    open_streams: Arc<AtomicUsize>,
 ) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
@@ -141,5 +158,6 @@ fn drain(
             // Nobody listening any more is normal once start-up is over.
             let _ = lines.send(line);
         }
+        open_streams.fetch_sub(1, Ordering::AcqRel);
     });
 }
