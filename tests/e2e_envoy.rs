@@ -705,6 +705,29 @@ fn denied_request_does_not_pin_the_session() {
 }
 
 #[test]
+fn session_without_spiffe_id_is_pinned_to_the_certificate() {
+    run(async {
+        let stack = Stack::shared().await;
+        // No URI SAN, so no workload identity: the session is pinned to the certificate itself…
+        let jwt = token().sign();
+        stack
+            .get(NonSpiffe, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+        // …and a SPIFFE workload presenting the same token is still a replay.
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "session_replayed")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
 fn non_spiffe_certificate_never_matches_workloads() {
     run(async {
         let stack = Stack::shared().await;
