@@ -418,6 +418,25 @@ fn token_without_iat_is_too_old() {
 }
 
 #[test]
+fn token_without_exp_is_rejected() {
+    run(async {
+        let stack = Stack::shared().await;
+        // Issue 2 requires `exp` but names no reason of its own: any invalid_token deny will do.
+        let jwt = token().without("exp").sign();
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await;
+        assert!(
+            reply.status == 401 && !reply.reached_upstream() && reply.reason().is_some(),
+            "a token without exp must be denied with 401, got {reply}"
+        );
+        reply.assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
 fn auth_too_old() {
     run(async {
         let stack = Stack::shared().await;
