@@ -8,7 +8,7 @@
 //! 1. [`admit`]: pick the route (`no_route`), let public routes through, and read the bearer
 //!    credential (`missing_token`, `bad_request`).
 //! 2. [`decide`]: once the token is verified (or found in the cache), judge the session against
-//!    the route on *every* request: key still trusted, `exp`/`nbf`, token age, authentication
+//!    the route on *every* request: key still trusted, not revoked, `exp`/`nbf`, token age, authentication
 //!    age, idleness, certificate binding (`cnf`), replay (pinning), binding claim, allowed
 //!    workloads, scopes. Authentication failures (401) are checked before authorization (403),
 //!    so a client that must fetch a new token learns that first.
@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::deny::{Deny, DenyReason};
 use crate::policy::{BindingRules, SessionRules};
 use crate::request::RequestFacts;
+use crate::revocation::RevocationCheck;
 use crate::route::{Route, RouteAccess, RouteTable, SessionRequirements};
 use crate::time::UnixTime;
 use crate::token::{Confirmation, CredentialError, TokenError, VerifiedToken, bearer_token};
@@ -106,13 +107,15 @@ pub fn replayed() -> Deny {
     )
 }
 
-/// What this process has seen of a session.
+/// What is known about a session besides its token: its history here and its revocation status.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SessionHistory<'a> {
+pub struct SessionState<'a> {
     /// When a request of the session was last allowed here; `None` if never.
     pub last_allowed: Option<UnixTime>,
     /// The workload the session is pinned to, if any.
     pub pinned: Option<&'a PinnedWorkload>,
+    /// Whether a revocation applies (see [`crate::revocation::RevocationSet::check`]).
+    pub revocation: RevocationCheck,
 }
 
 /// The clock as the decision needs it.
@@ -121,7 +124,7 @@ pub struct Clock {
     /// The instant the request is judged at.
     pub now: UnixTime,
     /// When this process started; idle rules forgive unseen sessions for one idle timeout
-    /// after it, because a restart forgets every session's history.
+    /// after it, because a restart forgets every session's state.
     pub started_at: UnixTime,
 }
 
@@ -142,7 +145,7 @@ pub struct Rules<'p> {
 /// records the allowed request and pins the session (see [`crate::gate`]).
 pub fn decide(
     token: &VerifiedToken,
-    history: SessionHistory<'_>,
+    state: SessionState<'_>,
     caller: &Caller<'_>,
     rules: Rules<'_>,
     clock: Clock,
@@ -154,6 +157,13 @@ pub fn decide(
             DenyReason::UnknownKey,
             "signing key was removed from the issuer's key set",
         ));
+    }
+    match state.revocation {
+        RevocationCheck::Clear => {}
+        RevocationCheck::Revoked => {
+            return Err(Deny::new(DenyReason::Revoked, "session has been revoked"));
+        }
+        RevocationCheck::ReauthenticationRequired => return Err(Deny::reauthentication_required()),
     }
     if now > token.expires_at.plus(skew) {
         return Err(Deny::new(DenyReason::Expired, "token has expired"));
@@ -189,7 +199,7 @@ pub fn decide(
         return Err(Deny::auth_too_old(max_auth_age.as_secs()));
     }
     if let Some(idle_timeout) = rules.session.idle_timeout {
-        check_idle(issued_at, history.last_allowed, idle_timeout, clock)?;
+        check_idle(issued_at, state.last_allowed, idle_timeout, clock)?;
     }
     match token.confirmation {
         Confirmation::None => {}
@@ -209,7 +219,7 @@ pub fn decide(
         }
     }
     if rules.binding.pin_first_workload
-        && let Some(pinned) = history.pinned
+        && let Some(pinned) = state.pinned
         && !caller.is(pinned)
     {
         return Err(replayed());

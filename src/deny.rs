@@ -53,11 +53,13 @@ pub enum DenyReason {
     BadRequest,
     /// sessiongate could not decide; fails closed.
     InternalError,
+    /// The session was revoked (admin API or a security event).
+    Revoked,
 }
 
 impl DenyReason {
     /// Every reason, for metrics pre-registration and exhaustive tests.
-    pub const ALL: [DenyReason; 20] = [
+    pub const ALL: [DenyReason; 21] = [
         DenyReason::MissingToken,
         DenyReason::MalformedToken,
         DenyReason::BadSignature,
@@ -78,6 +80,7 @@ impl DenyReason {
         DenyReason::NoRoute,
         DenyReason::BadRequest,
         DenyReason::InternalError,
+        DenyReason::Revoked,
     ];
 
     /// The stable snake_case name.
@@ -103,6 +106,7 @@ impl DenyReason {
             DenyReason::NoRoute => "no_route",
             DenyReason::BadRequest => "bad_request",
             DenyReason::InternalError => "internal_error",
+            DenyReason::Revoked => "revoked",
         }
     }
 
@@ -192,6 +196,15 @@ impl Deny {
         }
     }
 
+    /// `auth_too_old` because the user's assurance level changed after they authenticated
+    /// (CAEP): no `max_age` applies, the user must simply authenticate again.
+    pub fn reauthentication_required() -> Deny {
+        Deny::new(
+            DenyReason::AuthTooOld,
+            "user must authenticate again (assurance level changed)",
+        )
+    }
+
     /// The `WWW-Authenticate` header value, if the reason has a challenge.
     pub fn www_authenticate(&self) -> Option<String> {
         let challenge = match (self.reason, &self.detail) {
@@ -205,6 +218,10 @@ impl Deny {
             (DenyReason::AuthTooOld, ChallengeDetail::MaxAge(max_age)) => {
                 format!(r#"Bearer error="insufficient_user_authentication", max_age="{max_age}""#)
             }
+            (DenyReason::AuthTooOld, _) => format!(
+                r#"Bearer error="insufficient_user_authentication", error_description="{}""#,
+                quotable(&self.description)
+            ),
             (DenyReason::BadRequest, _) => r#"Bearer error="invalid_request""#.to_owned(),
             (reason, _) if reason.http_status() == 401 => format!(
                 r#"Bearer error="invalid_token", error_description="{}""#,

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::decision::{self, Admission, Clock, Rules, SessionHistory};
+use crate::decision::{self, Admission, Clock, Rules, SessionState};
 use crate::deny::Deny;
 use crate::policy::Policy;
 use crate::request::RequestFacts;
+use crate::revocation::{RevocationCheck, Revocations};
 use crate::session::{Session, SessionCache, SessionKey};
 use crate::time::UnixTime;
 use crate::token::{Confirmation, KeyRing};
@@ -40,6 +41,7 @@ pub struct Gate {
     thumbprints: ThumbprintCache,
     started_at: UnixTime,
     verifications: AtomicU64,
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl Gate {
@@ -57,7 +59,19 @@ impl Gate {
             thumbprints: ThumbprintCache::new(THUMBPRINT_CACHE_CAPACITY),
             started_at,
             verifications: AtomicU64::new(0),
+            revocations: None,
         }
+    }
+
+    /// Judges sessions against `revocations` too.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Gate {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// The current policy (for introspection and for sizing the revocation horizon).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.policy.load()
     }
 
     /// Installs a new policy; the next request (and every cached session) is judged by it.
@@ -135,11 +149,20 @@ impl Gate {
             now,
             started_at: self.started_at,
         };
-        let history = SessionHistory {
+        let revocation = self
+            .revocations
+            .as_ref()
+            .map_or(RevocationCheck::Clear, |revocations| {
+                revocations
+                    .current()
+                    .check(&session.token, caller.spiffe_id.map(|id| id.as_str()))
+            });
+        let state = SessionState {
             last_allowed: session.last_allowed(),
             pinned: session.pinned(),
+            revocation,
         };
-        let mut verdict = decision::decide(&session.token, history, &caller, rules, clock);
+        let mut verdict = decision::decide(&session.token, state, &caller, rules, clock);
         if verdict.is_ok() && policy.binding.pin_first_workload {
             verdict = self.pin(&session, &caller);
         }

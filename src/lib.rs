@@ -13,6 +13,7 @@
 //! - [`request`]: the facts of one request, independent of Envoy's types.
 //! - [`token`]: bearer credential parsing, JWT verification, issuers' keys.
 //! - [`session`]: verified sessions and their bounded TTL cache.
+//! - [`revocation`]: revocations, their index and the store behind them.
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
 //! - [`gate`]: one check end to end: cache, verification, decision, pinning.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
@@ -32,6 +33,7 @@ pub mod gate;
 pub mod logging;
 pub mod policy;
 pub mod request;
+pub mod revocation;
 pub mod route;
 pub mod session;
 pub mod time;

@@ -40,3 +40,25 @@ pub struct Policy {
     /// Workload binding rules.
     pub binding: BindingRules,
 }
+
+impl Policy {
+    /// The longest token age any route accepts: past it (plus skew) every token is denied by the
+    /// age rule, so revocations older than that can be forgotten.
+    pub fn longest_token_age(&self) -> Duration {
+        self.routes
+            .iter()
+            .filter_map(|route| match &route.access {
+                crate::route::RouteAccess::Session(requirements) => {
+                    Some(requirements.max_token_age)
+                }
+                crate::route::RouteAccess::Public => None,
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// How long after its cut-off a revocation can still match a token some route accepts.
+    pub fn revocation_horizon(&self) -> Duration {
+        self.longest_token_age() + self.session.clock_skew
+    }
+}

@@ -72,6 +72,19 @@ impl UnixTime {
     }
 }
 
+/// Serialised as milliseconds since the epoch (durable revocation records, admin API).
+impl serde::Serialize for UnixTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UnixTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        u64::deserialize(deserializer).map(UnixTime)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

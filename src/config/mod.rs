@@ -59,6 +59,51 @@ pub struct IssuerKeys {
     pub source: JwksFile,
 }
 
+/// The admin listener's settings.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where the admin API (and the SSF push endpoint) listens.
+    pub listen: SocketAddr,
+    /// File holding the admin bearer credential; `None` means `SESSIONGATE_ADMIN_TOKEN`.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where revocations are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationBackend {
+    /// The embedded, durable append-only log at this path.
+    File(PathBuf),
+}
+
+/// Where a transmitter's keys come from.
+#[derive(Debug, Clone)]
+pub enum TransmitterKeys {
+    /// A local JWKS file.
+    File(JwksFile),
+    /// A JWKS URL.
+    Uri(String),
+}
+
+/// One trusted Shared Signals transmitter.
+#[derive(Debug, Clone)]
+pub struct TransmitterSettings {
+    /// Its `iss`.
+    pub issuer: String,
+    /// Its signing keys.
+    pub keys: TransmitterKeys,
+    /// The `aud` its SETs must carry.
+    pub audience: String,
+}
+
+/// The Shared Signals receiver's settings.
+#[derive(Debug, Clone)]
+pub struct SsfSettings {
+    /// HTTP path of the push endpoint on the admin listener.
+    pub push_path: String,
+    /// Trusted transmitters.
+    pub transmitters: Vec<TransmitterSettings>,
+}
+
 /// A loaded, valid configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -74,6 +119,12 @@ pub struct Config {
     pub keys: Vec<IssuerKeys>,
     /// The compiled policy.
     pub policy: Policy,
+    /// The admin listener, if configured.
+    pub admin: Option<AdminSettings>,
+    /// Where revocations are stored.
+    pub revocation: RevocationBackend,
+    /// The Shared Signals receiver, if configured.
+    pub ssf: Option<SsfSettings>,
 }
 
 /// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
@@ -201,6 +252,9 @@ impl Compiler<'_> {
             issuer_rules.push(rules);
         }
         let routes = self.routes(&raw)?;
+        let admin = self.admin(&raw, grpc_listen)?;
+        let revocation = self.revocation(&raw)?;
+        let ssf = self.ssf(&raw, admin.is_some())?;
         let claims = ClaimRules {
             scope_claim: raw.session.scope_claim.as_str().into(),
             binding_claim: raw.binding.claim.as_deref().map(Into::into),
@@ -224,7 +278,110 @@ impl Compiler<'_> {
                     pin_first_workload: raw.binding.pin_first_workload,
                 },
             },
+            admin,
+            revocation,
+            ssf,
         })
+    }
+
+    fn admin(
+        &self,
+        raw: &ConfigFile,
+        grpc_listen: SocketAddr,
+    ) -> Result<Option<AdminSettings>, ConfigError> {
+        let Some(admin) = &raw.admin else {
+            return Ok(None);
+        };
+        let listen: SocketAddr = admin.listen.parse().map_err(|_| {
+            self.invalid(
+                "admin.listen",
+                format!("`{}` is not an address like 127.0.0.1:9193", admin.listen),
+            )
+        })?;
+        if listen == grpc_listen && listen.port() != 0 {
+            return Err(self.invalid(
+                "admin.listen",
+                "must differ from listen.grpc: the admin API never shares the ext_authz port",
+            ));
+        }
+        Ok(Some(AdminSettings {
+            listen,
+            token_file: admin.token_file.as_ref().map(|path| self.base.join(path)),
+        }))
+    }
+
+    fn revocation(&self, raw: &ConfigFile) -> Result<RevocationBackend, ConfigError> {
+        match raw.revocation.backend.as_str() {
+            "file" => {
+                if raw.revocation.path.as_os_str().is_empty() {
+                    return Err(self.invalid("revocation.path", "must not be empty"));
+                }
+                Ok(RevocationBackend::File(
+                    self.base.join(&raw.revocation.path),
+                ))
+            }
+            other => Err(self.invalid(
+                "revocation.backend",
+                format!("`{other}` is not a backend; supported: file"),
+            )),
+        }
+    }
+
+    fn ssf(&self, raw: &ConfigFile, has_admin: bool) -> Result<Option<SsfSettings>, ConfigError> {
+        let Some(ssf) = &raw.ssf else { return Ok(None) };
+        if !has_admin {
+            return Err(self.invalid(
+                "ssf",
+                "the push endpoint is served on the admin listener: configure `admin` too",
+            ));
+        }
+        if !ssf.push_path.starts_with('/') {
+            return Err(self.invalid(
+                "ssf.push_path",
+                format!("`{}` must start with /", ssf.push_path),
+            ));
+        }
+        if ssf.transmitters.is_empty() {
+            return Err(self.invalid("ssf.transmitters", "list at least one transmitter"));
+        }
+        let mut transmitters = Vec::new();
+        for (index, transmitter) in ssf.transmitters.iter().enumerate() {
+            let key = format!("ssf.transmitters[{index}]");
+            if transmitter.issuer.is_empty() {
+                return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
+            }
+            if transmitter.audience.is_empty() {
+                return Err(self.invalid(format!("{key}.audience"), "must not be empty"));
+            }
+            let keys = match (&transmitter.jwks_file, &transmitter.jwks_uri) {
+                (Some(file), None) => {
+                    let source = JwksFile::new(self.base.join(file));
+                    source
+                        .load_now()
+                        .map_err(|e| self.invalid(format!("{key}.jwks_file"), e.to_string()))?;
+                    TransmitterKeys::File(source)
+                }
+                (None, Some(uri)) if uri.starts_with("https://") || uri.starts_with("http://") => {
+                    TransmitterKeys::Uri(uri.clone())
+                }
+                (None, Some(uri)) => {
+                    return Err(self.invalid(
+                        format!("{key}.jwks_uri"),
+                        format!("`{uri}` is not an http(s) URL"),
+                    ));
+                }
+                _ => return Err(self.invalid(key, "set exactly one of jwks_file and jwks_uri")),
+            };
+            transmitters.push(TransmitterSettings {
+                issuer: transmitter.issuer.clone(),
+                keys,
+                audience: transmitter.audience.clone(),
+            });
+        }
+        Ok(Some(SsfSettings {
+            push_path: ssf.push_path.clone(),
+            transmitters,
+        }))
     }
 
     fn positive(&self, key: &str, value: Duration) -> Result<(), ConfigError> {

@@ -25,6 +25,86 @@ pub struct ConfigFile {
     pub binding: BindingSection,
     /// Ordered routes; first match wins.
     pub routes: Vec<RouteSection>,
+    /// The admin API listener (revocations, introspection, SSF push).
+    pub admin: Option<AdminSection>,
+    /// Where revocations are stored.
+    #[serde(default)]
+    pub revocation: RevocationSection,
+    /// OpenID Shared Signals receiver.
+    pub ssf: Option<SsfSection>,
+}
+
+/// `admin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Admin listener (`host:port`); never the ext_authz port.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// File holding the admin bearer credential (else `SESSIONGATE_ADMIN_TOKEN`).
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9193".to_owned()
+}
+
+/// `revocation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    /// `file` (embedded, the default).
+    #[serde(default = "default_revocation_backend")]
+    pub backend: String,
+    /// Where the file backend keeps its log (relative to the config file's folder).
+    #[serde(default = "default_revocation_path")]
+    pub path: PathBuf,
+}
+
+impl Default for RevocationSection {
+    fn default() -> Self {
+        RevocationSection {
+            backend: default_revocation_backend(),
+            path: default_revocation_path(),
+        }
+    }
+}
+
+fn default_revocation_backend() -> String {
+    "file".to_owned()
+}
+
+fn default_revocation_path() -> PathBuf {
+    PathBuf::from("state/revocations")
+}
+
+/// `ssf`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfSection {
+    /// HTTP path of the RFC 8935 push endpoint on the admin listener.
+    #[serde(default = "default_push_path")]
+    pub push_path: String,
+    /// Transmitters whose Security Event Tokens are accepted.
+    pub transmitters: Vec<TransmitterSection>,
+}
+
+fn default_push_path() -> String {
+    "/ssf/events".to_owned()
+}
+
+/// One entry of `ssf.transmitters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransmitterSection {
+    /// The transmitter's `iss`.
+    pub issuer: String,
+    /// Its signing keys (JWKS file, relative to the config file's folder).
+    pub jwks_file: Option<PathBuf>,
+    /// Its signing keys (JWKS URL).
+    pub jwks_uri: Option<String>,
+    /// The `aud` its SETs must carry.
+    pub audience: String,
 }
 
 /// `listen`.

@@ -304,3 +304,44 @@ fn a_missing_file_is_unreadable() {
         Err(ConfigError::Unreadable { .. })
     ));
 }
+
+#[test]
+fn admin_never_shares_the_ext_authz_port() {
+    let yaml =
+        format!("{MINIMAL}listen:\n  grpc: 127.0.0.1:9191\nadmin:\n  listen: 127.0.0.1:9191\n");
+    assert_invalid(&yaml, "admin.listen", "must differ from listen.grpc");
+}
+
+#[test]
+fn revocation_backend_is_checked() {
+    let (config, _, dir) = load_yaml(MINIMAL);
+    assert_eq!(
+        config.unwrap().revocation,
+        RevocationBackend::File(dir.path().join("state/revocations"))
+    );
+    assert_invalid(
+        &format!("{MINIMAL}revocation:\n  backend: etcd\n"),
+        "revocation.backend",
+        "not a backend",
+    );
+}
+
+#[test]
+fn ssf_needs_the_admin_listener_and_transmitter_keys() {
+    let transmitter = "ssf:\n  transmitters:\n    - issuer: https://idp\n      audience: sessiongate\n      jwks_file: jwks.json\n";
+    assert_invalid(
+        &format!("{MINIMAL}{transmitter}"),
+        "ssf",
+        "configure `admin`",
+    );
+    let with_admin = format!("{MINIMAL}admin:\n  listen: 127.0.0.1:0\n{transmitter}");
+    let (config, _, _dir) = load_yaml(&with_admin);
+    let ssf = config.unwrap().ssf.unwrap();
+    assert_eq!(ssf.push_path, "/ssf/events");
+    assert_eq!(ssf.transmitters.len(), 1);
+    let both = with_admin.replace(
+        "jwks_file: jwks.json",
+        "jwks_file: jwks.json\n      jwks_uri: https://idp/jwks",
+    );
+    assert_invalid(&both, "ssf.transmitters[0]", "exactly one");
+}

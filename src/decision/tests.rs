@@ -42,6 +42,7 @@ fn token() -> VerifiedToken {
         subject: Some("alice".into()),
         token_id: None,
         session_id: None,
+        client_id: None,
         issued_at: Some(at(0)),
         expires_at: at(3600),
         not_before: None,
@@ -102,6 +103,7 @@ struct Case {
     caller: Caller<'static>,
     last_allowed: Option<UnixTime>,
     pinned: Option<PinnedWorkload>,
+    revocation: RevocationCheck,
     now: UnixTime,
     started_at: UnixTime,
 }
@@ -116,6 +118,7 @@ impl Case {
             caller: frontend(),
             last_allowed: None,
             pinned: None,
+            revocation: RevocationCheck::Clear,
             now: at(60),
             started_at: UnixTime::from_secs(T0 - 86_400),
         }
@@ -134,9 +137,10 @@ impl Case {
         };
         decide(
             &self.token,
-            SessionHistory {
+            SessionState {
                 last_allowed: self.last_allowed,
                 pinned: self.pinned.as_ref(),
+                revocation: self.revocation,
             },
             &self.caller,
             Rules {
@@ -626,4 +630,31 @@ fn authentication_failures_are_reported_before_authorization_failures() {
     assert_eq!(case.denied_for(), DenyReason::WorkloadNotAllowed);
     case.route.workloads = None;
     assert_eq!(case.denied_for(), DenyReason::InsufficientScope);
+}
+
+#[test]
+fn revoked_sessions_are_denied_401() {
+    let mut case = Case::new();
+    case.revocation = RevocationCheck::Revoked;
+    let deny = case.decide().unwrap_err();
+    assert_eq!(deny.reason, DenyReason::Revoked);
+    assert_eq!(deny.reason.http_status(), 401);
+    assert!(
+        deny.www_authenticate()
+            .unwrap()
+            .starts_with(r#"Bearer error="invalid_token""#)
+    );
+}
+
+#[test]
+fn an_assurance_change_requires_reauthentication() {
+    let mut case = Case::new();
+    case.revocation = RevocationCheck::ReauthenticationRequired;
+    let deny = case.decide().unwrap_err();
+    assert_eq!(deny.reason, DenyReason::AuthTooOld);
+    assert!(
+        deny.www_authenticate()
+            .unwrap()
+            .starts_with(r#"Bearer error="insufficient_user_authentication""#)
+    );
 }

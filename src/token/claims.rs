@@ -62,6 +62,7 @@ pub(super) struct Extracted {
     pub subject: Option<Box<str>>,
     pub token_id: Option<Box<str>>,
     pub session_id: Option<Box<str>>,
+    pub client_id: Option<Box<str>>,
     pub issued_at: Option<UnixTime>,
     pub expires_at: UnixTime,
     pub not_before: Option<UnixTime>,
@@ -104,6 +105,7 @@ pub(super) fn extract(
         subject: string(claims, "sub", "sub is not a string")?,
         token_id: string(claims, "jti", "jti is not a string")?,
         session_id: string(claims, "sid", "sid is not a string")?,
+        client_id: string(claims, "client_id", "client_id is not a string")?,
         issued_at: numeric_date(claims, "iat", "iat is not a number")?,
         expires_at: numeric_date(claims, "exp", "exp is not a number")?
             .ok_or(TokenError::Malformed("token has no exp"))?,

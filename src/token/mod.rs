@@ -51,6 +51,8 @@ pub struct VerifiedToken {
     pub auth_time: Option<UnixTime>,
     /// The granted scopes, from the configured scope claim.
     pub scopes: Scopes,
+    /// RFC 9068 `client_id`, if any (revocation by client).
+    pub client_id: Option<Box<str>>,
     /// The configured binding claim's value (e.g. `client_id`), if the token has it.
     pub binding_claim: Option<Box<str>>,
     /// RFC 8705 confirmation (`cnf`).

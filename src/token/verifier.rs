@@ -110,6 +110,7 @@ impl TokenVerifier {
             subject: extracted.subject,
             token_id: extracted.token_id,
             session_id: extracted.session_id,
+            client_id: extracted.client_id,
             issued_at: extracted.issued_at,
             expires_at: extracted.expires_at,
             not_before: extracted.not_before,

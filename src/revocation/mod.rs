@@ -1,0 +1,106 @@
+//! Revocation: trust withdrawn before a token expires.
+//!
+//! A [`Revocation`] names which sessions it kills with a [`Selector`] and a cut-off: it applies
+//! to tokens *issued at or before* `issued_before` (by default, the moment of revocation). So
+//! "revoke alice" kills every session alice has now, and alice can sign in again; and every
+//! entry can be forgotten once no token it could match can still pass the age rule
+//! ([`Revocation::forget_after`]), which bounds the set's growth.
+//!
+//! [`RevocationSet`] is the in-memory index the decision reads; it is pure and immutable
+//! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
+//! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
+
+mod set;
+mod store;
+
+pub use set::{RevocationCheck, RevocationSet};
+pub use store::{RevocationStore, Revocations, StoreError};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::UnixTime;
+
+/// Which sessions a revocation applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selector {
+    /// One token, by issuer and `jti`.
+    TokenId {
+        /// The token's `iss`.
+        issuer: Arc<str>,
+        /// The token's `jti`.
+        jti: Box<str>,
+    },
+    /// Every token of one OIDC session (`sid`).
+    Session {
+        /// The token's `iss`.
+        issuer: Arc<str>,
+        /// The `sid` claim.
+        sid: Box<str>,
+    },
+    /// Every token of one subject of one issuer.
+    Subject {
+        /// The token's `iss`.
+        issuer: Arc<str>,
+        /// The `sub` claim.
+        sub: Box<str>,
+    },
+    /// Every token issued to one OAuth client (`client_id`), whoever issued it.
+    Client {
+        /// The `client_id` claim.
+        client_id: Box<str>,
+    },
+    /// Every session presented by one workload (its SPIFFE ID).
+    Workload {
+        /// The caller's SPIFFE ID.
+        spiffe_id: Box<str>,
+    },
+    /// Every token of one issuer.
+    Issuer {
+        /// The token's `iss`.
+        issuer: Arc<str>,
+    },
+}
+
+/// What a matching session suffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Denied outright (`revoked`): the client needs a new token.
+    #[default]
+    Revoke,
+    /// Denied for insufficient authentication (CAEP `assurance-level-change`): the cut-off is
+    /// compared with `auth_time`, not `iat`, so the user must re-authenticate.
+    RequireReauthentication,
+}
+
+/// One revocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Which sessions.
+    pub selector: Selector,
+    /// Tokens issued (or, for [`Effect::RequireReauthentication`], authenticated) at or before
+    /// this instant are affected.
+    pub issued_before: UnixTime,
+    /// What they suffer.
+    #[serde(default)]
+    pub effect: Effect,
+    /// When it was recorded.
+    pub recorded_at: UnixTime,
+    /// Who or what asked for it (`admin`, `ssf:<issuer>`), for audit.
+    pub origin: Box<str>,
+    /// Free-text reason, for audit; never shown to clients.
+    #[serde(default)]
+    pub reason: Box<str>,
+}
+
+impl Revocation {
+    /// When this entry can be forgotten: once every token it could match is older than the
+    /// longest token age any route accepts (plus skew), the age rule denies them anyway.
+    pub fn forget_after(&self, longest_token_age: Duration, clock_skew: Duration) -> UnixTime {
+        self.issued_before.plus(longest_token_age).plus(clock_skew)
+    }
+}
