@@ -340,8 +340,8 @@ fn ssf_needs_the_admin_listener_and_transmitter_keys() {
     assert_eq!(ssf.push_path, "/ssf/events");
     assert_eq!(ssf.transmitters.len(), 1);
     let both = with_admin.replace(
-        "jwks_file: jwks.json",
-        "jwks_file: jwks.json\n      jwks_uri: https://idp/jwks",
+        "      jwks_file: jwks.json",
+        "      jwks_file: jwks.json\n      jwks_uri: https://idp/jwks",
     );
     assert_invalid(&both, "ssf.transmitters[0]", "exactly one");
 }
