@@ -48,6 +48,11 @@ static_resources:
               typed_config:
                 "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
                 stat_prefix: ingress
+                # Normalise the path before ext_authz sees it, so `/x/../orders` or `//orders` cannot
+                # select a different sessiongate route than the one the upstream serves.
+                normalize_path: true
+                merge_slashes: true
+                path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
                 codec_type: AUTO
                 route_config:
                   name: local
