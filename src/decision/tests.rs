@@ -43,6 +43,7 @@ fn token() -> VerifiedToken {
         token_id: None,
         session_id: None,
         client_id: None,
+        email: None,
         issued_at: Some(at(0)),
         expires_at: at(3600),
         not_before: None,

@@ -58,6 +58,12 @@ pub enum Selector {
         /// The caller's SPIFFE ID.
         spiffe_id: Box<str>,
     },
+    /// Every token carrying this `email` claim, whoever issued it: Shared Signals transmitters
+    /// may name a user only by email (RFC 9493 `email` format). Compared ASCII-lowercased.
+    Email {
+        /// The address, ASCII-lowercased.
+        email: Box<str>,
+    },
     /// Every token of one issuer.
     Issuer {
         /// The token's `iss`.

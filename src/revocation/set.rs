@@ -64,6 +64,7 @@ pub struct RevocationSet {
     by_subject: ByIssuer,
     by_client: HashMap<Box<str>, Cutoffs>,
     by_workload: HashMap<Box<str>, Cutoffs>,
+    by_email: HashMap<Box<str>, Cutoffs>,
     by_issuer: HashMap<Arc<str>, Cutoffs>,
     entries: Vec<Revocation>,
 }
@@ -138,6 +139,11 @@ impl RevocationSet {
                 .entry(spiffe_id.clone())
                 .or_default()
                 .raise(effect, cutoff),
+            Selector::Email { email } => self
+                .by_email
+                .entry(email.to_ascii_lowercase().into())
+                .or_default()
+                .raise(effect, cutoff),
             Selector::Issuer { issuer } => self
                 .by_issuer
                 .entry(Arc::clone(issuer))
@@ -169,6 +175,11 @@ impl RevocationSet {
                 .and_then(|c| self.by_client.get(c))
                 .copied(),
             caller.and_then(|w| self.by_workload.get(w)).copied(),
+            token
+                .email
+                .as_deref()
+                .and_then(|e| self.by_email.get(e))
+                .copied(),
             self.by_issuer.get(issuer).copied(),
         ];
         let mut verdict = RevocationCheck::Clear;
@@ -206,6 +217,7 @@ mod tests {
             token_id: Some("j1".into()),
             session_id: Some("s1".into()),
             client_id: Some("shop-frontend".into()),
+            email: Some("alice@example.com".into()),
             issued_at: Some(UnixTime::from_secs(iat)),
             expires_at: UnixTime::from_secs(iat + 600),
             not_before: None,
@@ -246,6 +258,9 @@ mod tests {
             },
             Selector::Workload {
                 spiffe_id: "spiffe://c/ns/a".into(),
+            },
+            Selector::Email {
+                email: "Alice@Example.com".into(),
             },
             Selector::Issuer {
                 issuer: ISSUER.into(),
@@ -291,6 +306,9 @@ mod tests {
             },
             Selector::Workload {
                 spiffe_id: "spiffe://c/ns/b".into(),
+            },
+            Selector::Email {
+                email: "bob@example.com".into(),
             },
             Selector::Issuer {
                 issuer: "https://other".into(),

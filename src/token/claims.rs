@@ -63,6 +63,7 @@ pub(super) struct Extracted {
     pub token_id: Option<Box<str>>,
     pub session_id: Option<Box<str>>,
     pub client_id: Option<Box<str>>,
+    pub email: Option<Box<str>>,
     pub issued_at: Option<UnixTime>,
     pub expires_at: UnixTime,
     pub not_before: Option<UnixTime>,
@@ -73,7 +74,7 @@ pub(super) struct Extracted {
 }
 
 /// Whether `aud` (a string or an array of strings) names one of `audiences`.
-pub(super) fn audience_matches(
+pub(crate) fn audience_matches(
     claims: &Map<String, Value>,
     audiences: &[Box<str>],
 ) -> Result<bool, TokenError> {
@@ -106,6 +107,8 @@ pub(super) fn extract(
         token_id: string(claims, "jti", "jti is not a string")?,
         session_id: string(claims, "sid", "sid is not a string")?,
         client_id: string(claims, "client_id", "client_id is not a string")?,
+        email: string(claims, "email", "email is not a string")?
+            .map(|email| email.to_ascii_lowercase().into()),
         issued_at: numeric_date(claims, "iat", "iat is not a number")?,
         expires_at: numeric_date(claims, "exp", "exp is not a number")?
             .ok_or(TokenError::Malformed("token has no exp"))?,
@@ -201,7 +204,7 @@ fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
 
 /// The JOSE header members sessiongate reads.
 #[derive(Debug, serde::Deserialize)]
-pub(super) struct JoseHeader {
+pub(crate) struct JoseHeader {
     pub alg: Option<String>,
     pub kid: Option<String>,
     pub typ: Option<String>,
@@ -250,12 +253,14 @@ mod tests {
         let claims = object(json!({
             "sub": "alice", "jti": "j1", "sid": "s1", "iat": 100, "exp": 200.5, "nbf": 90,
             "auth_time": 80, "scope": "orders:read  orders:write", "client_id": "spiffe://a/b",
+            "email": "Alice@Example.COM",
             "cnf": {"x5t#S256": thumb.to_string()}
         }));
         let got = extract(&claims, &rules()).unwrap();
         assert_eq!(got.subject.as_deref(), Some("alice"));
         assert_eq!(got.token_id.as_deref(), Some("j1"));
         assert_eq!(got.session_id.as_deref(), Some("s1"));
+        assert_eq!(got.email.as_deref(), Some("alice@example.com"));
         assert_eq!(got.issued_at, Some(UnixTime::from_secs(100)));
         assert_eq!(got.expires_at, UnixTime::from_millis(200_500));
         assert_eq!(got.not_before, Some(UnixTime::from_secs(90)));
@@ -283,6 +288,7 @@ mod tests {
             json!({"exp": 1, "scope": ["ok", 3]}),
             json!({"exp": 1, "scope": "has\"quote"}),
             json!({"exp": 1, "client_id": ["x"]}),
+            json!({"exp": 1, "email": true}),
             json!({"exp": 1, "cnf": "x"}),
             json!({"exp": 1, "cnf": {"x5t#S256": "short"}}),
         ] {

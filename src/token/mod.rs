@@ -9,6 +9,7 @@ mod algorithm;
 mod claims;
 mod credential;
 mod issuer;
+mod jws;
 mod keys;
 mod verifier;
 
@@ -22,6 +23,9 @@ pub use keys::{
     JwksError, JwksFile, KeyRing, KeySet, KeySource, KeySourceError, ParsedJwks, VerificationKey,
 };
 pub use verifier::TokenVerifier;
+
+pub(crate) use claims::audience_matches;
+pub(crate) use jws::CompactJws;
 
 use crate::time::UnixTime;
 
@@ -53,6 +57,9 @@ pub struct VerifiedToken {
     pub scopes: Scopes,
     /// RFC 9068 `client_id`, if any (revocation by client).
     pub client_id: Option<Box<str>>,
+    /// OIDC `email`, ASCII-lowercased once here so revocation by email (a Shared Signals
+    /// subject format) compares without allocating per request.
+    pub email: Option<Box<str>>,
     /// The configured binding claim's value (e.g. `client_id`), if the token has it.
     pub binding_claim: Option<Box<str>>,
     /// RFC 8705 confirmation (`cnf`).

@@ -3,12 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::claims::{self, ClaimRules, JoseHeader};
+use super::claims::{self, ClaimRules};
 use super::issuer::IssuerRules;
+use super::jws::CompactJws;
 use super::keys::KeyRing;
 use super::{TokenError, VerifiedToken};
 
@@ -45,23 +44,15 @@ impl TokenVerifier {
     /// found by `kid` in the key set of the issuer named by `iss`. Time claims are not judged
     /// here (see the module doc).
     pub fn verify(&self, token: &str, keys: &KeyRing) -> Result<VerifiedToken, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed(
-                "not a JWS compact serialisation (three dot-separated parts)",
-            ));
-        };
-        let header: JoseHeader = decode_json(header_b64, "header is not base64url JSON")?;
+        let jws = CompactJws::split(token)?;
+        let header = jws.header()?;
         let algorithm = header.algorithm()?;
         if header.crit.is_some() {
             return Err(TokenError::Malformed(
                 "header has critical extensions (crit)",
             ));
         }
-        let claims: Map<String, Value> =
-            decode_json(payload_b64, "claims are not a base64url JSON object")?;
+        let claims = jws.claims()?;
         let issuer = match claims.get("iss") {
             Some(Value::String(iss)) => self
                 .issuers
@@ -89,15 +80,7 @@ impl TokenVerifier {
                 "algorithm does not match the signing key",
             ));
         }
-        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let valid = jsonwebtoken::crypto::verify(
-            signature_b64,
-            signed.as_bytes(),
-            key.decoding_key(),
-            algorithm.to_jsonwebtoken(),
-        )
-        .map_err(|_| TokenError::BadSignature)?;
-        if !valid {
+        if !jws.signed_by(key, algorithm) {
             return Err(TokenError::BadSignature);
         }
         if !claims::audience_matches(&claims, &issuer.audiences)? {
@@ -111,6 +94,7 @@ impl TokenVerifier {
             token_id: extracted.token_id,
             session_id: extracted.session_id,
             client_id: extracted.client_id,
+            email: extracted.email,
             issued_at: extracted.issued_at,
             expires_at: extracted.expires_at,
             not_before: extracted.not_before,
@@ -122,20 +106,12 @@ impl TokenVerifier {
     }
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(
-    part: &str,
-    problem: &'static str,
-) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed(problem))?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(problem))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::token::{SigningAlgorithm, TypRule};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
 

@@ -1,0 +1,78 @@
+//! The JWS compact serialisation (RFC 7515) taken apart, and its signature checked.
+//!
+//! Shared by access-token verification ([`super::TokenVerifier`]) and Security Event Token
+//! verification ([`crate::ssf`]): both must split, decode and verify exactly the same way, so
+//! that a parsing quirk fixed for one is fixed for the other. Nothing here decides *which* key
+//! or algorithm is acceptable; callers do that before asking whether the signature holds.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::TokenError;
+use super::algorithm::SigningAlgorithm;
+use super::claims::JoseHeader;
+use super::keys::VerificationKey;
+
+/// A compact JWS split into its three parts; nothing is verified yet, so every part is
+/// attacker-controlled text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompactJws<'a> {
+    header_b64: &'a str,
+    payload_b64: &'a str,
+    signature_b64: &'a str,
+    /// `header.payload`, the bytes the signature covers.
+    signing_input: &'a str,
+}
+
+impl<'a> CompactJws<'a> {
+    /// Splits `token` into header, payload and signature; exactly three dot-separated parts.
+    pub fn split(token: &'a str) -> Result<CompactJws<'a>, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed(
+                "not a JWS compact serialisation (three dot-separated parts)",
+            ));
+        };
+        Ok(CompactJws {
+            header_b64,
+            payload_b64,
+            signature_b64,
+            signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
+        })
+    }
+
+    /// The decoded JOSE header.
+    pub fn header(&self) -> Result<JoseHeader, TokenError> {
+        decode_json(self.header_b64, "header is not base64url JSON")
+    }
+
+    /// The decoded payload, which must be a JSON object (a JWT claim set).
+    pub fn claims(&self) -> Result<Map<String, Value>, TokenError> {
+        decode_json(self.payload_b64, "claims are not a base64url JSON object")
+    }
+
+    /// Whether the signature verifies with `key` under `algorithm`. The caller has already
+    /// checked that `key` accepts `algorithm` ([`VerificationKey::accepts`]).
+    pub fn signed_by(&self, key: &VerificationKey, algorithm: SigningAlgorithm) -> bool {
+        jsonwebtoken::crypto::verify(
+            self.signature_b64,
+            self.signing_input.as_bytes(),
+            key.decoding_key(),
+            algorithm.to_jsonwebtoken(),
+        )
+        .unwrap_or(false)
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    part: &str,
+    problem: &'static str,
+) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(problem))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(problem))
+}
