@@ -10,11 +10,13 @@
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
 //! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
 
+mod file;
 mod set;
 mod store;
 
+pub use file::FileStore;
 pub use set::{RevocationCheck, RevocationSet};
-pub use store::{RevocationStore, Revocations, StoreError};
+pub use store::{RevocationStore, Revocations, StoreError, StoreFuture};
 
 use std::sync::Arc;
 use std::time::Duration;
