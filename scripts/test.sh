@@ -20,4 +20,12 @@ echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== tests"
-cargo test --locked --all-targets
+# Examples are built (they must keep compiling) but have no tests of their own.
+cargo build --locked --examples
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+# One closing line for the whole run: cargo prints one per test binary, the last of which may
+# be a binary without tests.
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
