@@ -1,0 +1,114 @@
+//! The command line as an operator uses it: exit codes, messages, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_sessiongate");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sessiongate.yaml");
+
+fn sessiongate(args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_remove("SESSIONGATE_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let out = sessiongate(&["check-config", EXAMPLE]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_config_names_file_key_and_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace("max_token_age: 2m", "max_token_age: soon");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).with_file_name("jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    let out = sessiongate(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&*file.to_string_lossy()), "{stderr}");
+    assert!(stderr.contains("routes[1].max_token_age"), "{stderr}");
+    assert!(stderr.contains("not a duration"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_invalid_config_with_exit_2() {
+    let out = sessiongate(&["serve", "--config", "/nonexistent/sessiongate.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/sessiongate.yaml"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = sessiongate(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sessiongate "));
+    let out = sessiongate(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("serve") && help.contains("check-config"),
+        "{help}"
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace("127.0.0.1:9191", "127.0.0.1:0");
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).with_file_name("jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    let mut child = Command::new(BINARY)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("SESSIONGATE_CONFIG", "/ignored-because-the-flag-wins")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.contains(r#""message":"listening""#));
+    assert!(listening.is_some(), "never listened");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        rest.iter()
+            .any(|line| line.contains(r#""message":"stopped""#)),
+        "{rest:?}"
+    );
+}
