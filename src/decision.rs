@@ -284,5 +284,9 @@ fn check_idle(
     }
 }
 
+mod explain;
+
+pub use explain::session_denials;
+
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use crate::revocation::{RevocationCheck, Revocations};
 use crate::session::{Session, SessionCache, SessionKey};
 use crate::time::UnixTime;
 use crate::token::{Confirmation, KeyRing};
-use crate::workload::{Caller, SpiffeId, ThumbprintCache};
+use crate::workload::{Caller, PinnedWorkload, SpiffeId, ThumbprintCache};
 
 /// Distinct peer certificates whose thumbprints are kept.
 const THUMBPRINT_CACHE_CAPACITY: u64 = 10_000;
@@ -31,6 +31,17 @@ pub struct Outcome {
     pub verdict: Result<(), Deny>,
     /// The session the request belongs to, when a token was verified.
     pub session: Option<(SessionKey, Arc<Session>)>,
+}
+
+/// What the cache knows about one session, for the admin API's `ExplainSession`.
+#[derive(Debug)]
+pub struct SessionReport {
+    /// The session's key (its short form is the public handle).
+    pub key: SessionKey,
+    /// The cached session.
+    pub session: Arc<Session>,
+    /// Every session-wide reason it would be denied now (see [`decision::session_denials`]).
+    pub denials: Vec<Deny>,
 }
 
 /// Everything a check reads, shared by all requests.
@@ -94,6 +105,48 @@ impl Gate {
     /// The session cache (for introspection).
     pub fn sessions(&self) -> &SessionCache {
         &self.sessions
+    }
+
+    /// What the cache knows about the session of `token` and why it would be denied at `now`;
+    /// `None` when it is not cached. Never verifies or caches the token. A workload revocation
+    /// is judged against the workload the session is pinned to, since no request names one.
+    pub fn explain(&self, token: &str, now: UnixTime) -> Option<SessionReport> {
+        let key = SessionKey::of_token(token);
+        let session = self.sessions.get(&key)?;
+        let policy = self.policy.load();
+        let pinned_spiffe_id = match session.pinned() {
+            Some(PinnedWorkload::Spiffe(id)) => Some(&**id),
+            _ => None,
+        };
+        let revocation = self
+            .revocations
+            .as_ref()
+            .map_or(RevocationCheck::Clear, |revocations| {
+                revocations
+                    .current()
+                    .check(&session.token, pinned_spiffe_id)
+            });
+        let state = SessionState {
+            last_allowed: session.last_allowed(),
+            pinned: session.pinned(),
+            revocation,
+        };
+        let clock = Clock {
+            now,
+            started_at: self.started_at,
+        };
+        let denials = decision::session_denials(
+            &session.token,
+            state,
+            &policy.session,
+            policy.longest_token_age(),
+            clock,
+        );
+        Some(SessionReport {
+            key,
+            session,
+            denials,
+        })
     }
 
     /// Judges one request at `now`.
@@ -407,6 +460,59 @@ mod tests {
             Some(DenyReason::SessionReplayed)
         );
         assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+    }
+
+    #[test]
+    fn explain_reports_a_cached_session_and_why_it_would_be_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = crate::revocation::FileStore::open(&dir.path().join("revocations")).unwrap();
+        let revocations = Arc::new(
+            runtime
+                .block_on(crate::revocation::Revocations::open(
+                    Box::new(store),
+                    Duration::from_secs(930),
+                    UnixTime::now(),
+                ))
+                .unwrap(),
+        );
+        let gate = gate().with_revocations(Arc::clone(&revocations));
+        let now = UnixTime::now();
+        let jwt = token(now);
+        assert!(gate.explain(&jwt, now).is_none(), "never seen: not found");
+        assert_eq!(gate.verifications(), 0, "explaining never verifies a token");
+        let header = format!("Bearer {jwt}");
+        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        let report = gate.explain(&jwt, now).unwrap();
+        assert!(report.denials.is_empty(), "{:?}", report.denials);
+        assert_eq!(
+            report.session.last_allowed(),
+            Some(now.max(UnixTime::from_millis(1)))
+        );
+
+        runtime
+            .block_on(revocations.revoke(crate::revocation::Revocation {
+                selector: crate::revocation::Selector::Subject {
+                    issuer: ISSUER.into(),
+                    sub: "alice".into(),
+                },
+                issued_before: now,
+                effect: crate::revocation::Effect::Revoke,
+                recorded_at: now,
+                origin: "test".into(),
+                reason: "".into(),
+            }))
+            .unwrap();
+        let report = gate.explain(&jwt, now).unwrap();
+        let reasons: Vec<DenyReason> = report.denials.iter().map(|d| d.reason).collect();
+        assert_eq!(reasons, [DenyReason::Revoked]);
+        assert_eq!(
+            reason(&gate.check(&request(&header, FRONTEND), now)),
+            Some(DenyReason::Revoked)
+        );
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! Why a cached session would be denied now, whatever the route: the admin API's answer to
+//! "what is wrong with this session?".
+//!
+//! [`decide`](super::decide) stops at the first failed rule of one request on one route. An
+//! operator asking about a session wants every session-wide problem at once, and no route is
+//! involved, so route rules (scopes, per-route ages, workloads, binding) are left out; the token
+//! age is judged against the longest age any route accepts.
+
+use std::time::Duration;
+
+use super::{Clock, SessionState, check_idle};
+use crate::deny::{Deny, DenyReason};
+use crate::policy::SessionRules;
+use crate::revocation::RevocationCheck;
+use crate::token::VerifiedToken;
+
+/// Every session-wide reason `token` would be denied at `clock.now`, in the order
+/// [`decide`](super::decide) checks them; empty when the session is sound on some route.
+/// `longest_token_age` is the largest `max_token_age` of any route
+/// ([`crate::policy::Policy::longest_token_age`]).
+pub fn session_denials(
+    token: &VerifiedToken,
+    state: SessionState<'_>,
+    session: &SessionRules,
+    longest_token_age: Duration,
+    clock: Clock,
+) -> Vec<Deny> {
+    let (now, skew) = (clock.now, session.clock_skew);
+    let mut denials = Vec::new();
+    if token.key.is_retired() {
+        denials.push(Deny::new(
+            DenyReason::UnknownKey,
+            "signing key was removed from the issuer's key set",
+        ));
+    }
+    match state.revocation {
+        RevocationCheck::Clear => {}
+        RevocationCheck::Revoked => {
+            denials.push(Deny::new(DenyReason::Revoked, "session has been revoked"))
+        }
+        RevocationCheck::ReauthenticationRequired => {
+            denials.push(Deny::reauthentication_required())
+        }
+    }
+    if now > token.expires_at.plus(skew) {
+        denials.push(Deny::new(DenyReason::Expired, "token has expired"));
+    }
+    if token.not_before.is_some_and(|nbf| nbf > now.plus(skew)) {
+        denials.push(Deny::new(
+            DenyReason::NotYetValid,
+            "token is not valid yet (nbf)",
+        ));
+    }
+    match token.issued_at {
+        None => denials.push(Deny::new(
+            DenyReason::TokenTooOld,
+            "token has no iat, so its age is unbounded",
+        )),
+        Some(issued_at) if issued_at > now.plus(skew) => denials.push(Deny::new(
+            DenyReason::NotYetValid,
+            "token is issued in the future (iat)",
+        )),
+        Some(issued_at) => {
+            if now.since(issued_at) > longest_token_age {
+                denials.push(Deny::new(
+                    DenyReason::TokenTooOld,
+                    "token is older than any route allows",
+                ));
+            }
+            if let Some(idle_timeout) = session.idle_timeout
+                && let Err(idle) = check_idle(issued_at, state.last_allowed, idle_timeout, clock)
+            {
+                denials.push(idle);
+            }
+        }
+    }
+    denials
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::time::UnixTime;
+    use crate::token::{Confirmation, KeySet, Scopes, SigningAlgorithm};
+
+    const T0: u64 = 1_800_000_000;
+
+    fn at(seconds: u64) -> UnixTime {
+        UnixTime::from_secs(T0 + seconds)
+    }
+
+    fn clock(seconds: u64) -> Clock {
+        Clock {
+            now: at(seconds),
+            started_at: at(0),
+        }
+    }
+
+    /// Issued at T0, expiring an hour later.
+    fn token() -> VerifiedToken {
+        let keys = KeySet::from_jwks_json(&crate::testing::jwks())
+            .unwrap()
+            .keys;
+        VerifiedToken {
+            issuer: "https://idp".into(),
+            key: Arc::clone(
+                keys.find(Some("test-es256"), SigningAlgorithm::Es256)
+                    .unwrap(),
+            ),
+            subject: Some("alice".into()),
+            token_id: None,
+            session_id: None,
+            client_id: None,
+            email: None,
+            issued_at: Some(at(0)),
+            expires_at: at(3600),
+            not_before: None,
+            auth_time: None,
+            scopes: Scopes::default(),
+            binding_claim: None,
+            confirmation: Confirmation::None,
+        }
+    }
+
+    fn rules(idle_minutes: Option<u64>) -> SessionRules {
+        SessionRules {
+            idle_timeout: idle_minutes.map(|m| Duration::from_secs(m * 60)),
+            clock_skew: Duration::from_secs(30),
+        }
+    }
+
+    const FIFTEEN_MINUTES: Duration = Duration::from_secs(900);
+
+    fn reasons(denials: Vec<Deny>) -> Vec<DenyReason> {
+        denials.into_iter().map(|d| d.reason).collect()
+    }
+
+    #[test]
+    fn a_fresh_unrevoked_session_has_nothing_against_it() {
+        let denials = session_denials(
+            &token(),
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert!(denials.is_empty(), "{denials:?}");
+    }
+
+    #[test]
+    fn a_revoked_session_says_revoked() {
+        let state = SessionState {
+            revocation: RevocationCheck::Revoked,
+            ..Default::default()
+        };
+        let denials = session_denials(&token(), state, &rules(None), FIFTEEN_MINUTES, clock(60));
+        assert_eq!(reasons(denials), [DenyReason::Revoked]);
+    }
+
+    #[test]
+    fn a_reauthentication_requirement_says_auth_too_old() {
+        let state = SessionState {
+            revocation: RevocationCheck::ReauthenticationRequired,
+            ..Default::default()
+        };
+        let denials = session_denials(&token(), state, &rules(None), FIFTEEN_MINUTES, clock(60));
+        assert_eq!(reasons(denials), [DenyReason::AuthTooOld]);
+    }
+
+    #[test]
+    fn every_problem_is_listed_not_just_the_first() {
+        let state = SessionState {
+            revocation: RevocationCheck::Revoked,
+            last_allowed: Some(at(10)),
+            ..Default::default()
+        };
+        let denials = session_denials(
+            &token(),
+            state,
+            &rules(Some(5)),
+            FIFTEEN_MINUTES,
+            clock(7200),
+        );
+        assert_eq!(
+            reasons(denials),
+            [
+                DenyReason::Revoked,
+                DenyReason::Expired,
+                DenyReason::TokenTooOld,
+                DenyReason::SessionIdle
+            ]
+        );
+    }
+
+    #[test]
+    fn age_is_judged_against_the_longest_route_age() {
+        let denials = session_denials(
+            &token(),
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(901),
+        );
+        assert_eq!(reasons(denials), [DenyReason::TokenTooOld]);
+        let longer = Duration::from_secs(1800);
+        assert!(
+            session_denials(
+                &token(),
+                SessionState::default(),
+                &rules(None),
+                longer,
+                clock(901)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_idle_session_says_session_idle() {
+        let state = SessionState {
+            last_allowed: Some(at(10)),
+            ..Default::default()
+        };
+        let denials = session_denials(
+            &token(),
+            state,
+            &rules(Some(5)),
+            FIFTEEN_MINUTES,
+            clock(400),
+        );
+        assert_eq!(reasons(denials), [DenyReason::SessionIdle]);
+    }
+
+    #[test]
+    fn a_token_without_iat_or_from_the_future_is_listed() {
+        let mut no_iat = token();
+        no_iat.issued_at = None;
+        let denials = session_denials(
+            &no_iat,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert_eq!(reasons(denials), [DenyReason::TokenTooOld]);
+        let mut future = token();
+        future.issued_at = Some(at(600));
+        future.not_before = Some(at(600));
+        let denials = session_denials(
+            &future,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert_eq!(
+            reasons(denials),
+            [DenyReason::NotYetValid, DenyReason::NotYetValid]
+        );
+    }
+}
