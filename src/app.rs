@@ -13,9 +13,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::envoy::AuthorizationService;
 use crate::gate::Gate;
+use crate::health::Readiness;
+use crate::keys::KeyManager;
+use crate::reload::{Reloader, RunningSettings};
 use crate::session::SessionCache;
 use crate::time::UnixTime;
-use crate::token::{KeyRing, KeySource};
+use crate::token::KeyRing;
 
 /// How long in-flight checks may take to finish after a stop signal before the server exits
 /// anyway. Envoy's own ext_authz timeout is far shorter, so nothing is cut off in practice.
@@ -25,25 +28,45 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// at 60 KiB by default) and optionally a buffered body; 1 MiB bounds it generously.
 const MAX_CHECK_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// Builds the gate for `config`: loads every issuer's keys and sizes the session cache.
+/// Builds the gate for `config`: loads every issuer's keys and sizes the session cache. The
+/// keys are loaded once and not refreshed (tests); [`run`] keeps them current.
 pub async fn build_gate(config: Config) -> anyhow::Result<Arc<Gate>> {
-    let keys = Arc::new(KeyRing::new());
-    for issuer in &config.keys {
-        let parsed = issuer
-            .source
-            .load()
+    Ok(start(config).await?.gate)
+}
+
+/// What [`run`] starts before it serves: the gate, the key manager keeping the gate's keys
+/// current (its refresh tasks stop when it is dropped), readiness, and the reloader.
+pub struct Started {
+    /// Judges every check.
+    pub gate: Arc<Gate>,
+    /// Refreshes issuers' keys; reloads go through it.
+    pub keys: Arc<KeyManager>,
+    /// Whether every issuer's keys are fresh enough.
+    pub readiness: Readiness,
+    /// Applies new versions of the config file (not yet listening for changes).
+    pub reloader: Reloader,
+}
+
+/// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
+/// builds the gate.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
+    let running = RunningSettings::of(&config);
+    let readiness = Readiness::new();
+    let ring = Arc::new(KeyRing::new());
+    let keys = Arc::new(
+        KeyManager::start(&config.keys, Arc::clone(&ring), readiness.clone())
             .await
-            .with_context(|| format!("loading keys of {}", issuer.issuer))?;
-        tracing::info!(issuer = %issuer.issuer, source = %issuer.source.describe(), keys = parsed.keys.len(), "keys loaded");
-        keys.replace(&issuer.issuer, parsed.keys);
-    }
+            .context("loading issuers' keys")?,
+    );
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
-    Ok(Arc::new(Gate::new(
-        config.policy,
+    let gate = Arc::new(Gate::new(config.policy, ring, sessions, UnixTime::now()));
+    let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys));
+    Ok(Started {
+        gate,
         keys,
-        sessions,
-        UnixTime::now(),
-    )))
+        readiness,
+        reloader,
+    })
 }
 
 /// Binds the configured gRPC address.
@@ -60,14 +83,44 @@ pub async fn serve(
     gate: Arc<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(
+        listener,
+        AuthorizationService::new(gate),
+        Readiness::new(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `service` and, on the same port, the standard `grpc.health.v1.Health` service
+/// following `readiness` (for the whole server, `""`, and for the ext_authz service by name).
+pub async fn serve_with(
+    listener: TcpListener,
+    service: AuthorizationService,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    report_health(&reporter, readiness.is_ready()).await;
+    let mut changes = readiness.subscribe();
+    let follower = reporter.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let ready = *changes.borrow_and_update();
+            tracing::info!(ready, "readiness changed");
+            report_health(&follower, ready).await;
+        }
+    });
     tracing::info!(listener = "grpc", addr = %address, "listening");
-    let service = AuthorizationServer::new(AuthorizationService::new(gate))
-        .max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
+    let service =
+        AuthorizationServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
+        // Load balancers that probe health stop sending new work while we drain.
+        report_health(&reporter, false).await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -76,6 +129,7 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
     tokio::select! {
@@ -95,8 +149,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = bind(config.grpc_listen).await?;
-    let gate = build_gate(config).await?;
-    serve(listener, gate, shutdown).await
+    let started = start(config).await?;
+    let _reloads = started
+        .reloader
+        .spawn()
+        .context("watching the config file and SIGHUP")?;
+    let service =
+        AuthorizationService::new(started.gate).with_key_refresher(started.keys.refresher());
+    serve_with(listener, service, started.readiness, shutdown).await
+}
+
+/// Sets the health status of the whole server and of the ext_authz service.
+async fn report_health(reporter: &tonic_health::server::HealthReporter, ready: bool) {
+    let status = if ready {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <AuthorizationServer<AuthorizationService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -116,6 +116,9 @@ pub struct SessionState<'a> {
     pub pinned: Option<&'a PinnedWorkload>,
     /// Whether a revocation applies (see [`crate::revocation::RevocationSet::check`]).
     pub revocation: RevocationCheck,
+    /// The issuer's keys could not be refreshed for longer than its `max_stale`
+    /// ([`crate::token::KeyRing::is_suspended`]): nothing says the key is still trusted.
+    pub keys_stale: bool,
 }
 
 /// The clock as the decision needs it.
@@ -156,6 +159,15 @@ pub fn decide(
         return Err(Deny::new(
             DenyReason::UnknownKey,
             "signing key was removed from the issuer's key set",
+        ));
+    }
+    if state.keys_stale {
+        // 503, not 401: the fault is ours (the key source is unreachable), the token may well be
+        // fine, and a 401 would send every client to its identity provider for a new token,
+        // which would be judged the same way.
+        return Err(Deny::new(
+            DenyReason::InternalError,
+            "the issuer's keys could not be refreshed in time; try again later",
         ));
     }
     match state.revocation {

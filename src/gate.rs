@@ -130,6 +130,7 @@ impl Gate {
             last_allowed: session.last_allowed(),
             pinned: session.pinned(),
             revocation,
+            keys_stale: self.keys.is_suspended(&session.token.issuer),
         };
         let clock = Clock {
             now,
@@ -214,6 +215,7 @@ impl Gate {
             last_allowed: session.last_allowed(),
             pinned: session.pinned(),
             revocation,
+            keys_stale: self.keys.is_suspended(&session.token.issuer),
         };
         let mut verdict = decision::decide(&session.token, state, &caller, rules, clock);
         if verdict.is_ok() && policy.binding.pin_first_workload {

@@ -12,12 +12,15 @@
 //! - [`route`], [`policy`]: compiled configuration the rules read.
 //! - [`request`]: the facts of one request, independent of Envoy's types.
 //! - [`token`]: bearer credential parsing, JWT verification, issuers' keys.
+//! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
 //! - [`session`]: verified sessions and their bounded TTL cache.
 //! - [`revocation`]: revocations, their index and the store behind them.
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
 //! - [`gate`]: one check end to end: cache, verification, decision, pinning.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
 //! - [`config`]: YAML configuration, validated with errors naming file and key.
+//! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
+//! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
 
@@ -30,14 +33,18 @@ pub mod decision;
 pub mod deny;
 pub mod envoy;
 pub mod gate;
+pub mod health;
+pub mod keys;
 pub mod logging;
 pub mod policy;
+pub mod reload;
 pub mod request;
 pub mod revocation;
 pub mod route;
 pub mod session;
 pub mod time;
 pub mod token;
+pub mod watch;
 pub mod workload;
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub use schema::ConfigFile;
 use schema::{IssuerSection, RouteSection};
 
+use crate::keys::{KeyOrigin, RefreshBounds};
 use crate::policy::{BindingRules, Policy, SessionRules};
 use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
 use crate::token::{ClaimRules, IssuerRules, JwksFile, SigningAlgorithm, TokenVerifier, TypRule};
@@ -56,7 +57,11 @@ pub struct IssuerKeys {
     /// The issuer the keys belong to.
     pub issuer: Arc<str>,
     /// Where they come from.
-    pub source: JwksFile,
+    pub source: KeyOrigin,
+    /// Refresh interval bounds and how long stale keys are trusted.
+    pub refresh: RefreshBounds,
+    /// The config key naming the source (`issuers[0].jwks_uri`), for errors at reload.
+    pub config_key: String,
 }
 
 /// The admin listener's settings.
@@ -244,10 +249,12 @@ impl Compiler<'_> {
                     format!("`{}` is listed twice", issuer.issuer),
                 ));
             }
-            let (rules, source) = self.issuer(&key, issuer)?;
+            let (rules, source, config_key) = self.issuer(&key, issuer)?;
             keys.push(IssuerKeys {
                 issuer: Arc::clone(&rules.issuer),
                 source,
+                refresh: self.keys_refresh(&key, issuer)?,
+                config_key,
             });
             issuer_rules.push(rules);
         }
@@ -396,7 +403,7 @@ impl Compiler<'_> {
         &self,
         key: &str,
         issuer: &IssuerSection,
-    ) -> Result<(IssuerRules, JwksFile), ConfigError> {
+    ) -> Result<(IssuerRules, KeyOrigin, String), ConfigError> {
         if issuer.issuer.is_empty() {
             return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
         }
@@ -428,19 +435,7 @@ impl Compiler<'_> {
             })?;
             algorithms.push(algorithm);
         }
-        let jwks_path = issuer.jwks_file.as_ref().ok_or_else(|| {
-            self.invalid(
-                format!("{key}.jwks_file"),
-                "is required (the issuer's public keys)",
-            )
-        })?;
-        let source = JwksFile::new(self.base.join(jwks_path));
-        let parsed = source
-            .load_now()
-            .map_err(|e| self.invalid(format!("{key}.jwks_file"), e.to_string()))?;
-        for skipped in &parsed.skipped {
-            tracing::warn!(file = %self.file.display(), key = %format!("{key}.jwks_file"), "skipping {skipped}");
-        }
+        let (source, config_key) = self.key_origin(key, issuer)?;
         let typ = match issuer.require_typ.as_deref() {
             None => TypRule::AccessTokenOrJwt,
             Some("") => return Err(self.invalid(format!("{key}.require_typ"), "must not be empty")),
@@ -452,7 +447,103 @@ impl Compiler<'_> {
             algorithms: algorithms.into(),
             typ,
         };
-        Ok((rules, source))
+        Ok((rules, source, config_key))
+    }
+
+    /// Exactly one of `jwks_file` (read and checked now), `jwks_uri` or `discovery: true`
+    /// (checked for a safe URL; fetched when the server starts or reloads).
+    fn key_origin(
+        &self,
+        key: &str,
+        issuer: &IssuerSection,
+    ) -> Result<(KeyOrigin, String), ConfigError> {
+        let set: Vec<&str> = [
+            issuer.jwks_file.is_some().then_some("jwks_file"),
+            issuer.jwks_uri.is_some().then_some("jwks_uri"),
+            issuer.discovery.then_some("discovery"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match set.as_slice() {
+            [] => Err(self.invalid(
+                format!("{key}.jwks_file"),
+                "is required (the issuer's public keys): set one of jwks_file, jwks_uri or \
+                 discovery: true",
+            )),
+            [_, second, ..] => Err(self.invalid(
+                format!("{key}.{second}"),
+                "set exactly one of jwks_file, jwks_uri and discovery",
+            )),
+            ["jwks_file"] => {
+                let config_key = format!("{key}.jwks_file");
+                let path = self
+                    .base
+                    .join(issuer.jwks_file.as_deref().unwrap_or(Path::new("")));
+                let parsed = JwksFile::new(path.clone())
+                    .load_now()
+                    .map_err(|e| self.invalid(&config_key, e.to_string()))?;
+                for skipped in &parsed.skipped {
+                    tracing::warn!(file = %self.file.display(), key = %config_key, "skipping {skipped}");
+                }
+                Ok((KeyOrigin::File(path), config_key))
+            }
+            ["jwks_uri"] => {
+                let config_key = format!("{key}.jwks_uri");
+                let url = crate::keys::key_url(issuer.jwks_uri.as_deref().unwrap_or_default())
+                    .map_err(|e| self.invalid(&config_key, e.to_string()))?;
+                Ok((KeyOrigin::Uri(url), config_key))
+            }
+            _ => {
+                let config_key = format!("{key}.discovery");
+                crate::keys::discovery_url(&issuer.issuer).map_err(|e| {
+                    self.invalid(
+                        &config_key,
+                        format!(
+                            "the issuer is where discovery looks, so it must be a safe URL: {e}"
+                        ),
+                    )
+                })?;
+                Ok((
+                    KeyOrigin::Discovery {
+                        issuer: issuer.issuer.clone(),
+                    },
+                    config_key,
+                ))
+            }
+        }
+    }
+
+    fn keys_refresh(
+        &self,
+        key: &str,
+        issuer: &IssuerSection,
+    ) -> Result<RefreshBounds, ConfigError> {
+        let section = &issuer.keys_refresh;
+        let key = format!("{key}.keys_refresh");
+        if section.min_interval < std::time::Duration::from_secs(1) {
+            return Err(self.invalid(
+                format!("{key}.min_interval"),
+                "must be at least 1s: it is also the least time between two fetches",
+            ));
+        }
+        if section.max_interval < section.min_interval {
+            return Err(self.invalid(
+                format!("{key}.max_interval"),
+                "must not be less than min_interval",
+            ));
+        }
+        if section.max_stale <= section.max_interval {
+            return Err(self.invalid(
+                format!("{key}.max_stale"),
+                "must exceed max_interval, or keys would go stale between two regular refreshes",
+            ));
+        }
+        Ok(RefreshBounds {
+            min_interval: section.min_interval,
+            max_interval: section.max_interval,
+            max_stale: section.max_stale,
+        })
     }
 
     fn routes(&self, raw: &ConfigFile) -> Result<RouteTable, ConfigError> {

@@ -138,11 +138,56 @@ pub struct IssuerSection {
     pub audiences: Vec<String>,
     /// JWKS file (relative to the config file's folder).
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (`https://`; `http://` only to loopback).
+    pub jwks_uri: Option<String>,
+    /// Find the JWKS URL in `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// How often keys are refreshed and how long the last good set outlives a failing source.
+    #[serde(default)]
+    pub keys_refresh: KeysRefreshSection,
     /// Allowed signature algorithms.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     /// Required JOSE `typ` (e.g. `at+jwt`).
     pub require_typ: Option<String>,
+}
+
+/// `issuers[].keys_refresh`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysRefreshSection {
+    /// Floor for `Cache-Control: max-age`, retry interval, unknown-`kid` rate limit.
+    #[serde(default = "default_min_interval", deserialize_with = "duration")]
+    pub min_interval: Duration,
+    /// Ceiling for `Cache-Control: max-age`; the interval when there is none.
+    #[serde(default = "default_max_interval", deserialize_with = "duration")]
+    pub max_interval: Duration,
+    /// How long the last good keys are used while the source fails.
+    #[serde(default = "default_max_stale", deserialize_with = "duration")]
+    pub max_stale: Duration,
+}
+
+impl Default for KeysRefreshSection {
+    fn default() -> Self {
+        KeysRefreshSection {
+            min_interval: default_min_interval(),
+            max_interval: default_max_interval(),
+            max_stale: default_max_stale(),
+        }
+    }
+}
+
+fn default_min_interval() -> Duration {
+    crate::keys::RefreshBounds::default().min_interval
+}
+
+fn default_max_interval() -> Duration {
+    crate::keys::RefreshBounds::default().max_interval
+}
+
+fn default_max_stale() -> Duration {
+    crate::keys::RefreshBounds::default().max_stale
 }
 
 fn default_algorithms() -> Vec<String> {

@@ -105,6 +105,7 @@ struct Case {
     last_allowed: Option<UnixTime>,
     pinned: Option<PinnedWorkload>,
     revocation: RevocationCheck,
+    keys_stale: bool,
     now: UnixTime,
     started_at: UnixTime,
 }
@@ -120,6 +121,7 @@ impl Case {
             last_allowed: None,
             pinned: None,
             revocation: RevocationCheck::Clear,
+            keys_stale: false,
             now: at(60),
             started_at: UnixTime::from_secs(T0 - 86_400),
         }
@@ -142,6 +144,7 @@ impl Case {
                 last_allowed: self.last_allowed,
                 pinned: self.pinned.as_ref(),
                 revocation: self.revocation,
+                keys_stale: self.keys_stale,
             },
             &self.caller,
             Rules {
@@ -317,6 +320,19 @@ fn verification_failures_keep_their_reason() {
 #[test]
 fn a_fresh_in_scope_session_is_allowed() {
     assert_eq!(Case::new().decide(), Ok(()));
+}
+
+#[test]
+fn a_session_whose_issuer_keys_are_past_max_stale_is_internal_error() {
+    let mut case = Case::new();
+    case.keys_stale = true;
+    assert_eq!(case.denied_for(), DenyReason::InternalError);
+    case.keys_stale = false;
+    assert_eq!(
+        case.decide(),
+        Ok(()),
+        "a recovered source revives the session"
+    );
 }
 
 #[test]

@@ -7,8 +7,12 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use tonic::{Request, Response, Status};
 
 use super::{request, response};
+use crate::deny::DenyReason;
 use crate::gate::{Gate, Outcome};
+use crate::keys::KeyRefresher;
+use crate::request::RequestFacts;
 use crate::time::UnixTime;
+use crate::token::bearer_token;
 
 /// Answers Envoy's `Check` calls by asking the [`Gate`].
 ///
@@ -18,12 +22,36 @@ use crate::time::UnixTime;
 #[derive(Debug, Clone)]
 pub struct AuthorizationService {
     gate: Arc<Gate>,
+    /// Asked for a prompt key refresh when a token names a key its issuer's set lacks.
+    refresher: Option<KeyRefresher>,
 }
 
 impl AuthorizationService {
     /// A service judging with `gate`.
     pub fn new(gate: Arc<Gate>) -> AuthorizationService {
-        AuthorizationService { gate }
+        AuthorizationService {
+            gate,
+            refresher: None,
+        }
+    }
+
+    /// On an unknown `kid`, refresh the issuer's keys (rate-limited, briefly awaited) and
+    /// judge the request once more: the issuer may have rotated since the last refresh.
+    pub fn with_key_refresher(mut self, refresher: KeyRefresher) -> AuthorizationService {
+        self.refresher = Some(refresher);
+        self
+    }
+
+    /// Runs the gate; a panic becomes `None` (answered as a 503 denial).
+    fn judge(&self, facts: &RequestFacts<'_>) -> Option<Outcome> {
+        panic::catch_unwind(AssertUnwindSafe(|| self.gate.check(facts, UnixTime::now()))).ok()
+    }
+
+    /// The new token's `kid` is not in its issuer's set (not a cached session whose key was
+    /// retired: that one is gone for good).
+    fn worth_a_key_refresh(outcome: &Outcome) -> bool {
+        outcome.session.is_none()
+            && matches!(&outcome.verdict, Err(deny) if deny.reason == DenyReason::UnknownKey)
     }
 }
 
@@ -49,10 +77,15 @@ impl Authorization for AuthorizationService {
         let facts = request::facts(&check, http);
         // A panic must not become a failed call (which `failure_mode_allow` may turn into an
         // allow): it becomes a 503 denial.
-        let judged = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.gate.check(&facts, UnixTime::now())
-        }));
-        let Ok(outcome) = judged else {
+        let mut judged = self.judge(&facts);
+        if let (Some(refresher), Some(outcome)) = (&self.refresher, &judged)
+            && Self::worth_a_key_refresh(outcome)
+            && let Ok(Some(token)) = bearer_token(facts.authorization)
+            && refresher.refresh_for_unknown_key(token).await
+        {
+            judged = self.judge(&facts);
+        }
+        let Some(outcome) = judged else {
             tracing::error!(
                 decision = "deny",
                 reason = "internal_error",

@@ -5,7 +5,7 @@
 //! a key, the ring retires it, and every cached session verified with it is denied on its next
 //! request with one atomic load, without re-verifying anything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -167,6 +167,11 @@ impl KeySet {
         }
     }
 
+    /// The keys' ids (`kid`s), for logging what a refresh changed.
+    pub fn ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.keys.iter().map(|key| &key.id)
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -175,6 +180,23 @@ impl KeySet {
     /// Whether the set holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// This set, with each key `old` also holds replaced by `old`'s instance of it.
+    fn carrying_over(&self, old: &KeySet) -> KeySet {
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                old.keys
+                    .iter()
+                    .find(|own| own.id == key.id && own.thumbprint == key.thumbprint)
+                    .filter(|own| !own.is_retired())
+                    .unwrap_or(key)
+                    .clone()
+            })
+            .collect();
+        KeySet { keys }
     }
 
     fn holds(&self, key: &VerificationKey) -> bool {
@@ -279,6 +301,10 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
 #[derive(Default)]
 pub struct KeyRing {
     sets: ArcSwap<HashMap<Arc<str>, Arc<KeySet>>>,
+    /// Issuers whose keys could not be refreshed for longer than they may be trusted: their
+    /// tokens are denied until a refresh succeeds. Reversible, unlike retiring a key, because
+    /// an outage says nothing against the keys themselves. Almost always empty.
+    suspended: ArcSwap<HashSet<Arc<str>>>,
 }
 
 impl KeyRing {
@@ -295,18 +321,69 @@ impl KeyRing {
     /// Installs `keys` as `issuer`'s key set and retires every key of the previous set that the
     /// new one no longer holds (same `kid` and same key material), which denies the sessions
     /// verified with it.
+    ///
+    /// A key the new set still holds keeps its identity (the previous [`VerificationKey`] is
+    /// carried over), so a key that survives many refreshes and is removed later retires the
+    /// sessions verified with it at any point, not only those since the last refresh.
     pub fn replace(&self, issuer: &str, keys: KeySet) {
-        let keys = Arc::new(keys);
+        let mut installed = Arc::new(KeySet::default());
         let previous = self.sets.rcu(|current| {
+            let merged = match current.get(issuer) {
+                Some(old) => keys.carrying_over(old),
+                None => KeySet {
+                    keys: keys.keys.clone(),
+                },
+            };
+            installed = Arc::new(merged);
             let mut next = HashMap::clone(current);
-            next.insert(Arc::from(issuer), Arc::clone(&keys));
+            next.insert(Arc::from(issuer), Arc::clone(&installed));
             next
         });
         if let Some(old) = previous.get(issuer) {
-            for key in old.keys.iter().filter(|key| !keys.holds(key)) {
+            for key in old.keys.iter().filter(|key| !installed.holds(key)) {
                 key.retire();
             }
         }
+    }
+
+    /// Denies `issuer`'s tokens, cached sessions included, until [`KeyRing::resume`]: its keys
+    /// are too old to trust. The keys are kept, so a recovered source revives the sessions.
+    pub fn suspend(&self, issuer: &str) {
+        self.suspended.rcu(|current| {
+            let mut next = HashSet::clone(current);
+            next.insert(Arc::from(issuer));
+            next
+        });
+    }
+
+    /// Trusts `issuer`'s keys again after a successful refresh.
+    pub fn resume(&self, issuer: &str) {
+        if !self.is_suspended(issuer) {
+            return;
+        }
+        self.suspended.rcu(|current| {
+            let mut next = HashSet::clone(current);
+            next.remove(issuer);
+            next
+        });
+    }
+
+    /// Whether `issuer`'s tokens are denied because its keys are stale. One atomic load when no
+    /// issuer is suspended, which is the normal case.
+    pub fn is_suspended(&self, issuer: &str) -> bool {
+        let suspended = self.suspended.load();
+        !suspended.is_empty() && suspended.contains(issuer)
+    }
+
+    /// Forgets `issuer` (removed from the configuration). Its keys are not retired: its tokens
+    /// are `unknown_issuer` now anyway.
+    pub fn remove(&self, issuer: &str) {
+        self.sets.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.remove(issuer);
+            next
+        });
+        self.resume(issuer);
     }
 }
 
@@ -481,6 +558,60 @@ mod tests {
         }
         assert_eq!(ring.keys_of("https://idp").unwrap().len(), 2);
         assert!(ring.keys_of("https://other").is_none());
+    }
+
+    #[test]
+    fn a_key_kept_across_refreshes_retires_its_oldest_sessions_when_it_leaves() {
+        let ring = KeyRing::new();
+        ring.replace(
+            "https://idp",
+            KeySet::from_jwks_json(&fixture_jwks()).unwrap().keys,
+        );
+        let first = ring.keys_of("https://idp").unwrap();
+        let verified_early = first
+            .find(Some("test-es256"), SigningAlgorithm::Es256)
+            .unwrap()
+            .clone();
+        // An unchanged refresh keeps the very same key instance.
+        ring.replace(
+            "https://idp",
+            KeySet::from_jwks_json(&fixture_jwks()).unwrap().keys,
+        );
+        let again = ring.keys_of("https://idp").unwrap();
+        assert!(Arc::ptr_eq(
+            &verified_early,
+            again
+                .find(Some("test-es256"), SigningAlgorithm::Es256)
+                .unwrap()
+        ));
+        let mut document: serde_json::Value = serde_json::from_slice(&fixture_jwks()).unwrap();
+        document["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] != "test-es256");
+        ring.replace(
+            "https://idp",
+            KeySet::from_jwks_json(document.to_string().as_bytes())
+                .unwrap()
+                .keys,
+        );
+        assert!(verified_early.is_retired());
+    }
+
+    #[test]
+    fn a_suspended_issuer_is_resumed_with_its_keys_intact() {
+        let ring = KeyRing::new();
+        ring.replace(
+            "https://idp",
+            KeySet::from_jwks_json(&fixture_jwks()).unwrap().keys,
+        );
+        assert!(!ring.is_suspended("https://idp"));
+        ring.suspend("https://idp");
+        assert!(ring.is_suspended("https://idp"));
+        assert!(!ring.is_suspended("https://other"));
+        ring.resume("https://idp");
+        assert!(!ring.is_suspended("https://idp"));
+        assert_eq!(ring.keys_of("https://idp").unwrap().len(), 3);
     }
 
     #[test]

@@ -1,0 +1,24 @@
+//! Keeping issuers' keys current: where they come from, when they are fetched again, and what
+//! happens when a source fails.
+//!
+//! # Layout
+//!
+//! - [`source`]: the three kinds of key source (`jwks_file`, `jwks_uri`, OIDC discovery) and
+//!   fetching them with bounded time and size.
+//! - [`schedule`]: **the rules**, pure: refresh intervals from `Cache-Control`, the unknown-`kid`
+//!   rate limit, and when the last good set is too old to trust.
+//! - [`refresh`]: one background task per issuer that applies those rules, the
+//!   [`KeyManager`] that starts and replaces them on reload, and the [`KeyRefresher`] handle the
+//!   ext_authz service uses when a token names a key the issuer's set lacks.
+//!
+//! Keys are installed only through [`crate::token::KeyRing::replace`], so a key that leaves its
+//! issuer's set retires at once, and every cached session verified with it is denied
+//! `unknown_key` on its next request.
+
+pub mod refresh;
+pub mod schedule;
+pub mod source;
+
+pub use refresh::{KeyLoadError, KeyManager, KeyRefresher, UNKNOWN_KEY_WAIT};
+pub use schedule::{RefreshBounds, cache_control_max_age};
+pub use source::{KeyOrigin, discovery_url, key_url};
