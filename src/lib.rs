@@ -18,6 +18,7 @@
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
 //! - [`gate`]: one check end to end: cache, verification, decision, pinning.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
+//! - [`admin`]: the admin gRPC API (revoke, list, explain) on its own listener, and its CLI client.
 //! - [`config`]: YAML configuration, validated with errors naming file and key.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
 //! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod decision;

@@ -1,0 +1,190 @@
+//! The admin bearer credential: where it comes from and how a call's credential is checked.
+//!
+//! The token is read once at start-up from `admin.token_file` or, without one, the environment
+//! variable [`TOKEN_ENV`]. Calls are checked by comparing SHA-256 digests in constant time, so
+//! neither the content nor the length of the real token leaks through response timing. The token
+//! never appears in logs or errors.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Status};
+
+/// The environment variable holding the admin token when no `admin.token_file` is configured
+/// (and the CLI's default).
+pub const TOKEN_ENV: &str = "SESSIONGATE_ADMIN_TOKEN";
+
+/// Shortest accepted admin token: 16 bytes is the floor below which guessing becomes plausible.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why the admin credential cannot be had; the admin listener refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The token file cannot be read.
+    #[error("admin.token_file: cannot read {}: {message}", file.display())]
+    Unreadable {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Neither a token file nor the environment variable.
+    #[error("admin: no admin token: set admin.token_file or the {TOKEN_ENV} environment variable")]
+    Missing,
+    /// The token is too short.
+    #[error("{origin}: the admin token must be at least {MIN_TOKEN_LEN} bytes long")]
+    TooShort {
+        /// Where it came from (file or variable).
+        origin: String,
+    },
+}
+
+/// The credential every admin call must present.
+#[derive(Clone)]
+pub struct AdminCredential {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminCredential(..)")
+    }
+}
+
+impl AdminCredential {
+    /// The credential from `token_file`, else from [`TOKEN_ENV`]. Surrounding whitespace (a
+    /// trailing newline) is not part of the token.
+    pub fn load(token_file: Option<&Path>) -> Result<AdminCredential, CredentialError> {
+        let (source, token) = read_token(token_file)?;
+        AdminCredential::new(&token).ok_or(CredentialError::TooShort { origin: source })
+    }
+
+    /// A credential for `token`; `None` when it is shorter than [`MIN_TOKEN_LEN`].
+    pub fn new(token: &str) -> Option<AdminCredential> {
+        (token.len() >= MIN_TOKEN_LEN).then(|| AdminCredential {
+            digest: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    /// Whether `presented` is the admin token, in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.digest).into()
+    }
+
+    /// The gRPC interceptor: `authorization: Bearer <token>` or `UNAUTHENTICATED`.
+    pub fn check<T>(&self, request: Request<T>) -> Result<Request<T>, Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        match presented {
+            Some(token) if self.matches(token) => Ok(request),
+            Some(_) => {
+                tracing::warn!(listener = "admin", "admin call refused: wrong credential");
+                Err(Status::unauthenticated("wrong admin credential"))
+            }
+            None => {
+                tracing::warn!(
+                    listener = "admin",
+                    "admin call refused: no bearer credential"
+                );
+                Err(Status::unauthenticated(
+                    "admin credential required: authorization: Bearer <admin token>",
+                ))
+            }
+        }
+    }
+}
+
+/// Reads the token and names where it came from, for the CLI and the server alike.
+pub fn read_token(token_file: Option<&Path>) -> Result<(String, String), CredentialError> {
+    match token_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| CredentialError::Unreadable {
+                file: file.to_owned(),
+                message: e.to_string(),
+            })?;
+            Ok((
+                format!("admin.token_file {}", file.display()),
+                text.trim().to_owned(),
+            ))
+        }
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(token) if !token.trim().is_empty() => {
+                Ok((TOKEN_ENV.into(), token.trim().to_owned()))
+            }
+            _ => Err(CredentialError::Missing),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "correct-horse-battery-staple";
+
+    fn call(authorization: Option<&str>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(value) = authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn only_the_right_bearer_token_passes() {
+        let credential = AdminCredential::new(TOKEN).unwrap();
+        assert!(
+            credential
+                .check(call(Some(&format!("Bearer {TOKEN}"))))
+                .is_ok()
+        );
+        for wrong in [
+            None,
+            Some("Bearer wrong-token-of-some-length"),
+            Some(&format!("Basic {TOKEN}")),
+            Some(TOKEN),
+            Some("Bearer "),
+        ] {
+            let status = credential.check(call(wrong)).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+            assert!(!status.message().contains(TOKEN));
+        }
+    }
+
+    #[test]
+    fn short_tokens_are_refused() {
+        assert!(AdminCredential::new("fifteen-bytes!!").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin.token");
+        std::fs::write(&file, "short\n").unwrap();
+        let error = AdminCredential::load(Some(&file)).unwrap_err();
+        assert!(error.to_string().contains("at least 16 bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_token_file_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin.token");
+        std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+        assert!(AdminCredential::load(Some(&file)).unwrap().matches(TOKEN));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = AdminCredential::load(Some(Path::new("/nonexistent/admin.token"))).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/admin.token"),
+            "{error}"
+        );
+    }
+}
