@@ -15,6 +15,7 @@
 //! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
 //! - [`session`]: verified sessions and their bounded TTL cache.
 //! - [`revocation`]: revocations, their index and the store behind them.
+//! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
 //! - [`gate`]: one check end to end: cache, verification, decision, pinning.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
@@ -44,6 +45,7 @@ pub mod request;
 pub mod revocation;
 pub mod route;
 pub mod session;
+pub mod ssf;
 pub mod time;
 pub mod token;
 pub mod watch;

@@ -1,0 +1,245 @@
+//! The RFC 8935 push endpoint: `POST <push_path>` with one `application/secevent+jwt` body.
+//!
+//! Thin: it checks the HTTP envelope (media type, size), hands the SET to the
+//! [`SsfReceiver`], and maps the outcome onto RFC 8935 section 2: `202 Accepted` with an empty
+//! body once the revocations are durable (replays included), `400` with `{"err", "description"}`
+//! for a refused SET, `503` when the store is down, so the transmitter retries.
+//!
+//! There is no HTTP authentication on this route: a SET authenticates itself by its signature,
+//! which is what RFC 8935 leaves to the receiver, and what a transmitter can always provide.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use super::{Receipt, ReceiveError, SetError, SsfReceiver};
+use crate::time::UnixTime;
+
+/// Largest SET accepted. A CAEP SET is well under 2 KiB; 64 KiB leaves room for complex subjects
+/// and several events while bounding what an unauthenticated sender can make us buffer.
+pub const MAX_SET_BYTES: usize = 64 * 1024;
+
+/// The media type of a pushed SET (RFC 8935 section 2).
+const SET_MEDIA_TYPE: &str = "application/secevent+jwt";
+
+/// The push endpoint at `push_path`, to be merged into the admin listener's router.
+pub fn router(receiver: Arc<SsfReceiver>, push_path: &str) -> Router {
+    Router::new()
+        .route(push_path, post(push))
+        .layer(DefaultBodyLimit::max(MAX_SET_BYTES))
+        .with_state(receiver)
+}
+
+async fn push(
+    State(receiver): State<Arc<SsfReceiver>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if !is_set_media_type(headers.get(header::CONTENT_TYPE)) {
+        return refuse(&SetError::invalid(format!(
+            "Content-Type must be {SET_MEDIA_TYPE}"
+        )));
+    }
+    let Ok(body) = body else {
+        return refuse(&SetError::invalid(format!(
+            "body is unreadable or larger than {MAX_SET_BYTES} bytes"
+        )));
+    };
+    let Ok(set) = std::str::from_utf8(&body) else {
+        return refuse(&SetError::invalid("body is not UTF-8"));
+    };
+    match receiver.receive(set.trim(), UnixTime::now()).await {
+        Ok(Receipt::Applied { .. } | Receipt::Replayed) => StatusCode::ACCEPTED.into_response(),
+        Err(ReceiveError::Refused(error)) => refuse(&error),
+        Err(ReceiveError::Store(error)) => {
+            tracing::error!(%error, "SET not acknowledged: revocations could not be stored");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                "revocation store unavailable; retry\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `application/secevent+jwt`, parameters allowed, case-insensitive (RFC 9110 section 8.3.1).
+fn is_set_media_type(value: Option<&HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(SET_MEDIA_TYPE))
+}
+
+/// RFC 8935 section 2.3: 400 with a JSON body naming the error.
+fn refuse(error: &SetError) -> Response {
+    tracing::warn!(err = error.code(), description = %error, "SET refused");
+    let body = serde_json::json!({ "err": error.code(), "description": error.to_string() });
+    (
+        StatusCode::BAD_REQUEST,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::revocation::Revocations;
+    use crate::ssf::testing::{MemoryStore, Set, transmitter};
+
+    const PATH: &str = "/ssf/events";
+
+    async fn app() -> (Router, Arc<Revocations>) {
+        let revocations = Arc::new(
+            Revocations::open(
+                Box::new(MemoryStore::default()),
+                Duration::from_secs(3600),
+                UnixTime::now(),
+            )
+            .await
+            .unwrap(),
+        );
+        let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations.clone());
+        (router(Arc::new(receiver), PATH), revocations)
+    }
+
+    async fn post(
+        app: &Router,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, String) {
+        let mut request = Request::post(PATH);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    fn err_of(body: &str) -> String {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(json["description"].is_string(), "{body}");
+        json["err"].as_str().unwrap().to_owned()
+    }
+
+    fn fresh_set() -> Set {
+        Set::at(UnixTime::now().as_secs())
+    }
+
+    #[tokio::test]
+    async fn an_accepted_set_is_202_with_an_empty_body() {
+        let (app, revocations) = app().await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(body.is_empty());
+        assert_eq!(revocations.current().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_202_and_changes_nothing() {
+        let (app, revocations) = app().await;
+        let set = fresh_set().sign();
+        post(&app, Some(SET_MEDIA_TYPE), set.clone()).await;
+        let (status, _) = post(&app, Some(SET_MEDIA_TYPE), set).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(revocations.current().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn another_media_type_is_an_invalid_request() {
+        let (app, revocations) = app().await;
+        for content_type in [None, Some("application/json"), Some("application/jwt")] {
+            let (status, body) = post(&app, content_type, fresh_set().sign()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{content_type:?}");
+            assert_eq!(err_of(&body), "invalid_request");
+        }
+        let (status, _) = post(
+            &app,
+            Some("Application/SecEvent+JWT; charset=utf-8"),
+            fresh_set().sign(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(revocations.current().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_an_invalid_request() {
+        let (app, _) = app().await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), "a".repeat(MAX_SET_BYTES + 1)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(err_of(&body), "invalid_request");
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_the_rfc_8935_error_code() {
+        let (app, revocations) = app().await;
+        for (set, expected) in [
+            ("not a jwt".to_owned(), "invalid_request"),
+            (fresh_set().unsigned(), "authentication_failed"),
+            (
+                fresh_set().signed_by_untrusted_key(),
+                "authentication_failed",
+            ),
+            (fresh_set().kid("nope").sign(), "invalid_key"),
+            (
+                fresh_set().claim("iss", "https://evil.example").sign(),
+                "invalid_issuer",
+            ),
+            (fresh_set().claim("aud", "other").sign(), "invalid_audience"),
+            (
+                Set::at(UnixTime::now().as_secs() - 3600).sign(),
+                "invalid_request",
+            ),
+        ] {
+            let (status, body) = post(&app, Some(SET_MEDIA_TYPE), set).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{expected}: {body}");
+            assert_eq!(err_of(&body), expected);
+        }
+        assert!(
+            revocations.current().is_empty(),
+            "refused SETs change nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_503_not_acknowledged() {
+        let store = MemoryStore::default();
+        store
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let revocations = Arc::new(
+            Revocations::open(Box::new(store), Duration::from_secs(3600), UnixTime::now())
+                .await
+                .unwrap(),
+        );
+        let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations);
+        let app = router(Arc::new(receiver), PATH);
+        let (status, _) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

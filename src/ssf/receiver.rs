@@ -1,0 +1,270 @@
+//! The receiver: verify a SET, interpret its events, remember its `jti`, store the revocations.
+//!
+//! The order matters. Everything that can refuse a SET (signature, claims, events, subjects)
+//! runs before anything changes, so a refused SET leaves no trace. The `jti` is claimed before
+//! storing, so concurrent duplicates apply once, and released when storing fails, so the
+//! transmitter's retry is applied rather than mistaken for a replay.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::SetError;
+use super::events::{self, Interpretation};
+use super::replay::ReplayGuard;
+use super::verify::{SetVerifier, Transmitter};
+use crate::config::{SsfSettings, TransmitterKeys};
+use crate::revocation::{Revocations, StoreError};
+use crate::time::UnixTime;
+use crate::token::{KeySource, KeySourceError};
+
+/// Most `jti`s remembered per transmitter (see [`super::replay`]): a few minutes of a busy
+/// identity provider's events, a few MiB at most.
+const REPLAY_CAPACITY: u64 = 100_000;
+
+/// What became of an accepted SET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// Its events were applied: this many revocations are now durable.
+    Applied {
+        /// Revocations stored.
+        revocations: usize,
+    },
+    /// Its `jti` was seen already: acknowledged, nothing done.
+    Replayed,
+}
+
+/// Why a SET was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The SET is refused (RFC 8935 error); nothing changed.
+    #[error(transparent)]
+    Refused(#[from] SetError),
+    /// The revocations could not be stored; the transmitter should retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why the receiver could not be set up from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SsfSetupError {
+    /// A transmitter's JWKS could not be loaded.
+    #[error("ssf transmitter {issuer}: {source}")]
+    Keys {
+        /// The transmitter.
+        issuer: String,
+        /// What went wrong.
+        source: KeySourceError,
+    },
+    /// `jwks_uri` is parsed but not fetched yet.
+    #[error(
+        "ssf transmitter {issuer}: jwks_uri is not supported yet; publish the keys in a jwks_file"
+    )]
+    JwksUriUnsupported {
+        /// The transmitter.
+        issuer: String,
+    },
+}
+
+/// The Shared Signals receiver: trusted transmitters, their replay guards, and the revocations
+/// their events feed.
+#[derive(Debug)]
+pub struct SsfReceiver {
+    verifier: SetVerifier,
+    replay: HashMap<Arc<str>, ReplayGuard>,
+    revocations: Arc<Revocations>,
+}
+
+impl SsfReceiver {
+    /// A receiver for the configured transmitters, loading their keys now.
+    pub async fn new(
+        settings: &SsfSettings,
+        revocations: Arc<Revocations>,
+    ) -> Result<SsfReceiver, SsfSetupError> {
+        let mut transmitters = Vec::new();
+        for transmitter in &settings.transmitters {
+            let keys = match &transmitter.keys {
+                TransmitterKeys::File(file) => {
+                    file.load().await.map_err(|source| SsfSetupError::Keys {
+                        issuer: transmitter.issuer.clone(),
+                        source,
+                    })?
+                }
+                TransmitterKeys::Uri(_) => {
+                    return Err(SsfSetupError::JwksUriUnsupported {
+                        issuer: transmitter.issuer.clone(),
+                    });
+                }
+            };
+            for skipped in &keys.skipped {
+                tracing::warn!(transmitter = %transmitter.issuer, "{skipped}");
+            }
+            transmitters.push(Transmitter::new(
+                &transmitter.issuer,
+                &transmitter.audience,
+                keys.keys,
+            ));
+        }
+        Ok(SsfReceiver::with_transmitters(transmitters, revocations))
+    }
+
+    /// A receiver for `transmitters` (already holding their keys).
+    pub fn with_transmitters(
+        transmitters: Vec<Transmitter>,
+        revocations: Arc<Revocations>,
+    ) -> SsfReceiver {
+        let replay = transmitters
+            .iter()
+            .map(|t| (Arc::clone(&t.issuer), ReplayGuard::new(REPLAY_CAPACITY)))
+            .collect();
+        SsfReceiver {
+            verifier: SetVerifier::new(transmitters),
+            replay,
+            revocations,
+        }
+    }
+
+    /// Receives the compact SET `set` at `now`. `Ok` means the transmitter may forget it: its
+    /// revocations are durable and apply to the next request of every matching session.
+    pub async fn receive(&self, set: &str, now: UnixTime) -> Result<Receipt, ReceiveError> {
+        let event = self.verifier.verify(set, now)?;
+        let Interpretation {
+            revocations,
+            unchanged,
+        } = events::interpret(&event, now)?;
+        let guard = &self.replay[&event.issuer];
+        if !guard.claim(&event.jti) {
+            tracing::info!(transmitter = %event.issuer, jti = %event.jti, "replayed SET ignored");
+            return Ok(Receipt::Replayed);
+        }
+        for (event_type, why) in &unchanged {
+            tracing::info!(transmitter = %event.issuer, jti = %event.jti, event = %event_type, "SET event changes nothing: {why}");
+        }
+        let count = revocations.len();
+        for revocation in revocations {
+            let reason = revocation.reason.clone();
+            let selector = format!("{:?}", revocation.selector);
+            if let Err(error) = self.revocations.revoke(revocation).await {
+                guard.release(&event.jti);
+                return Err(error.into());
+            }
+            tracing::info!(transmitter = %event.issuer, jti = %event.jti, event = %reason, selector = %selector, "SET event applied");
+        }
+        Ok(Receipt::Applied { revocations: count })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::revocation::{Effect, Selector};
+    use crate::ssf::events::{ASSURANCE_LEVEL_CHANGE, CREDENTIAL_CHANGE};
+    use crate::ssf::testing::{MemoryStore, Set, TOKEN_ISSUER, transmitter};
+
+    const NOW: u64 = 1_700_000_000;
+
+    async fn receiver() -> (SsfReceiver, MemoryStore) {
+        let store = MemoryStore::default();
+        let handle = MemoryStore {
+            appended: Arc::clone(&store.appended),
+            failing: Arc::clone(&store.failing),
+        };
+        let revocations = Revocations::open(
+            Box::new(store),
+            Duration::from_secs(3600),
+            UnixTime::from_secs(NOW),
+        )
+        .await
+        .unwrap();
+        (
+            SsfReceiver::with_transmitters(vec![transmitter()], Arc::new(revocations)),
+            handle,
+        )
+    }
+
+    fn now() -> UnixTime {
+        UnixTime::from_secs(NOW)
+    }
+
+    #[tokio::test]
+    async fn an_accepted_set_is_stored_and_applied() {
+        let (receiver, store) = receiver().await;
+        let receipt = receiver.receive(&Set::at(NOW).sign(), now()).await.unwrap();
+        assert_eq!(receipt, Receipt::Applied { revocations: 1 });
+        let stored = store.appended.lock().unwrap().clone();
+        assert_eq!(
+            stored[0].selector,
+            Selector::Subject {
+                issuer: TOKEN_ISSUER.into(),
+                sub: "alice".into()
+            }
+        );
+        assert_eq!(receiver.revocations.current().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_set_is_acknowledged_and_changes_nothing() {
+        let (receiver, store) = receiver().await;
+        let set = Set::at(NOW).sign();
+        receiver.receive(&set, now()).await.unwrap();
+        let again = receiver.receive(&set, now()).await.unwrap();
+        assert_eq!(again, Receipt::Replayed);
+        // Even re-signed with other events, a seen jti is a replay.
+        let other = Set::at(NOW).event(CREDENTIAL_CHANGE, json!({})).sign();
+        assert_eq!(
+            receiver.receive(&other, now()).await.unwrap(),
+            Receipt::Replayed
+        );
+        assert_eq!(store.appended.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_set_changes_nothing_and_its_jti_stays_usable() {
+        let (receiver, store) = receiver().await;
+        let refused = receiver
+            .receive(&Set::at(NOW).signed_by_untrusted_key(), now())
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, ReceiveError::Refused(_)));
+        let bad_event = Set::at(NOW).without("sub_id").sign();
+        assert!(receiver.receive(&bad_event, now()).await.is_err());
+        assert!(store.appended.lock().unwrap().is_empty());
+        assert!(receiver.revocations.current().is_empty());
+        assert_eq!(
+            receiver.receive(&Set::at(NOW).sign(), now()).await.unwrap(),
+            Receipt::Applied { revocations: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_not_acknowledged_and_the_retry_applies() {
+        let (receiver, store) = receiver().await;
+        store.failing.store(true, Ordering::SeqCst);
+        let set = Set::at(NOW).sign();
+        assert!(matches!(
+            receiver.receive(&set, now()).await,
+            Err(ReceiveError::Store(_))
+        ));
+        assert!(receiver.revocations.current().is_empty());
+        store.failing.store(false, Ordering::SeqCst);
+        assert_eq!(
+            receiver.receive(&set, now()).await.unwrap(),
+            Receipt::Applied { revocations: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn assurance_level_change_makes_old_logins_reauthenticate() {
+        let (receiver, _store) = receiver().await;
+        let set = Set::at(NOW)
+            .event(ASSURANCE_LEVEL_CHANGE, json!({"event_timestamp": NOW}))
+            .sign();
+        receiver.receive(&set, now()).await.unwrap();
+        let entry = receiver.revocations.current().entries()[0].clone();
+        assert_eq!(entry.effect, Effect::RequireReauthentication);
+    }
+}
