@@ -10,12 +10,14 @@ use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::Config;
+use crate::admin::{self, AdminCredential, AdminState};
+use crate::config::{Config, RevocationBackend};
 use crate::envoy::AuthorizationService;
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
 use crate::reload::{Reloader, RunningSettings};
+use crate::revocation::{FileStore, RevocationStore, Revocations};
 use crate::session::SessionCache;
 use crate::time::UnixTime;
 use crate::token::KeyRing;
@@ -23,6 +25,9 @@ use crate::token::KeyRing;
 /// How long in-flight checks may take to finish after a stop signal before the server exits
 /// anyway. Envoy's own ext_authz timeout is far shorter, so nothing is cut off in practice.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often revocations no token can match any more are forgotten (and the store compacted).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Largest gRPC message accepted from Envoy. A CheckRequest carries headers (Envoy caps them
 /// at 60 KiB by default) and optionally a buffered body; 1 MiB bounds it generously.
@@ -45,6 +50,8 @@ pub struct Started {
     pub readiness: Readiness,
     /// Applies new versions of the config file (not yet listening for changes).
     pub reloader: Reloader,
+    /// The live revocations the gate enforces, loaded from the durable store.
+    pub revocations: Arc<Revocations>,
 }
 
 /// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
@@ -58,15 +65,52 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             .await
             .context("loading issuers' keys")?,
     );
+    let revocations = open_revocations(&config).await?;
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
-    let gate = Arc::new(Gate::new(config.policy, ring, sessions, UnixTime::now()));
+    let gate = Arc::new(
+        Gate::new(config.policy, ring, sessions, UnixTime::now())
+            .with_revocations(Arc::clone(&revocations)),
+    );
     let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys));
     Ok(Started {
         gate,
         keys,
         readiness,
         reloader,
+        revocations,
     })
+}
+
+/// Opens the configured revocation store and loads every live revocation. A corrupt store is
+/// an error: starting without revocations an operator was promised would re-admit sessions.
+pub async fn open_revocations(config: &Config) -> anyhow::Result<Arc<Revocations>> {
+    let store: Box<dyn RevocationStore> = match &config.revocation {
+        RevocationBackend::File(path) => Box::new(FileStore::open(path)?),
+    };
+    let revocations =
+        Revocations::open(store, config.policy.revocation_horizon(), UnixTime::now()).await?;
+    tracing::info!(
+        store = %revocations.describe_store(),
+        live = revocations.current().len(),
+        "revocations loaded"
+    );
+    Ok(Arc::new(revocations))
+}
+
+/// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more,
+/// following the current policy's longest token age (it may change on reload).
+async fn prune_revocations(gate: Arc<Gate>, revocations: Arc<Revocations>) {
+    let mut every = tokio::time::interval(PRUNE_INTERVAL);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        revocations.set_horizon(gate.policy().revocation_horizon());
+        match revocations.prune(UnixTime::now()).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "expired revocations forgotten"),
+            Err(error) => tracing::error!(%error, "pruning revocations failed"),
+        }
+    }
 }
 
 /// Binds the configured gRPC address.
@@ -149,14 +193,73 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = bind(config.grpc_listen).await?;
+    let admin = match &config.admin {
+        Some(settings) => {
+            let credential = AdminCredential::load(settings.token_file.as_deref())?;
+            let listener = TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("binding the admin listener to {}", settings.listen))?;
+            Some((listener, credential))
+        }
+        None => None,
+    };
     let started = start(config).await?;
     let _reloads = started
         .reloader
         .spawn()
         .context("watching the config file and SIGHUP")?;
+    let stop = StopSignal::new(shutdown);
+    let pruning = tokio::spawn(prune_revocations(
+        Arc::clone(&started.gate),
+        Arc::clone(&started.revocations),
+    ));
+    let admin_server = admin.map(|(listener, credential)| {
+        let state = AdminState {
+            gate: Arc::clone(&started.gate),
+            revocations: Arc::clone(&started.revocations),
+            credential,
+        };
+        tokio::spawn(admin::serve(
+            listener,
+            state,
+            axum::Router::new(),
+            stop.stopped(),
+        ))
+    });
     let service =
         AuthorizationService::new(started.gate).with_key_refresher(started.keys.refresher());
-    serve_with(listener, service, started.readiness, shutdown).await
+    let served = serve_with(listener, service, started.readiness, stop.stopped()).await;
+    pruning.abort();
+    if let Some(admin_server) = admin_server {
+        match admin_server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
+            Err(error) => tracing::error!(%error, "admin listener task failed"),
+        }
+    }
+    served
+}
+
+/// One stop signal shared by every server of the process.
+struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+impl StopSignal {
+    fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> StopSignal {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        StopSignal(rx)
+    }
+
+    /// Completes once the stop signal came.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
 }
 
 /// Sets the health status of the whole server and of the ext_authz service.

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sessiongate::admin::client::{self as admin_client, ClientError};
+use sessiongate::admin::proto;
 use sessiongate::logging::{self, LogFormat};
-use sessiongate::{app, config};
+use sessiongate::{admin, app, config};
 
 /// Exit code for an invalid configuration (distinct from runtime failures).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -36,12 +38,102 @@ enum Command {
         /// Configuration file (YAML).
         file: PathBuf,
     },
+    /// Talk to a running sessiongate's admin API: revoke, list, explain.
+    Admin {
+        /// The admin listener (`admin.listen`).
+        #[arg(long, default_value = admin::client::DEFAULT_ADDR, global = true)]
+        admin_addr: String,
+        /// File holding the admin token; without it, the `SESSIONGATE_ADMIN_TOKEN` variable.
+        #[arg(long, global = true)]
+        admin_token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Revoke sessions: every token matching the selector issued at or before the cut-off is
+    /// denied (`revoked`) from its next request on; tokens issued later are not affected.
+    #[command(group(clap::ArgGroup::new("selector").required(true).args(
+        ["sub", "jti", "sid", "client_id", "workload", "email", "issuer_wide"])))]
+    Revoke {
+        /// Every token of this subject (with `--iss`).
+        #[arg(long)]
+        sub: Option<String>,
+        /// One token, by `jti` (with `--iss`).
+        #[arg(long)]
+        jti: Option<String>,
+        /// Every token of this OIDC session (with `--iss`).
+        #[arg(long)]
+        sid: Option<String>,
+        /// Every token issued to this OAuth client.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Every session presented by this workload (SPIFFE ID).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Every token carrying this `email` claim.
+        #[arg(long)]
+        email: Option<String>,
+        /// Every token of the issuer (`--iss`): a watermark.
+        #[arg(long)]
+        issuer_wide: bool,
+        /// The issuer; may be omitted when the server trusts exactly one.
+        #[arg(long)]
+        iss: Option<String>,
+        /// Cut-off: `now` (default), an RFC 3339 instant, or a duration ago (`15m`, `2h ago`).
+        #[arg(long, default_value = "now")]
+        issued_before: String,
+        /// Why, for the audit trail (never shown to clients).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List live revocations.
+    List,
+    /// Show what the server's cache knows about the session of a token, and why it would be
+    /// denied now. The token is sent only to the admin API and never printed.
+    Explain {
+        /// File holding the bearer token.
+        #[arg(long)]
+        token_file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
+        Command::Admin {
+            admin_addr,
+            admin_token_file,
+            command,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            match runtime.block_on(admin_command(
+                &admin_addr,
+                admin_token_file.as_deref(),
+                command,
+            )) {
+                Ok(output) => {
+                    println!("{output}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(loaded) => {
                 println!(
@@ -87,6 +179,93 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_FAILURE)
                 }
             }
+        }
+    }
+}
+
+/// Runs one `sessiongate admin …` command; returns what to print.
+async fn admin_command(
+    addr: &str,
+    token_file: Option<&std::path::Path>,
+    command: AdminCommand,
+) -> Result<String, ClientError> {
+    let (_, token) =
+        admin::credential::read_token(token_file).map_err(|e| ClientError::Input(e.to_string()))?;
+    let mut client = admin_client::connect(addr, &token).await?;
+    match command {
+        AdminCommand::Revoke {
+            sub,
+            jti,
+            sid,
+            client_id,
+            workload,
+            email,
+            issuer_wide,
+            iss,
+            issued_before,
+            reason,
+        } => {
+            use proto::selector::Kind;
+            let issuer = iss.unwrap_or_default();
+            let kind = if let Some(sub) = sub {
+                Kind::Subject(proto::Subject { issuer, sub })
+            } else if let Some(jti) = jti {
+                Kind::TokenId(proto::TokenId { issuer, jti })
+            } else if let Some(sid) = sid {
+                Kind::OidcSession(proto::OidcSession { issuer, sid })
+            } else if let Some(client_id) = client_id {
+                Kind::ClientId(client_id)
+            } else if let Some(workload) = workload {
+                Kind::Workload(workload)
+            } else if let Some(email) = email {
+                Kind::Email(email)
+            } else {
+                debug_assert!(issuer_wide);
+                Kind::Issuer(proto::Issuer { issuer })
+            };
+            let issued_before_unix_ms =
+                admin_client::parse_issued_before(&issued_before, std::time::SystemTime::now())
+                    .map_err(ClientError::Input)?;
+            let answer = client
+                .revoke(proto::RevokeRequest {
+                    selector: Some(proto::Selector { kind: Some(kind) }),
+                    issued_before_unix_ms,
+                    reason,
+                })
+                .await?
+                .into_inner();
+            Ok(answer
+                .revocation
+                .as_ref()
+                .map(admin_client::format_revocation)
+                .unwrap_or_default())
+        }
+        AdminCommand::List => {
+            let answer = client
+                .list_revocations(proto::ListRevocationsRequest {})
+                .await?
+                .into_inner();
+            if answer.revocations.is_empty() {
+                return Ok("no live revocations".into());
+            }
+            Ok(answer
+                .revocations
+                .iter()
+                .map(admin_client::format_revocation)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        AdminCommand::Explain { token_file } => {
+            let token = std::fs::read_to_string(&token_file).map_err(|e| {
+                ClientError::Input(format!("--token-file {}: {e}", token_file.display()))
+            })?;
+            let answer = client
+                .explain_session(proto::ExplainSessionRequest {
+                    token: token.trim().to_owned(),
+                })
+                .await?
+                .into_inner();
+            Ok(admin_client::format_explanation(&answer))
         }
     }
 }

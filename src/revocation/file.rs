@@ -79,9 +79,7 @@ impl FileStore {
         let dir = parent_dir(path);
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(|e| unavailable("creating its folder", e))?;
-            if let Some(grandparent) = dir.parent() {
-                sync_dir(grandparent).map_err(|e| unavailable("syncing its folder", e))?;
-            }
+            sync_dir(&parent_dir(&dir)).map_err(|e| unavailable("syncing its folder", e))?;
         }
         let lock_path = sibling(path, ".lock");
         let lock = OpenOptions::new()

@@ -119,6 +119,44 @@ impl ChildProcess {
         self.open_streams.load(Ordering::Acquire) == 0
     }
 
+    /// Sends SIGKILL to the child itself (not the watchdog) and waits until it is gone: a crash
+    /// with no chance to flush or clean up.
+    pub async fn kill_hard(&mut self) {
+        let watchdog = self.watchdog.id().to_string();
+        let children: Vec<String> = std::fs::read_dir("/proc")
+            .expect("read /proc")
+            .filter_map(|entry| {
+                let pid = entry.ok()?.file_name().into_string().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // `pid (comm) state ppid …`; comm may hold spaces, so split after the `)`.
+                let ppid = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .to_owned();
+                (ppid == watchdog).then_some(pid)
+            })
+            .collect();
+        assert!(
+            !children.is_empty(),
+            "{} has no running child to kill",
+            self.name
+        );
+        for pid in &children {
+            let status = Command::new("kill")
+                .args(["-KILL", pid])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -KILL {pid} failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.exited() {
+            assert!(Instant::now() < deadline, "{} survived SIGKILL", self.name);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Asks the child to stop (SIGTERM) and waits up to `timeout` for it to be gone.
     pub fn stop(&mut self, timeout: Duration) {
         drop(self.stop.take());

@@ -16,6 +16,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Sessiongate {
     pub grpc_addr: SocketAddr,
+    /// The admin listener, when the config has an `admin` section.
+    pub admin_addr: Option<SocketAddr>,
     /// When the binary reported it was listening: the idle-timeout start-up grace window
     /// (issue 2, section 6) is measured from about here.
     pub started: Instant,
@@ -52,17 +54,27 @@ impl Sessiongate {
             &[("RUST_LOG", "info")],
         );
 
+        // With an admin section, start-up is over once both listeners report.
+        let expects_admin = config_yaml.lines().any(|line| line.starts_with("admin:"));
         let found = tokio::time::timeout(START_TIMEOUT, async {
+            let (mut grpc, mut admin) = (None, None);
             while let Some(line) = lines.recv().await {
-                if let Some(addr) = listening_addr(&line) {
-                    return Some(addr);
+                match listening_addr(&line) {
+                    Some(("grpc", addr)) => grpc = Some(addr),
+                    Some(("admin", addr)) => admin = Some(addr),
+                    _ => {}
+                }
+                if let Some(grpc) = grpc
+                    && (admin.is_some() || !expects_admin)
+                {
+                    return Some((grpc, admin));
                 }
             }
             None
         })
         .await;
-        let grpc_addr = match found {
-            Ok(Some(addr)) => addr,
+        let (grpc_addr, admin_addr) = match found {
+            Ok(Some(addrs)) => addrs,
             Ok(None) => panic!("sessiongate exited before listening\n{}", process.output()),
             Err(_) => panic!(
                 "sessiongate did not report `listening` within {START_TIMEOUT:?}\n{}",
@@ -71,6 +83,7 @@ impl Sessiongate {
         };
         Sessiongate {
             grpc_addr,
+            admin_addr,
             started: Instant::now(),
             config_path,
             process,
@@ -81,16 +94,25 @@ impl Sessiongate {
     pub fn output(&self) -> String {
         self.process.output()
     }
+
+    /// `kill -9`: no drain, no flush, no destructor; waits until the process is gone.
+    pub async fn kill_hard(&mut self) {
+        self.process.kill_hard().await;
+    }
 }
 
-/// Recognises `{"fields":{"message":"listening","listener":"grpc","addr":"…"},…}`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+/// Recognises `{"fields":{"message":"listening","listener":"grpc","addr":"…"},…}` (or
+/// `"listener":"admin"`).
+fn listening_addr(line: &str) -> Option<(&'static str, SocketAddr)> {
     let event: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = event.get("fields")?;
-    if fields.get("message")?.as_str()? != "listening"
-        || fields.get("listener")?.as_str()? != "grpc"
-    {
+    if fields.get("message")?.as_str()? != "listening" {
         return None;
     }
-    fields.get("addr")?.as_str()?.parse().ok()
+    let listener = match fields.get("listener")?.as_str()? {
+        "grpc" => "grpc",
+        "admin" => "admin",
+        _ => return None,
+    };
+    Some((listener, fields.get("addr")?.as_str()?.parse().ok()?))
 }

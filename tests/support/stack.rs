@@ -40,7 +40,16 @@ impl Stack {
 
     /// A fresh stack with its own sessiongate config.
     pub async fn start(sessiongate_yaml: &str) -> Stack {
-        let dir = tempfile::tempdir().expect("stack temp dir");
+        Stack::start_in(
+            tempfile::tempdir().expect("stack temp dir"),
+            sessiongate_yaml,
+        )
+        .await
+    }
+
+    /// A fresh stack whose processes run in `dir`, which the caller may have prepared (an admin
+    /// token file, a revocation log).
+    pub async fn start_in(dir: TempDir, sessiongate_yaml: &str) -> Stack {
         let upstream = echo::spawn().await;
         let sessiongate = Sessiongate::start(dir.path(), sessiongate_yaml).await;
         let envoy = start_envoy(dir.path(), sessiongate.grpc_addr, upstream).await;
@@ -78,6 +87,11 @@ impl Stack {
             clients,
             _dir: dir,
         }
+    }
+
+    /// The folder holding the configs and whatever sessiongate writes (its revocation log).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// `https://localhost:<port><path>`; the clients resolve `localhost` to Envoy.
