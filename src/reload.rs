@@ -176,7 +176,8 @@ impl Reloader {
                 key = %error.config_key,
                 problem = %error.source,
                 trigger = trigger.as_str(),
-                "config rejected; the running policy stays: {error}"
+                error = %error,
+                "config rejected; the running policy stays"
             );
             return Reloaded::Rejected;
         }
@@ -200,7 +201,8 @@ impl Reloader {
             file = %self.file.display(),
             key,
             problem,
-            "config rejected; the running policy stays: {error}"
+            error = %error,
+            "config rejected; the running policy stays"
         );
     }
 }

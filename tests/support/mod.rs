@@ -9,6 +9,7 @@
 //! - [`sessiongate`]: the real binary on an ephemeral port.
 //! - [`envoy_config`] / [`envoy`]: the Envoy 1.40 bootstrap, and running it.
 //! - [`policy`]: the sessiongate config the end-to-end tests exercise.
+//! - [`jwks_server`]: an identity provider's JWKS and discovery endpoints, changeable.
 //! - [`client`]: mTLS clients, one per workload.
 //! - [`reply`]: what came back, and the assertions on it.
 //! - [`stack`]: all of the above wired together.
@@ -20,6 +21,7 @@ pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod envoy_config;
+pub mod jwks_server;
 pub mod pki;
 pub mod policy;
 pub mod process;

@@ -72,3 +72,10 @@ routes:
 "#
     )
 }
+
+/// `yaml` (from [`sessiongate_yaml`]) with the first issuer's `jwks_file` line replaced by
+/// `keys`, e.g. `jwks_uri: "http://127.0.0.1:8080/jwks"` plus a `keys_refresh` block (indented
+/// four spaces, as an issuer's keys are).
+pub fn with_first_issuer_keys(yaml: &str, keys: &str) -> String {
+    yaml.replacen("    jwks_file: \"jwks.json\"\n", keys, 1)
+}
