@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{self, AdminCredential, AdminState};
-use crate::config::{Config, RevocationBackend};
+use crate::config::{Config, RevocationBackend, SsfSettings};
 use crate::envoy::AuthorizationService;
 use crate::gate::Gate;
 use crate::health::Readiness;
@@ -19,6 +19,7 @@ use crate::keys::KeyManager;
 use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::{FileStore, RevocationStore, Revocations};
 use crate::session::SessionCache;
+use crate::ssf::{self, SsfReceiver};
 use crate::time::UnixTime;
 use crate::token::KeyRing;
 
@@ -113,6 +114,26 @@ async fn prune_revocations(gate: Arc<Gate>, revocations: Arc<Revocations>) {
     }
 }
 
+/// The Shared Signals push endpoint, when `ssf` is configured (config validation guarantees an
+/// admin listener to serve it); otherwise no routes.
+async fn ssf_router(
+    settings: Option<&SsfSettings>,
+    revocations: &Arc<Revocations>,
+) -> anyhow::Result<axum::Router> {
+    let Some(settings) = settings else {
+        return Ok(axum::Router::new());
+    };
+    let receiver = SsfReceiver::new(settings, Arc::clone(revocations))
+        .await
+        .context("starting the Shared Signals receiver")?;
+    tracing::info!(
+        path = %settings.push_path,
+        transmitters = settings.transmitters.len(),
+        "Shared Signals receiver ready"
+    );
+    Ok(ssf::router(Arc::new(receiver), &settings.push_path))
+}
+
 /// Binds the configured gRPC address.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
@@ -203,7 +224,9 @@ pub async fn run(
         }
         None => None,
     };
+    let ssf_settings = config.ssf.clone();
     let started = start(config).await?;
+    let ssf_routes = ssf_router(ssf_settings.as_ref(), &started.revocations).await?;
     let _reloads = started
         .reloader
         .spawn()
@@ -222,7 +245,7 @@ pub async fn run(
         tokio::spawn(admin::serve(
             listener,
             state,
-            axum::Router::new(),
+            ssf_routes,
             stop.stopped(),
         ))
     });

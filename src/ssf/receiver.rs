@@ -13,6 +13,8 @@ use super::events::{self, Interpretation};
 use super::replay::ReplayGuard;
 use super::verify::{SetVerifier, Transmitter};
 use crate::config::{SsfSettings, TransmitterKeys};
+use crate::keys::source::{fetch, http_client};
+use crate::keys::{KeyOrigin, key_url};
 use crate::revocation::{Revocations, StoreError};
 use crate::time::UnixTime;
 use crate::token::{KeySource, KeySourceError};
@@ -55,13 +57,13 @@ pub enum SsfSetupError {
         /// What went wrong.
         source: KeySourceError,
     },
-    /// `jwks_uri` is parsed but not fetched yet.
-    #[error(
-        "ssf transmitter {issuer}: jwks_uri is not supported yet; publish the keys in a jwks_file"
-    )]
-    JwksUriUnsupported {
+    /// `jwks_uri` is not an acceptable key URL (https, or http on loopback only).
+    #[error("ssf transmitter {issuer}: {message}")]
+    JwksUri {
         /// The transmitter.
         issuer: String,
+        /// Why the URL is refused.
+        message: String,
     },
 }
 
@@ -75,7 +77,9 @@ pub struct SsfReceiver {
 }
 
 impl SsfReceiver {
-    /// A receiver for the configured transmitters, loading their keys now.
+    /// A receiver for the configured transmitters, loading their keys now (a `jwks_uri` is
+    /// fetched once, at start-up: transmitter keys are not refreshed while running, so a
+    /// transmitter that rotates its key needs sessiongate restarted).
     pub async fn new(
         settings: &SsfSettings,
         revocations: Arc<Revocations>,
@@ -89,10 +93,18 @@ impl SsfReceiver {
                         source,
                     })?
                 }
-                TransmitterKeys::Uri(_) => {
-                    return Err(SsfSetupError::JwksUriUnsupported {
+                TransmitterKeys::Uri(uri) => {
+                    let url = key_url(uri).map_err(|e| SsfSetupError::JwksUri {
                         issuer: transmitter.issuer.clone(),
-                    });
+                        message: e.to_string(),
+                    })?;
+                    fetch(&KeyOrigin::Uri(url), &http_client())
+                        .await
+                        .map_err(|source| SsfSetupError::Keys {
+                            issuer: transmitter.issuer.clone(),
+                            source,
+                        })?
+                        .jwks
                 }
             };
             for skipped in &keys.skipped {
