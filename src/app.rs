@@ -242,12 +242,7 @@ pub async fn run(
             revocations: Arc::clone(&started.revocations),
             credential,
         };
-        tokio::spawn(admin::serve(
-            listener,
-            state,
-            ssf_routes,
-            stop.stopped(),
-        ))
+        tokio::spawn(admin::serve(listener, state, ssf_routes, stop.stopped()))
     });
     let service =
         AuthorizationService::new(started.gate).with_key_refresher(started.keys.refresher());
