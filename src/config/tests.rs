@@ -344,3 +344,122 @@ fn ssf_needs_the_admin_listener_and_transmitter_keys() {
     );
     assert_invalid(&both, "ssf.transmitters[0]", "exactly one");
 }
+
+#[test]
+fn an_issuer_takes_exactly_one_key_source() {
+    let uri = MINIMAL.replace(
+        "jwks_file: jwks.json",
+        "jwks_uri: https://idp.example.test/keys",
+    );
+    let config = load_yaml(&uri).0.unwrap();
+    assert_eq!(
+        config.keys[0].source,
+        crate::keys::KeyOrigin::Uri("https://idp.example.test/keys".parse().unwrap())
+    );
+    assert_eq!(config.keys[0].config_key, "issuers[0].jwks_uri");
+    assert_invalid(
+        &MINIMAL.replace(
+            "jwks_file: jwks.json",
+            "jwks_file: jwks.json\n    jwks_uri: https://idp.example.test/keys",
+        ),
+        "issuers[0].jwks_uri",
+        "exactly one of jwks_file, jwks_uri and discovery",
+    );
+    assert_invalid(
+        &MINIMAL.replace(
+            "jwks_file: jwks.json",
+            "jwks_file: jwks.json\n    discovery: true",
+        ),
+        "issuers[0].discovery",
+        "exactly one",
+    );
+}
+
+#[test]
+fn key_urls_must_be_https_except_on_loopback() {
+    assert_invalid(
+        &MINIMAL.replace(
+            "jwks_file: jwks.json",
+            "jwks_uri: http://idp.example.test/keys",
+        ),
+        "issuers[0].jwks_uri",
+        "must use https",
+    );
+    assert!(
+        load_yaml(&MINIMAL.replace(
+            "jwks_file: jwks.json",
+            "jwks_uri: http://127.0.0.1:8080/keys"
+        ))
+        .0
+        .is_ok()
+    );
+}
+
+#[test]
+fn discovery_looks_under_the_issuer() {
+    let config = load_yaml(&MINIMAL.replace("jwks_file: jwks.json", "discovery: true"))
+        .0
+        .unwrap();
+    assert!(matches!(
+        &config.keys[0].source,
+        crate::keys::KeyOrigin::Discovery { issuer } if issuer == &*config.keys[0].issuer
+    ));
+    let (result, _, _) = load_yaml(
+        &MINIMAL
+            .replace("jwks_file: jwks.json", "discovery: true")
+            .replace("https://idp.example.test", "http://idp.example.test"),
+    );
+    match result {
+        Err(ConfigError::Invalid { key, problem, .. }) => {
+            assert_eq!(key, "issuers[0].discovery");
+            assert!(problem.contains("https"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refresh_bounds_default_and_are_checked() {
+    let config = load_yaml(MINIMAL).0.unwrap();
+    assert_eq!(
+        config.keys[0].refresh,
+        crate::keys::RefreshBounds::default()
+    );
+    let with = |bounds: &str| {
+        MINIMAL.replace(
+            "jwks_file: jwks.json",
+            &format!("jwks_file: jwks.json\n    keys_refresh: {{ {bounds} }}"),
+        )
+    };
+    let config = load_yaml(&with("min_interval: 30s, max_interval: 10m, max_stale: 2h"))
+        .0
+        .unwrap();
+    assert_eq!(
+        config.keys[0].refresh,
+        crate::keys::RefreshBounds {
+            min_interval: Duration::from_secs(30),
+            max_interval: Duration::from_secs(600),
+            max_stale: Duration::from_secs(7200),
+        }
+    );
+    assert_invalid(
+        &with("min_interval: 0s"),
+        "issuers[0].keys_refresh.min_interval",
+        "at least 1s",
+    );
+    assert_invalid(
+        &with("min_interval: 10m, max_interval: 1m"),
+        "issuers[0].keys_refresh.max_interval",
+        "less than min_interval",
+    );
+    assert_invalid(
+        &with("max_interval: 1h, max_stale: 1h"),
+        "issuers[0].keys_refresh.max_stale",
+        "must exceed max_interval",
+    );
+    assert_invalid(
+        &with("max_stale: soon"),
+        "issuers[0].keys_refresh.max_stale",
+        "is not a duration",
+    );
+}
