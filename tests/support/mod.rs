@@ -9,18 +9,22 @@
 //! - [`sessiongate`]: the real binary on an ephemeral port.
 //! - [`envoy_config`] / [`envoy`]: the Envoy 1.40 bootstrap, and running it.
 //! - [`policy`]: the sessiongate config the end-to-end tests exercise.
+//! - [`jwks_server`]: an identity provider's JWKS and discovery endpoints, changeable.
 //! - [`client`]: mTLS clients, one per workload.
 //! - [`reply`]: what came back, and the assertions on it.
 //! - [`stack`]: all of the above wired together.
 //! - [`ssf`]: a Shared Signals transmitter: minting SETs and pushing them to the admin listener.
+//! - [`admin`]: an admin listener and revocation log for a stack, and an admin client.
 //!
 //! Every test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod envoy_config;
+pub mod jwks_server;
 pub mod pki;
 pub mod policy;
 pub mod process;
