@@ -154,6 +154,8 @@ impl KeyManager {
                 tracing::warn!(issuer = %spec.issuer, "skipping {skipped}");
             }
             let max_age = fetched.max_age;
+            // Stop the old task first, so it cannot install its source's keys over these.
+            drop(running.remove(&spec.issuer));
             self.ring.replace(&spec.issuer, fetched.jwks.keys);
             self.ring.resume(&spec.issuer);
             self.readiness.set_issuer_fresh(&spec.issuer, true);
