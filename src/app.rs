@@ -19,6 +19,7 @@ use crate::keys::KeyManager;
 use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::{FileStore, RevocationStore, Revocations};
 use crate::session::SessionCache;
+use crate::shutdown::{self, StopSignal};
 use crate::ssf::{self, SsfReceiver};
 use crate::time::UnixTime;
 use crate::token::KeyRing;
@@ -180,17 +181,12 @@ pub async fn serve_with(
     tracing::info!(listener = "grpc", addr = %address, "listening");
     let service =
         AuthorizationServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
+    let stop = StopSignal::new(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
         // Load balancers that probe health stop sending new work while we drain.
         report_health(&reporter, false).await;
-        let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     // Nagle's algorithm must be off on accepted sockets: a denial is written as several small
     // HTTP/2 frames, and with Nagle on, Envoy's delayed ACK held the last one back ~40 ms.
     // (`Server::tcp_nodelay` only applies to listeners tonic binds itself.)
@@ -199,13 +195,9 @@ pub async fn serve_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
-    tokio::select! {
-        result = server => result.context("gRPC server failed")?,
-        _ = async {
-            stopped(stop_rx).await;
-            tokio::time::sleep(DRAIN_GRACE).await;
-        } => tracing::warn!("drain grace of {DRAIN_GRACE:?} elapsed; closing remaining connections"),
+        .serve_with_incoming_shutdown(incoming, stop.stopped());
+    if let Some(result) = shutdown::drain(server, &stop, DRAIN_GRACE, "grpc").await {
+        result.context("gRPC server failed")?;
     }
     tracing::info!("stopped");
     Ok(())
@@ -259,28 +251,6 @@ pub async fn run(
         }
     }
     served
-}
-
-/// One stop signal shared by every server of the process.
-struct StopSignal(tokio::sync::watch::Receiver<bool>);
-
-impl StopSignal {
-    fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> StopSignal {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        });
-        StopSignal(rx)
-    }
-
-    /// Completes once the stop signal came.
-    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }
 }
 
 /// Sets the health status of the whole server and of the ext_authz service.

@@ -45,6 +45,7 @@ pub mod request;
 pub mod revocation;
 pub mod route;
 pub mod session;
+pub mod shutdown;
 pub mod ssf;
 pub mod time;
 pub mod token;

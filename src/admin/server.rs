@@ -1,10 +1,11 @@
 //! The admin listener: the gRPC service (behind the credential check) plus any plain HTTP
 //! routes merged in, on one port.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use super::credential::AdminCredential;
@@ -12,6 +13,7 @@ use super::proto::admin_server::AdminServer;
 use super::service::AdminService;
 use crate::gate::Gate;
 use crate::revocation::Revocations;
+use crate::shutdown::{self, StopSignal};
 
 /// How long open admin connections may linger after a stop signal before the listener closes
 /// anyway: a CLI or an HTTP/2 client keeping its connection alive must not hold up a shutdown.
@@ -45,21 +47,16 @@ pub async fn serve(
     let router = tonic::service::Routes::new(admin)
         .into_axum_router()
         .merge(extra);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
+    let stop = StopSignal::new(shutdown);
+    // As on the ext_authz port: small responses must not wait for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not disable Nagle on an admin connection");
+        }
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let server = axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx.clone()));
-    tokio::select! {
-        result = server => result?,
-        _ = async {
-            stopped(stop_rx).await;
-            tokio::time::sleep(DRAIN_GRACE).await;
-        } => tracing::warn!(listener = "admin", "drain grace elapsed; closing admin connections"),
+    let server = axum::serve(listener, router).with_graceful_shutdown(stop.stopped());
+    if let Some(result) = shutdown::drain(server.into_future(), &stop, DRAIN_GRACE, "admin").await {
+        result?;
     }
     tracing::info!(listener = "admin", "stopped");
     Ok(())
