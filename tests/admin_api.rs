@@ -237,6 +237,7 @@ fn an_admin_section_without_a_token_refuses_to_start() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "a config error: {stderr}");
+    assert!(stderr.contains("admin.token_file"), "{stderr}");
     assert!(stderr.contains("no admin token"), "{stderr}");
 }

@@ -311,10 +311,12 @@ impl Compiler<'_> {
                 "must differ from listen.grpc: the admin API never shares the ext_authz port",
             ));
         }
-        Ok(Some(AdminSettings {
-            listen,
-            token_file: admin.token_file.as_ref().map(|path| self.base.join(path)),
-        }))
+        let token_file = admin.token_file.as_ref().map(|path| self.base.join(path));
+        // The credential is read again when the listener starts; checking it here makes a
+        // missing or short token a config error (exit 2) that `check-config` catches too.
+        crate::admin::AdminCredential::load(token_file.as_deref())
+            .map_err(|e| self.invalid("admin.token_file", e.to_string()))?;
+        Ok(Some(AdminSettings { listen, token_file }))
     }
 
     fn revocation(&self, raw: &ConfigFile) -> Result<RevocationBackend, ConfigError> {

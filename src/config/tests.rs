@@ -10,6 +10,11 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sessiongate
 fn load_yaml(yaml: &str) -> (Result<Config, ConfigError>, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("jwks.json"), crate::testing::jwks()).unwrap();
+    std::fs::write(
+        dir.path().join("admin.token"),
+        "a-test-admin-token-of-32-bytes!!\n",
+    )
+    .unwrap();
     let file = dir.path().join("sessiongate.yaml");
     std::fs::write(&file, yaml).unwrap();
     (load(&file), file, dir)
@@ -333,7 +338,8 @@ fn ssf_needs_the_admin_listener_and_transmitter_keys() {
         "ssf",
         "configure `admin`",
     );
-    let with_admin = format!("{MINIMAL}admin:\n  listen: 127.0.0.1:0\n{transmitter}");
+    let with_admin =
+        format!("{MINIMAL}admin:\n  listen: 127.0.0.1:0\n  token_file: admin.token\n{transmitter}");
     let (config, _, _dir) = load_yaml(&with_admin);
     let ssf = config.unwrap().ssf.unwrap();
     assert_eq!(ssf.push_path, "/ssf/events");
@@ -462,4 +468,10 @@ fn refresh_bounds_default_and_are_checked() {
         "issuers[0].keys_refresh.max_stale",
         "is not a duration",
     );
+}
+
+#[test]
+fn the_admin_listener_needs_a_credential() {
+    let yaml = format!("{MINIMAL}admin:\n  listen: 127.0.0.1:0\n  token_file: missing.token\n");
+    assert_invalid(&yaml, "admin.token_file", "missing.token");
 }
