@@ -6,8 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use super::TokenError;
+use std::sync::Arc;
+
 use super::algorithm::SigningAlgorithm;
+use super::{TokenError, VerificationKey, VerifiedToken};
 use crate::time::UnixTime;
 use crate::workload::Thumbprint;
 
@@ -56,23 +58,6 @@ pub enum Confirmation {
     Unsupported,
 }
 
-/// The extracted, typed claims (everything but `iss`, which the verifier resolved already).
-#[derive(Debug)]
-pub(super) struct Extracted {
-    pub subject: Option<Box<str>>,
-    pub token_id: Option<Box<str>>,
-    pub session_id: Option<Box<str>>,
-    pub client_id: Option<Box<str>>,
-    pub email: Option<Box<str>>,
-    pub issued_at: Option<UnixTime>,
-    pub expires_at: UnixTime,
-    pub not_before: Option<UnixTime>,
-    pub auth_time: Option<UnixTime>,
-    pub scopes: Scopes,
-    pub binding_claim: Option<Box<str>>,
-    pub confirmation: Confirmation,
-}
-
 /// Whether `aud` (a string or an array of strings) names one of `audiences`.
 pub(crate) fn audience_matches(
     claims: &Map<String, Value>,
@@ -98,11 +83,17 @@ pub(crate) fn audience_matches(
     }
 }
 
+/// The verified token: `claims` read as `rules` say, for a signature already checked with `key`
+/// of `issuer`.
 pub(super) fn extract(
     claims: &Map<String, Value>,
     rules: &ClaimRules,
-) -> Result<Extracted, TokenError> {
-    Ok(Extracted {
+    issuer: Arc<str>,
+    key: Arc<VerificationKey>,
+) -> Result<VerifiedToken, TokenError> {
+    Ok(VerifiedToken {
+        issuer,
+        key,
         subject: string(claims, "sub", "sub is not a string")?,
         token_id: string(claims, "jti", "jti is not a string")?,
         session_id: string(claims, "sid", "sid is not a string")?,
@@ -245,6 +236,21 @@ mod tests {
 
     fn object(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
+    }
+
+    /// `extract` for a token of the fixture issuer's ES256 key.
+    fn extract(
+        claims: &Map<String, Value>,
+        rules: &ClaimRules,
+    ) -> Result<VerifiedToken, TokenError> {
+        let keys = crate::token::KeySet::from_jwks_json(&crate::testing::jwks())
+            .unwrap()
+            .keys;
+        let key = keys
+            .find(Some("test-es256"), SigningAlgorithm::Es256)
+            .unwrap()
+            .clone();
+        super::extract(claims, rules, crate::testing::ISSUER.into(), key)
     }
 
     #[test]

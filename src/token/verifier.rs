@@ -86,23 +86,12 @@ impl TokenVerifier {
         if !claims::audience_matches(&claims, &issuer.audiences)? {
             return Err(TokenError::WrongAudience);
         }
-        let extracted = claims::extract(&claims, &self.claims)?;
-        Ok(VerifiedToken {
-            issuer: Arc::clone(&issuer.issuer),
-            key: Arc::clone(key),
-            subject: extracted.subject,
-            token_id: extracted.token_id,
-            session_id: extracted.session_id,
-            client_id: extracted.client_id,
-            email: extracted.email,
-            issued_at: extracted.issued_at,
-            expires_at: extracted.expires_at,
-            not_before: extracted.not_before,
-            auth_time: extracted.auth_time,
-            scopes: extracted.scopes,
-            binding_claim: extracted.binding_claim,
-            confirmation: extracted.confirmation,
-        })
+        claims::extract(
+            &claims,
+            &self.claims,
+            Arc::clone(&issuer.issuer),
+            Arc::clone(key),
+        )
     }
 }
 
