@@ -109,6 +109,18 @@ pub struct SsfSettings {
     pub transmitters: Vec<TransmitterSettings>,
 }
 
+/// Where and how traces are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// The OTLP/gRPC collector; `None` turns tracing off (no span is even created).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` resource attribute of every span.
+    pub service_name: String,
+}
+
+/// `service.name` when `telemetry.service_name` is not set.
+pub const DEFAULT_SERVICE_NAME: &str = "sessiongate";
+
 /// A loaded, valid configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -130,6 +142,8 @@ pub struct Config {
     pub revocation: RevocationBackend,
     /// The Shared Signals receiver, if configured.
     pub ssf: Option<SsfSettings>,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
 }
 
 /// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
@@ -262,6 +276,7 @@ impl Compiler<'_> {
         let admin = self.admin(&raw, grpc_listen)?;
         let revocation = self.revocation(&raw)?;
         let ssf = self.ssf(&raw, admin.is_some())?;
+        let telemetry = self.telemetry(&raw)?;
         let claims = ClaimRules {
             scope_claim: raw.session.scope_claim.as_str().into(),
             binding_claim: raw.binding.claim.as_deref().map(Into::into),
@@ -288,6 +303,39 @@ impl Compiler<'_> {
             admin,
             revocation,
             ssf,
+            telemetry,
+        })
+    }
+
+    /// The collector must be an absolute `http(s)://host:port` URL: tonic would otherwise fail
+    /// only at the first export, long after the rollout looked healthy.
+    fn telemetry(&self, raw: &ConfigFile) -> Result<TelemetrySettings, ConfigError> {
+        let section = &raw.telemetry;
+        if let Some(endpoint) = &section.otlp_endpoint {
+            let uri: axum::http::Uri = endpoint.parse().map_err(|_| {
+                self.invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("`{endpoint}` is not a URL like http://otel-collector:4317"),
+                )
+            })?;
+            let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+            if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+                return Err(self.invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("`{endpoint}` must be http://host:port or https://host:port"),
+                ));
+            }
+        }
+        let service_name = match section.service_name.as_deref() {
+            None => DEFAULT_SERVICE_NAME.to_owned(),
+            Some("") => {
+                return Err(self.invalid("telemetry.service_name", "must not be empty"));
+            }
+            Some(name) => name.to_owned(),
+        };
+        Ok(TelemetrySettings {
+            otlp_endpoint: section.otlp_endpoint.clone(),
+            service_name,
         })
     }
 

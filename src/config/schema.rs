@@ -32,6 +32,20 @@ pub struct ConfigFile {
     pub revocation: RevocationSection,
     /// OpenID Shared Signals receiver.
     pub ssf: Option<SsfSection>,
+    /// Traces (and other observability settings that do not fit a listener).
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
+}
+
+/// `telemetry`. Every key is optional, so other observability settings can join the section
+/// without breaking existing files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// OTLP/gRPC collector (`http://host:4317` or `https://…`); without it no spans are made.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: Option<String>,
 }
 
 /// `admin`.

@@ -475,3 +475,32 @@ fn the_admin_listener_needs_a_credential() {
     let yaml = format!("{MINIMAL}admin:\n  listen: 127.0.0.1:0\n  token_file: missing.token\n");
     assert_invalid(&yaml, "admin.token_file", "missing.token");
 }
+
+#[test]
+fn telemetry_endpoint_must_be_an_http_url() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    let telemetry = config.unwrap().telemetry;
+    assert_eq!(telemetry.otlp_endpoint, None, "tracing is off by default");
+    assert_eq!(telemetry.service_name, "sessiongate");
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}telemetry:\n  otlp_endpoint: http://otel-collector:4317\n  service_name: shop-gate\n"
+    ));
+    let telemetry = config.unwrap().telemetry;
+    assert_eq!(
+        telemetry.otlp_endpoint.as_deref(),
+        Some("http://otel-collector:4317")
+    );
+    assert_eq!(telemetry.service_name, "shop-gate");
+    for bad in ["otel-collector:4317", "grpc://collector:4317", "http://"] {
+        assert_invalid(
+            &format!("{MINIMAL}telemetry:\n  otlp_endpoint: \"{bad}\"\n"),
+            "telemetry.otlp_endpoint",
+            "http://",
+        );
+    }
+    assert_invalid(
+        &format!("{MINIMAL}telemetry:\n  service_name: \"\"\n"),
+        "telemetry.service_name",
+        "must not be empty",
+    );
+}
