@@ -1,7 +1,13 @@
 //! Readiness: whether this sidecar can judge requests right now.
 //!
 //! Ready means every configured issuer has keys fresh enough to trust (see
-//! [`crate::keys`]'s `max_stale`). The running configuration is always valid (an invalid
+//! [`crate::keys`]'s `max_stale`).
+//!
+//! The link to a shared revocation store (Redis) is reported apart, as its own component
+//! ([`Readiness::set_store_reachable`]): while Redis is down a replica still enforces every
+//! revocation it knows and keeps judging requests, so it must stay in rotation; taking every
+//! replica of a fleet out at once because their shared Redis failed would turn a degraded
+//! admin API into a mesh-wide outage. The running configuration is always valid (an invalid
 //! reload is refused and the old one keeps running), so it does not appear here. The state is
 //! kept apart from any protocol: the gRPC health service follows it today, and an HTTP `/readyz`
 //! can follow the same [`Readiness::subscribe`] later.
@@ -24,6 +30,9 @@ struct Inner {
     unready: Mutex<HashSet<Arc<str>>>,
     /// `true` while ready; watchers (the gRPC health service) follow it.
     ready: watch::Sender<bool>,
+    /// `true` while the shared revocation store is reachable and this replica has caught up
+    /// with it (always `true` for the embedded store).
+    store: watch::Sender<bool>,
 }
 
 impl Default for Readiness {
@@ -39,6 +48,7 @@ impl Readiness {
             inner: Arc::new(Inner {
                 unready: Mutex::new(HashSet::new()),
                 ready: watch::channel(true).0,
+                store: watch::channel(true).0,
             }),
         }
     }
@@ -59,6 +69,25 @@ impl Readiness {
         self.update(|unready| {
             unready.remove(issuer);
         });
+    }
+
+    /// Records whether the shared revocation store is reachable and caught up with.
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.inner.store.send_if_modified(|current| {
+            let changed = *current != reachable;
+            *current = reachable;
+            changed
+        });
+    }
+
+    /// Whether the shared revocation store is reachable and caught up with now.
+    pub fn is_store_reachable(&self) -> bool {
+        *self.inner.store.borrow()
+    }
+
+    /// Follows the revocation store's reachability.
+    pub fn subscribe_store(&self) -> watch::Receiver<bool> {
+        self.inner.store.subscribe()
     }
 
     /// Whether the sidecar is ready now.
@@ -101,6 +130,21 @@ mod tests {
         assert!(!changes.has_changed().unwrap(), "no change, no wake-up");
         readiness.set_issuer_fresh("b", true);
         assert!(readiness.is_ready());
+    }
+
+    #[test]
+    fn the_revocation_store_link_is_a_component_of_its_own() {
+        let readiness = Readiness::new();
+        let mut store = readiness.subscribe_store();
+        readiness.set_store_reachable(false);
+        assert!(
+            readiness.is_ready(),
+            "an unreachable store never takes the replica out"
+        );
+        assert!(!readiness.is_store_reachable());
+        assert!(store.has_changed().unwrap());
+        readiness.set_store_reachable(true);
+        assert!(readiness.is_store_reachable());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - [`token`]: bearer credential parsing, JWT verification, issuers' keys.
 //! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
 //! - [`session`]: verified sessions and their bounded TTL cache.
-//! - [`revocation`]: revocations, their index and the store behind them.
+//! - [`revocation`]: revocations, their index and the stores behind them (file; Redis for fleets).
+//! - [`pinning`]: where a session's first workload is recorded (this process, or Redis fleet-wide).
 //! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
 //! - [`gate`]: one check end to end: cache, verification, decision, pinning.
@@ -39,6 +40,7 @@ pub mod gate;
 pub mod health;
 pub mod keys;
 pub mod logging;
+pub mod pinning;
 pub mod policy;
 pub mod reload;
 pub mod request;

@@ -11,9 +11,11 @@
 //! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
 
 mod file;
+pub mod redis;
 mod set;
 mod store;
 
+pub use self::redis::RedisStore;
 pub use file::FileStore;
 pub use set::{RevocationCheck, RevocationSet};
 pub use store::{RevocationStore, Revocations, StoreError, StoreFuture};

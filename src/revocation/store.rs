@@ -86,13 +86,21 @@ impl Revocations {
     pub async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
         let _writer = self.write.lock().await;
         self.store.append(&revocation).await?;
-        self.current.rcu(|set| set.with(revocation.clone()));
+        self.apply(revocation);
         Ok(())
     }
 
-    /// Applies a revocation already stored elsewhere (e.g. fanned out by a shared store).
+    /// Applies a revocation already stored elsewhere (e.g. fanned out by a shared store). An
+    /// entry equal to one already held is ignored, so a shared store's echo of this replica's
+    /// own write (or a catch-up that overlaps what was applied) is applied exactly once.
     pub fn apply(&self, revocation: Revocation) {
-        self.current.rcu(|set| set.with(revocation.clone()));
+        self.current.rcu(|set| {
+            if set.entries().contains(&revocation) {
+                Arc::clone(set)
+            } else {
+                Arc::new(set.with(revocation.clone()))
+            }
+        });
     }
 
     /// Updates the horizon after a policy reload changed the longest accepted token age.

@@ -30,6 +30,12 @@ impl SessionKey {
         SessionKey(Sha256::digest(token.as_bytes()).into())
     }
 
+    /// The whole hash in base64url (43 characters): names the session in a shared store
+    /// (fleet-wide pinning) without revealing the token.
+    pub fn full(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
     /// A short, non-reversible handle for logs and the `x-sessiongate-session` header: the
     /// first 96 bits of the hash in base64url (16 characters). Enough to correlate requests of
     /// one session, useless for recovering or replaying the token.

@@ -1,0 +1,220 @@
+//! The shared revocation store: a Redis Stream every replica of a fleet writes to and follows.
+//!
+//! # Design
+//!
+//! - **Durable write**: [`RedisStore::append`] is one `XADD` to `<prefix>revocations`
+//!   (optionally followed by `WAIT` for replicas); it returns `Ok` only once Redis answered, so
+//!   an acknowledged revocation is in Redis (how durable Redis itself is, is its persistence
+//!   configuration: `appendonly yes`, `appendfsync always` for no loss on power failure).
+//! - **Fan-out**: every replica runs a [`follower`] that blocks in `XREAD` after the last entry
+//!   id it applied and applies each new entry to its local mirror with
+//!   [`Revocations::apply`](super::Revocations::apply). The hot path reads only the mirror.
+//! - **Exactly once locally**: the replica that wrote an entry applies it when the write is
+//!   acknowledged (so its own next request is denied at once) and then sees it again in the
+//!   stream; the mirror ignores an entry equal to one it holds, so the echo changes nothing.
+//! - **Catch-up**: the stream keeps every entry until compaction trims it, and entry ids are
+//!   ordered, so a follower that reconnects reads everything after its last id: nothing written
+//!   while it was cut off is lost. At start-up [`RevocationStore::load`] reads the whole stream
+//!   and records where the follower must begin.
+//! - **Compaction** trims entries recorded well before the oldest live one (`XTRIM MINID`),
+//!   with a margin for clocks that disagree.
+//!
+//! # Layout
+//! - [`entry`]: key names and the stream entry format (pure).
+//! - [`link`]: the connection, re-connected after failures, bounded in time.
+//! - [`follower`]: the fan-out task.
+
+pub mod entry;
+pub mod follower;
+pub mod link;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::streams::StreamRangeReply;
+
+use self::entry::{EntryId, Keys};
+use self::link::RedisLink;
+use super::Revocation;
+use super::store::{RevocationStore, StoreError, StoreFuture};
+use crate::time::UnixTime;
+
+/// Entries read per round trip when loading or catching up.
+pub const PAGE: usize = 1000;
+
+/// Compaction keeps entries recorded up to this long before the oldest live one: entry ids
+/// carry Redis' clock, `recorded_at` the writing replica's, and the two may disagree.
+const COMPACTION_MARGIN: Duration = Duration::from_secs(600);
+
+/// The Redis-backed store (see the module docs).
+pub struct RedisStore {
+    link: Arc<RedisLink>,
+    keys: Keys,
+    /// Replicas of Redis that must hold a write before it is acknowledged (`WAIT`); 0: none.
+    wait_replicas: u32,
+    /// The id of the last entry [`RevocationStore::load`] read: the follower starts after it.
+    /// A std `Mutex`: set once per load, never held across an await.
+    loaded_up_to: Mutex<EntryId>,
+}
+
+impl RedisStore {
+    /// A store on `link` under `keys`.
+    pub fn new(link: Arc<RedisLink>, keys: Keys, wait_replicas: u32) -> RedisStore {
+        RedisStore {
+            link,
+            keys,
+            wait_replicas,
+            loaded_up_to: Mutex::new(EntryId::START),
+        }
+    }
+
+    /// Where the follower must start: after the last entry the load read.
+    pub fn loaded_up_to(&self) -> EntryId {
+        *self.loaded_up_to.lock().expect("loaded_up_to lock")
+    }
+
+    /// Reads entries after `after` (at most [`PAGE`]) with their ids, oldest first.
+    pub async fn read_after(
+        &self,
+        after: EntryId,
+    ) -> Result<Vec<(EntryId, Revocation)>, StoreError> {
+        let reply: StreamRangeReply = self
+            .link
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(self.keys.stream())
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE),
+            )
+            .await?;
+        decode_entries(self.keys.stream(), reply.ids)
+    }
+
+    async fn load_all(&self) -> Result<Vec<Revocation>, StoreError> {
+        let mut all = Vec::new();
+        let mut cursor = EntryId::START;
+        loop {
+            let page = self.read_after(cursor).await?;
+            let done = page.len() < PAGE;
+            for (id, revocation) in page {
+                cursor = id;
+                all.push(revocation);
+            }
+            if done {
+                break;
+            }
+        }
+        *self.loaded_up_to.lock().expect("loaded_up_to lock") = cursor;
+        Ok(all)
+    }
+
+    async fn add(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.keys.stream()).arg("*");
+        for (field, value) in entry::encode(revocation) {
+            xadd.arg(field).arg(value);
+        }
+        let _id: String = self.link.query(&xadd).await?;
+        if self.wait_replicas > 0 {
+            let timeout_ms = u64::try_from(self.link.timeout().as_millis()).unwrap_or(u64::MAX);
+            let acknowledged: u32 = self
+                .link
+                .query(
+                    redis::cmd("WAIT")
+                        .arg(self.wait_replicas)
+                        .arg(timeout_ms.max(1)),
+                )
+                .await?;
+            if acknowledged < self.wait_replicas {
+                return Err(StoreError::Unavailable(format!(
+                    "{}: only {acknowledged} of {} Redis replicas confirmed the write in time",
+                    self.link.describe(),
+                    self.wait_replicas
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn trim(&self, live: &[Revocation]) -> Result<(), StoreError> {
+        let oldest = live
+            .iter()
+            .map(|r| r.recorded_at)
+            .min()
+            .unwrap_or_else(UnixTime::now);
+        let keep_from = oldest.as_millis().saturating_sub(
+            u64::try_from(COMPACTION_MARGIN.as_millis()).expect("margin fits in u64"),
+        );
+        let _trimmed: u64 = self
+            .link
+            .query(
+                redis::cmd("XTRIM")
+                    .arg(self.keys.stream())
+                    .arg("MINID")
+                    .arg(keep_from),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Decodes stream entries; one that is not a revocation is corruption (never skipped at load:
+/// a revocation silently dropped would re-admit sessions).
+pub fn decode_entries(
+    stream: &str,
+    ids: Vec<redis::streams::StreamId>,
+) -> Result<Vec<(EntryId, Revocation)>, StoreError> {
+    ids.iter()
+        .map(|raw| {
+            let (id, revocation) = decode_entry(stream, raw)?;
+            Ok((id, revocation?))
+        })
+        .collect()
+}
+
+/// Decodes one stream entry: its id (which must parse: Redis wrote it) and its revocation.
+pub fn decode_entry(
+    stream: &str,
+    raw: &redis::streams::StreamId,
+) -> Result<(EntryId, Result<Revocation, StoreError>), StoreError> {
+    let id = EntryId::parse(&raw.id).ok_or_else(|| {
+        StoreError::Corrupt(format!("{stream}: entry id {:?} is malformed", raw.id))
+    })?;
+    let fields: HashMap<String, String> = raw
+        .map
+        .iter()
+        .filter_map(|(k, v)| {
+            redis::from_redis_value::<String>(v)
+                .ok()
+                .map(|v| (k.clone(), v))
+        })
+        .collect();
+    let revocation =
+        entry::decode(&raw.id, &fields).map_err(|e| StoreError::Corrupt(format!("{stream}: {e}")));
+    Ok((id, revocation))
+}
+
+impl RevocationStore for RedisStore {
+    fn describe(&self) -> String {
+        format!(
+            "redis {} stream {}",
+            self.link.describe(),
+            self.keys.stream()
+        )
+    }
+
+    fn load(&self) -> StoreFuture<'_, Vec<Revocation>> {
+        Box::pin(self.load_all())
+    }
+
+    fn append<'a>(&'a self, revocation: &'a Revocation) -> StoreFuture<'a, ()> {
+        Box::pin(self.add(revocation))
+    }
+
+    fn compact<'a>(&'a self, live: &'a [Revocation]) -> StoreFuture<'a, ()> {
+        Box::pin(self.trim(live))
+    }
+}
