@@ -21,6 +21,7 @@ use crate::revocation::{FileStore, RevocationStore, Revocations};
 use crate::session::SessionCache;
 use crate::shutdown::{self, StopSignal};
 use crate::ssf::{self, SsfReceiver};
+use crate::telemetry::Tracing;
 use crate::time::UnixTime;
 use crate::token::KeyRing;
 
@@ -220,6 +221,7 @@ pub async fn run(
         None => None,
     };
     let ssf_settings = config.ssf.clone();
+    let tracing = Tracing::start(&config.telemetry)?;
     let started = start(config).await?;
     let ssf_routes = ssf_router(ssf_settings.as_ref(), &started.revocations).await?;
     let _reloads = started
@@ -241,6 +243,7 @@ pub async fn run(
     });
     let service =
         AuthorizationService::new(started.gate).with_key_refresher(started.keys.refresher());
+    let service = service.with_tracing(tracing.clone());
     let served = serve_with(listener, service, started.readiness, stop.stopped()).await;
     pruning.abort();
     if let Some(admin_server) = admin_server {
@@ -249,6 +252,10 @@ pub async fn run(
             Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
             Err(error) => tracing::error!(%error, "admin listener task failed"),
         }
+    }
+    // The last spans (those of the drained checks included) are exported before exit.
+    if let Some(tracing) = tracing {
+        tracing.shutdown().await;
     }
     served
 }

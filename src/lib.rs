@@ -24,6 +24,7 @@
 //! - [`config`]: YAML configuration, validated with errors naming file and key.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
 //! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
+//! - [`telemetry`]: OpenTelemetry spans of Checks, continuing W3C / B3 trace context.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
 
@@ -49,6 +50,7 @@ pub mod route;
 pub mod session;
 pub mod shutdown;
 pub mod ssf;
+pub mod telemetry;
 pub mod time;
 pub mod token;
 pub mod watch;

@@ -307,8 +307,10 @@ impl Compiler<'_> {
         })
     }
 
-    /// The collector must be an absolute `http(s)://host:port` URL: tonic would otherwise fail
-    /// only at the first export, long after the rollout looked healthy.
+    /// The collector must be an absolute `http://host:port` URL: tonic would otherwise fail
+    /// only at the first export, long after the rollout looked healthy. Plaintext only: the
+    /// exporter is built without TLS, since the usual target is a collector agent on the node
+    /// or in the pod; `https` is refused here rather than failing at start.
     fn telemetry(&self, raw: &ConfigFile) -> Result<TelemetrySettings, ConfigError> {
         let section = &raw.telemetry;
         if let Some(endpoint) = &section.otlp_endpoint {
@@ -318,11 +320,19 @@ impl Compiler<'_> {
                     format!("`{endpoint}` is not a URL like http://otel-collector:4317"),
                 )
             })?;
-            let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-            if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+            if uri.scheme_str() == Some("https") {
                 return Err(self.invalid(
                     "telemetry.otlp_endpoint",
-                    format!("`{endpoint}` must be http://host:port or https://host:port"),
+                    format!(
+                        "`{endpoint}`: https is not supported; export to a collector agent on \
+                         the node or in the pod over http://"
+                    ),
+                ));
+            }
+            if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
+                return Err(self.invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("`{endpoint}` must be http://host:port"),
                 ));
             }
         }

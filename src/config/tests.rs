@@ -499,6 +499,11 @@ fn telemetry_endpoint_must_be_an_http_url() {
         );
     }
     assert_invalid(
+        &format!("{MINIMAL}telemetry:\n  otlp_endpoint: https://collector:4317\n"),
+        "telemetry.otlp_endpoint",
+        "https is not supported",
+    );
+    assert_invalid(
         &format!("{MINIMAL}telemetry:\n  service_name: \"\"\n"),
         "telemetry.service_name",
         "must not be empty",

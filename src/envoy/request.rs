@@ -83,7 +83,8 @@ pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
         .chain(raw.iter().map(|h| h.key.as_str()))
 }
 
-fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
+/// The value of header `name` (lower case), whichever encoding Envoy used.
+pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
     if let Some(value) = http.headers.get(name) {
         return Some(value);
     }

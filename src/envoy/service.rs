@@ -11,6 +11,7 @@ use crate::deny::DenyReason;
 use crate::gate::{Gate, Outcome};
 use crate::keys::KeyRefresher;
 use crate::request::RequestFacts;
+use crate::telemetry::{self, Tracing};
 use crate::time::UnixTime;
 use crate::token::bearer_token;
 
@@ -24,6 +25,8 @@ pub struct AuthorizationService {
     gate: Arc<Gate>,
     /// Asked for a prompt key refresh when a token names a key its issuer's set lacks.
     refresher: Option<KeyRefresher>,
+    /// Makes each Check a span, when `telemetry.otlp_endpoint` is set.
+    tracing: Option<Tracing>,
 }
 
 impl AuthorizationService {
@@ -32,7 +35,14 @@ impl AuthorizationService {
         AuthorizationService {
             gate,
             refresher: None,
+            tracing: None,
         }
+    }
+
+    /// Records each Check as a span continuing the request's trace.
+    pub fn with_tracing(mut self, tracing: Option<Tracing>) -> AuthorizationService {
+        self.tracing = tracing;
+        self
     }
 
     /// On an unknown `kid`, refresh the issuer's keys (rate-limited, briefly awaited) and
@@ -62,6 +72,12 @@ impl Authorization for AuthorizationService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let check = request.into_inner();
+        let span = self.tracing.as_ref().map(|tracing| {
+            tracing.begin(|name| {
+                let http = request::http_request(&check).ok()?;
+                request::header(http, name)
+            })
+        });
         let http = match request::http_request(&check) {
             Ok(http) => http,
             Err(deny) => {
@@ -71,6 +87,7 @@ impl Authorization for AuthorizationService {
                     "{}",
                     deny.description
                 );
+                telemetry::record_denied(span, deny.reason);
                 return Ok(Response::new(response::denied(&deny)));
             }
         };
@@ -91,11 +108,13 @@ impl Authorization for AuthorizationService {
                 reason = "internal_error",
                 "check panicked; denying"
             );
+            telemetry::record_denied(span, DenyReason::InternalError);
             return Ok(Response::new(response::internal_error(
                 "sessiongate failed to judge the request",
             )));
         };
         log(&outcome);
+        telemetry::record(span, &outcome);
         let answer =
             response::check_response(&outcome, facts.peer.principal, request::header_names(http));
         Ok(Response::new(answer))
