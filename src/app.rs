@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminCredential, AdminState};
-use crate::config::{Config, RevocationBackend, SsfSettings};
+use crate::config::{Config, SsfSettings};
 use crate::envoy::AuthorizationService;
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
 use crate::reload::{Reloader, RunningSettings};
-use crate::revocation::{FileStore, RevocationStore, Revocations};
+use crate::pinning::PinStore;
+use crate::revocation::{Revocations, backend};
 use crate::session::SessionCache;
 use crate::shutdown::{self, StopSignal};
 use crate::ssf::{self, SsfReceiver};
@@ -55,6 +56,10 @@ pub struct Started {
     pub reloader: Reloader,
     /// The live revocations the gate enforces, loaded from the durable store.
     pub revocations: Arc<Revocations>,
+    /// Where new sessions are pinned (this process, or Redis fleet-wide).
+    pub pins: Arc<dyn PinStore>,
+    /// Keeps the local mirror of a shared store current; stops when dropped.
+    pub follower: Option<backend::FollowerTask>,
 }
 
 /// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
@@ -68,7 +73,11 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             .await
             .context("loading issuers' keys")?,
     );
-    let revocations = open_revocations(&config).await?;
+    let backend::Backend {
+        revocations,
+        pins,
+        follower,
+    } = open_revocations(&config, &readiness).await?;
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
     let gate = Arc::new(
         Gate::new(config.policy, ring, sessions, UnixTime::now())
@@ -81,23 +90,30 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         readiness,
         reloader,
         revocations,
+        pins,
+        follower,
     })
 }
 
 /// Opens the configured revocation store and loads every live revocation. A corrupt store is
 /// an error: starting without revocations an operator was promised would re-admit sessions.
-pub async fn open_revocations(config: &Config) -> anyhow::Result<Arc<Revocations>> {
-    let store: Box<dyn RevocationStore> = match &config.revocation {
-        RevocationBackend::File(path) => Box::new(FileStore::open(path)?),
-    };
-    let revocations =
-        Revocations::open(store, config.policy.revocation_horizon(), UnixTime::now()).await?;
+/// With Redis this waits until Redis answers (see [`backend::open`]).
+pub async fn open_revocations(
+    config: &Config,
+    readiness: &Readiness,
+) -> anyhow::Result<backend::Backend> {
+    let opened = backend::open(
+        &config.revocation,
+        config.policy.revocation_horizon(),
+        readiness,
+    )
+    .await?;
     tracing::info!(
-        store = %revocations.describe_store(),
-        live = revocations.current().len(),
+        store = %opened.revocations.describe_store(),
+        live = opened.revocations.current().len(),
         "revocations loaded"
     );
-    Ok(Arc::new(revocations))
+    Ok(opened)
 }
 
 /// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more,
@@ -179,6 +195,16 @@ pub async fn serve_with(
             report_health(&follower, ready).await;
         }
     });
+    report_store_health(&reporter, readiness.is_store_reachable()).await;
+    let mut store_changes = readiness.subscribe_store();
+    let store_follower = reporter.clone();
+    tokio::spawn(async move {
+        while store_changes.changed().await.is_ok() {
+            let reachable = *store_changes.borrow_and_update();
+            tracing::info!(reachable, "revocation store reachability changed");
+            report_store_health(&store_follower, reachable).await;
+        }
+    });
     tracing::info!(listener = "grpc", addr = %address, "listening");
     let service =
         AuthorizationServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
@@ -241,8 +267,9 @@ pub async fn run(
         };
         tokio::spawn(admin::serve(listener, state, ssf_routes, stop.stopped()))
     });
-    let service =
-        AuthorizationService::new(started.gate).with_key_refresher(started.keys.refresher());
+    let service = AuthorizationService::new(started.gate)
+        .with_key_refresher(started.keys.refresher())
+        .with_pin_store(Arc::clone(&started.pins));
     let service = service.with_tracing(tracing.clone());
     let served = serve_with(listener, service, started.readiness, stop.stopped()).await;
     pruning.abort();
@@ -273,6 +300,24 @@ async fn report_health(reporter: &tonic_health::server::HealthReporter, ready: b
             <AuthorizationServer<AuthorizationService> as tonic::server::NamedService>::NAME,
             status,
         )
+        .await;
+}
+
+/// The health service name that reports the shared revocation store (Redis): NOT_SERVING while
+/// it is unreachable or this replica is catching up with it. Apart from `""` and the ext_authz
+/// service, which stay SERVING: a replica cut off from Redis still enforces every revocation it
+/// knows, and a fleet whose shared Redis failed must not drop out of rotation all at once.
+pub const REVOCATION_STORE_HEALTH: &str = "sessiongate.revocations";
+
+/// Sets the health status of [`REVOCATION_STORE_HEALTH`].
+async fn report_store_health(reporter: &tonic_health::server::HealthReporter, reachable: bool) {
+    let status = if reachable {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter
+        .set_service_status(REVOCATION_STORE_HEALTH, status)
         .await;
 }
 

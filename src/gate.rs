@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::decision::{self, Admission, Clock, Rules, SessionState};
-use crate::deny::Deny;
+use crate::deny::{Deny, DenyReason};
+use crate::pinning::PinError;
 use crate::policy::Policy;
 use crate::request::RequestFacts;
 use crate::revocation::{RevocationCheck, Revocations};
@@ -31,6 +32,20 @@ pub struct Outcome {
     pub verdict: Result<(), Deny>,
     /// The session the request belongs to, when a token was verified.
     pub session: Option<(SessionKey, Arc<Session>)>,
+    /// Set when the request is allowed so far but its session must first be pinned: the
+    /// caller records the pin through a [`crate::pinning::PinStore`] and finishes with
+    /// [`Gate::settle_pin`]. Until then the verdict is provisional.
+    pub pin: Option<PinClaim>,
+}
+
+/// A fresh session to be pinned to the workload that presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinClaim {
+    /// The caller's strongest identity.
+    pub identity: PinnedWorkload,
+    /// How long the pin must last: the session's remaining lifetime (until `exp` plus skew,
+    /// as long as it can be cached), at least a second.
+    pub ttl: std::time::Duration,
 }
 
 /// What the cache knows about one session, for the admin API's `ExplainSession`.
@@ -159,6 +174,7 @@ impl Gate {
                     route: Some(Arc::clone(&route.name)),
                     verdict: Ok(()),
                     session: None,
+                    pin: None,
                 };
             }
             Ok(Admission::Bearer {
@@ -172,6 +188,7 @@ impl Gate {
                     route,
                     verdict: Err(deny),
                     session: None,
+                    pin: None,
                 };
             }
         };
@@ -188,6 +205,7 @@ impl Gate {
                         route: route_name,
                         verdict: Err(decision::token_rejected(&error)),
                         session: None,
+                        pin: None,
                     };
                 }
             },
@@ -217,18 +235,69 @@ impl Gate {
             revocation,
             keys_stale: self.keys.is_suspended(&session.token.issuer),
         };
-        let mut verdict = decision::decide(&session.token, state, &caller, rules, clock);
-        if verdict.is_ok() && policy.binding.pin_first_workload {
-            verdict = self.pin(&session, &caller);
-        }
-        if verdict.is_ok() {
+        let verdict = decision::decide(&session.token, state, &caller, rules, clock);
+        // decide() already compared the caller with an existing pin; a fresh session is
+        // pinned by the caller of this function, then settled.
+        let pin =
+            if verdict.is_ok() && policy.binding.pin_first_workload && session.pinned().is_none() {
+                caller.pin_identity().map(|identity| PinClaim {
+                    identity,
+                    ttl: session
+                        .token
+                        .expires_at
+                        .plus(policy.session.clock_skew)
+                        .since(now)
+                        .max(std::time::Duration::from_secs(1)),
+                })
+            } else {
+                None
+            };
+        if verdict.is_ok() && pin.is_none() {
             session.record_allowed(now);
         }
         Outcome {
             route: route_name,
             verdict,
             session: Some((key, session)),
+            pin,
         }
+    }
+
+    /// Finishes an outcome whose session needed a pin, given who owns the session now
+    /// (`owner`, from the [`crate::pinning::PinStore`]): allowed when the claim won (or the
+    /// same workload won it elsewhere), `session_replayed` when another workload owns it, and
+    /// 503 `internal_error` when the owner cannot be established. Failing closed there is
+    /// deliberate: falling back to a local pin would let whoever can cut a replica off Redis
+    /// replay a stolen token at that replica. Only new sessions are affected; sessions pinned
+    /// before keep their cached owner.
+    pub fn settle_pin(
+        &self,
+        mut outcome: Outcome,
+        owner: Result<PinnedWorkload, PinError>,
+        now: UnixTime,
+    ) -> Outcome {
+        let (Some(claim), Some((_, session))) = (outcome.pin.take(), &outcome.session) else {
+            return outcome;
+        };
+        outcome.verdict = match owner {
+            Ok(owner) => {
+                // First wins locally too: concurrent claims on this replica settle alike.
+                if *session.pin(owner) == claim.identity {
+                    session.record_allowed(now);
+                    Ok(())
+                } else {
+                    Err(decision::replayed())
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot pin a new session; denying it (fail closed)");
+                Err(Deny::new(
+                    DenyReason::InternalError,
+                    "the session's workload binding cannot be recorded; try again later",
+                ))
+            }
+        };
+        outcome
     }
 
     fn verify(
@@ -259,24 +328,6 @@ impl Gate {
             spiffe_id,
             thumbprint,
             address: request.peer.address,
-        }
-    }
-
-    /// Pins a fresh session to `caller`; if another workload won the race, this is a replay.
-    fn pin(&self, session: &Session, caller: &Caller<'_>) -> Result<(), Deny> {
-        if session.pinned().is_some() {
-            return Ok(()); // decide() already compared the caller with the pin.
-        }
-        match caller.pin_identity() {
-            Some(identity) => {
-                let owner = session.pin(identity);
-                if caller.is(owner) {
-                    Ok(())
-                } else {
-                    Err(decision::replayed())
-                }
-            }
-            None => Ok(()),
         }
     }
 }
@@ -376,6 +427,74 @@ mod tests {
     }
 
     fn reason(outcome: &Outcome) -> Option<DenyReason> {
+    /// One check with pins kept in the session cache (the [`crate::pinning::LocalPins`]
+    /// behaviour), settled at once.
+    fn check(gate: &Gate, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
+        let outcome = gate.check(request, now);
+        let Some(claim) = outcome.pin.clone() else {
+            return outcome;
+        };
+        let owner = outcome
+            .session
+            .as_ref()
+            .unwrap()
+            .1
+            .pin(claim.identity)
+            .clone();
+        gate.settle_pin(outcome, Ok(owner), now)
+    }
+
+    #[test]
+    fn a_fresh_session_is_allowed_only_once_its_pin_is_settled() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        let outcome = gate.check(&request(&header, FRONTEND), now);
+        let claim = outcome.pin.clone().expect("a fresh session needs a pin");
+        assert_eq!(claim.identity, PinnedWorkload::Spiffe(FRONTEND.into()));
+        assert!(
+            claim.ttl > Duration::from_secs(600),
+            "until exp plus skew: {claim:?}"
+        );
+        let session = Arc::clone(&outcome.session.as_ref().unwrap().1);
+        assert_eq!(
+            session.last_allowed(),
+            None,
+            "not recorded before the pin is settled"
+        );
+
+        let elsewhere = PinnedWorkload::Spiffe(BATCH.into());
+        let settled = gate.settle_pin(outcome, Ok(elsewhere.clone()), now);
+        assert_eq!(reason(&settled), Some(DenyReason::SessionReplayed));
+        assert_eq!(
+            session.pinned(),
+            Some(&elsewhere),
+            "the fleet's owner is cached"
+        );
+        assert!(
+            gate.check(&request(&header, BATCH), now).pin.is_none(),
+            "no second round trip for a session whose owner is known"
+        );
+    }
+
+    #[test]
+    fn a_new_session_whose_pin_cannot_be_recorded_is_denied_503() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        let outcome = gate.check(&request(&header, FRONTEND), now);
+        let settled = gate.settle_pin(
+            outcome,
+            Err(PinError::Unavailable("redis down".into())),
+            now,
+        );
+        assert_eq!(reason(&settled), Some(DenyReason::InternalError));
+        assert!(
+            gate.check(&request(&header, FRONTEND), now).pin.is_some(),
+            "still unpinned: the next request tries again"
+        );
+    }
+
         outcome.verdict.as_ref().err().map(|deny| deny.reason)
     }
 
@@ -385,7 +504,10 @@ mod tests {
         let now = UnixTime::now();
         let header = format!("Bearer {}", token(now));
         for _ in 0..3 {
-            assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+            assert_eq!(
+                reason(&check(&gate, &request(&header, FRONTEND), now)),
+                None
+            );
         }
         assert_eq!(gate.verifications(), 1);
     }
@@ -395,14 +517,14 @@ mod tests {
         let gate = gate();
         let now = UnixTime::now();
         let forged = format!("{}x", token(now));
-        let outcome = gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
+        let outcome = check(&gate, &request(&format!("Bearer {forged}"), FRONTEND), now);
         assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
         assert!(
             gate.sessions()
                 .get(&SessionKey::of_token(&forged))
                 .is_none()
         );
-        gate.check(&request(&format!("Bearer {forged}"), FRONTEND), now);
+        check(&gate, &request(&format!("Bearer {forged}"), FRONTEND), now);
         assert_eq!(
             gate.verifications(),
             2,
@@ -415,10 +537,13 @@ mod tests {
         let gate = gate();
         let now = UnixTime::now();
         let header = format!("Bearer {}", token(now));
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        assert_eq!(
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
         gate.replace_policy(policy(&["orders:read", "orders:write"], "shop-api"));
         assert_eq!(
-            reason(&gate.check(&request(&header, FRONTEND), now)),
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
             Some(DenyReason::InsufficientScope)
         );
         assert_eq!(
@@ -433,10 +558,13 @@ mod tests {
         let gate = gate();
         let now = UnixTime::now();
         let header = format!("Bearer {}", token(now));
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        assert_eq!(
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
         gate.replace_policy(policy(&["orders:read"], "billing-api"));
         assert_eq!(
-            reason(&gate.check(&request(&header, FRONTEND), now)),
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
             Some(DenyReason::WrongAudience)
         );
     }
@@ -448,20 +576,23 @@ mod tests {
         let header = format!("Bearer {}", token(now));
         gate.replace_policy(policy(&["admin"], "shop-api"));
         assert_eq!(
-            reason(&gate.check(&request(&header, BATCH), now)),
+            reason(&check(&gate, &request(&header, BATCH), now)),
             Some(DenyReason::InsufficientScope)
         );
         gate.replace_policy(policy(&["orders:read"], "shop-api"));
         assert_eq!(
-            reason(&gate.check(&request(&header, FRONTEND), now)),
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
             None,
             "a denial did not pin batch"
         );
         assert_eq!(
-            reason(&gate.check(&request(&header, BATCH), now)),
+            reason(&check(&gate, &request(&header, BATCH), now)),
             Some(DenyReason::SessionReplayed)
         );
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        assert_eq!(
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
     }
 
     #[test]
@@ -487,7 +618,10 @@ mod tests {
         assert!(gate.explain(&jwt, now).is_none(), "never seen: not found");
         assert_eq!(gate.verifications(), 0, "explaining never verifies a token");
         let header = format!("Bearer {jwt}");
-        assert_eq!(reason(&gate.check(&request(&header, FRONTEND), now)), None);
+        assert_eq!(
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
         let report = gate.explain(&jwt, now).unwrap();
         assert!(report.denials.is_empty(), "{:?}", report.denials);
         assert_eq!(
@@ -512,7 +646,7 @@ mod tests {
         let reasons: Vec<DenyReason> = report.denials.iter().map(|d| d.reason).collect();
         assert_eq!(reasons, [DenyReason::Revoked]);
         assert_eq!(
-            reason(&gate.check(&request(&header, FRONTEND), now)),
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
             Some(DenyReason::Revoked)
         );
     }
@@ -531,7 +665,10 @@ mod tests {
                 .map(|caller| {
                     let (gate, header) = (Arc::clone(&gate), Arc::clone(&header));
                     scope.spawn(move || {
-                        (*caller, reason(&gate.check(&request(&header, caller), now)))
+                        (
+                            *caller,
+                            reason(&check(&gate, &request(&header, caller), now)),
+                        )
                     })
                 })
                 .collect();

@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn the_revocation_store_link_is_a_component_of_its_own() {
         let readiness = Readiness::new();
-        let mut store = readiness.subscribe_store();
+        let store = readiness.subscribe_store();
         readiness.set_store_reachable(false);
         assert!(
             readiness.is_ready(),

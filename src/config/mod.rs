@@ -74,11 +74,49 @@ pub struct AdminSettings {
 }
 
 /// Where revocations are stored.
+/// Default `revocation.path` for the file backend.
+const DEFAULT_REVOCATION_PATH: &str = "state/revocations";
+/// Default `revocation.key_prefix` for the Redis backend.
+const DEFAULT_KEY_PREFIX: &str = "sessiongate:";
+/// Default `revocation.timeout` for the Redis backend: long enough for a loaded Redis across a
+/// zone, short enough that an admin call or a new session is refused promptly when it is gone.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationBackend {
     /// The embedded, durable append-only log at this path.
     File(PathBuf),
 }
+    /// A Redis shared by the fleet (revocations and, with pinning, pins).
+    Redis(RedisSettings),
+}
+
+/// The Redis backend's settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The connection URL (may hold a password: never logged, see the `Debug` impl).
+    pub url: String,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Bound on connecting and on each command.
+    pub timeout: Duration,
+    /// Redis replicas that must confirm a write (`WAIT`) before it is acknowledged.
+    pub wait_replicas: u32,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only compared across reloads and never logged, but a password must not leak through
+        // a stray `{:?}` either: show the URL's digest instead.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.url.as_bytes());
+        f.debug_struct("RedisSettings")
+            .field("url_sha256", &format!("{:x}", digest))
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("wait_replicas", &self.wait_replicas)
+            .finish()
+    }
 
 /// Where a transmitter's keys come from.
 #[derive(Debug, Clone)]
@@ -378,18 +416,81 @@ impl Compiler<'_> {
     }
 
     fn revocation(&self, raw: &ConfigFile) -> Result<RevocationBackend, ConfigError> {
-        match raw.revocation.backend.as_str() {
+        let section = &raw.revocation;
+        let only_for = |key: &str, set: bool, backend: &str| {
+            if set {
+                Err(self.invalid(
+                    format!("revocation.{key}"),
+                    format!("only applies to backend {backend}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match section.backend.as_str() {
             "file" => {
-                if raw.revocation.path.as_os_str().is_empty() {
+                only_for("url", section.url.is_some(), "redis")?;
+                only_for("key_prefix", section.key_prefix.is_some(), "redis")?;
+                only_for("timeout", section.timeout.is_some(), "redis")?;
+                only_for("wait_replicas", section.wait_replicas.is_some(), "redis")?;
+                let path = section
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_REVOCATION_PATH));
+                if path.as_os_str().is_empty() {
                     return Err(self.invalid("revocation.path", "must not be empty"));
                 }
-                Ok(RevocationBackend::File(
-                    self.base.join(&raw.revocation.path),
-                ))
+                Ok(RevocationBackend::File(self.base.join(path)))
+            }
+            "redis" => {
+                only_for("path", section.path.is_some(), "file")?;
+                let url = section.url.clone().ok_or_else(|| {
+                    self.invalid(
+                        "revocation.url",
+                        "required for backend redis, e.g. redis://127.0.0.1:6379/0",
+                    )
+                })?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(self.invalid(
+                        "revocation.url",
+                        "must start with redis:// or rediss:// (TLS)",
+                    ));
+                }
+                if let Err(error) = redis::Client::open(url.as_str()) {
+                    // The URL may hold a password: describe the problem, never echo the value.
+                    return Err(self.invalid(
+                        "revocation.url",
+                        format!("not a Redis URL: {}", error.detail().unwrap_or("malformed")),
+                    ));
+                }
+                let key_prefix = section
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
+                if key_prefix.len() > 64
+                    || key_prefix
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(self.invalid(
+                        "revocation.key_prefix",
+                        "at most 64 characters, without spaces or control characters",
+                    ));
+                }
+                let timeout = section.timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT);
+                if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+                    return Err(self.invalid("revocation.timeout", "must be between 10ms and 60s"));
+                }
+                Ok(RevocationBackend::Redis(RedisSettings {
+                    url,
+                    key_prefix,
+                    timeout,
+                    wait_replicas: section.wait_replicas.unwrap_or(0),
+                }))
             }
             other => Err(self.invalid(
                 "revocation.backend",
-                format!("`{other}` is not a backend; supported: file"),
+                format!("`{other}` is not a backend; supported: file, redis"),
             )),
         }
     }

@@ -67,29 +67,38 @@ fn default_admin_listen() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationSection {
-    /// `file` (embedded, the default).
+    /// `file` (embedded, the default) or `redis` (shared by a fleet).
     #[serde(default = "default_revocation_backend")]
     pub backend: String,
-    /// Where the file backend keeps its log (relative to the config file's folder).
-    #[serde(default = "default_revocation_path")]
-    pub path: PathBuf,
+    /// `file`: where the log is kept (relative to the config file's folder). Optional so that
+    /// setting it for another backend can be reported instead of ignored.
+    pub path: Option<PathBuf>,
+    /// `redis`: `redis://[user:password@]host:port/db` or `rediss://…` (TLS).
+    pub url: Option<String>,
+    /// `redis`: prefix of every key, so several meshes can share one Redis.
+    pub key_prefix: Option<String>,
+    /// `redis`: bound on connecting and on each command.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// `redis`: Redis replicas that must confirm a revocation before it is acknowledged.
+    pub wait_replicas: Option<u32>,
 }
 
 impl Default for RevocationSection {
     fn default() -> Self {
         RevocationSection {
             backend: default_revocation_backend(),
-            path: default_revocation_path(),
+            path: None,
+            url: None,
+            key_prefix: None,
+            timeout: None,
+            wait_replicas: None,
         }
     }
 }
 
 fn default_revocation_backend() -> String {
     "file".to_owned()
-}
-
-fn default_revocation_path() -> PathBuf {
-    PathBuf::from("state/revocations")
 }
 
 /// `ssf`.

@@ -234,3 +234,4 @@ mod tests {
         );
     }
 }
+            pin: None,

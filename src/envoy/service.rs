@@ -10,6 +10,7 @@ use super::{request, response};
 use crate::deny::DenyReason;
 use crate::gate::{Gate, Outcome};
 use crate::keys::KeyRefresher;
+use crate::pinning::{LocalPins, PinStore};
 use crate::request::RequestFacts;
 use crate::telemetry::{self, Tracing};
 use crate::time::UnixTime;
@@ -27,6 +28,8 @@ pub struct AuthorizationService {
     refresher: Option<KeyRefresher>,
     /// Makes each Check a span, when `telemetry.otlp_endpoint` is set.
     tracing: Option<Tracing>,
+    /// Records the first workload of each new session (`binding.pin_first_workload`).
+    pins: Arc<dyn PinStore>,
 }
 
 impl AuthorizationService {
@@ -36,7 +39,27 @@ impl AuthorizationService {
             gate,
             refresher: None,
             tracing: None,
+            pins: Arc::new(LocalPins),
         }
+    }
+
+    /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
+    pub fn with_pin_store(mut self, pins: Arc<dyn PinStore>) -> AuthorizationService {
+        self.pins = pins;
+        self
+    }
+
+    /// Records the pin a fresh session needs (the only await on the path of a check, once per
+    /// new session) and lets the gate settle the verdict.
+    async fn pin(&self, outcome: Outcome) -> Outcome {
+        let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
+            return outcome;
+        };
+        let owner = self
+            .pins
+            .claim(key, session, claim.identity.clone(), claim.ttl)
+            .await;
+        self.gate.settle_pin(outcome, owner, UnixTime::now())
     }
 
     /// Records each Check as a span continuing the request's trace.
@@ -113,6 +136,7 @@ impl Authorization for AuthorizationService {
                 "sessiongate failed to judge the request",
             )));
         };
+        let outcome = self.pin(outcome).await;
         log(&outcome);
         telemetry::record(span, &outcome);
         let answer =

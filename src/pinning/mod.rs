@@ -25,7 +25,7 @@ pub type PinFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PinnedWorkload, PinError>> + Send + 'a>>;
 
 /// Records the first workload of a session.
-pub trait PinStore: Send + Sync + 'static {
+pub trait PinStore: std::fmt::Debug + Send + Sync + 'static {
     /// Pins the session `key` (cached here as `session`) to `identity` unless it is pinned
     /// already, for at most `ttl` (the session's remaining lifetime); answers the workload that
     /// owns it now, which is `identity` exactly when this claim won.

@@ -10,6 +10,7 @@
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
 //! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
 
+pub mod backend;
 mod file;
 pub mod redis;
 mod set;

@@ -54,8 +54,9 @@ pub struct RedisStore {
     /// Replicas of Redis that must hold a write before it is acknowledged (`WAIT`); 0: none.
     wait_replicas: u32,
     /// The id of the last entry [`RevocationStore::load`] read: the follower starts after it.
+    /// Shared, because the store is boxed away into `Revocations` before the follower starts.
     /// A std `Mutex`: set once per load, never held across an await.
-    loaded_up_to: Mutex<EntryId>,
+    loaded_up_to: Arc<Mutex<EntryId>>,
 }
 
 impl RedisStore {
@@ -65,13 +66,14 @@ impl RedisStore {
             link,
             keys,
             wait_replicas,
-            loaded_up_to: Mutex::new(EntryId::START),
+            loaded_up_to: Arc::new(Mutex::new(EntryId::START)),
         }
     }
 
-    /// Where the follower must start: after the last entry the load read.
-    pub fn loaded_up_to(&self) -> EntryId {
-        *self.loaded_up_to.lock().expect("loaded_up_to lock")
+    /// Where the follower must start (after the last entry the load read), readable after the
+    /// store was handed over.
+    pub fn loaded_up_to(&self) -> Arc<Mutex<EntryId>> {
+        Arc::clone(&self.loaded_up_to)
     }
 
     /// Reads entries after `after` (at most [`PAGE`]) with their ids, oldest first.
