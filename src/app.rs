@@ -12,12 +12,16 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminCredential, AdminState};
 use crate::config::{Config, SsfSettings};
+use crate::decision_log::DecisionLog;
 use crate::envoy::AuthorizationService;
+use crate::envoy::report::CheckReporter;
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
-use crate::reload::{Reloader, RunningSettings};
+use crate::metrics::{Metrics, StateSources};
+use crate::ops::{OpsServer, OpsState};
 use crate::pinning::PinStore;
+use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::{Revocations, backend};
 use crate::session::SessionCache;
 use crate::shutdown::{self, StopSignal};
@@ -60,6 +64,8 @@ pub struct Started {
     pub pins: Arc<dyn PinStore>,
     /// Keeps the local mirror of a shared store current; stops when dropped.
     pub follower: Option<backend::FollowerTask>,
+    /// Metric handles (key refreshes and reloads already record into them).
+    pub metrics: Metrics,
 }
 
 /// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
@@ -68,10 +74,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let running = RunningSettings::of(&config);
     let readiness = Readiness::new();
     let ring = Arc::new(KeyRing::new());
+    let metrics = Metrics::new();
     let keys = Arc::new(
-        KeyManager::start(&config.keys, Arc::clone(&ring), readiness.clone())
-            .await
-            .context("loading issuers' keys")?,
+        KeyManager::start_counted(
+            &config.keys,
+            Arc::clone(&ring),
+            readiness.clone(),
+            metrics.keys.clone(),
+        )
+        .await
+        .context("loading issuers' keys")?,
     );
     let backend::Backend {
         revocations,
@@ -83,7 +95,11 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         Gate::new(config.policy, ring, sessions, UnixTime::now())
             .with_revocations(Arc::clone(&revocations)),
     );
-    let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys));
+    let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys))
+        .with_metrics(metrics.config.clone());
+    metrics
+        .checks
+        .declare_routes(gate.policy().routes.iter().map(|route| &route.name));
     Ok(Started {
         gate,
         keys,
@@ -92,6 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         revocations,
         pins,
         follower,
+        metrics,
     })
 }
 
@@ -170,6 +187,7 @@ pub async fn serve(
         listener,
         AuthorizationService::new(gate),
         Readiness::new(),
+        DRAIN_GRACE,
         shutdown,
     )
     .await
@@ -177,10 +195,12 @@ pub async fn serve(
 
 /// Serves `service` and, on the same port, the standard `grpc.health.v1.Health` service
 /// following `readiness` (for the whole server, `""`, and for the ext_authz service by name).
+/// After `shutdown`, in-flight checks get `grace` to finish.
 pub async fn serve_with(
     listener: TcpListener,
     service: AuthorizationService,
     readiness: Readiness,
+    grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
@@ -223,7 +243,7 @@ pub async fn serve_with(
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop.stopped());
-    if let Some(result) = shutdown::drain(server, &stop, DRAIN_GRACE, "grpc").await {
+    if let Some(result) = shutdown::drain(server, &stop, grace, "grpc").await {
         result.context("gRPC server failed")?;
     }
     tracing::info!("stopped");
@@ -247,6 +267,10 @@ pub async fn run(
         None => None,
     };
     let ssf_settings = config.ssf.clone();
+    let ops_settings = config.ops.clone();
+    let ops_listener = TcpListener::bind(ops_settings.http_listen)
+        .await
+        .with_context(|| format!("binding the ops listener to {}", ops_settings.http_listen))?;
     let tracing = Tracing::start(&config.telemetry)?;
     let started = start(config).await?;
     let ssf_routes = ssf_router(ssf_settings.as_ref(), &started.revocations).await?;
@@ -255,6 +279,20 @@ pub async fn run(
         .spawn()
         .context("watching the config file and SIGHUP")?;
     let stop = StopSignal::new(shutdown);
+    let registry = started.metrics.registry(StateSources {
+        gate: Arc::clone(&started.gate),
+        revocations: Arc::clone(&started.revocations),
+        readiness: started.readiness.clone(),
+    });
+    let ops_server = OpsServer::spawn(
+        ops_listener,
+        OpsState {
+            registry: Arc::new(registry),
+            readiness: started.readiness.clone(),
+            stop: stop.clone(),
+            config: started.metrics.config.clone(),
+        },
+    );
     let pruning = tokio::spawn(prune_revocations(
         Arc::clone(&started.gate),
         Arc::clone(&started.revocations),
@@ -271,7 +309,18 @@ pub async fn run(
         .with_key_refresher(started.keys.refresher())
         .with_pin_store(Arc::clone(&started.pins));
     let service = service.with_tracing(tracing.clone());
-    let served = serve_with(listener, service, started.readiness, stop.stopped()).await;
+    let service = service.with_reporter(CheckReporter::new(
+        started.metrics.checks.clone(),
+        DecisionLog::new(ops_settings.log_allowed_sample_rate),
+    ));
+    let served = serve_with(
+        listener,
+        service,
+        started.readiness,
+        ops_settings.shutdown_grace,
+        stop.stopped(),
+    )
+    .await;
     pruning.abort();
     if let Some(admin_server) = admin_server {
         match admin_server.await {
@@ -280,6 +329,7 @@ pub async fn run(
             Err(error) => tracing::error!(%error, "admin listener task failed"),
         }
     }
+    ops_server.stop().await;
     // The last spans (those of the drained checks included) are exported before exit.
     if let Some(tracing) = tracing {
         tracing.shutdown().await;

@@ -127,7 +127,7 @@ impl Gate {
     /// is judged against the workload the session is pinned to, since no request names one.
     pub fn explain(&self, token: &str, now: UnixTime) -> Option<SessionReport> {
         let key = SessionKey::of_token(token);
-        let session = self.sessions.get(&key)?;
+        let session = self.sessions.peek(&key)?;
         let policy = self.policy.load();
         let pinned_spiffe_id = match session.pinned() {
             Some(PinnedWorkload::Spiffe(id)) => Some(&**id),
@@ -392,6 +392,7 @@ mod tests {
                 pin_first_workload: true,
                 ..Default::default()
             },
+            dry_run: Default::default(),
         }
     }
 
@@ -426,7 +427,6 @@ mod tests {
         }
     }
 
-    fn reason(outcome: &Outcome) -> Option<DenyReason> {
     /// One check with pins kept in the session cache (the [`crate::pinning::LocalPins`]
     /// behaviour), settled at once.
     fn check(gate: &Gate, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
@@ -495,6 +495,7 @@ mod tests {
         );
     }
 
+    fn reason(outcome: &Outcome) -> Option<DenyReason> {
         outcome.verdict.as_ref().err().map(|deny| deny.reason)
     }
 

@@ -90,6 +90,15 @@ impl Readiness {
         self.inner.store.subscribe()
     }
 
+    /// The issuers whose keys are past `max_stale` (or never loaded), sorted: what `/readyz`
+    /// names when not ready.
+    pub fn unready_issuers(&self) -> Vec<Arc<str>> {
+        let unready = self.inner.unready.lock().expect("readiness lock");
+        let mut issuers: Vec<Arc<str>> = unready.iter().cloned().collect();
+        issuers.sort();
+        issuers
+    }
+
     /// Whether the sidecar is ready now.
     pub fn is_ready(&self) -> bool {
         *self.inner.ready.borrow()

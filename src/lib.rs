@@ -24,6 +24,9 @@
 //! - [`config`]: YAML configuration, validated with errors naming file and key.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
 //! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
+//! - [`metrics`]: Prometheus metrics with bounded labels; [`ops`]: `/metrics`, `/healthz`,
+//!   `/readyz` on the ops HTTP listener; [`decision_log`]: one line per judged check.
+//! - [`dry_run`]: report denials without enforcing them, for rollouts.
 //! - [`telemetry`]: OpenTelemetry spans of Checks, continuing W3C / B3 trace context.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
@@ -35,12 +38,16 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod deny;
+pub mod dry_run;
 pub mod envoy;
 pub mod gate;
 pub mod health;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
+pub mod ops;
 pub mod pinning;
 pub mod policy;
 pub mod reload;

@@ -39,6 +39,8 @@ pub struct Policy {
     pub session: SessionRules,
     /// Workload binding rules.
     pub binding: BindingRules,
+    /// Where denials are only reported, not enforced (see [`crate::dry_run`]).
+    pub dry_run: crate::dry_run::DryRun,
 }
 
 impl Policy {

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use crate::config::{self, Config, ConfigError};
 use crate::gate::Gate;
 use crate::keys::KeyManager;
+use crate::metrics::ConfigMetrics;
 use crate::watch::FileWatcher;
 
 /// Why a reload was attempted.
@@ -90,6 +91,8 @@ pub struct Reloader {
     /// SHA-256 of the content last attempted, so a burst of directory events (or a write that
     /// changed nothing) does not re-apply or re-reject the same file.
     last_seen: Option<[u8; 32]>,
+    /// Counts applied and rejected reloads; holds the running generation for `/readyz`.
+    metrics: ConfigMetrics,
 }
 
 impl Reloader {
@@ -104,7 +107,14 @@ impl Reloader {
             keys,
             running: running.restart_only,
             generation: 0,
+            metrics: ConfigMetrics::default(),
         }
+    }
+
+    /// Counts reloads in `metrics`.
+    pub fn with_metrics(mut self, metrics: ConfigMetrics) -> Reloader {
+        self.metrics = metrics;
+        self
     }
 
     /// Watches the file and listens for SIGHUP, reloading on either, until the runtime stops.
@@ -179,10 +189,12 @@ impl Reloader {
                 error = %error,
                 "config rejected; the running policy stays"
             );
+            self.metrics.rejected();
             return Reloaded::Rejected;
         }
         self.gate.replace_policy(config.policy);
         self.generation += 1;
+        self.metrics.applied(self.generation);
         tracing::info!(
             generation = self.generation,
             trigger = trigger.as_str(),
@@ -193,6 +205,7 @@ impl Reloader {
     }
 
     fn rejected(&self, error: &ConfigError) {
+        self.metrics.rejected();
         let (key, problem) = match error {
             ConfigError::Invalid { key, problem, .. } => (key.as_str(), problem.as_str()),
             ConfigError::Unreadable { message, .. } => ("(file)", message.as_str()),

@@ -24,6 +24,12 @@ impl StopSignal {
         StopSignal(rx)
     }
 
+    /// Whether the signal has fired: from then on the process is going away, so it is no longer
+    /// ready for new work (`/readyz`).
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Completes once the signal has fired (at once if it already has).
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.0.clone();

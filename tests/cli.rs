@@ -73,7 +73,8 @@ fn sigterm_drains_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(EXAMPLE)
         .unwrap()
-        .replace("127.0.0.1:9191", "127.0.0.1:0");
+        .replace("127.0.0.1:9191", "127.0.0.1:0")
+        .replace("127.0.0.1:9192", "127.0.0.1:0");
     let file = dir.path().join("sessiongate.yaml");
     std::fs::write(&file, text).unwrap();
     std::fs::copy(

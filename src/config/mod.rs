@@ -15,6 +15,7 @@ use std::time::Duration;
 pub use schema::ConfigFile;
 use schema::{IssuerSection, RouteSection};
 
+use crate::dry_run::DryRun;
 use crate::keys::{KeyOrigin, RefreshBounds};
 use crate::policy::{BindingRules, Policy, SessionRules};
 use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
@@ -73,7 +74,6 @@ pub struct AdminSettings {
     pub token_file: Option<PathBuf>,
 }
 
-/// Where revocations are stored.
 /// Default `revocation.path` for the file backend.
 const DEFAULT_REVOCATION_PATH: &str = "state/revocations";
 /// Default `revocation.key_prefix` for the Redis backend.
@@ -82,11 +82,11 @@ const DEFAULT_KEY_PREFIX: &str = "sessiongate:";
 /// zone, short enough that an admin call or a new session is refused promptly when it is gone.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Where revocations are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevocationBackend {
     /// The embedded, durable append-only log at this path.
     File(PathBuf),
-}
     /// A Redis shared by the fleet (revocations and, with pinning, pins).
     Redis(RedisSettings),
 }
@@ -117,6 +117,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("wait_replicas", &self.wait_replicas)
             .finish()
     }
+}
 
 /// Where a transmitter's keys come from.
 #[derive(Debug, Clone)]
@@ -156,6 +157,20 @@ pub struct TelemetrySettings {
     pub service_name: String,
 }
 
+/// The ops listener, shutdown and decision log settings, bound at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpsSettings {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_listen: SocketAddr,
+    /// How long in-flight checks may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Fraction of allowed checks written to the decision log (denials always are).
+    pub log_allowed_sample_rate: f64,
+}
+
+/// Longest accepted `shutdown_grace`.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
+
 /// `service.name` when `telemetry.service_name` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "sessiongate";
 
@@ -182,6 +197,8 @@ pub struct Config {
     pub ssf: Option<SsfSettings>,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// The ops listener, shutdown grace and decision log sampling.
+    pub ops: OpsSettings,
 }
 
 /// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
@@ -315,6 +332,16 @@ impl Compiler<'_> {
         let revocation = self.revocation(&raw)?;
         let ssf = self.ssf(&raw, admin.is_some())?;
         let telemetry = self.telemetry(&raw)?;
+        let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
+        let dry_run = DryRun {
+            everywhere: raw.dry_run,
+            routes: raw
+                .routes
+                .iter()
+                .filter(|route| route.dry_run)
+                .map(|route| Arc::from(route.name.as_str()))
+                .collect(),
+        };
         let claims = ClaimRules {
             scope_claim: raw.session.scope_claim.as_str().into(),
             binding_claim: raw.binding.claim.as_deref().map(Into::into),
@@ -337,11 +364,63 @@ impl Compiler<'_> {
                     require_claim: raw.binding.require_claim,
                     pin_first_workload: raw.binding.pin_first_workload,
                 },
+                dry_run,
             },
             admin,
             revocation,
             ssf,
             telemetry,
+            ops,
+        })
+    }
+
+    /// The ops listener never shares a port with the ext_authz or admin listener (port 0
+    /// picks distinct free ports, so it may repeat).
+    fn ops(
+        &self,
+        raw: &ConfigFile,
+        grpc_listen: SocketAddr,
+        admin: Option<&AdminSettings>,
+    ) -> Result<OpsSettings, ConfigError> {
+        let http_listen: SocketAddr = raw.listen.http.parse().map_err(|_| {
+            self.invalid(
+                "listen.http",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9192",
+                    raw.listen.http
+                ),
+            )
+        })?;
+        let clashes = |other: SocketAddr| other.port() != 0 && other.port() == http_listen.port();
+        if clashes(grpc_listen) {
+            return Err(self.invalid(
+                "listen.http",
+                "must differ from listen.grpc: the ops listener never shares the ext_authz port",
+            ));
+        }
+        if admin.is_some_and(|admin| clashes(admin.listen)) {
+            return Err(self.invalid(
+                "listen.http",
+                "must differ from admin.listen: probes and scrapers must not reach the admin API",
+            ));
+        }
+        if raw.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            return Err(self.invalid(
+                "shutdown_grace",
+                "at most 5m; Kubernetes' terminationGracePeriodSeconds must exceed it anyway",
+            ));
+        }
+        let rate = raw.telemetry.log_allowed_sample_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(self.invalid(
+                "telemetry.log_allowed_sample_rate",
+                format!("`{rate}` is not a fraction between 0 and 1 (e.g. 0.01)"),
+            ));
+        }
+        Ok(OpsSettings {
+            http_listen,
+            shutdown_grace: raw.shutdown_grace,
+            log_allowed_sample_rate: rate,
         })
     }
 

@@ -35,6 +35,16 @@ pub struct ConfigFile {
     /// Traces (and other observability settings that do not fit a listener).
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    /// Judge and report every request, enforce no denial (see `routes[].dry_run`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How long in-flight checks may take to finish after SIGTERM.
+    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `telemetry`. Every key is optional, so other observability settings can join the section
@@ -46,6 +56,8 @@ pub struct TelemetrySection {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported spans.
     pub service_name: Option<String>,
+    /// Fraction of allowed checks written to the decision log (denials always are).
+    pub log_allowed_sample_rate: Option<f64>,
 }
 
 /// `admin`.
@@ -137,14 +149,22 @@ pub struct ListenSection {
     /// The ext_authz gRPC listener (`host:port`; port 0 picks a free one).
     #[serde(default = "default_grpc_listen")]
     pub grpc: String,
+    /// The ops HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_http_listen")]
+    pub http: String,
 }
 
 impl Default for ListenSection {
     fn default() -> Self {
         ListenSection {
             grpc: default_grpc_listen(),
+            http: default_http_listen(),
         }
     }
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9192".to_owned()
 }
 
 fn default_grpc_listen() -> String {
@@ -314,6 +334,9 @@ pub struct RouteSection {
     pub max_auth_age: Option<Duration>,
     /// Callers allowed (SPIFFE IDs, `*` suffix for prefixes).
     pub workloads: Option<Vec<String>>,
+    /// Judge and report this route's requests, enforce no denial.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {

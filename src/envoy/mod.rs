@@ -4,6 +4,7 @@
 //! the gate's [`crate::gate::Outcome`] into a `CheckResponse`; [`service`] is the tonic service
 //! that glues them to the [`crate::gate::Gate`].
 
+pub mod report;
 pub mod request;
 pub mod response;
 pub mod service;

@@ -19,6 +19,7 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 
 use crate::deny::{Deny, DenyReason};
+use crate::dry_run;
 use crate::gate::Outcome;
 use crate::workload::SpiffeId;
 
@@ -82,6 +83,36 @@ fn allowed<'a>(
                     .is_some_and(|h| h.key.eq_ignore_ascii_case(name))
             })
         })
+        .map(str::to_owned)
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: code::OK,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A would-be denial on a dry-run route: allowed, telling the upstream what would have
+/// happened in [`dry_run::HEADER`], without identity headers (the upstream must not take a
+/// request sessiongate would refuse for an authenticated one), spoofed headers removed.
+pub fn dry_run_denial<'a>(
+    deny: &Deny,
+    client_headers: impl Iterator<Item = &'a str>,
+) -> CheckResponse {
+    let headers = vec![overwrite(
+        dry_run::HEADER,
+        dry_run::header_value(deny.reason.as_str()),
+    )];
+    let headers_to_remove = client_headers
+        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX))
+        .filter(|name| !name.eq_ignore_ascii_case(dry_run::HEADER))
         .map(str::to_owned)
         .collect();
     CheckResponse {
@@ -210,11 +241,40 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_denial_allows_with_the_reason_and_no_identity() {
+        let names = ["x-sessiongate-dry-run", "X-Sessiongate-Subject", "accept"];
+        let response = dry_run_denial(&Deny::new(DenyReason::MissingToken, "x"), names.into_iter());
+        assert_eq!(response.status.unwrap().code, code::OK);
+        let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+            panic!("not ok")
+        };
+        let set: Vec<(&str, &str)> = ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .map(|h| (h.key.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(set, [("x-sessiongate-dry-run", "deny:missing_token")]);
+        #[allow(deprecated)]
+        let overwrites = ok.headers[0].append.as_ref().map(|b| b.value) == Some(false);
+        assert!(
+            overwrites,
+            "a client-sent value is overwritten, never appended to"
+        );
+        assert_eq!(
+            ok.headers_to_remove,
+            vec!["X-Sessiongate-Subject"],
+            "the spoofed identity header is removed; the set one is not"
+        );
+    }
+
+    #[test]
     fn a_public_allow_removes_every_client_sessiongate_header() {
         let outcome = Outcome {
             route: Some("health".into()),
             verdict: Ok(()),
             session: None,
+            pin: None,
         };
         let names = [
             "x-sessiongate-subject",
@@ -234,4 +294,3 @@ mod tests {
         );
     }
 }
-            pin: None,

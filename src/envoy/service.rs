@@ -6,8 +6,9 @@ use std::sync::Arc;
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
+use super::report::CheckReporter;
 use super::{request, response};
-use crate::deny::DenyReason;
+use crate::deny::{Deny, DenyReason};
 use crate::gate::{Gate, Outcome};
 use crate::keys::KeyRefresher;
 use crate::pinning::{LocalPins, PinStore};
@@ -30,6 +31,8 @@ pub struct AuthorizationService {
     tracing: Option<Tracing>,
     /// Records the first workload of each new session (`binding.pin_first_workload`).
     pins: Arc<dyn PinStore>,
+    /// Counts every check in metrics and writes its decision-log line.
+    reporter: CheckReporter,
 }
 
 impl AuthorizationService {
@@ -40,7 +43,14 @@ impl AuthorizationService {
             refresher: None,
             tracing: None,
             pins: Arc::new(LocalPins),
+            reporter: CheckReporter::default(),
         }
+    }
+
+    /// Reports checks into `reporter` (the process's metrics and decision log).
+    pub fn with_reporter(mut self, reporter: CheckReporter) -> AuthorizationService {
+        self.reporter = reporter;
+        self
     }
 
     /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
@@ -94,6 +104,7 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = tokio::time::Instant::now();
         let check = request.into_inner();
         let span = self.tracing.as_ref().map(|tracing| {
             tracing.begin(|name| {
@@ -104,12 +115,7 @@ impl Authorization for AuthorizationService {
         let http = match request::http_request(&check) {
             Ok(http) => http,
             Err(deny) => {
-                tracing::info!(
-                    decision = "deny",
-                    reason = deny.reason.as_str(),
-                    "{}",
-                    deny.description
-                );
+                self.reporter.refused(&deny, started.elapsed());
                 telemetry::record_denied(span, deny.reason);
                 return Ok(Response::new(response::denied(&deny)));
             }
@@ -131,35 +137,34 @@ impl Authorization for AuthorizationService {
                 reason = "internal_error",
                 "check panicked; denying"
             );
+            let failed = Deny::new(DenyReason::InternalError, "check panicked");
+            self.reporter.refused(&failed, started.elapsed());
             telemetry::record_denied(span, DenyReason::InternalError);
             return Ok(Response::new(response::internal_error(
                 "sessiongate failed to judge the request",
             )));
         };
         let outcome = self.pin(outcome).await;
-        log(&outcome);
         telemetry::record(span, &outcome);
-        let answer =
-            response::check_response(&outcome, facts.peer.principal, request::header_names(http));
+        // Dry-run changes only the answer: the outcome, its metrics and its log line are those
+        // of enforcement.
+        let dry_run = self.gate.policy().dry_run.covers(outcome.route.as_deref());
+        let answer = match &outcome.verdict {
+            Err(deny) if dry_run => response::dry_run_denial(deny, request::header_names(http)),
+            _ => response::check_response(
+                &outcome,
+                facts.peer.principal,
+                request::header_names(http),
+            ),
+        };
+        let now = UnixTime::now();
+        self.reporter.judged(
+            &outcome,
+            facts.peer.principal,
+            dry_run,
+            now,
+            started.elapsed(),
+        );
         Ok(Response::new(answer))
-    }
-}
-
-/// One line per denial (allows at debug): route, reason and the session's short hash, never
-/// the token.
-fn log(outcome: &Outcome) {
-    let route = outcome.route.as_deref().unwrap_or("-");
-    let session = outcome.session.as_ref().map(|(key, _)| key.short());
-    let session = session.as_ref().map_or("-", |s| s.as_str());
-    match &outcome.verdict {
-        Ok(()) => tracing::debug!(decision = "allow", route, session, "allowed"),
-        Err(deny) => tracing::info!(
-            decision = "deny",
-            route,
-            session,
-            reason = deny.reason.as_str(),
-            "{}",
-            deny.description
-        ),
     }
 }

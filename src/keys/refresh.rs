@@ -19,6 +19,7 @@ use super::schedule::{Schedule, UnknownKeyLimiter, UnknownKeyTrigger};
 use super::source::{self, Fetched, KeyOrigin};
 use crate::config::IssuerKeys;
 use crate::health::Readiness;
+use crate::metrics::KeyMetrics;
 use crate::token::{CompactJws, KeyRing, KeySourceError};
 use crate::watch::FileWatcher;
 
@@ -79,6 +80,8 @@ pub struct KeyManager {
     running: Mutex<HashMap<Arc<str>, Running>>,
     /// What [`KeyRefresher`] reads on the request path, swapped whole.
     handles: Arc<Handles>,
+    /// Counts fetches and staleness per issuer.
+    metrics: KeyMetrics,
 }
 
 impl KeyManager {
@@ -89,12 +92,23 @@ impl KeyManager {
         ring: Arc<KeyRing>,
         readiness: Readiness,
     ) -> Result<KeyManager, KeyLoadError> {
+        KeyManager::start_counted(issuers, ring, readiness, KeyMetrics::default()).await
+    }
+
+    /// [`KeyManager::start`], counting every fetch and staleness change in `metrics`.
+    pub async fn start_counted(
+        issuers: &[IssuerKeys],
+        ring: Arc<KeyRing>,
+        readiness: Readiness,
+        metrics: KeyMetrics,
+    ) -> Result<KeyManager, KeyLoadError> {
         let manager = KeyManager {
             ring,
             readiness,
             client: source::http_client(),
             running: Mutex::new(HashMap::new()),
             handles: Arc::new(ArcSwap::default()),
+            metrics,
         };
         manager.apply(issuers).await?;
         Ok(manager)
@@ -135,6 +149,7 @@ impl KeyManager {
         for spec in changed {
             let fetched = source::fetch(&spec.source, &self.client)
                 .await
+                .inspect_err(|_| self.metrics.refresh_failed(&spec.issuer))
                 .map_err(|source| KeyLoadError {
                     issuer: Arc::clone(&spec.issuer),
                     config_key: spec.config_key.clone(),
@@ -159,6 +174,8 @@ impl KeyManager {
             self.ring.replace(&spec.issuer, fetched.jwks.keys);
             self.ring.resume(&spec.issuer);
             self.readiness.set_issuer_fresh(&spec.issuer, true);
+            self.metrics.refreshed(&spec.issuer);
+            self.metrics.set_stale(&spec.issuer, false);
             let started = self.spawn(spec.clone(), max_age);
             running.insert(Arc::clone(&spec.issuer), started);
         }
@@ -171,6 +188,7 @@ impl KeyManager {
             running.remove(&issuer);
             self.ring.remove(&issuer);
             self.readiness.forget_issuer(&issuer);
+            self.metrics.forget(&issuer);
             tracing::info!(issuer = %issuer, "issuer removed; its keys are no longer refreshed");
         }
         self.handles.store(Arc::new(
@@ -209,6 +227,7 @@ impl KeyManager {
             ring: Arc::clone(&self.ring),
             readiness: self.readiness.clone(),
             client: self.client.clone(),
+            metrics: self.metrics.clone(),
         };
         Running {
             spec,
@@ -236,6 +255,7 @@ struct RefreshTask {
     ring: Arc<KeyRing>,
     readiness: Readiness,
     client: reqwest::Client,
+    metrics: KeyMetrics,
 }
 
 impl RefreshTask {
@@ -249,6 +269,7 @@ impl RefreshTask {
             if self.schedule.newly_stale(now) {
                 self.ring.suspend(&self.issuer);
                 self.readiness.set_issuer_fresh(&self.issuer, false);
+                self.metrics.set_stale(&self.issuer, true);
                 tracing::error!(
                     issuer = %self.issuer,
                     source = %self.origin.describe(),
@@ -276,6 +297,7 @@ impl RefreshTask {
             Ok(fetched) => {
                 let was_stale = self.schedule.is_stale(now);
                 self.schedule.succeeded(now, fetched.max_age);
+                self.metrics.refreshed(&self.issuer);
                 let before: BTreeSet<Arc<str>> = self
                     .ring
                     .keys_of(&self.issuer)
@@ -301,11 +323,13 @@ impl RefreshTask {
                 if was_stale {
                     self.ring.resume(&self.issuer);
                     self.readiness.set_issuer_fresh(&self.issuer, true);
+                    self.metrics.set_stale(&self.issuer, false);
                     tracing::info!(issuer = %self.issuer, "keys fresh again; the issuer's tokens are judged again");
                 }
             }
             Err(error) => {
                 self.schedule.failed(now);
+                self.metrics.refresh_failed(&self.issuer);
                 let stale_in = self.schedule.stale_at().saturating_duration_since(now);
                 tracing::warn!(
                     issuer = %self.issuer,

@@ -12,12 +12,14 @@
 
 pub mod backend;
 mod file;
+mod origin;
 pub mod redis;
 mod set;
 mod store;
 
 pub use self::redis::RedisStore;
 pub use file::FileStore;
+pub use origin::{AddedByOrigin, OriginKind};
 pub use set::{RevocationCheck, RevocationSet};
 pub use store::{RevocationStore, Revocations, StoreError, StoreFuture};
 

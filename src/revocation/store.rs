@@ -56,6 +56,8 @@ pub struct Revocations {
     write: tokio::sync::Mutex<()>,
     /// How long after its cut-off an entry can still match a token the age rule accepts.
     horizon: ArcSwap<Duration>,
+    /// Revocations recorded through this process, by origin kind (for metrics).
+    added: super::AddedByOrigin,
 }
 
 impl Revocations {
@@ -73,6 +75,7 @@ impl Revocations {
             store,
             write: tokio::sync::Mutex::new(()),
             horizon: ArcSwap::from_pointee(horizon),
+            added: super::AddedByOrigin::default(),
         })
     }
 
@@ -86,6 +89,7 @@ impl Revocations {
     pub async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
         let _writer = self.write.lock().await;
         self.store.append(&revocation).await?;
+        self.added.record(&revocation.origin);
         self.apply(revocation);
         Ok(())
     }
@@ -101,6 +105,12 @@ impl Revocations {
                 Arc::new(set.with(revocation.clone()))
             }
         });
+    }
+
+    /// How many revocations of `kind` were recorded through this process (not those fanned
+    /// out from other replicas, so a fleet's sum counts each once).
+    pub fn added(&self, kind: super::OriginKind) -> u64 {
+        self.added.get(kind)
     }
 
     /// Updates the horizon after a policy reload changed the longest accepted token age.

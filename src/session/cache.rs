@@ -8,9 +8,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
+use moka::notification::RemovalCause;
 
 use super::{Session, SessionKey};
 use crate::time::UnixTime;
@@ -18,6 +20,50 @@ use crate::time::UnixTime;
 /// Verified sessions by token hash.
 pub struct SessionCache {
     entries: moka::sync::Cache<SessionKey, Arc<Session>>,
+    /// Shared with moka's eviction listener, which runs outside any call of ours.
+    stats: Arc<CacheStats>,
+}
+
+/// What the cache did since start, for metrics. Plain atomics, so this module stays free of
+/// any metrics library; relaxed ordering, since each counter is read on its own.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evicted: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl CacheStats {
+    /// Lookups by a check that found the session.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Lookups by a check that did not.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// Sessions evicted because the cache was full: each costs a re-verification, its idle
+    /// history and its local pin. A steady rate means `cache_capacity` is too small.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Sessions dropped because their token expired.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    fn removed(&self, cause: RemovalCause) {
+        match cause {
+            RemovalCause::Size => self.evicted.fetch_add(1, Ordering::Relaxed),
+            RemovalCause::Expired => self.expired.fetch_add(1, Ordering::Relaxed),
+            // Cleared on reload or replaced: not the cache's own doing.
+            RemovalCause::Explicit | RemovalCause::Replaced => 0,
+        };
+    }
 }
 
 /// Per-entry lifetime: until the token expires, plus the skew the decision would forgive.
@@ -40,16 +86,36 @@ impl Expiry<SessionKey, Arc<Session>> for UntilTokenExpiry {
 impl SessionCache {
     /// A cache holding at most `capacity` sessions.
     pub fn new(capacity: u64, clock_skew: Duration) -> SessionCache {
+        let stats = Arc::new(CacheStats::default());
+        let listener = Arc::clone(&stats);
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilTokenExpiry { clock_skew })
+            .eviction_listener(move |_key, _session, cause| listener.removed(cause))
             .build();
-        SessionCache { entries }
+        SessionCache { entries, stats }
     }
 
-    /// The cached session for `key`.
+    /// The cached session for `key`, for a check: counted as a hit or a miss.
     pub fn get(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        let found = self.entries.get(key);
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The cached session for `key`, for introspection: not counted.
+    pub fn peek(&self, key: &SessionKey) -> Option<Arc<Session>> {
         self.entries.get(key)
+    }
+
+    /// Hits, misses and evictions since start.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
     }
 
     /// Caches `session` unless another request cached one for the same token first; returns

@@ -27,6 +27,7 @@ pub fn sessiongate_yaml(idle_timeout: Option<&str>) -> String {
         r#"# Rendered by tests/support/policy.rs.
 listen:
   grpc: "127.0.0.1:0"
+  http: "127.0.0.1:0"
 
 issuers:
   - issuer: "{ISSUER}"

@@ -18,6 +18,8 @@ pub struct Sessiongate {
     pub grpc_addr: SocketAddr,
     /// The admin listener, when the config has an `admin` section.
     pub admin_addr: Option<SocketAddr>,
+    /// The ops HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    pub http_addr: SocketAddr,
     /// When the binary reported it was listening: the idle-timeout start-up grace window
     /// (issue 2, section 6) is measured from about here.
     pub started: Instant,
@@ -54,26 +56,27 @@ impl Sessiongate {
             &[("RUST_LOG", "info")],
         );
 
-        // With an admin section, start-up is over once both listeners report.
+        // Start-up is over once every listener reported (admin only with an admin section).
         let expects_admin = config_yaml.lines().any(|line| line.starts_with("admin:"));
         let found = tokio::time::timeout(START_TIMEOUT, async {
-            let (mut grpc, mut admin) = (None, None);
+            let (mut grpc, mut admin, mut http) = (None, None, None);
             while let Some(line) = lines.recv().await {
                 match listening_addr(&line) {
                     Some(("grpc", addr)) => grpc = Some(addr),
                     Some(("admin", addr)) => admin = Some(addr),
+                    Some(("http", addr)) => http = Some(addr),
                     _ => {}
                 }
-                if let Some(grpc) = grpc
+                if let (Some(grpc), Some(http)) = (grpc, http)
                     && (admin.is_some() || !expects_admin)
                 {
-                    return Some((grpc, admin));
+                    return Some((grpc, admin, http));
                 }
             }
             None
         })
         .await;
-        let (grpc_addr, admin_addr) = match found {
+        let (grpc_addr, admin_addr, http_addr) = match found {
             Ok(Some(addrs)) => addrs,
             Ok(None) => panic!("sessiongate exited before listening\n{}", process.output()),
             Err(_) => panic!(
@@ -84,6 +87,7 @@ impl Sessiongate {
         Sessiongate {
             grpc_addr,
             admin_addr,
+            http_addr,
             started: Instant::now(),
             config_path,
             process,
@@ -102,7 +106,7 @@ impl Sessiongate {
 }
 
 /// Recognises `{"fields":{"message":"listening","listener":"grpc","addr":"…"},…}` (or
-/// `"listener":"admin"`).
+/// `"listener":"admin"`, `"listener":"http"`).
 fn listening_addr(line: &str) -> Option<(&'static str, SocketAddr)> {
     let event: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = event.get("fields")?;
@@ -112,6 +116,7 @@ fn listening_addr(line: &str) -> Option<(&'static str, SocketAddr)> {
     let listener = match fields.get("listener")?.as_str()? {
         "grpc" => "grpc",
         "admin" => "admin",
+        "http" => "http",
         _ => return None,
     };
     Some((listener, fields.get("addr")?.as_str()?.parse().ok()?))

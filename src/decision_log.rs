@@ -1,0 +1,128 @@
+//! The decision log: one structured line per denied check, and a sample of allowed ones.
+//!
+//! Each line answers "who was denied where, and why" without a trip to the metrics: route,
+//! reason, subject, workload, the session's short hash, latency and whether the route is in
+//! dry-run. It never carries the token (the session hash identifies it without revealing it).
+//!
+//! Allowed checks are sampled (`telemetry.log_allowed_sample_rate`, default 0): at a high request
+//! rate one line per allow is a log bill, not an insight. Sampling is 1 in N by count, not
+//! random, so a rate of 1 logs every allow and tests are deterministic; unsampled allows are
+//! still written at `debug`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::deny::Deny;
+
+/// What one line says; borrowed from the check, so writing it costs no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The matched route's name (`-` when none matched).
+    pub route: Option<&'a str>,
+    /// Allowed, or why not.
+    pub verdict: Result<(), &'a Deny>,
+    /// The route is in dry-run: a denial here was reported, not enforced.
+    pub dry_run: bool,
+    /// The token's `sub`, once verified.
+    pub subject: Option<&'a str>,
+    /// The caller's SPIFFE ID (or Envoy's principal), when it presented one.
+    pub workload: Option<&'a str>,
+    /// The session's short hash (never the token).
+    pub session: Option<&'a str>,
+    /// Time from receiving the check to answering it.
+    pub latency: Duration,
+}
+
+/// Writes decision lines; shared by every check.
+#[derive(Debug)]
+pub struct DecisionLog {
+    /// Log one allow in this many; 0 logs none (at `info`).
+    allowed_every: u64,
+    allowed_seen: AtomicU64,
+}
+
+impl DecisionLog {
+    /// A log writing every denial and a `sample_rate` fraction (0…1) of allows.
+    pub fn new(sample_rate: f64) -> DecisionLog {
+        let allowed_every = if sample_rate > 0.0 {
+            (1.0 / sample_rate.min(1.0)).round() as u64
+        } else {
+            0
+        };
+        DecisionLog {
+            allowed_every,
+            allowed_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this allow is one of the sampled ones.
+    fn sample_allow(&self) -> bool {
+        self.allowed_every != 0
+            && self
+                .allowed_seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.allowed_every)
+    }
+
+    /// Writes the line for `entry` (an allow only when sampled).
+    pub fn record(&self, entry: &Entry<'_>) {
+        let route = entry.route.unwrap_or("-");
+        let subject = entry.subject.unwrap_or("-");
+        let workload = entry.workload.unwrap_or("-");
+        let session = entry.session.unwrap_or("-");
+        let latency_us = u64::try_from(entry.latency.as_micros()).unwrap_or(u64::MAX);
+        let dry_run = entry.dry_run;
+        match entry.verdict {
+            Ok(()) if self.sample_allow() => tracing::info!(
+                decision = "allow",
+                route,
+                subject,
+                workload,
+                session,
+                latency_us,
+                dry_run,
+                "allowed"
+            ),
+            Ok(()) => tracing::debug!(
+                decision = "allow",
+                route,
+                subject,
+                workload,
+                session,
+                latency_us,
+                dry_run,
+                "allowed"
+            ),
+            Err(deny) => tracing::info!(
+                decision = "deny",
+                route,
+                reason = deny.reason.as_str(),
+                subject,
+                workload,
+                session,
+                latency_us,
+                dry_run,
+                enforced = !dry_run,
+                "{}",
+                deny.description
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled(log: &DecisionLog, allows: usize) -> usize {
+        (0..allows).filter(|_| log.sample_allow()).count()
+    }
+
+    #[test]
+    fn allows_are_sampled_one_in_n() {
+        assert_eq!(sampled(&DecisionLog::new(0.0), 1000), 0);
+        assert_eq!(sampled(&DecisionLog::new(1.0), 1000), 1000);
+        assert_eq!(sampled(&DecisionLog::new(0.01), 1000), 10);
+        assert_eq!(sampled(&DecisionLog::new(0.25), 1000), 250);
+    }
+}

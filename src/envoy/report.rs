@@ -1,0 +1,85 @@
+//! Reporting one check: its metrics and its decision-log line, from the gate's [`Outcome`].
+//!
+//! Kept beside the adapter rather than in the gate, so the gate and the decision never see a
+//! metrics type or a logger: the adapter knows the latency, the dry-run mode and the caller's
+//! principal, which is everything a report adds to the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decision_log::{DecisionLog, Entry};
+use crate::deny::Deny;
+use crate::gate::Outcome;
+use crate::metrics::CheckMetrics;
+use crate::time::UnixTime;
+
+/// Records every check in metrics and the decision log; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CheckReporter {
+    metrics: CheckMetrics,
+    log: Arc<DecisionLog>,
+}
+
+impl Default for CheckReporter {
+    /// Metrics nobody scrapes, and no sampled allows: what tests and embedders get by default.
+    fn default() -> Self {
+        CheckReporter::new(crate::metrics::Metrics::new().checks, DecisionLog::new(0.0))
+    }
+}
+
+impl CheckReporter {
+    /// Reports into `metrics` and `log`.
+    pub fn new(metrics: CheckMetrics, log: DecisionLog) -> CheckReporter {
+        CheckReporter {
+            metrics,
+            log: Arc::new(log),
+        }
+    }
+
+    /// A check the gate judged. `principal` is Envoy's `source.principal` of the caller.
+    pub fn judged(
+        &self,
+        outcome: &Outcome,
+        principal: &str,
+        dry_run: bool,
+        now: UnixTime,
+        latency: Duration,
+    ) {
+        let session_hash = outcome.session.as_ref().map(|(key, _)| key.short());
+        let token = outcome.session.as_ref().map(|(_, session)| &session.token);
+        match &outcome.verdict {
+            Ok(()) => {
+                let age = token.and_then(|t| t.issued_at).map(|iat| now.since(iat));
+                self.metrics
+                    .allow(outcome.route.as_ref(), dry_run, latency, age);
+            }
+            Err(deny) => {
+                self.metrics
+                    .deny(outcome.route.as_ref(), deny.reason, dry_run, latency);
+            }
+        }
+        self.log.record(&Entry {
+            route: outcome.route.as_deref(),
+            verdict: outcome.verdict.as_ref().map(|_| ()),
+            dry_run,
+            subject: token.and_then(|t| t.subject.as_deref()),
+            workload: (!principal.is_empty()).then_some(principal),
+            session: session_hash.as_ref().map(|s| s.as_str()),
+            latency,
+        });
+    }
+
+    /// A check denied before the gate could judge it (unusable request, internal failure).
+    pub fn refused(&self, deny: &Deny, latency: Duration) {
+        self.metrics.deny(None, deny.reason, false, latency);
+        self.log.record(&Entry {
+            route: None,
+            verdict: Err(deny),
+            dry_run: false,
+            subject: None,
+            workload: None,
+            session: None,
+            latency,
+        });
+    }
+}

@@ -1,0 +1,620 @@
+//! Prometheus metrics: what sessiongate decided, how fast, and the state behind its decisions.
+//!
+//! Two kinds of sources feed one registry:
+//! - **events** recorded as they happen, through handles with domain verbs: [`CheckMetrics`]
+//!   (`allow`, `deny`) from the ext_authz adapter, [`KeyMetrics`] from the key refresh tasks,
+//!   [`ConfigMetrics`] from the reloader;
+//! - **state read at scrape time** by a collector ([`Metrics::registry`]): the session cache's
+//!   counters, signature verifications, live revocations, readiness. Those modules keep plain
+//!   atomics and know nothing of this crate's metrics library, and the decision stays pure.
+//!
+//! What must stay true: every label set is bounded. Routes come from the configuration (plus
+//! `-` for "no route"), reasons from [`DenyReason::ALL`], issuers from the configuration,
+//! revocation origins from [`OriginKind::ALL`]. No subject, token, workload or path is ever a
+//! label. The hot path builds its label set from `&'static str`s and one `Arc<str>` clone: no
+//! allocation per request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel as _, EncodeLabelSet, EncodeMetric as _, LabelSetEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::deny::DenyReason;
+use crate::gate::Gate;
+use crate::health::Readiness;
+use crate::revocation::{OriginKind, Revocations};
+
+/// Check latency buckets (seconds): a cached session is judged in microseconds, a new one
+/// costs a signature verification (sub-millisecond to a few ms), an unknown `kid` may wait up
+/// to 500 ms for a key refresh.
+const CHECK_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// Session age buckets (seconds), from a fresh token to a day-old one: the "session trust
+/// debt" a route carries is how far into this range its allowed requests reach.
+const SESSION_AGE_BUCKETS: [f64; 14] = [
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    43200.0, 86400.0,
+];
+
+/// The route label of a request no route matched.
+pub const NO_ROUTE: &str = "-";
+/// The reason label of an allowed request.
+pub const NO_REASON: &str = "none";
+
+fn label(encoder: &mut LabelSetEncoder, key: &'static str, value: &str) -> std::fmt::Result {
+    (key, value).encode(encoder.encode_label())
+}
+
+/// Labels of `sessiongate_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct DecisionLabels {
+    decision: &'static str,
+    reason: &'static str,
+    route: Arc<str>,
+    dry_run: bool,
+}
+
+impl EncodeLabelSet for DecisionLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        label(encoder, "decision", self.decision)?;
+        label(encoder, "reason", self.reason)?;
+        label(encoder, "route", &self.route)?;
+        label(
+            encoder,
+            "dry_run",
+            if self.dry_run { "true" } else { "false" },
+        )
+    }
+}
+
+/// Labels of the histograms split by decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct DecisionOnly {
+    decision: &'static str,
+}
+
+impl EncodeLabelSet for DecisionOnly {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        label(encoder, "decision", self.decision)
+    }
+}
+
+/// One label carrying a configured name (a route, an issuer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Named {
+    key: &'static str,
+    value: Arc<str>,
+}
+
+impl EncodeLabelSet for Named {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        label(encoder, self.key, &self.value)
+    }
+}
+
+/// An issuer and a result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct IssuerResult {
+    issuer: Arc<str>,
+    result: &'static str,
+}
+
+impl EncodeLabelSet for IssuerResult {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        label(encoder, "issuer", &self.issuer)?;
+        label(encoder, "result", self.result)
+    }
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn check_histogram() -> Histogram {
+    Histogram::new(CHECK_BUCKETS)
+}
+
+fn session_age_histogram() -> Histogram {
+    Histogram::new(SESSION_AGE_BUCKETS)
+}
+
+/// Every metric handle of one process; cheap to clone (the families are shared).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Decisions and their latency, recorded by the ext_authz adapter.
+    pub checks: CheckMetrics,
+    /// Key refreshes per issuer.
+    pub keys: KeyMetrics,
+    /// Config generation and reload outcomes.
+    pub config: ConfigMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh, unregistered handles: record into them at once, register them with
+    /// [`Metrics::registry`] once the state they sit beside exists.
+    pub fn new() -> Metrics {
+        Metrics {
+            checks: CheckMetrics::new(),
+            keys: KeyMetrics::default(),
+            config: ConfigMetrics::default(),
+        }
+    }
+
+    /// The registry `/metrics` encodes: every handle, plus a collector reading `state` on each
+    /// scrape.
+    pub fn registry(&self, state: StateSources) -> Registry {
+        let mut registry = Registry::default();
+        let checks = &self.checks.inner;
+        registry.register(
+            "sessiongate_decisions",
+            "Check decisions by decision, deny reason, route and whether the route is in dry-run (a dry-run deny was allowed).",
+            checks.decisions.clone(),
+        );
+        registry.register(
+            "sessiongate_check_duration_seconds",
+            "Time from receiving a Check to answering it, by decision.",
+            checks.duration.clone(),
+        );
+        registry.register(
+            "sessiongate_session_age_seconds",
+            "Token age (now - iat) of allowed requests, per route: the session trust debt a route carries.",
+            checks.session_age.clone(),
+        );
+        registry.register(
+            "sessiongate_key_refreshes",
+            "Key set fetches per issuer, by result (success, failure).",
+            self.keys.refreshes.clone(),
+        );
+        registry.register(
+            "sessiongate_keys_stale",
+            "1 while an issuer's keys are older than max_stale (its tokens are denied), else 0.",
+            self.keys.stale.clone(),
+        );
+        registry.register(
+            "sessiongate_config_generation",
+            "Generation of the running config: 0 at start, +1 per applied reload.",
+            self.config.generation.clone(),
+        );
+        registry.register(
+            "sessiongate_config_reloads",
+            "Config reload attempts by result (applied, rejected).",
+            self.config.reloads.clone(),
+        );
+        registry.register_collector(Box::new(state));
+        registry
+    }
+}
+
+/// Decisions, their latency and the age of allowed sessions.
+#[derive(Clone, Debug)]
+pub struct CheckMetrics {
+    inner: Arc<CheckFamilies>,
+}
+
+#[derive(Debug)]
+struct CheckFamilies {
+    decisions: Family<DecisionLabels, Counter>,
+    duration: Histograms<DecisionOnly>,
+    session_age: Histograms<Named>,
+    /// The route label for "no route", shared so recording never allocates.
+    no_route: Arc<str>,
+}
+
+impl CheckMetrics {
+    fn new() -> CheckMetrics {
+        CheckMetrics {
+            inner: Arc::new(CheckFamilies {
+                decisions: Family::default(),
+                duration: Family::new_with_constructor(check_histogram),
+                session_age: Family::new_with_constructor(session_age_histogram),
+                no_route: Arc::from(NO_ROUTE),
+            }),
+        }
+    }
+
+    /// Creates the allow series of each configured route at zero, so a dashboard's rate and an
+    /// alert's `increase()` see the route before its first request.
+    pub fn declare_routes<'a>(&self, routes: impl IntoIterator<Item = &'a Arc<str>>) {
+        for route in routes {
+            for dry_run in [false, true] {
+                let _ = self.inner.decisions.get_or_create(&DecisionLabels {
+                    decision: "allow",
+                    reason: NO_REASON,
+                    route: Arc::clone(route),
+                    dry_run,
+                });
+            }
+        }
+    }
+
+    fn route(&self, route: Option<&Arc<str>>) -> Arc<str> {
+        Arc::clone(route.unwrap_or(&self.inner.no_route))
+    }
+
+    /// An allowed request on `route`, answered after `latency`; `session_age` is `now - iat`
+    /// of its token (none on a public route).
+    pub fn allow(
+        &self,
+        route: Option<&Arc<str>>,
+        dry_run: bool,
+        latency: Duration,
+        session_age: Option<Duration>,
+    ) {
+        let route = self.route(route);
+        if let Some(age) = session_age {
+            self.inner
+                .session_age
+                .get_or_create(&Named {
+                    key: "route",
+                    value: Arc::clone(&route),
+                })
+                .observe(age.as_secs_f64());
+        }
+        self.decided("allow", NO_REASON, route, dry_run, latency);
+    }
+
+    /// A denied request (or, with `dry_run`, one that would have been denied and was allowed).
+    pub fn deny(
+        &self,
+        route: Option<&Arc<str>>,
+        reason: DenyReason,
+        dry_run: bool,
+        latency: Duration,
+    ) {
+        let route = self.route(route);
+        self.decided("deny", reason.as_str(), route, dry_run, latency);
+    }
+
+    fn decided(
+        &self,
+        decision: &'static str,
+        reason: &'static str,
+        route: Arc<str>,
+        dry_run: bool,
+        latency: Duration,
+    ) {
+        self.inner
+            .decisions
+            .get_or_create(&DecisionLabels {
+                decision,
+                reason,
+                route,
+                dry_run,
+            })
+            .inc();
+        self.inner
+            .duration
+            .get_or_create(&DecisionOnly { decision })
+            .observe(latency.as_secs_f64());
+    }
+}
+
+/// Key set fetches and staleness, per configured issuer.
+#[derive(Clone, Debug, Default)]
+pub struct KeyMetrics {
+    refreshes: Family<IssuerResult, Counter>,
+    stale: Family<Named, Gauge>,
+}
+
+impl KeyMetrics {
+    /// A fetch of `issuer`'s keys succeeded (at start-up, on schedule, on reload or for an
+    /// unknown `kid`).
+    pub fn refreshed(&self, issuer: &Arc<str>) {
+        self.count(issuer, "success");
+    }
+
+    /// A fetch of `issuer`'s keys failed; the last good keys stay in use up to `max_stale`.
+    pub fn refresh_failed(&self, issuer: &Arc<str>) {
+        self.count(issuer, "failure");
+    }
+
+    /// Whether `issuer`'s keys are past `max_stale` (its tokens are denied).
+    pub fn set_stale(&self, issuer: &Arc<str>, stale: bool) {
+        self.stale
+            .get_or_create(&Named {
+                key: "issuer",
+                value: Arc::clone(issuer),
+            })
+            .set(i64::from(stale));
+    }
+
+    /// `issuer` left the configuration: its series go with it.
+    pub fn forget(&self, issuer: &Arc<str>) {
+        self.stale.remove(&Named {
+            key: "issuer",
+            value: Arc::clone(issuer),
+        });
+        for result in ["success", "failure"] {
+            self.refreshes.remove(&IssuerResult {
+                issuer: Arc::clone(issuer),
+                result,
+            });
+        }
+    }
+
+    fn count(&self, issuer: &Arc<str>, result: &'static str) {
+        self.refreshes
+            .get_or_create(&IssuerResult {
+                issuer: Arc::clone(issuer),
+                result,
+            })
+            .inc();
+    }
+}
+
+/// The running config's generation and reload outcomes.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigMetrics {
+    generation: Gauge,
+    reloads: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+impl ConfigMetrics {
+    /// A new config is running as `generation`.
+    pub fn applied(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.reloads.get_or_create(&[("result", "applied")]).inc();
+    }
+
+    /// A new config was refused; the running one stays.
+    pub fn rejected(&self) {
+        self.reloads.get_or_create(&[("result", "rejected")]).inc();
+    }
+
+    /// The running generation.
+    pub fn generation(&self) -> u64 {
+        u64::try_from(self.generation.get()).unwrap_or_default()
+    }
+}
+
+/// What the collector reads on each scrape.
+#[derive(Clone, Debug)]
+pub struct StateSources {
+    /// The session cache and signature verifications.
+    pub gate: Arc<Gate>,
+    /// Live revocations and how many were added.
+    pub revocations: Arc<Revocations>,
+    /// Readiness and the revocation store's reachability.
+    pub readiness: Readiness,
+}
+
+impl Collector for StateSources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sessions = self.gate.sessions();
+        let stats = sessions.stats();
+        gauge(
+            &mut encoder,
+            "sessiongate_session_cache_entries",
+            "Sessions in the cache (approximate).",
+            sessions.len(),
+        )?;
+        counter(
+            &mut encoder,
+            "sessiongate_session_cache_hits",
+            "Checks whose session was cached (no signature verification).",
+            stats.hits(),
+        )?;
+        counter(
+            &mut encoder,
+            "sessiongate_session_cache_misses",
+            "Checks whose token was not cached (verified, then cached if valid).",
+            stats.misses(),
+        )?;
+        let mut evictions = encoder.encode_descriptor(
+            "sessiongate_session_cache_evictions",
+            "Sessions leaving the cache on their own: size (capacity reached) or expired (token expired).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (cause, count) in [("size", stats.evicted()), ("expired", stats.expired())] {
+            ConstCounter::new(count).encode(evictions.encode_family(&[("cause", cause)])?)?;
+        }
+        counter(
+            &mut encoder,
+            "sessiongate_signature_verifications",
+            "Token signatures verified (once per new session, ideally).",
+            self.gate.verifications(),
+        )?;
+        gauge(
+            &mut encoder,
+            "sessiongate_revocations_live",
+            "Revocations currently enforced.",
+            self.revocations.current().len() as u64,
+        )?;
+        let mut added = encoder.encode_descriptor(
+            "sessiongate_revocations_added",
+            "Revocations recorded through this replica, by origin (admin API, Shared Signals, other).",
+            None,
+            MetricType::Counter,
+        )?;
+        for kind in OriginKind::ALL {
+            ConstCounter::new(self.revocations.added(kind))
+                .encode(added.encode_family(&[("origin", kind.as_str())])?)?;
+        }
+        gauge(
+            &mut encoder,
+            "sessiongate_ready",
+            "1 while this replica is ready to judge requests (every issuer's keys fresh), else 0.",
+            u64::from(self.readiness.is_ready()),
+        )?;
+        gauge(
+            &mut encoder,
+            "sessiongate_revocation_store_up",
+            "1 while the revocation store is reachable and caught up with, else 0.",
+            u64::from(self.readiness.is_store_reachable()),
+        )?;
+        let mut info = encoder.encode_descriptor(
+            "sessiongate_build_info",
+            "Always 1; the version as a label.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64)
+            .encode(info.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        Ok(())
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &'static str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The registry in the Prometheus/OpenMetrics text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut text, registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        registry.register(
+            "sessiongate_decisions",
+            "d",
+            metrics.checks.inner.decisions.clone(),
+        );
+        registry.register(
+            "sessiongate_session_age_seconds",
+            "a",
+            metrics.checks.inner.session_age.clone(),
+        );
+        encode(&registry)
+    }
+
+    fn label_values(text: &str, label: &str) -> std::collections::BTreeSet<String> {
+        let needle = format!("{label}=\"");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let start = line.find(&needle)? + needle.len();
+                let end = start + line[start..].find('"')?;
+                Some(line[start..end].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reasons_are_the_stable_deny_reason_names_and_none_for_allows() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = "orders".into();
+        for reason in DenyReason::ALL {
+            metrics
+                .checks
+                .deny(Some(&route), reason, false, Duration::ZERO);
+        }
+        metrics
+            .checks
+            .allow(Some(&route), false, Duration::ZERO, None);
+        let mut expected: std::collections::BTreeSet<String> = DenyReason::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        expected.insert(NO_REASON.to_owned());
+        assert_eq!(label_values(&encoded(&metrics), "reason"), expected);
+    }
+
+    #[test]
+    fn routes_are_configured_names_or_a_dash_for_no_route() {
+        let metrics = Metrics::new();
+        let orders: Arc<str> = "orders".into();
+        metrics.checks.declare_routes([&orders]);
+        metrics
+            .checks
+            .deny(None, DenyReason::NoRoute, false, Duration::ZERO);
+        metrics.checks.allow(
+            Some(&orders),
+            false,
+            Duration::ZERO,
+            Some(Duration::from_secs(42)),
+        );
+        let text = encoded(&metrics);
+        assert_eq!(
+            label_values(&text, "route"),
+            ["-", "orders"].map(String::from).into()
+        );
+        assert!(
+            text.contains(
+                r#"sessiongate_decisions_total{decision="deny",reason="no_route",route="-",dry_run="false"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"sessiongate_decisions_total{decision="allow",reason="none",route="orders",dry_run="false"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sessiongate_session_age_seconds_bucket{le="60.0",route="orders"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_deny_is_counted_apart_from_enforced_ones() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = "orders".into();
+        metrics
+            .checks
+            .deny(Some(&route), DenyReason::Expired, true, Duration::ZERO);
+        let text = encoded(&metrics);
+        assert!(
+            text.contains(
+                r#"sessiongate_decisions_total{decision="deny",reason="expired",route="orders",dry_run="true"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"dry_run="false""#), "{text}");
+    }
+
+    #[test]
+    fn a_removed_issuer_takes_its_series_with_it() {
+        let keys = KeyMetrics::default();
+        let issuer: Arc<str> = "https://idp".into();
+        keys.refreshed(&issuer);
+        keys.set_stale(&issuer, true);
+        keys.forget(&issuer);
+        let mut registry = Registry::default();
+        registry.register("r", "r", keys.refreshes.clone());
+        registry.register("s", "s", keys.stale.clone());
+        assert!(!encode(&registry).contains("idp"));
+    }
+}

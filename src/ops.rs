@@ -1,0 +1,208 @@
+//! The ops HTTP listener (`listen.http`): `/metrics`, `/healthz` and `/readyz` for Prometheus
+//! and Kubernetes probes.
+//!
+//! It is a port of its own, never the ext_authz or the admin port: probes and scrapers need no
+//! credential and must not be able to reach the admin API, and a scrape must never queue behind
+//! Envoy's checks.
+//!
+//! What must stay true:
+//! - `/healthz` answers 200 while the process runs (a liveness probe restarts a wedged process,
+//!   never a merely unready one).
+//! - `/readyz` answers 200 only while every issuer's keys are fresh and no stop was requested;
+//!   otherwise 503 naming what is not ready. It follows the same [`Readiness`] as the
+//!   `grpc.health.v1` service on the ext_authz port, so both agree.
+//! - The listener outlives the ext_authz drain: after SIGTERM it keeps answering (`/readyz` 503
+//!   `stopping`) until the gRPC server has drained, so probes see "not ready", not "refused".
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::health::Readiness;
+use crate::metrics::{self, ConfigMetrics};
+use crate::shutdown::StopSignal;
+
+/// The content type of the OpenMetrics text format (which Prometheus and `promtool` read).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the ops endpoints read; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OpsState {
+    /// Everything `/metrics` exposes.
+    pub registry: Arc<Registry>,
+    /// Whether issuers' keys are fresh and the revocation store is reachable.
+    pub readiness: Readiness,
+    /// The process-wide stop signal: once it fired, `/readyz` says `stopping`.
+    pub stop: StopSignal,
+    /// The running config's generation, reported by `/readyz`.
+    pub config: ConfigMetrics,
+}
+
+/// The `/readyz` body: short, and enough to see which component holds readiness back.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ReadyReport {
+    /// Whether the replica should receive traffic.
+    pub ready: bool,
+    /// A stop was requested; the replica is draining.
+    pub stopping: bool,
+    /// Issuers whose keys are past `max_stale` (their tokens are denied).
+    pub keys_stale: Vec<Arc<str>>,
+    /// `up` or `unreachable`. An unreachable shared store does not make the replica unready:
+    /// it still enforces every revocation it holds, and taking every replica out because their
+    /// shared Redis failed would turn a degraded admin API into an outage.
+    pub revocation_store: &'static str,
+    /// The running config's generation (the running config is always a valid one).
+    pub config_generation: u64,
+}
+
+impl ReadyReport {
+    /// Readiness as of now.
+    pub fn of(state: &OpsState) -> ReadyReport {
+        let stopping = state.stop.is_stopped();
+        let keys_stale = state.readiness.unready_issuers();
+        ReadyReport {
+            ready: !stopping && keys_stale.is_empty() && state.readiness.is_ready(),
+            stopping,
+            keys_stale,
+            revocation_store: if state.readiness.is_store_reachable() {
+                "up"
+            } else {
+                "unreachable"
+            },
+            config_generation: state.config.generation(),
+        }
+    }
+}
+
+/// The ops routes.
+pub fn router(state: OpsState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(alive))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+async fn scrape(State(state): State<OpsState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS)],
+        metrics::encode(&state.registry),
+    )
+}
+
+async fn alive() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"alive":true}"#,
+    )
+}
+
+async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
+    let report = ReadyReport::of(&state);
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&report).expect("the report serializes"),
+    )
+}
+
+/// Serves the ops routes on `listener` until `shutdown` completes. Requests are tiny and
+/// answered at once, so the server simply stops then (no drain grace of its own).
+pub async fn serve(
+    listener: TcpListener,
+    state: OpsState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(listener = "http", addr = %address, "listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .into_future()
+        .await?;
+    tracing::info!(listener = "http", "stopped");
+    Ok(())
+}
+
+/// The ops listener running in the background; [`OpsServer::stop`] ends it.
+#[derive(Debug)]
+pub struct OpsServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OpsServer {
+    /// Starts serving on `listener`. It is stopped explicitly, after the ext_authz drain, not
+    /// by the stop signal: probes must see `/readyz` 503 during the drain, not a refused port.
+    pub fn spawn(listener: TcpListener, state: OpsState) -> OpsServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        OpsServer { stop, task }
+    }
+
+    /// Stops the listener and waits for it; a failure is logged, never fatal at exit.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "ops listener failed"),
+            Err(error) => tracing::error!(%error, "ops listener task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(stop: StopSignal) -> OpsState {
+        OpsState {
+            registry: Arc::new(Registry::default()),
+            readiness: Readiness::new(),
+            stop,
+            config: ConfigMetrics::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_until_an_issuer_goes_stale_or_a_stop_is_requested() {
+        let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+        let stop = StopSignal::new(async move {
+            let _ = fired.await;
+        });
+        let state = state(stop);
+        assert!(ReadyReport::of(&state).ready);
+
+        state.readiness.set_issuer_fresh("https://idp", false);
+        let report = ReadyReport::of(&state);
+        assert!(!report.ready);
+        assert_eq!(report.keys_stale, vec![Arc::from("https://idp")]);
+        state.readiness.set_issuer_fresh("https://idp", true);
+
+        state.readiness.set_store_reachable(false);
+        let report = ReadyReport::of(&state);
+        assert!(
+            report.ready,
+            "an unreachable store degrades, never takes out"
+        );
+        assert_eq!(report.revocation_store, "unreachable");
+
+        fire.send(()).unwrap();
+        state.stop.stopped().await;
+        let report = ReadyReport::of(&state);
+        assert!(!report.ready && report.stopping);
+    }
+}
