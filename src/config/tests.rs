@@ -331,6 +331,60 @@ fn revocation_backend_is_checked() {
 }
 
 #[test]
+fn the_redis_backend_is_configured_and_checked() {
+    let redis = |rest: &str| format!("{MINIMAL}revocation:\n  backend: redis\n{rest}");
+    let (config, _, _dir) = load_yaml(&redis(
+        "  url: \"rediss://:s3cret@redis.internal:6380/2\"\n  key_prefix: \"mesh-a:\"\n  \
+         timeout: 250ms\n  wait_replicas: 1\n",
+    ));
+    let RevocationBackend::Redis(settings) = config.unwrap().revocation else {
+        panic!("not redis")
+    };
+    assert_eq!(settings.url, "rediss://:s3cret@redis.internal:6380/2");
+    assert_eq!(settings.key_prefix, "mesh-a:");
+    assert_eq!(settings.timeout, Duration::from_millis(250));
+    assert_eq!(settings.wait_replicas, 1);
+    assert!(
+        !format!("{settings:?}").contains("s3cret"),
+        "the password never appears in debug output"
+    );
+    let (config, _, _dir) = load_yaml(&redis("  url: \"redis://127.0.0.1:6379/0\"\n"));
+    let RevocationBackend::Redis(defaults) = config.unwrap().revocation else {
+        panic!("not redis")
+    };
+    assert_eq!(defaults.key_prefix, "sessiongate:");
+    assert_eq!(defaults.timeout, Duration::from_secs(1));
+    assert_eq!(defaults.wait_replicas, 0);
+
+    assert_invalid(&redis(""), "revocation.url", "required for backend redis");
+    assert_invalid(
+        &redis("  url: \"http://127.0.0.1:6379\"\n"),
+        "revocation.url",
+        "must start with redis://",
+    );
+    assert_invalid(
+        &redis("  url: \"redis://127.0.0.1:6379/0\"\n  path: \"state/x\"\n"),
+        "revocation.path",
+        "only applies to backend file",
+    );
+    assert_invalid(
+        &redis("  url: \"redis://127.0.0.1:6379/0\"\n  key_prefix: \"a b\"\n"),
+        "revocation.key_prefix",
+        "without spaces",
+    );
+    assert_invalid(
+        &redis("  url: \"redis://127.0.0.1:6379/0\"\n  timeout: 0s\n"),
+        "revocation.timeout",
+        "between 10ms and 60s",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}revocation:\n  url: \"redis://127.0.0.1:6379/0\"\n"),
+        "revocation.url",
+        "only applies to backend redis",
+    );
+}
+
+#[test]
 fn ssf_needs_the_admin_listener_and_transmitter_keys() {
     let transmitter = "ssf:\n  transmitters:\n    - issuer: https://idp\n      audience: sessiongate\n      jwks_file: jwks.json\n";
     assert_invalid(
