@@ -7,6 +7,7 @@
 #   end-to-end tests through a real Envoy;
 # - redis-server (the Debian package) when missing, for the fleet tests (tests/e2e_fleet.rs);
 #   the tests start their own servers on loopback ports, never the system service;
+# - promtool (the Debian package `prometheus`) when missing, to parse /metrics (tests/e2e_ops.rs);
 # - formatting check, then unit, gRPC integration and end-to-end tests (cargo test).
 set -euo pipefail
 
@@ -18,15 +19,30 @@ SESSIONGATE_ENVOY="$(scripts/install-envoy.sh | tail -n 1)"
 export SESSIONGATE_ENVOY
 "$SESSIONGATE_ENVOY" --version
 
-echo "== installing redis-server"
-if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
-  sudo=""
+# ensure_apt_package PACKAGE COMMAND: installs the Debian PACKAGE, quietly, only when COMMAND
+# is missing; `apt-get update` runs at most once per run.
+apt_updated=""
+ensure_apt_package() {
+  local package="$1" command="$2" sudo=""
+  if command -v "$command" >/dev/null 2>&1 || [ -x "/usr/bin/$command" ]; then return 0; fi
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  if [ -z "$apt_updated" ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    redis-server >/dev/null
-fi
+    "$package" >/dev/null
+}
+
+echo "== installing redis-server"
+ensure_apt_package redis-server redis-server
 PATH="$PATH:/usr/bin:/usr/sbin" redis-server --version
+
+echo "== installing promtool"
+# Debian's `prometheus` package ships `promtool`, the exposition parser tests/e2e_ops.rs checks
+# /metrics with.
+ensure_apt_package prometheus promtool
+promtool --version | head -n 1
 
 echo "== formatting"
 cargo fmt --all -- --check

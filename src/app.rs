@@ -97,9 +97,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     );
     let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys))
         .with_metrics(metrics.config.clone());
-    metrics
-        .checks
-        .declare_routes(gate.policy().routes.iter().map(|route| &route.name));
+    let policy = gate.policy();
+    metrics.checks.declare_routes(
+        policy
+            .routes
+            .iter()
+            .map(|route| (&route.name, policy.dry_run.covers(Some(&route.name)))),
+    );
+    drop(policy);
     Ok(Started {
         gate,
         keys,

@@ -163,37 +163,37 @@ impl Metrics {
         let checks = &self.checks.inner;
         registry.register(
             "sessiongate_decisions",
-            "Check decisions by decision, deny reason, route and whether the route is in dry-run (a dry-run deny was allowed).",
+            "Check decisions by decision, deny reason, route and whether the route is in dry-run (a dry-run deny was allowed)",
             checks.decisions.clone(),
         );
         registry.register(
             "sessiongate_check_duration_seconds",
-            "Time from receiving a Check to answering it, by decision.",
+            "Time from receiving a Check to answering it, by decision",
             checks.duration.clone(),
         );
         registry.register(
             "sessiongate_session_age_seconds",
-            "Token age (now - iat) of allowed requests, per route: the session trust debt a route carries.",
+            "Token age (now - iat) of allowed requests, per route: the session trust debt a route carries",
             checks.session_age.clone(),
         );
         registry.register(
             "sessiongate_key_refreshes",
-            "Key set fetches per issuer, by result (success, failure).",
+            "Key set fetches per issuer, by result (success, failure)",
             self.keys.refreshes.clone(),
         );
         registry.register(
             "sessiongate_keys_stale",
-            "1 while an issuer's keys are older than max_stale (its tokens are denied), else 0.",
+            "1 while an issuer's keys are older than max_stale (its tokens are denied), else 0",
             self.keys.stale.clone(),
         );
         registry.register(
             "sessiongate_config_generation",
-            "Generation of the running config: 0 at start, +1 per applied reload.",
+            "Generation of the running config: 0 at start, +1 per applied reload",
             self.config.generation.clone(),
         );
         registry.register(
             "sessiongate_config_reloads",
-            "Config reload attempts by result (applied, rejected).",
+            "Config reload attempts by result (applied, rejected)",
             self.config.reloads.clone(),
         );
         registry.register_collector(Box::new(state));
@@ -228,18 +228,17 @@ impl CheckMetrics {
         }
     }
 
-    /// Creates the allow series of each configured route at zero, so a dashboard's rate and an
-    /// alert's `increase()` see the route before its first request.
-    pub fn declare_routes<'a>(&self, routes: impl IntoIterator<Item = &'a Arc<str>>) {
-        for route in routes {
-            for dry_run in [false, true] {
-                let _ = self.inner.decisions.get_or_create(&DecisionLabels {
-                    decision: "allow",
-                    reason: NO_REASON,
-                    route: Arc::clone(route),
-                    dry_run,
-                });
-            }
+    /// Creates the allow series of each configured route (and whether it is in dry-run) at
+    /// zero, so a dashboard's rate and an alert's `increase()` see the route before its first
+    /// request.
+    pub fn declare_routes<'a>(&self, routes: impl IntoIterator<Item = (&'a Arc<str>, bool)>) {
+        for (route, dry_run) in routes {
+            let _ = self.inner.decisions.get_or_create(&DecisionLabels {
+                decision: "allow",
+                reason: NO_REASON,
+                route: Arc::clone(route),
+                dry_run,
+            });
         }
     }
 
@@ -492,11 +491,54 @@ fn gauge(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// The registry in the Prometheus/OpenMetrics text format.
+/// The registry in the OpenMetrics text format (what Prometheus asks for first).
 pub fn encode(registry: &Registry) -> String {
     let mut text = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut text, registry)
         .expect("writing to a String cannot fail");
+    text
+}
+
+/// The registry in the classic Prometheus text format (0.0.4), for scrapers and tools that do
+/// not ask for OpenMetrics (`curl`, `promtool check metrics`).
+///
+/// The two formats differ, for what is exported here, only in that OpenMetrics names a counter
+/// family without its `_total` suffix (`# TYPE x counter`, sample `x_total`) while the classic
+/// format names the family as its samples, and in the `# EOF` and `# UNIT` lines. So counter
+/// families are renamed and those lines dropped; samples are untouched.
+pub fn encode_classic(registry: &Registry) -> String {
+    classic_text(&encode(registry))
+}
+
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 32 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                text.push_str(prefix);
+                text.push_str(name);
+                if counters.contains(name) {
+                    text.push_str("_total");
+                }
+                text.push(' ');
+                text.push_str(tail);
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
     text
 }
 
@@ -555,7 +597,7 @@ mod tests {
     fn routes_are_configured_names_or_a_dash_for_no_route() {
         let metrics = Metrics::new();
         let orders: Arc<str> = "orders".into();
-        metrics.checks.declare_routes([&orders]);
+        metrics.checks.declare_routes([(&orders, false)]);
         metrics
             .checks
             .deny(None, DenyReason::NoRoute, false, Duration::ZERO);
@@ -603,6 +645,45 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"dry_run="false""#), "{text}");
+    }
+
+    #[test]
+    fn the_classic_format_names_counter_families_as_their_samples() {
+        let metrics = Metrics::new();
+        metrics
+            .checks
+            .deny(None, DenyReason::NoRoute, false, Duration::ZERO);
+        let mut registry = Registry::default();
+        registry.register(
+            "sessiongate_decisions",
+            "Decisions",
+            metrics.checks.inner.decisions.clone(),
+        );
+        registry.register(
+            "sessiongate_check_duration_seconds",
+            "Latency",
+            metrics.checks.inner.duration.clone(),
+        );
+        let text = encode_classic(&registry);
+        assert!(
+            text.contains("# HELP sessiongate_decisions_total Decisions."),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sessiongate_decisions_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sessiongate_check_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains(
+                r#"sessiongate_check_duration_seconds_bucket{le="+Inf",decision="deny"} 1"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
@@ -29,8 +29,10 @@ use crate::health::Readiness;
 use crate::metrics::{self, ConfigMetrics};
 use crate::shutdown::StopSignal;
 
-/// The content type of the OpenMetrics text format (which Prometheus and `promtool` read).
+/// The content type of the OpenMetrics text format (which Prometheus asks for first).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, for every other scraper.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the ops endpoints read; cheap to clone.
 #[derive(Clone, Debug)]
@@ -90,11 +92,24 @@ pub fn router(state: OpsState) -> axum::Router {
         .with_state(state)
 }
 
-async fn scrape(State(state): State<OpsState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, OPENMETRICS)],
-        metrics::encode(&state.registry),
-    )
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
+async fn scrape(State(state): State<OpsState>, headers: HeaderMap) -> impl IntoResponse {
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS)],
+            metrics::encode(&state.registry),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, CLASSIC)],
+            metrics::encode_classic(&state.registry),
+        )
+    }
 }
 
 async fn alive() -> impl IntoResponse {

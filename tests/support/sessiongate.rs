@@ -99,6 +99,36 @@ impl Sessiongate {
         self.process.output()
     }
 
+    /// Sends `signal` (e.g. `TERM`, `HUP`) to the sessiongate process itself (not its
+    /// watchdog): the one running the binary with this stack's config file.
+    pub fn signal(&self, signal: &str) {
+        let binary = binary();
+        let pid = std::fs::read_dir("/proc")
+            .expect("read /proc")
+            .filter_map(|entry| {
+                let pid = entry.ok()?.file_name().into_string().ok()?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                let is_ours = args.first()? == &binary.as_os_str().as_encoded_bytes()
+                    && args
+                        .iter()
+                        .any(|a| *a == self.config_path.as_os_str().as_encoded_bytes());
+                is_ours.then_some(pid)
+            })
+            .next()
+            .expect("the sessiongate process");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&self) -> bool {
+        self.process.exited()
+    }
+
     /// `kill -9`: no drain, no flush, no destructor; waits until the process is gone.
     pub async fn kill_hard(&mut self) {
         self.process.kill_hard().await;
