@@ -563,3 +563,73 @@ fn telemetry_endpoint_must_be_an_http_url() {
         "must not be empty",
     );
 }
+
+#[test]
+fn the_ops_listener_defaults_and_never_shares_a_port() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    let ops = config.unwrap().ops;
+    assert_eq!(ops.http_listen, "127.0.0.1:9192".parse().unwrap());
+    assert_eq!(ops.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(ops.log_allowed_sample_rate, 0.0);
+    assert_invalid(
+        &format!("{MINIMAL}listen:\n  http: nowhere\n"),
+        "listen.http",
+        "not an address",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}listen:\n  grpc: 127.0.0.1:9191\n  http: 127.0.0.1:9191\n"),
+        "listen.http",
+        "ext_authz port",
+    );
+    assert_invalid(
+        &format!(
+            "{MINIMAL}listen:\n  http: 127.0.0.1:9193\nadmin:\n  listen: 127.0.0.1:9193\n  token_file: admin.token\n"
+        ),
+        "listen.http",
+        "admin API",
+    );
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}listen:\n  grpc: 127.0.0.1:0\n  http: 127.0.0.1:0\n"
+    ));
+    assert!(config.is_ok(), "port 0 picks distinct free ports");
+}
+
+#[test]
+fn shutdown_grace_and_the_allow_sample_rate_are_bounded() {
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}shutdown_grace: 25s\ntelemetry:\n  log_allowed_sample_rate: 0.01\n"
+    ));
+    let ops = config.unwrap().ops;
+    assert_eq!(ops.shutdown_grace, Duration::from_secs(25));
+    assert_eq!(ops.log_allowed_sample_rate, 0.01);
+    assert_invalid(
+        &format!("{MINIMAL}shutdown_grace: 1h\n"),
+        "shutdown_grace",
+        "at most 5m",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}shutdown_grace: soon\n"),
+        "shutdown_grace",
+        "not a duration",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}telemetry:\n  log_allowed_sample_rate: 2\n"),
+        "telemetry.log_allowed_sample_rate",
+        "between 0 and 1",
+    );
+}
+
+#[test]
+fn dry_run_applies_globally_or_to_named_routes() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    assert_eq!(
+        config.unwrap().policy.dry_run,
+        crate::dry_run::DryRun::off()
+    );
+    let (config, _, _dir) = load_yaml(&with_route("    dry_run: true\n"));
+    let dry_run = config.unwrap().policy.dry_run;
+    assert!(dry_run.covers(Some("extra")));
+    assert!(!dry_run.covers(None));
+    let (config, _, _dir) = load_yaml(&format!("{MINIMAL}dry_run: true\n"));
+    assert!(config.unwrap().policy.dry_run.covers(None));
+}
