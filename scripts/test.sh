@@ -8,6 +8,8 @@
 # - redis-server (the Debian package) when missing, for the fleet tests (tests/e2e_fleet.rs);
 #   the tests start their own servers on loopback ports, never the system service;
 # - promtool (the Debian package `prometheus`) when missing, to parse /metrics (tests/e2e_ops.rs);
+# - kubernetes-validate (PyPI, bundles the Kubernetes schemas) into .venv-tools/ (git-ignored),
+#   for the offline checks of the manifests in k8s/ (tests/deploy_configs.rs);
 # - formatting check, then unit, gRPC integration and end-to-end tests (cargo test).
 set -euo pipefail
 
@@ -43,6 +45,10 @@ echo "== installing promtool"
 # /metrics with.
 ensure_apt_package prometheus promtool
 promtool --version | head -n 1
+
+echo "== installing kubernetes-validate"
+SESSIONGATE_K8S_VALIDATE="$(scripts/install-k8s-validate.sh | tail -n 1)"
+export SESSIONGATE_K8S_VALIDATE
 
 echo "== formatting"
 cargo fmt --all -- --check

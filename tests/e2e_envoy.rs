@@ -5,14 +5,14 @@
 //! after the rule, asserting the HTTP status, the `reason` in the JSON body and the
 //! `WWW-Authenticate` challenge where the table gives one. Plus header spoofing, a workload
 //! replaying another's token, the route Envoy selects through `context_extensions`, failing
-//! closed, and the example Envoy config.
+//! and failing closed. (The example Envoy config is validated in
+//! `tests/deploy_configs.rs`, with every other deployment artefact.)
 //!
 //! Needs Envoy: `scripts/install-envoy.sh` (or `SESSIONGATE_ENVOY=/path/to/envoy`). Most tests
 //! share one stack; the idle-timeout tests start their own because that needs another config.
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use support::policy::{
@@ -890,18 +890,4 @@ fn sidecar_unreachable_fails_closed_with_503() {
             "Envoy must fail closed with 503 when sessiongate is unreachable, got {reply}"
         );
     });
-}
-
-/// `examples/envoy.yaml` names its certificates relative to `examples/`, so it is validated with
-/// `examples/` as the working directory, which is also where `scripts/demo.sh` runs Envoy.
-#[test]
-fn example_envoy_config_is_valid() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let output = support::envoy::validate(Path::new("envoy.yaml"), &examples);
-    assert!(
-        output.status.success(),
-        "envoy --mode validate examples/envoy.yaml failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
