@@ -57,7 +57,7 @@ pub enum Reloaded {
 #[derive(Debug, Clone)]
 pub struct RunningSettings {
     file: PathBuf,
-    restart_only: [(&'static str, String); 5],
+    restart_only: RestartOnly,
 }
 
 impl RunningSettings {
@@ -70,9 +70,18 @@ impl RunningSettings {
     }
 }
 
-fn restart_only(config: &Config) -> [(&'static str, String); 5] {
+/// Settings bound at start-up, rendered for comparison.
+type RestartOnly = [(&'static str, String); 8];
+
+fn restart_only(config: &Config) -> RestartOnly {
     [
         ("listen.grpc", config.grpc_listen.to_string()),
+        ("listen.http", config.ops.http_listen.to_string()),
+        ("shutdown_grace", format!("{:?}", config.ops.shutdown_grace)),
+        (
+            "telemetry.log_allowed_sample_rate",
+            config.ops.log_allowed_sample_rate.to_string(),
+        ),
         ("session.cache_capacity", config.cache_capacity.to_string()),
         ("admin", format!("{:?}", config.admin)),
         ("revocation", format!("{:?}", config.revocation)),
@@ -86,7 +95,7 @@ pub struct Reloader {
     gate: Arc<Gate>,
     keys: Arc<KeyManager>,
     /// The start-up values of [`restart_only`] settings: those the process actually runs with.
-    running: [(&'static str, String); 5],
+    running: RestartOnly,
     generation: u64,
     /// SHA-256 of the content last attempted, so a burst of directory events (or a write that
     /// changed nothing) does not re-apply or re-reject the same file.
