@@ -124,15 +124,19 @@ impl Collector {
     }
 }
 
-/// One stack exporting to one collector for the whole binary.
+/// One stack exporting to one collector for the whole binary; its `reports` route is in
+/// dry-run.
 async fn traced_stack() -> &'static (Stack, Collector) {
     static STACK: OnceCell<(Stack, Collector)> = OnceCell::const_new();
     STACK
         .get_or_init(|| async {
             let (collector, addr) = Collector::start().await;
+            let reports = "  - name: reports\n    path_prefix: /reports\n";
+            let policy = policy::sessiongate_yaml(None);
+            assert!(policy.contains(reports), "the test policy changed");
+            let policy = policy.replacen(reports, &format!("{reports}    dry_run: true\n"), 1);
             let yaml = format!(
-                "{}\ntelemetry:\n  otlp_endpoint: \"http://{addr}\"\n  service_name: sessiongate-e2e\n",
-                policy::sessiongate_yaml(None)
+                "{policy}\ntelemetry:\n  otlp_endpoint: \"http://{addr}\"\n  service_name: sessiongate-e2e\n"
             );
             (Stack::start(&yaml).await, collector)
         })
@@ -144,6 +148,16 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+fn bool_attribute(span: &Span, key: &str) -> Option<bool> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::BoolValue(value) => Some(*value),
+            _ => None,
+        })
 }
 
 fn attribute(span: &Span, key: &str) -> Option<String> {
@@ -197,6 +211,7 @@ fn an_allowed_check_continues_the_w3c_trace_of_the_request() {
             Some("allow")
         );
         assert_eq!(attribute(&span, "sessiongate.reason"), None);
+        assert!(bool_attribute(&span, "sessiongate.dry_run").is_none());
         assert_eq!(
             attribute(&span, "sessiongate.route").as_deref(),
             Some("orders-read")
@@ -347,5 +362,37 @@ fn spans_still_queued_are_exported_on_sigterm() {
             stopped < Duration::from_secs(4),
             "took {stopped:?}: the 5 s batch schedule, not the shutdown flush, may have sent it"
         );
+    });
+}
+
+#[test]
+fn a_dry_run_denial_is_a_deny_span_marked_dry_run() {
+    run(async {
+        let (stack, collector) = traced_stack().await;
+        let trace_id = unique_hex(32);
+        let reply = stack
+            .get(Frontend, "/reports/weekly")
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-{}-01", unique_hex(16)),
+            )
+            .reply()
+            .await;
+        reply.assert_allowed();
+
+        let (_, span) = collector.span_of_trace(&trace_id).await;
+        assert_eq!(
+            attribute(&span, "sessiongate.decision").as_deref(),
+            Some("deny")
+        );
+        assert_eq!(
+            attribute(&span, "sessiongate.reason").as_deref(),
+            Some("missing_token")
+        );
+        assert_eq!(
+            attribute(&span, "sessiongate.route").as_deref(),
+            Some("reports")
+        );
+        assert_eq!(bool_attribute(&span, "sessiongate.dry_run"), Some(true));
     });
 }

@@ -145,10 +145,10 @@ impl Authorization for AuthorizationService {
             )));
         };
         let outcome = self.pin(outcome).await;
-        telemetry::record(span, &outcome);
-        // Dry-run changes only the answer: the outcome, its metrics and its log line are those
-        // of enforcement.
+        // Dry-run changes only the answer: the outcome, its metrics, span and log line are
+        // those of enforcement.
         let dry_run = self.gate.policy().dry_run.covers(outcome.route.as_deref());
+        telemetry::record(span, &outcome, dry_run);
         let answer = match &outcome.verdict {
             Err(deny) if dry_run => response::dry_run_denial(deny, request::header_names(http)),
             _ => response::check_response(

@@ -42,6 +42,8 @@ pub const ATTR_DECISION: &str = "sessiongate.decision";
 pub const ATTR_REASON: &str = "sessiongate.reason";
 /// Span attribute: the matched route's name.
 pub const ATTR_ROUTE: &str = "sessiongate.route";
+/// Span attribute: `true` when the route is in dry-run, so a `deny` was not enforced.
+pub const ATTR_DRY_RUN: &str = "sessiongate.dry_run";
 /// Span attribute: the session's 16-character hash, the same one logs and
 /// `x-sessiongate-session` carry, so a span can be joined to them. Never the token or subject.
 pub const ATTR_SESSION: &str = "sessiongate.session";
@@ -146,6 +148,8 @@ pub struct CheckEnd<'a> {
     pub session: Option<&'a str>,
     /// sessiongate failed to judge (its own fault, not the caller's): the span is an error.
     pub internal_error: bool,
+    /// The route is in dry-run: a `deny` was reported but not enforced.
+    pub dry_run: bool,
 }
 
 /// The span of one Check in flight; [`CheckSpan::finish`] records the outcome and ends it.
@@ -167,6 +171,9 @@ impl CheckSpan {
         if let Some(session) = end.session {
             span.set_attribute(KeyValue::new(ATTR_SESSION, session.to_owned()));
         }
+        if end.dry_run {
+            span.set_attribute(KeyValue::new(ATTR_DRY_RUN, true));
+        }
         // A denial is the service working: only our own failure marks the span as an error.
         if end.internal_error {
             span.set_status(Status::error("sessiongate failed to judge the request"));
@@ -175,8 +182,9 @@ impl CheckSpan {
     }
 }
 
-/// Ends `span` (when tracing is on) with the gate's `outcome`.
-pub fn record(span: Option<CheckSpan>, outcome: &Outcome) {
+/// Ends `span` (when tracing is on) with the gate's `outcome`, judged on a dry-run route or
+/// not.
+pub fn record(span: Option<CheckSpan>, outcome: &Outcome, dry_run: bool) {
     let Some(span) = span else { return };
     let session = outcome.session.as_ref().map(|(key, _)| key.short());
     let reason = outcome.verdict.as_ref().err().map(|deny| deny.reason);
@@ -186,6 +194,7 @@ pub fn record(span: Option<CheckSpan>, outcome: &Outcome) {
         route: outcome.route.as_deref(),
         session: session.as_ref().map(|s| s.as_str()),
         internal_error: reason == Some(DenyReason::InternalError),
+        dry_run,
     });
 }
 
@@ -199,5 +208,6 @@ pub fn record_denied(span: Option<CheckSpan>, reason: DenyReason) {
         route: None,
         session: None,
         internal_error: reason == DenyReason::InternalError,
+        dry_run: false,
     });
 }
