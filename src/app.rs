@@ -31,7 +31,8 @@ use crate::time::UnixTime;
 use crate::token::KeyRing;
 
 /// How long in-flight checks may take to finish after a stop signal before the server exits
-/// anyway. Envoy's own ext_authz timeout is far shorter, so nothing is cut off in practice.
+/// anyway, for [`serve`]; [`run`] uses the configured `shutdown_grace` (same default). Envoy's
+/// own ext_authz timeout is far shorter, so nothing is cut off in practice.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// How often revocations no token can match any more are forgotten (and the store compacted).
