@@ -222,5 +222,23 @@ mod tests {
         }
         cache.entries.run_pending_tasks();
         assert!(cache.len() <= 5, "{}", cache.len());
+        assert!(
+            cache.stats().evicted() >= 45,
+            "evictions for size are counted: {}",
+            cache.stats().evicted()
+        );
+    }
+
+    #[test]
+    fn lookups_by_checks_count_hits_and_misses_and_introspection_does_not() {
+        let cache = SessionCache::new(10, Duration::from_secs(30));
+        let exp = UnixTime::now().plus(Duration::from_secs(600));
+        let key = SessionKey::of_token("t");
+        assert!(cache.get(&key).is_none());
+        cache.insert_or_get(key, Arc::try_unwrap(session_expiring_at(exp)).unwrap());
+        assert!(cache.get(&key).is_some());
+        assert!(cache.get(&key).is_some());
+        assert!(cache.peek(&key).is_some());
+        assert_eq!((cache.stats().hits(), cache.stats().misses()), (2, 1));
     }
 }
