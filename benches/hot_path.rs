@@ -1,0 +1,232 @@
+//! Micro-benchmarks of one check's parts (issue 6): what a cached session costs, what first
+//! sight of a session costs per algorithm (next to the crypto library's own verification of
+//! the same signature), the protobuf work at the edge, and the certificate thumbprint.
+//!
+//! ```text
+//! cargo bench --bench hot_path                 # everything, about two minutes
+//! cargo bench --bench hot_path -- verify       # one group
+//! ```
+//!
+//! Figures and what limits them: BENCHMARKS.md.
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use prost::Message;
+use sessiongate::decision::{self, Admission, Clock, Rules, SessionState};
+use sessiongate::envoy::{request, response};
+use sessiongate::gate::Gate;
+use sessiongate::revocation::RevocationCheck;
+use sessiongate::session::SessionKey;
+use sessiongate::time::UnixTime;
+use sessiongate::token::{KeyRing, KeySet, SigningAlgorithm};
+use sessiongate::workload::{Caller, SpiffeId, Thumbprint, ThumbprintCache};
+use sessiongate::{app, config};
+use support::{Alg, FRONTEND, ISSUER, Minter};
+
+/// The gate of the example policy, with the example keys, built as `serve` builds it.
+fn gate(dir: &std::path::Path) -> Arc<Gate> {
+    let file = support::write_config(dir, "127.0.0.1:0", "127.0.0.1:0", 100_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { app::build_gate(config::load(&file).unwrap()).await.unwrap() })
+}
+
+/// A check of `request` that settles a fresh session's pin the way the local pin store does.
+fn warm(gate: &Gate, check: &CheckRequest) {
+    let http = request::http_request(check).unwrap();
+    let facts = request::facts(check, http);
+    let now = UnixTime::now();
+    let outcome = gate.check(&facts, now);
+    let outcome = match outcome.pin.clone() {
+        Some(claim) => {
+            let owner = outcome
+                .session
+                .as_ref()
+                .unwrap()
+                .1
+                .pin(claim.identity)
+                .clone();
+            gate.settle_pin(outcome, Ok(owner), now)
+        }
+        None => outcome,
+    };
+    assert!(outcome.verdict.is_ok(), "{:?}", outcome.verdict);
+}
+
+fn cached_session(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate(dir.path());
+    let token = Minter::new().token(Alg::Es256, 1);
+    let check =
+        support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
+    warm(&gate, &check);
+    let http = request::http_request(&check).unwrap();
+    let facts = request::facts(&check, http);
+
+    let mut group = c.benchmark_group("cached");
+    group.bench_function("gate_check", |b| {
+        b.iter(|| {
+            let outcome = gate.check(black_box(&facts), UnixTime::now());
+            debug_assert!(outcome.verdict.is_ok());
+            outcome
+        })
+    });
+
+    // decide() alone, on the same session, route and caller.
+    let policy = gate.policy();
+    let Ok(Admission::Bearer {
+        route,
+        requirements,
+        token: bearer,
+    }) = decision::admit(&policy.routes, &facts)
+    else {
+        panic!("the benchmark request needs a session route");
+    };
+    let session = gate
+        .sessions()
+        .peek(&SessionKey::of_token(bearer))
+        .expect("warmed session");
+    let caller = Caller {
+        spiffe_id: SpiffeId::parse(FRONTEND),
+        thumbprint: None,
+        address: Some("127.0.0.1"),
+    };
+    let rules = Rules {
+        route,
+        requirements,
+        session: &policy.session,
+        binding: &policy.binding,
+    };
+    group.bench_function("decide", |b| {
+        b.iter(|| {
+            let state = SessionState {
+                last_allowed: session.last_allowed(),
+                pinned: session.pinned(),
+                revocation: RevocationCheck::Clear,
+                keys_stale: false,
+            };
+            let clock = Clock {
+                now: UnixTime::now(),
+                started_at: UnixTime::from_secs(0),
+            };
+            decision::decide(black_box(&session.token), state, &caller, rules, clock)
+        })
+    });
+    group.bench_function("session_key_sha256", |b| {
+        b.iter(|| SessionKey::of_token(black_box(bearer)))
+    });
+    group.finish();
+}
+
+fn first_sight(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate(dir.path());
+    let policy = gate.policy();
+    let jwks = std::fs::read(support::examples_dir().join("jwks.json")).unwrap();
+    let ring = KeyRing::new();
+    ring.replace(ISSUER, KeySet::from_jwks_json(&jwks).unwrap().keys);
+    let keys = ring.keys_of(ISSUER).unwrap();
+    let minter = Minter::new();
+
+    let mut group = c.benchmark_group("verify");
+    for alg in Alg::ALL {
+        let token = minter.token(alg, 7);
+        // First sight as the verifier does it: split, decode header and claims, pick the key,
+        // check the signature, extract the claims a session keeps.
+        group.bench_function(format!("token_{}", alg.name()), |b| {
+            b.iter(|| policy.verifier.verify(black_box(&token), &ring).unwrap())
+        });
+        // The crypto library alone on the same signature and message: the limit.
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let algorithm = match alg {
+            Alg::Rs256 => SigningAlgorithm::Rs256,
+            Alg::Es256 => SigningAlgorithm::Es256,
+            Alg::EdDsa => SigningAlgorithm::EdDsa,
+        };
+        let key = keys.find(Some(alg.kid()), algorithm).unwrap();
+        group.bench_function(format!("crypto_{}", alg.name()), |b| {
+            b.iter(|| {
+                jsonwebtoken::crypto::verify(
+                    black_box(signature),
+                    black_box(message.as_bytes()),
+                    key.decoding_key(),
+                    alg.jwt(),
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn edge(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate(dir.path());
+    let token = Minter::new().token(Alg::Es256, 3);
+    let check =
+        support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
+    warm(&gate, &check);
+    let wire = check.encode_to_vec();
+
+    let mut group = c.benchmark_group("envoy");
+    group.bench_function("decode_check_request", |b| {
+        b.iter(|| CheckRequest::decode(black_box(wire.as_slice())).unwrap())
+    });
+    let http = request::http_request(&check).unwrap();
+    let facts = request::facts(&check, http);
+    let outcome = gate.check(&facts, UnixTime::now());
+    group.bench_function("build_check_response", |b| {
+        b.iter(|| {
+            response::check_response(
+                black_box(&outcome),
+                facts.peer.principal,
+                request::header_names(http),
+            )
+        })
+    });
+    let answer =
+        response::check_response(&outcome, facts.peer.principal, request::header_names(http));
+    let mut buffer = Vec::with_capacity(answer.encoded_len());
+    group.bench_function("encode_check_response", |b| {
+        b.iter(|| {
+            buffer.clear();
+            black_box(&answer).encode(&mut buffer).unwrap();
+        })
+    });
+    group.finish();
+
+    let certificate = support::frontend_certificate();
+    let mut group = c.benchmark_group("certificate");
+    group.bench_function("thumbprint_cold", |b| {
+        b.iter(|| Thumbprint::of_url_encoded_pem(black_box(&certificate)).unwrap())
+    });
+    let cache = ThumbprintCache::new(16);
+    cache.thumbprint(&certificate).unwrap();
+    group.bench_function("thumbprint_cached", |b| {
+        b.iter(|| cache.thumbprint(black_box(&certificate)).unwrap())
+    });
+    group.finish();
+}
+
+fn settings() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = settings();
+    targets = cached_session, first_sight, edge
+}
+criterion_main!(benches);

@@ -1,0 +1,545 @@
+//! The load generator of `scripts/bench-load.sh`: closed-loop load over loopback, a latency
+//! histogram, and a check of **every** response (a fast error is not a fast answer).
+//!
+//! ```text
+//! load token --alg ES256 > token                         # one realistic token (example keys)
+//! load grpc  --target 127.0.0.1:9191 --token-file token  # ext_authz Check straight at a server
+//!            [--expect-identity]                         #   …and demand sessiongate's headers
+//!            [--fresh-tokens 40000 --alg ES256]          #   a new session on every request
+//! load https --target 127.0.0.1:10443 --token-file token # GET /orders/42 through Envoy, mTLS
+//!            [--expect-body x-sessiongate-subject]       #   …and demand what the upstream saw
+//! load verify-rate --alg ES256                           # the crypto library's own rate
+//! ```
+//!
+//! gRPC: HTTP/2 over `--connections` connections, `--streams` concurrent calls on each; a call
+//! counts as OK only with `grpc-status: 0` in the trailers and a `CheckResponse` whose status is
+//! OK with an `ok_response`. HTTPS: HTTP/1.1 keep-alive over `--connections` connections,
+//! presenting `examples/certs/frontend.pem`; OK is a 200. Any other answer is an error and makes
+//! the run exit 1. Each run prints one JSON line on stdout (requests/s, p50, p90, p99, max).
+
+#[allow(dead_code)]
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HttpResponse};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use support::{Alg, Minter};
+
+#[derive(Parser)]
+#[command(about = "Closed-loop load generator for the sessiongate benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Load {
+    /// `host:port` to load.
+    #[arg(long)]
+    target: String,
+    /// Connections to open.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Measured time (seconds); ignored with `--fresh-tokens`, which ends when they run out.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Unmeasured warm-up before it (seconds).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Client worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// The bearer token to send (file holding it).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Label for the JSON line.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print one benchmark token.
+    Token {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// ext_authz `Check` calls over h2c.
+    Grpc {
+        #[command(flatten)]
+        load: Load,
+        /// Concurrent calls per connection.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+        /// Demand sessiongate's identity headers in every allow.
+        #[arg(long)]
+        expect_identity: bool,
+        /// Send this many never-seen tokens, one per request (the uncached case); the run ends
+        /// when they are used up.
+        #[arg(long)]
+        fresh_tokens: Option<usize>,
+        /// Algorithm of the fresh tokens.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// `GET /orders/42` over HTTPS with the frontend's client certificate.
+    Https {
+        #[command(flatten)]
+        load: Load,
+        /// Demand this text in every response body (the echo upstream lists its headers).
+        #[arg(long)]
+        expect_body: Option<String>,
+    },
+    /// Signature verifications per second by the crypto library alone, on all threads.
+    VerifyRate {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+    },
+}
+
+/// What every worker records.
+struct Tally {
+    histogram: std::sync::Mutex<Histogram<u64>>,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn new() -> Arc<Tally> {
+        Arc::new(Tally {
+            histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+            ok: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap();
+        if first.is_none() {
+            *first = Some(what);
+        }
+    }
+}
+
+/// When measuring starts and stops, shared by the workers.
+struct Window {
+    measure_from: Instant,
+    stop_at: Option<Instant>,
+    stopped: AtomicBool,
+}
+
+impl Window {
+    fn new(load: &Load, bounded: bool) -> Arc<Window> {
+        let measure_from = Instant::now() + Duration::from_secs_f64(load.warmup);
+        Arc::new(Window {
+            measure_from,
+            stop_at: (!bounded).then(|| measure_from + Duration::from_secs_f64(load.duration)),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    fn running(&self) -> bool {
+        !self.stopped.load(Ordering::Relaxed) && self.stop_at.is_none_or(|at| Instant::now() < at)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token { alg } => {
+            println!("{}", Minter::new().token(parse_alg(&alg)?, 1));
+            Ok(())
+        }
+        Command::VerifyRate {
+            alg,
+            threads,
+            duration,
+        } => verify_rate(parse_alg(&alg)?, threads, duration),
+        Command::Grpc {
+            load,
+            streams,
+            expect_identity,
+            fresh_tokens,
+            alg,
+        } => {
+            let bodies = match fresh_tokens {
+                Some(n) => Bodies::Fresh(mint_bodies(parse_alg(&alg)?, n), AtomicUsize::new(0)),
+                None => Bodies::Same(grpc_body(&read_token(&load)?)),
+            };
+            let tally = runtime(load.threads)?.block_on(grpc(
+                load.clone(),
+                streams,
+                expect_identity,
+                Arc::new(bodies),
+            ))?;
+            report(&load.label, &tally)
+        }
+        Command::Https { load, expect_body } => {
+            let token = read_token(&load)?;
+            let tally = runtime(load.threads)?.block_on(https(load.clone(), token, expect_body))?;
+            report(&load.label, &tally)
+        }
+    }
+}
+
+fn parse_alg(text: &str) -> anyhow::Result<Alg> {
+    Alg::parse(text).ok_or_else(|| anyhow::anyhow!("unknown algorithm {text}"))
+}
+
+fn read_token(load: &Load) -> anyhow::Result<String> {
+    let path = load
+        .token_file
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--token-file is required"))?;
+    Ok(std::fs::read_to_string(path)?.trim().to_owned())
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?)
+}
+
+/// A gRPC-framed `CheckRequest` as Envoy would send it for `token`.
+fn grpc_body(token: &str) -> Bytes {
+    let check =
+        support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
+    let message = check.encode_to_vec();
+    let mut framed = Vec::with_capacity(message.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    Bytes::from(framed)
+}
+
+/// `n` requests with never-seen tokens, minted on every core before the run.
+fn mint_bodies(alg: Alg, n: usize) -> Vec<Bytes> {
+    let started = Instant::now();
+    let minter = Minter::new();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let bodies: Vec<Bytes> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let minter = &minter;
+                scope.spawn(move || {
+                    (t..n)
+                        .step_by(threads)
+                        .map(|i| grpc_body(&minter.token(alg, 1_000_000 + i as u64)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    eprintln!(
+        "minted {n} {} tokens in {:.1}s",
+        alg.name(),
+        started.elapsed().as_secs_f64()
+    );
+    bodies
+}
+
+enum Bodies {
+    Same(Bytes),
+    Fresh(Vec<Bytes>, AtomicUsize),
+}
+
+impl Bodies {
+    fn next(&self) -> Option<Bytes> {
+        match self {
+            Bodies::Same(body) => Some(body.clone()),
+            Bodies::Fresh(bodies, next) => {
+                bodies.get(next.fetch_add(1, Ordering::Relaxed)).cloned()
+            }
+        }
+    }
+}
+
+async fn grpc(
+    load: Load,
+    streams: usize,
+    expect_identity: bool,
+    bodies: Arc<Bodies>,
+) -> anyhow::Result<(Arc<Tally>, Duration)> {
+    let fresh = matches!(*bodies, Bodies::Fresh(..));
+    let tally = Tally::new();
+    // Fresh tokens: no warm-up (each token is used once), and the run ends when they do.
+    let load = Load {
+        warmup: if fresh { 0.0 } else { load.warmup },
+        ..load
+    };
+    let window = Window::new(&load, fresh);
+    let uri: hyper::Uri = format!(
+        "http://{}/envoy.service.auth.v3.Authorization/Check",
+        load.target
+    )
+    .parse()?;
+    let mut tasks = Vec::new();
+    for _ in 0..load.connections {
+        let stream = tokio::net::TcpStream::connect(&load.target).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(connection);
+        for _ in 0..streams {
+            let mut sender = sender.clone();
+            let (tally, window, bodies, uri) = (
+                Arc::clone(&tally),
+                Arc::clone(&window),
+                Arc::clone(&bodies),
+                uri.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while window.running() {
+                    let Some(body) = bodies.next() else {
+                        window.stopped.store(true, Ordering::Relaxed);
+                        break;
+                    };
+                    let request = hyper::Request::post(uri.clone())
+                        .header("content-type", "application/grpc")
+                        .header("te", "trailers")
+                        .body(Full::new(body))
+                        .expect("valid request");
+                    let started = Instant::now();
+                    let answer = match sender.ready().await {
+                        Ok(()) => call(&mut sender, request, expect_identity).await,
+                        Err(error) => Err(format!("connection: {error}")),
+                    };
+                    record(&tally, &window, started, answer);
+                }
+            }));
+        }
+    }
+    let began = Instant::now();
+    for task in tasks {
+        task.await?;
+    }
+    let measured = if fresh {
+        began.elapsed()
+    } else {
+        Duration::from_secs_f64(load.duration)
+    };
+    Ok((tally, measured))
+}
+
+async fn call(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+    expect_identity: bool,
+) -> Result<(), String> {
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if response.status() != 200 {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    let status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.as_bytes().to_vec());
+    if status.as_deref() != Some(b"0") {
+        return Err(format!("grpc-status {status:?}"));
+    }
+    let bytes = collected.to_bytes();
+    let message = bytes.get(5..).ok_or("short gRPC frame")?;
+    let answer = CheckResponse::decode(message).map_err(|e| format!("decode: {e}"))?;
+    if answer.status.as_ref().map(|s| s.code) != Some(0) {
+        return Err(format!("denied: {:?}", answer.status));
+    }
+    let Some(HttpResponse::OkResponse(ok)) = answer.http_response else {
+        return Err("no ok_response".into());
+    };
+    if expect_identity
+        && !ok.headers.iter().any(|h| {
+            h.header
+                .as_ref()
+                .is_some_and(|h| h.key == "x-sessiongate-subject")
+        })
+    {
+        return Err("allow without x-sessiongate-subject".into());
+    }
+    Ok(())
+}
+
+async fn https(
+    load: Load,
+    token: String,
+    expect_body: Option<String>,
+) -> anyhow::Result<(Arc<Tally>, Duration)> {
+    let certs = support::examples_dir().join("certs");
+    let ca = std::fs::read(certs.join("ca.pem"))?;
+    let mut identity = std::fs::read(certs.join("frontend.pem"))?;
+    identity.extend(std::fs::read(certs.join("frontend-key.pem"))?);
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+        .identity(reqwest::Identity::from_pem(&identity)?)
+        .resolve("localhost", load.target.parse()?)
+        .no_proxy()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(load.connections)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let port = load.target.rsplit(':').next().unwrap_or("443");
+    let url = format!("https://localhost:{port}/orders/42");
+    let authorization = format!("Bearer {token}");
+    let tally = Tally::new();
+    let window = Window::new(&load, false);
+    let expect_body = Arc::new(expect_body);
+    let mut tasks = Vec::new();
+    for _ in 0..load.connections {
+        let (client, url, authorization, tally, window, expect_body) = (
+            client.clone(),
+            url.clone(),
+            authorization.clone(),
+            Arc::clone(&tally),
+            Arc::clone(&window),
+            Arc::clone(&expect_body),
+        );
+        tasks.push(tokio::spawn(async move {
+            while window.running() {
+                let started = Instant::now();
+                let answer = async {
+                    let response = client
+                        .get(&url)
+                        .header("authorization", &authorization)
+                        .header("accept", "application/json")
+                        .send()
+                        .await
+                        .map_err(|e| format!("send: {e}"))?;
+                    let status = response.status();
+                    let body = response.text().await.map_err(|e| format!("body: {e}"))?;
+                    if status != 200 {
+                        return Err(format!("HTTP {status}: {body}"));
+                    }
+                    match expect_body.as_deref() {
+                        Some(text) if !body.contains(text) => {
+                            Err(format!("body lacks {text}: {body}"))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                .await;
+                record(&tally, &window, started, answer);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    Ok((tally, Duration::from_secs_f64(load.duration)))
+}
+
+fn record(tally: &Tally, window: &Window, started: Instant, answer: Result<(), String>) {
+    if started < window.measure_from {
+        if let Err(error) = answer {
+            tally.error(error);
+        }
+        return;
+    }
+    match answer {
+        Ok(()) => {
+            let micros = started.elapsed().as_micros().max(1) as u64;
+            tally.histogram.lock().unwrap().saturating_record(micros);
+            tally.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) => tally.error(error),
+    }
+}
+
+fn report(label: &str, (tally, measured): &(Arc<Tally>, Duration)) -> anyhow::Result<()> {
+    let histogram = tally.histogram.lock().unwrap();
+    let ok = tally.ok.load(Ordering::Relaxed);
+    let errors = tally.errors.load(Ordering::Relaxed);
+    let rps = ok as f64 / measured.as_secs_f64();
+    println!(
+        "{{\"label\":\"{label}\",\"ok\":{ok},\"errors\":{errors},\"seconds\":{:.3},\"rps\":{rps:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        measured.as_secs_f64(),
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.9),
+        histogram.value_at_quantile(0.99),
+        histogram.max(),
+    );
+    if errors > 0 {
+        let first = tally.first_error.lock().unwrap();
+        anyhow::bail!("{label}: {errors} responses were not OK; first: {first:?}");
+    }
+    if ok == 0 {
+        anyhow::bail!("{label}: no request completed");
+    }
+    Ok(())
+}
+
+/// Verifications per second of one signature by `jsonwebtoken::crypto::verify` (the library
+/// sessiongate calls, aws-lc-rs backend) on `threads` threads: the ceiling for new sessions.
+fn verify_rate(alg: Alg, threads: usize, duration: f64) -> anyhow::Result<()> {
+    let token = Minter::new().token(alg, 1);
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&std::fs::read(support::examples_dir().join("jwks.json"))?)?;
+    let jwk = jwks
+        .find(alg.kid())
+        .ok_or_else(|| anyhow::anyhow!("no key {}", alg.kid()))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let deadline = Instant::now() + Duration::from_secs_f64(duration);
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        for _ in 0..16 {
+                            assert!(
+                                jsonwebtoken::crypto::verify(
+                                    signature,
+                                    message.as_bytes(),
+                                    &key,
+                                    alg.jwt()
+                                )
+                                .unwrap()
+                            );
+                        }
+                        n += 16;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    println!(
+        "{{\"label\":\"verify-{}\",\"threads\":{threads},\"rps\":{:.0}}}",
+        alg.name(),
+        total as f64 / duration
+    );
+    Ok(())
+}
