@@ -103,6 +103,12 @@ enum AdminCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // The Redis client (`rediss://`) builds its TLS config from rustls' process-wide crypto
+    // provider. Only `ring` is compiled in today, but should a
+    // dependency ever enable aws-lc-rs too, rustls would refuse to pick one and panic at the
+    // first handshake; choosing here keeps that a non-event. An error only means a provider
+    // is already installed, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Admin {
             admin_addr,

@@ -76,6 +76,8 @@ pub struct AdminSettings {
 
 /// Default `revocation.path` for the file backend.
 const DEFAULT_REVOCATION_PATH: &str = "state/revocations";
+/// How a certificate starts in a PEM file (`revocation.tls_ca_file`).
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 /// Default `revocation.key_prefix` for the Redis backend.
 const DEFAULT_KEY_PREFIX: &str = "sessiongate:";
 /// Default `revocation.timeout` for the Redis backend: long enough for a loaded Redis across a
@@ -102,6 +104,18 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Redis replicas that must confirm a write (`WAIT`) before it is acknowledged.
     pub wait_replicas: u32,
+    /// For `rediss://`: the private CA Redis' certificate is checked against, instead of the
+    /// system trust store.
+    pub tls_ca: Option<RedisCa>,
+}
+
+/// `revocation.tls_ca_file`, read and checked at load, so what is validated is what is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisCa {
+    /// Where it was read from (for messages).
+    pub file: PathBuf,
+    /// Its PEM text: one or more `CERTIFICATE` blocks.
+    pub pem: Vec<u8>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -115,6 +129,16 @@ impl std::fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
             .field("wait_replicas", &self.wait_replicas)
+            // The digest, not just the path: a reload notices a replaced CA (restart required).
+            .field(
+                "tls_ca",
+                &self.tls_ca.as_ref().map(|ca| {
+                    (
+                        ca.file.display().to_string(),
+                        format!("{:x}", sha2::Sha256::digest(&ca.pem)),
+                    )
+                }),
+            )
             .finish()
     }
 }
@@ -512,6 +536,7 @@ impl Compiler<'_> {
                 only_for("key_prefix", section.key_prefix.is_some(), "redis")?;
                 only_for("timeout", section.timeout.is_some(), "redis")?;
                 only_for("wait_replicas", section.wait_replicas.is_some(), "redis")?;
+                only_for("tls_ca_file", section.tls_ca_file.is_some(), "redis")?;
                 let path = section
                     .path
                     .clone()
@@ -560,11 +585,16 @@ impl Compiler<'_> {
                 if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
                     return Err(self.invalid("revocation.timeout", "must be between 10ms and 60s"));
                 }
+                let tls_ca = match &section.tls_ca_file {
+                    Some(path) => Some(self.redis_ca(&url, path)?),
+                    None => None,
+                };
                 Ok(RevocationBackend::Redis(RedisSettings {
                     url,
                     key_prefix,
                     timeout,
                     wait_replicas: section.wait_replicas.unwrap_or(0),
+                    tls_ca,
                 }))
             }
             other => Err(self.invalid(
@@ -572,6 +602,36 @@ impl Compiler<'_> {
                 format!("`{other}` is not a backend; supported: file, redis"),
             )),
         }
+    }
+
+    /// Reads `revocation.tls_ca_file` and checks that the Redis client accepts it as trust
+    /// anchors for `url` (which must be `rediss://`: the CA would otherwise be ignored).
+    fn redis_ca(&self, url: &str, path: &Path) -> Result<RedisCa, ConfigError> {
+        const KEY: &str = "revocation.tls_ca_file";
+        if !url.starts_with("rediss://") {
+            return Err(self.invalid(KEY, "only applies to a rediss:// (TLS) revocation.url"));
+        }
+        let file = self.base.join(path);
+        let pem = std::fs::read(&file)
+            .map_err(|e| self.invalid(KEY, format!("cannot read {}: {e}", file.display())))?;
+        if !pem
+            .windows(CERTIFICATE_PEM.len())
+            .any(|w| w == CERTIFICATE_PEM)
+        {
+            return Err(self.invalid(KEY, format!("{} holds no PEM certificate", file.display())));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        // The error is about the PEM, never the URL (which may hold a password).
+        redis::Client::build_with_tls(url, certificates).map_err(|e| {
+            self.invalid(
+                KEY,
+                format!("{}: not usable as a CA certificate: {e}", file.display()),
+            )
+        })?;
+        Ok(RedisCa { file, pem })
     }
 
     fn ssf(&self, raw: &ConfigFile, has_admin: bool) -> Result<Option<SsfSettings>, ConfigError> {

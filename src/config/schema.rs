@@ -94,6 +94,9 @@ pub struct RevocationSection {
     pub timeout: Option<Duration>,
     /// `redis`: Redis replicas that must confirm a revocation before it is acknowledged.
     pub wait_replicas: Option<u32>,
+    /// `redis` with `rediss://`: PEM file of the CA(s) Redis' certificate must chain to, instead
+    /// of the system trust store (relative to the config file's folder).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RevocationSection {
@@ -105,6 +108,7 @@ impl Default for RevocationSection {
             key_prefix: None,
             timeout: None,
             wait_replicas: None,
+            tls_ca_file: None,
         }
     }
 }

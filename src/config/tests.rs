@@ -385,6 +385,53 @@ fn the_redis_backend_is_configured_and_checked() {
 }
 
 #[test]
+fn a_private_redis_ca_is_read_beside_the_config_and_checked() {
+    let redis = |url: &str, ca: &str| {
+        format!(
+            "{MINIMAL}revocation:\n  backend: redis\n  url: \"{url}\"\n  tls_ca_file: \"{ca}\"\n"
+        )
+    };
+    let tls = "rediss://:s3cret@redis.internal:6380/0";
+    let ca = rcgen::generate_simple_self_signed(vec!["redis.internal".into()])
+        .unwrap()
+        .cert
+        .pem();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), crate::testing::jwks()).unwrap();
+    std::fs::write(dir.path().join("redis-ca.pem"), &ca).unwrap();
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(&file, redis(tls, "redis-ca.pem")).unwrap();
+    let RevocationBackend::Redis(settings) = load(&file).unwrap().revocation else {
+        panic!("not redis")
+    };
+    let loaded = settings.tls_ca.as_ref().expect("the CA");
+    assert_eq!(loaded.file, dir.path().join("redis-ca.pem"));
+    assert_eq!(loaded.pem, ca.as_bytes());
+    assert!(!format!("{settings:?}").contains("s3cret"));
+
+    assert_invalid(
+        &redis(tls, "missing.pem"),
+        "revocation.tls_ca_file",
+        "cannot read",
+    );
+    assert_invalid(
+        &redis(tls, "jwks.json"),
+        "revocation.tls_ca_file",
+        "holds no PEM certificate",
+    );
+    assert_invalid(
+        &redis("redis://127.0.0.1:6379/0", "jwks.json"),
+        "revocation.tls_ca_file",
+        "only applies to a rediss://",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}revocation:\n  tls_ca_file: \"ca.pem\"\n"),
+        "revocation.tls_ca_file",
+        "only applies to backend redis",
+    );
+}
+
+#[test]
 fn ssf_needs_the_admin_listener_and_transmitter_keys() {
     let transmitter = "ssf:\n  transmitters:\n    - issuer: https://idp\n      audience: sessiongate\n      jwks_file: jwks.json\n";
     assert_invalid(

@@ -64,8 +64,12 @@ async fn open_redis(
     readiness: &Readiness,
 ) -> Result<Backend, StoreError> {
     let link = Arc::new(
-        RedisLink::new(&settings.url, settings.timeout)
-            .map_err(|e| StoreError::Unavailable(format!("revocation.url: {e}")))?,
+        RedisLink::new(
+            &settings.url,
+            settings.tls_ca.as_ref().map(|ca| ca.pem.as_slice()),
+            settings.timeout,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("revocation.url: {e}")))?,
     );
     let keys = Keys::new(&settings.key_prefix);
     let mut pause = Duration::from_millis(100);

@@ -2,6 +2,10 @@
 //! of its own, with an append-only file in a temporary folder, that a test can stop and start
 //! again on the same port and data; and a proxy that cuts one replica off from it.
 //!
+//! A server can also demand a password (`--requirepass`) and speak only TLS (`--port 0
+//! --tls-port`), with a certificate from a CA generated for it alone (so a client trusts it
+//! only if it was given that CA), as managed Redis does.
+//!
 //! Readiness is learnt by asking (`PING` until `PONG`, with a deadline), never by sleeping.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -12,6 +16,7 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::pki::Pki;
 use super::process::ChildProcess;
 
 /// How long `redis-server` may take to answer `PING` after start.
@@ -37,27 +42,85 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("reserved address").port()
 }
 
+/// How a test Redis is secured; the default is the open, plain-TCP server of the fleet tests.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// `--requirepass`: every connection must authenticate with this password.
+    pub password: Option<String>,
+    /// TLS only (`--port 0 --tls-port`), with a server certificate for `127.0.0.1` and
+    /// `localhost` from a fresh CA; client certificates are not asked for.
+    pub tls: bool,
+}
+
 pub struct RedisServer {
+    /// The one port it listens on: plain TCP, or TLS with [`Security::tls`].
     pub port: u16,
     dir: TempDir,
     process: Option<ChildProcess>,
+    password: Option<String>,
+    /// With TLS: the PEM of the CA its certificate chains to.
+    ca_pem: Option<String>,
 }
 
 impl RedisServer {
-    /// Starts a fresh server and waits until it answers.
+    /// Starts a fresh open server and waits until it answers.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(Security::default()).await
+    }
+
+    /// Starts a fresh server secured as `security` says and waits until it answers.
+    pub async fn start_with(security: Security) -> RedisServer {
+        let dir = tempfile::tempdir().expect("redis temp dir");
+        let ca_pem = security.tls.then(|| {
+            let pki = Pki::generate();
+            pki.write_server_files(dir.path());
+            pki.ca_pem
+        });
         let mut server = RedisServer {
             port: free_port(),
-            dir: tempfile::tempdir().expect("redis temp dir"),
+            dir,
             process: None,
+            password: security.password,
+            ca_pem,
         };
         server.launch().await;
         server
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://:<password>@…` as the server is secured.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.url_with_password(self.password.as_deref())
+    }
+
+    /// [`Self::url`] with `password` (or none) in place of the right one.
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        let scheme = if self.ca_pem.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let credentials = password.map(|p| format!(":{p}@")).unwrap_or_default();
+        format!("{scheme}://{credentials}127.0.0.1:{}/0", self.port)
+    }
+
+    /// With TLS: the CA (PEM) a client must trust.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A client of this server: with its password and, over TLS, trusting its CA.
+    pub fn client(&self) -> redis::Client {
+        match &self.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.as_bytes().to_vec()),
+                },
+            ),
+            None => redis::Client::open(self.url()),
+        }
+        .expect("a client for the test redis")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -86,8 +149,8 @@ impl RedisServer {
 
     /// Runs one command on a fresh connection.
     pub async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
-        let client = redis::Client::open(self.url()).expect("redis url");
-        let mut connection = client
+        let mut connection = self
+            .client()
             .get_multiplexed_async_connection()
             .await
             .expect("connect to the test redis");
@@ -100,28 +163,47 @@ impl RedisServer {
     async fn launch(&mut self) {
         let dir = self.dir.path().to_owned();
         let port = self.port.to_string();
-        let (process, _lines) = ChildProcess::spawn(
-            "redis-server",
-            &binary(),
-            [
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                dir.to_str().expect("utf-8 temp dir"),
-            ],
-            &dir,
-            &[],
-        );
+        let mut args: Vec<String> = [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+            dir.to_str().expect("utf-8 temp dir"),
+        ]
+        .map(String::from)
+        .into();
+        if self.ca_pem.is_some() {
+            // The files `Pki::write_server_files` wrote into the same folder.
+            args.extend(
+                [
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-cert-file",
+                    "server.pem",
+                    "--tls-key-file",
+                    "server-key.pem",
+                    "--tls-ca-cert-file",
+                    "ca.pem",
+                    "--tls-auth-clients",
+                    "no",
+                ]
+                .map(String::from),
+            );
+        } else {
+            args.extend(["--port".to_owned(), port]);
+        }
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".to_owned(), password.clone()]);
+        }
+        let (process, _lines) = ChildProcess::spawn("redis-server", &binary(), &args, &dir, &[]);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(client) = redis::Client::open(self.url())
-                && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+            if let Ok(mut connection) = self.client().get_multiplexed_async_connection().await
                 && let Ok(pong) = redis::cmd("PING")
                     .query_async::<String>(&mut connection)
                     .await

@@ -37,24 +37,7 @@ impl Sessiongate {
     /// `jwks.json` (the config refers to it relatively), starts the binary and waits for its
     /// `listening` event.
     pub async fn start(dir: &Path, config_yaml: &str) -> Sessiongate {
-        let config_path = dir.join("sessiongate.yaml");
-        std::fs::write(&config_path, config_yaml).expect("write sessiongate.yaml");
-        std::fs::copy(tokens::jwks_path(), dir.join("jwks.json")).expect("copy jwks.json");
-
-        let (process, mut lines) = ChildProcess::spawn(
-            "sessiongate",
-            &binary(),
-            [
-                "serve".as_ref(),
-                "--config".as_ref(),
-                config_path.as_os_str(),
-                "--log-format".as_ref(),
-                "json".as_ref(),
-            ],
-            dir,
-            // Pin the log level so a developer's RUST_LOG cannot hide the `listening` event.
-            &[("RUST_LOG", "info")],
-        );
+        let (process, mut lines, config_path) = spawn(dir, config_yaml);
 
         // Start-up is over once every listener reported (admin only with an admin section).
         let expects_admin = config_yaml.lines().any(|line| line.starts_with("admin:"));
@@ -133,6 +116,37 @@ impl Sessiongate {
     pub async fn kill_hard(&mut self) {
         self.process.kill_hard().await;
     }
+}
+
+/// Writes `config_yaml` and the JWKS into `dir` (as [`Sessiongate::start`] does) and starts the
+/// binary with JSON logs, without waiting for anything: for tests of a sessiongate that must
+/// not get as far as listening. Returns its log lines and the config's path.
+pub fn spawn(
+    dir: &Path,
+    config_yaml: &str,
+) -> (
+    ChildProcess,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    PathBuf,
+) {
+    let config_path = dir.join("sessiongate.yaml");
+    std::fs::write(&config_path, config_yaml).expect("write sessiongate.yaml");
+    std::fs::copy(tokens::jwks_path(), dir.join("jwks.json")).expect("copy jwks.json");
+    let (process, lines) = ChildProcess::spawn(
+        "sessiongate",
+        &binary(),
+        [
+            "serve".as_ref(),
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
+        ],
+        dir,
+        // Pin the log level so a developer's RUST_LOG cannot hide the `listening` event.
+        &[("RUST_LOG", "info")],
+    );
+    (process, lines, config_path)
 }
 
 /// Recognises `{"fields":{"message":"listening","listener":"grpc","addr":"…"},…}` (or

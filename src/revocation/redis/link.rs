@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, FromRedisValue, RedisError};
+use redis::{
+    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, TlsCertificates,
+};
 use tokio::time::Instant;
 
 use super::super::StoreError;
@@ -38,8 +40,23 @@ struct State {
 
 impl RedisLink {
     /// A link to `url` (`redis://` or `rediss://`, credentials allowed); connects on first use.
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisLink, RedisError> {
-        let client = Client::open(url)?;
+    /// With `tls_ca` (PEM), Redis' certificate must chain to it instead of to the system trust
+    /// store: platform teams often run Redis with a private CA.
+    pub fn new(
+        url: &str,
+        tls_ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<RedisLink, RedisError> {
+        let client = match tls_ca {
+            Some(pem) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )?,
+            None => Client::open(url)?,
+        };
         let info = client.get_connection_info();
         let scheme = match info.addr {
             redis::ConnectionAddr::TcpTls { .. } => "rediss",
@@ -94,9 +111,13 @@ impl RedisLink {
             .map_err(|e| self.unavailable(&e))
     }
 
-    /// A `StoreError` naming this Redis.
+    /// A `StoreError` naming this Redis, and what to fix when the cause is the configuration.
     pub fn unavailable(&self, error: &RedisError) -> StoreError {
-        StoreError::Unavailable(format!("{}: {error}", self.described))
+        let hint = match misconfiguration(error) {
+            Some(hint) => format!(" ({hint})"),
+            None => String::new(),
+        };
+        StoreError::Unavailable(format!("{}: {error}{hint}", self.described))
     }
 
     async fn shared(&self) -> Result<MultiplexedConnection, StoreError> {
@@ -122,6 +143,27 @@ impl RedisLink {
             }
         }
     }
+}
+
+/// What an operator must change when `error` is not an outage but a refusal that will repeat
+/// until the configuration changes. Never repeats the URL: it may hold the password.
+fn misconfiguration(error: &RedisError) -> Option<&'static str> {
+    if error.kind() == ErrorKind::AuthenticationFailed {
+        return Some("Redis refused the credentials in revocation.url");
+    }
+    if error.code() == Some("NOAUTH") {
+        return Some(
+            "Redis requires a password: put it in revocation.url, rediss://:PASSWORD@host",
+        );
+    }
+    let text = error.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        return Some(
+            "Redis' TLS certificate is not trusted: set revocation.tls_ca_file to the CA that \
+             signed it",
+        );
+    }
+    None
 }
 
 /// Whether `error` means the connection itself is gone (rather than a command being refused).
