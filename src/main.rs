@@ -46,8 +46,9 @@ enum Command {
         /// File holding the admin token; without it, the `SESSIONGATE_ADMIN_TOKEN` variable.
         #[arg(long, global = true)]
         admin_token_file: Option<PathBuf>,
+        /// Boxed: the revoke arguments are large, and clap builds this enum once.
         #[command(subcommand)]
-        command: AdminCommand,
+        command: Box<AdminCommand>,
     },
 }
 
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
             match runtime.block_on(admin_command(
                 &admin_addr,
                 admin_token_file.as_deref(),
-                command,
+                *command,
             )) {
                 Ok(output) => {
                     println!("{output}");
