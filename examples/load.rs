@@ -107,6 +107,8 @@ enum Command {
         threads: usize,
         #[arg(long, default_value_t = 3.0)]
         duration: f64,
+        #[arg(long, default_value = "verify-raw")]
+        label: String,
     },
 }
 
@@ -170,7 +172,8 @@ fn main() -> anyhow::Result<()> {
             alg,
             threads,
             duration,
-        } => verify_rate(parse_alg(&alg)?, threads, duration),
+            label,
+        } => verify_rate(&label, parse_alg(&alg)?, threads, duration),
         Command::Grpc {
             load,
             streams,
@@ -501,7 +504,7 @@ fn report(label: &str, (tally, measured): &(Arc<Tally>, Duration)) -> anyhow::Re
 
 /// Verifications per second of one signature by `jsonwebtoken::crypto::verify` (the library
 /// sessiongate calls, aws-lc-rs backend) on `threads` threads: the ceiling for new sessions.
-fn verify_rate(alg: Alg, threads: usize, duration: f64) -> anyhow::Result<()> {
+fn verify_rate(label: &str, alg: Alg, threads: usize, duration: f64) -> anyhow::Result<()> {
     let token = Minter::new().token(alg, 1);
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_slice(&std::fs::read(support::examples_dir().join("jwks.json"))?)?;
@@ -537,7 +540,7 @@ fn verify_rate(alg: Alg, threads: usize, duration: f64) -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     println!(
-        "{{\"label\":\"verify-{}\",\"threads\":{threads},\"rps\":{:.0}}}",
+        "{{\"label\":\"{label}\",\"alg\":\"{}\",\"threads\":{threads},\"rps\":{:.0}}}",
         alg.name(),
         total as f64 / duration
     );

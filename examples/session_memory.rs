@@ -93,7 +93,8 @@ fn main() -> anyhow::Result<()> {
     let cached = gate.sessions().len();
     let grown = after.saturating_sub(before) * 1024;
     println!(
-        "{{\"sessions\":{sessions},\"cached\":{cached},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"grown_mib\":{:.1},\"bytes_per_session\":{:.0},\"seconds\":{:.1}}}",
+        "{{\"sessions\":{sessions},\"session_struct_bytes\":{},\"cached\":{cached},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"grown_mib\":{:.1},\"bytes_per_session\":{:.0},\"seconds\":{:.1}}}",
+        std::mem::size_of::<sessiongate::session::Session>(),
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         grown as f64 / (1024.0 * 1024.0),

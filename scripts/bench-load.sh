@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Load benchmark (issue 6): in ONE run on 127.0.0.1, with the same token and client certificate,
+#
+#   grpc  noop         ext_authz Check straight at a do-nothing server on the same stack
+#   grpc  sessiongate  … straight at sessiongate, cached session
+#   https noauth       through Envoy 1.40 with mTLS, no authorization (the ceiling)
+#   https jwt+rbac     … Envoy's jwt_authn (JWT cache on) + rbac on the scope claim
+#   https sessiongate  … Envoy ext_authz → sessiongate
+#   grpc  uncached     straight at sessiongate, a never-seen token on every request
+#   verify             the crypto library's own verification rate for that algorithm
+#
+# and prints a table and the ratios the issue's targets are stated in. Every response is
+# checked (gRPC status in the trailers and the CheckResponse; HTTP status and what the upstream
+# received); one bad answer fails the run. See BENCHMARKS.md for figures and what limits them.
+#
+# Knobs (environment): DURATION (s, per run, default 5), WARMUP (s, 1), GRPC_CONNECTIONS (2),
+# GRPC_STREAMS (8 per connection), HTTPS_CONNECTIONS (16), CLIENT_THREADS (2),
+# ENVOY_CONCURRENCY (2), FRESH_TOKENS (30000), ALG (ES256: the token's and the uncached run's
+# algorithm), BASE_PORT (19400).
+#
+# Needs: a Rust toolchain, python3, Envoy 1.40 (installed by scripts/install-envoy.sh into
+# .envoy/ when missing). Run it on a quiet machine: the ratios are only as good as the quiet.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+GRPC_CONNECTIONS=${GRPC_CONNECTIONS:-2}
+GRPC_STREAMS=${GRPC_STREAMS:-8}
+HTTPS_CONNECTIONS=${HTTPS_CONNECTIONS:-16}
+CLIENT_THREADS=${CLIENT_THREADS:-2}
+ENVOY_CONCURRENCY=${ENVOY_CONCURRENCY:-2}
+FRESH_TOKENS=${FRESH_TOKENS:-30000}
+ALG=${ALG:-ES256}
+BASE_PORT=${BASE_PORT:-19400}
+
+UPSTREAM_PORT=$BASE_PORT
+SG_PORT=$((BASE_PORT + 1))
+NOOP_PORT=$((BASE_PORT + 2))
+NOAUTH_PORT=$((BASE_PORT + 10))
+JWT_PORT=$((BASE_PORT + 11))
+EXTAUTHZ_PORT=$((BASE_PORT + 12))
+ENVOY_ADMIN_PORT=$((BASE_PORT + 19))
+
+ENVOY=${SESSIONGATE_ENVOY:-$ROOT/.envoy/bin/envoy}
+if [[ ! -x $ENVOY ]]; then
+  scripts/install-envoy.sh
+fi
+
+echo "== building (release)" >&2
+cargo build --release --quiet --bin sessiongate \
+  --example load --example noop_authz --example echo_upstream
+BIN=$ROOT/target/release
+LOAD=$BIN/examples/load
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() { # port name
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not listen on $1; its log:" >&2
+  cat "$WORK/$2.log" >&2 || true
+  exit 1
+}
+
+# --- sessiongate: the example policy, ports moved --------------------------------------------
+cp examples/jwks.json "$WORK/jwks.json"
+sed -e "s/127.0.0.1:9191/127.0.0.1:$SG_PORT/" -e 's/127.0.0.1:9192/127.0.0.1:0/' \
+  examples/sessiongate.yaml >"$WORK/sessiongate.yaml"
+"$BIN/examples/echo_upstream" "127.0.0.1:$UPSTREAM_PORT" >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+(cd "$WORK" && exec "$BIN/sessiongate" serve --config "$WORK/sessiongate.yaml") >"$WORK/sessiongate.log" 2>&1 &
+PIDS+=($!)
+"$BIN/examples/noop_authz" "127.0.0.1:$NOOP_PORT" >"$WORK/noop.log" 2>&1 &
+PIDS+=($!)
+
+# --- Envoy: one process, three mTLS listeners that differ only in their HTTP filters ---------
+CERTS=$ROOT/examples/certs
+listener() { # name port filters-yaml
+  cat <<EOF
+    - name: $1
+      address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+      filter_chains:
+        - transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+              require_client_certificate: true
+              common_tls_context:
+                tls_certificates:
+                  - certificate_chain: { filename: $CERTS/server.pem }
+                    private_key: { filename: $CERTS/server-key.pem }
+                validation_context: { trusted_ca: { filename: $CERTS/ca.pem } }
+          filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: $1
+                normalize_path: true
+                merge_slashes: true
+                route_config:
+                  virtual_hosts:
+                    - name: shop
+                      domains: ["*"]
+                      routes: [ { match: { prefix: / }, route: { cluster: upstream } } ]
+                http_filters:
+$3
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+EOF
+}
+JWT_FILTERS=$(cat <<EOF
+                  - name: envoy.filters.http.jwt_authn
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+                      providers:
+                        example:
+                          issuer: https://idp.example.test
+                          audiences: [shop-api]
+                          local_jwks: { filename: $ROOT/examples/jwks.json }
+                          payload_in_metadata: jwt_payload
+                          # Verified tokens are cached, as sessiongate caches sessions.
+                          jwt_cache_config: { jwt_cache_size: 10000 }
+                      rules:
+                        - match: { prefix: / }
+                          requires: { provider_name: example }
+                  - name: envoy.filters.http.rbac
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+                      rules:
+                        action: ALLOW
+                        policies:
+                          orders-read:
+                            permissions:
+                              - and_rules:
+                                  rules:
+                                    - url_path: { path: { prefix: /orders } }
+                                    - header: { name: ":method", string_match: { exact: GET } }
+                            principals:
+                              - metadata:
+                                  filter: envoy.filters.http.jwt_authn
+                                  path: [ { key: jwt_payload }, { key: scope } ]
+                                  value: { string_match: { safe_regex: { regex: "(.* )?orders:read( .*)?" } } }
+EOF
+)
+EXTAUTHZ_FILTERS=$(cat <<EOF
+                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      grpc_service: { envoy_grpc: { cluster_name: sessiongate }, timeout: 1s }
+                      include_peer_certificate: true
+                      failure_mode_allow: false
+                      status_on_error: { code: 503 }
+EOF
+)
+{
+  cat <<EOF
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: $ENVOY_ADMIN_PORT } }
+static_resources:
+  listeners:
+EOF
+  listener noauth "$NOAUTH_PORT" ""
+  listener jwt_rbac "$JWT_PORT" "$JWT_FILTERS"
+  listener ext_authz "$EXTAUTHZ_PORT" "$EXTAUTHZ_FILTERS"
+  cat <<EOF
+  clusters:
+    - name: sessiongate
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+      load_assignment:
+        cluster_name: sessiongate
+        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $SG_PORT } } } } ] } ]
+    - name: upstream
+      type: STATIC
+      connect_timeout: 1s
+      load_assignment:
+        cluster_name: upstream
+        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } } } ] } ]
+EOF
+} >"$WORK/envoy.yaml"
+"$ENVOY" -c "$WORK/envoy.yaml" --concurrency "$ENVOY_CONCURRENCY" -l warning \
+  --use-dynamic-base-id >"$WORK/envoy.log" 2>&1 &
+PIDS+=($!)
+
+wait_port "$UPSTREAM_PORT" upstream
+wait_port "$SG_PORT" sessiongate
+wait_port "$NOOP_PORT" noop
+for port in $NOAUTH_PORT $JWT_PORT $EXTAUTHZ_PORT; do wait_port "$port" envoy; done
+
+# --- the runs -----------------------------------------------------------------------------------
+"$LOAD" token --alg "$ALG" >"$WORK/token"
+RESULTS=$WORK/results.jsonl
+COMMON=(--duration "$DURATION" --warmup "$WARMUP" --threads "$CLIENT_THREADS" --token-file "$WORK/token")
+GRPC=(--connections "$GRPC_CONNECTIONS" --streams "$GRPC_STREAMS")
+HTTPS=(--connections "$HTTPS_CONNECTIONS")
+run() { # label, then load's arguments
+  local label=$1
+  shift
+  echo "== $label" >&2
+  "$LOAD" "$@" --label "$label" | tee -a "$RESULTS" >&2
+}
+run grpc-noop grpc --target "127.0.0.1:$NOOP_PORT" "${GRPC[@]}" "${COMMON[@]}"
+run grpc-sessiongate grpc --target "127.0.0.1:$SG_PORT" --expect-identity "${GRPC[@]}" "${COMMON[@]}"
+run envoy-noauth https --target "127.0.0.1:$NOAUTH_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
+run envoy-jwt-rbac https --target "127.0.0.1:$JWT_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
+run envoy-sessiongate https --target "127.0.0.1:$EXTAUTHZ_PORT" --expect-body x-sessiongate-subject "${HTTPS[@]}" "${COMMON[@]}"
+run grpc-uncached grpc --target "127.0.0.1:$SG_PORT" --expect-identity --fresh-tokens "$FRESH_TOKENS" \
+  --alg "$ALG" "${GRPC[@]}" "${COMMON[@]}"
+run verify-raw verify-rate --alg "$ALG" --threads 2 --duration "$DURATION"
+
+# --- table and ratios ---------------------------------------------------------------------------
+python3 - "$RESULTS" "$ALG" <<'EOF'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    rows[row["label"]] = row
+alg = sys.argv[2]
+print(f"\n{'run':<20}{'req/s':>10}{'p50 µs':>10}{'p99 µs':>10}{'ok':>10}")
+for label, row in rows.items():
+    print(f"{label:<20}{row['rps']:>10}{row.get('p50_us', ''):>10}{row.get('p99_us', ''):>10}{row.get('ok', ''):>10}")
+def ratio(name, a, b, key, target, higher=True):
+    value = rows[a][key] / rows[b][key]
+    met = value >= target if higher else value <= target
+    sign = ">=" if higher else "<="
+    print(f"{name:<52}{value:>7.2f}x  (target {sign} {target}x: {'met' if met else 'MISSED'})")
+print("\nratios (same run):")
+ratio("straight gRPC: sessiongate / noop, req/s", "grpc-sessiongate", "grpc-noop", "rps", 0.85)
+ratio("via Envoy: sessiongate / jwt_authn+rbac, req/s", "envoy-sessiongate", "envoy-jwt-rbac", "rps", 1.0)
+ratio("via Envoy: sessiongate / jwt_authn+rbac, p99", "envoy-sessiongate", "envoy-jwt-rbac", "p99_us", 1.2, higher=False)
+ratio("via Envoy: sessiongate / no auth, req/s", "envoy-sessiongate", "envoy-noauth", "rps", 0.5)
+ratio(f"uncached {alg}: sessiongate / raw verify (2 threads)", "grpc-uncached", "verify-raw", "rps", 0.8)
+EOF
