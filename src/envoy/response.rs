@@ -74,29 +74,7 @@ fn allowed<'a>(
             headers.push(overwrite(WORKLOAD_HEADER, id.as_str().to_owned()));
         }
     }
-    let headers_to_remove = client_headers
-        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX))
-        .filter(|name| {
-            !headers.iter().any(|h| {
-                h.header
-                    .as_ref()
-                    .is_some_and(|h| h.key.eq_ignore_ascii_case(name))
-            })
-        })
-        .map(str::to_owned)
-        .collect();
-    CheckResponse {
-        status: Some(rpc::Status {
-            code: code::OK,
-            ..Default::default()
-        }),
-        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-            headers,
-            headers_to_remove,
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
+    ok_with(headers, client_headers)
 }
 
 /// A would-be denial on a dry-run route: allowed, telling the upstream what would have
@@ -110,9 +88,25 @@ pub fn dry_run_denial<'a>(
         dry_run::HEADER,
         dry_run::header_value(deny.reason.as_str()),
     )];
+    ok_with(headers, client_headers)
+}
+
+/// An OK response setting `headers` (overwriting client values) and removing every other
+/// `x-sessiongate-*` header the client sent. Removal runs after the sets in Envoy, so the
+/// headers set here must not be listed for removal.
+fn ok_with<'a>(
+    headers: Vec<HeaderValueOption>,
+    client_headers: impl Iterator<Item = &'a str>,
+) -> CheckResponse {
+    let is_set = |name: &str| {
+        headers.iter().any(|h| {
+            h.header
+                .as_ref()
+                .is_some_and(|h| h.key.eq_ignore_ascii_case(name))
+        })
+    };
     let headers_to_remove = client_headers
-        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX))
-        .filter(|name| !name.eq_ignore_ascii_case(dry_run::HEADER))
+        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX) && !is_set(name))
         .map(str::to_owned)
         .collect();
     CheckResponse {
