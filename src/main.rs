@@ -116,15 +116,9 @@ fn main() -> ExitCode {
             admin_token_file,
             command,
         } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
                 Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
+                Err(exit) => return exit,
             };
             match runtime.block_on(admin_command(
                 &admin_addr,
@@ -165,15 +159,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
                 Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
+                Err(exit) => return exit,
             };
             match runtime.block_on(app::run(loaded, app::stop_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -188,6 +176,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The async runtime from `builder`; failing to build one is a runtime failure (exit 1): the
+/// admin client needs only the current thread, the server a multi-threaded one.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("error: cannot start the async runtime: {error}");
+        ExitCode::from(EXIT_FAILURE)
+    })
 }
 
 /// Runs one `sessiongate admin …` command; returns what to print.
