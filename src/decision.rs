@@ -213,10 +213,10 @@ pub fn decide(
     if let Some(idle_timeout) = rules.session.idle_timeout {
         check_idle(issued_at, state.last_allowed, idle_timeout, clock)?;
     }
-    match token.confirmation {
+    match &token.confirmation {
         Confirmation::None => {}
         Confirmation::Certificate(bound) => {
-            if caller.thumbprint != Some(bound) {
+            if caller.thumbprint != Some(**bound) {
                 return Err(Deny::new(
                     DenyReason::CnfMismatch,
                     "token is bound to a different client certificate",

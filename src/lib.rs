@@ -13,7 +13,8 @@
 //! - [`request`]: the facts of one request, independent of Envoy's types.
 //! - [`token`]: bearer credential parsing, JWT verification, issuers' keys.
 //! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
-//! - [`session`]: verified sessions and their bounded TTL cache.
+//! - [`session`]: verified sessions and their bounded TTL cache; [`intern`]: the bounded table
+//!   of strings many sessions share (scopes, client ids, SPIFFE IDs).
 //! - [`revocation`]: revocations, their index and the stores behind them (file; Redis for fleets).
 //! - [`pinning`]: where a session's first workload is recorded (this process, or Redis fleet-wide).
 //! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
@@ -44,6 +45,7 @@ pub mod dry_run;
 pub mod envoy;
 pub mod gate;
 pub mod health;
+pub mod intern;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

@@ -134,21 +134,21 @@ impl proto::admin_server::Admin for AdminService {
         };
         let session = &report.session;
         let claims = &session.token;
-        let text = |value: &Option<Box<str>>| value.as_deref().unwrap_or_default().to_owned();
+        let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
         Ok(Response::new(proto::ExplainSessionResponse {
             found: true,
             session: report.key.short().to_string(),
             issuer: claims.issuer.to_string(),
-            subject: text(&claims.subject),
+            subject: text(claims.subject()),
             scopes: claims
                 .scopes
                 .as_str()
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
-            jti: text(&claims.token_id),
-            sid: text(&claims.session_id),
-            client_id: text(&claims.client_id),
+            jti: text(claims.token_id()),
+            sid: text(claims.session_id()),
+            client_id: text(claims.client_id.as_deref()),
             pinned_workload: session
                 .pinned()
                 .map(ToString::to_string)

@@ -83,7 +83,7 @@ mod tests {
 
     use super::*;
     use crate::time::UnixTime;
-    use crate::token::{Confirmation, KeySet, Scopes, SigningAlgorithm};
+    use crate::token::{Confirmation, Identifiers, KeySet, Scopes, SigningAlgorithm};
 
     const T0: u64 = 1_800_000_000;
 
@@ -109,11 +109,8 @@ mod tests {
                 keys.find(Some("test-es256"), SigningAlgorithm::Es256)
                     .unwrap(),
             ),
-            subject: Some("alice".into()),
-            token_id: None,
-            session_id: None,
+            ids: Identifiers::new(Some("alice"), None, None, None),
             client_id: None,
-            email: None,
             issued_at: Some(at(0)),
             expires_at: at(3600),
             not_before: None,

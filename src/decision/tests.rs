@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::request::{AuthorizationValues, PeerFacts};
 use crate::route::RouteConditions;
-use crate::token::{KeySet, Scopes};
+use crate::token::{Identifiers, KeySet, Scopes};
 use crate::workload::{Thumbprint, WorkloadPattern};
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
@@ -39,11 +39,8 @@ fn token() -> VerifiedToken {
     VerifiedToken {
         issuer: "https://idp.example.test".into(),
         key: key(),
-        subject: Some("alice".into()),
-        token_id: None,
-        session_id: None,
+        ids: Identifiers::new(Some("alice"), None, None, None),
         client_id: None,
-        email: None,
         issued_at: Some(at(0)),
         expires_at: at(3600),
         not_before: None,
@@ -490,7 +487,7 @@ fn unseen_sessions_are_adopted_for_one_idle_timeout_after_start_up() {
 #[test]
 fn cnf_mismatch_when_bound_to_another_certificate() {
     let mut case = Case::new();
-    case.token.confirmation = Confirmation::Certificate(Thumbprint([1; 32]));
+    case.token.confirmation = Confirmation::Certificate(Box::new(Thumbprint([1; 32])));
     case.caller.thumbprint = Some(Thumbprint([1; 32]));
     assert_eq!(case.decide(), Ok(()));
     case.caller.thumbprint = Some(Thumbprint([2; 32]));
@@ -500,7 +497,7 @@ fn cnf_mismatch_when_bound_to_another_certificate() {
 #[test]
 fn cnf_mismatch_without_a_peer_certificate() {
     let mut case = Case::new();
-    case.token.confirmation = Confirmation::Certificate(Thumbprint([1; 32]));
+    case.token.confirmation = Confirmation::Certificate(Box::new(Thumbprint([1; 32])));
     case.caller.thumbprint = None;
     let deny = case.decide().unwrap_err();
     assert_eq!(deny.reason, DenyReason::CnfMismatch);
@@ -543,9 +540,9 @@ fn certificate_and_address_pins_compare_their_own_kind() {
         thumbprint: Some(Thumbprint([3; 32])),
         address: Some("10.0.0.9"),
     };
-    case.pinned = Some(PinnedWorkload::Certificate(Thumbprint([3; 32])));
+    case.pinned = Some(PinnedWorkload::Certificate(Box::new(Thumbprint([3; 32]))));
     assert_eq!(case.decide(), Ok(()));
-    case.pinned = Some(PinnedWorkload::Certificate(Thumbprint([4; 32])));
+    case.pinned = Some(PinnedWorkload::Certificate(Box::new(Thumbprint([4; 32]))));
     assert_eq!(case.denied_for(), DenyReason::SessionReplayed);
     case.pinned = Some(PinnedWorkload::Address("10.0.0.9".into()));
     assert_eq!(case.decide(), Ok(()));

@@ -62,7 +62,7 @@ impl CheckReporter {
             route: outcome.route.as_deref(),
             verdict: outcome.verdict.as_ref().map(|_| ()),
             dry_run,
-            subject: token.and_then(|t| t.subject.as_deref()),
+            subject: token.and_then(|t| t.subject()),
             workload: (!principal.is_empty()).then_some(principal),
             session: session_hash.as_ref().map(|s| s.as_str()),
             latency,

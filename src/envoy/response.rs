@@ -65,7 +65,7 @@ fn allowed<'a>(
     let mut headers = Vec::with_capacity(4);
     if let Some((key, session)) = &outcome.session {
         let token = &session.token;
-        if let Some(subject) = &token.subject {
+        if let Some(subject) = token.subject() {
             headers.push(overwrite(SUBJECT_HEADER, header_safe(subject).into_owned()));
         }
         headers.push(overwrite(SCOPES_HEADER, token.scopes.as_str().to_owned()));

@@ -89,7 +89,9 @@ pub fn decode(stored: &str) -> Option<PinnedWorkload> {
     }
     match kind {
         "spiffe" => Some(PinnedWorkload::Spiffe(value.into())),
-        "x5t" => Thumbprint::from_base64url(value).map(PinnedWorkload::Certificate),
+        "x5t" => {
+            Thumbprint::from_base64url(value).map(|t| PinnedWorkload::Certificate(Box::new(t)))
+        }
         "ip" => Some(PinnedWorkload::Address(value.into())),
         _ => None,
     }
@@ -103,7 +105,7 @@ mod tests {
     fn every_kind_of_pin_round_trips() {
         for pin in [
             PinnedWorkload::Spiffe("spiffe://cluster.local/ns/shop/sa/frontend".into()),
-            PinnedWorkload::Certificate(Thumbprint([7; 32])),
+            PinnedWorkload::Certificate(Box::new(Thumbprint([7; 32]))),
             PinnedWorkload::Address("10.0.0.7".into()),
             PinnedWorkload::Address("::1".into()),
         ] {

@@ -166,20 +166,16 @@ impl RevocationSet {
                 .copied()
         };
         let candidates = [
-            in_issuer(&self.by_token_id, token.token_id.as_deref()),
-            in_issuer(&self.by_session, token.session_id.as_deref()),
-            in_issuer(&self.by_subject, token.subject.as_deref()),
+            in_issuer(&self.by_token_id, token.token_id()),
+            in_issuer(&self.by_session, token.session_id()),
+            in_issuer(&self.by_subject, token.subject()),
             token
                 .client_id
                 .as_deref()
                 .and_then(|c| self.by_client.get(c))
                 .copied(),
             caller.and_then(|w| self.by_workload.get(w)).copied(),
-            token
-                .email
-                .as_deref()
-                .and_then(|e| self.by_email.get(e))
-                .copied(),
+            token.email().and_then(|e| self.by_email.get(e)).copied(),
             self.by_issuer.get(issuer).copied(),
         ];
         let mut verdict = RevocationCheck::Clear;
@@ -199,7 +195,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{Confirmation, Scopes};
+    use crate::token::{Confirmation, Identifiers, Scopes};
 
     const ISSUER: &str = "https://idp";
 
@@ -213,11 +209,13 @@ mod tests {
         VerifiedToken {
             issuer: ISSUER.into(),
             key,
-            subject: Some("alice".into()),
-            token_id: Some("j1".into()),
-            session_id: Some("s1".into()),
+            ids: Identifiers::new(
+                Some("alice"),
+                Some("j1"),
+                Some("s1"),
+                Some("alice@example.com"),
+            ),
             client_id: Some("shop-frontend".into()),
-            email: Some("alice@example.com".into()),
             issued_at: Some(UnixTime::from_secs(iat)),
             expires_at: UnixTime::from_secs(iat + 600),
             not_before: None,

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::algorithm::SigningAlgorithm;
-use super::{TokenError, VerificationKey, VerifiedToken};
+use super::{Identifiers, TokenError, VerificationKey, VerifiedToken};
+use crate::intern::intern;
 use crate::time::UnixTime;
 use crate::workload::Thumbprint;
 
@@ -25,15 +26,22 @@ pub struct ClaimRules {
 /// A token's granted scopes, kept as one space-separated string.
 ///
 /// One string serves both uses: it is the `x-sessiongate-scopes` header value as is, and a
-/// containment check over a handful of scopes is a short scan with no allocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scopes(Box<str>);
+/// containment check over a handful of scopes is a short scan with no allocation. Interned:
+/// a deployment grants a few distinct scope sets to very many tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scopes(Arc<str>);
+
+impl Default for Scopes {
+    fn default() -> Scopes {
+        Scopes(intern(""))
+    }
+}
 
 impl Scopes {
     /// Scopes from a list; callers guarantee each item is a valid scope token.
     pub fn from_list<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Scopes {
         let joined: Vec<&str> = scopes.into_iter().filter(|s| !s.is_empty()).collect();
-        Scopes(joined.join(" ").into())
+        Scopes(intern(&joined.join(" ")))
     }
 
     /// Whether `scope` was granted.
@@ -48,12 +56,15 @@ impl Scopes {
 }
 
 /// The token's RFC 8705 / RFC 7800 proof-of-possession confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The thumbprint is boxed: most tokens are plain bearer tokens, and an inline 32-byte
+/// thumbprint would grow every cached session by 24 bytes for the few that are bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
     /// No `cnf` claim: a plain bearer token.
     None,
     /// `cnf.x5t#S256`: only the holder of this certificate may present the token.
-    Certificate(Thumbprint),
+    Certificate(Box<Thumbprint>),
     /// A `cnf` method sessiongate cannot check (e.g. DPoP `jkt`); fails closed as `cnf_mismatch`.
     Unsupported,
 }
@@ -91,37 +102,47 @@ pub(super) fn extract(
     issuer: Arc<str>,
     key: Arc<VerificationKey>,
 ) -> Result<VerifiedToken, TokenError> {
+    // Read in a fixed order, so a token with several wrong claims always gets the same message.
+    let subject = string(claims, "sub", "sub is not a string")?;
+    let token_id = string(claims, "jti", "jti is not a string")?;
+    let session_id = string(claims, "sid", "sid is not a string")?;
+    let client_id = string(claims, "client_id", "client_id is not a string")?.map(intern);
+    let email = string(claims, "email", "email is not a string")?.map(str::to_ascii_lowercase);
+    let issued_at = numeric_date(claims, "iat", "iat is not a number")?;
+    let expires_at = numeric_date(claims, "exp", "exp is not a number")?
+        .ok_or(TokenError::Malformed("token has no exp"))?;
+    let not_before = numeric_date(claims, "nbf", "nbf is not a number")?;
+    let auth_time = numeric_date(claims, "auth_time", "auth_time is not a number")?;
+    let scopes = scopes(claims.get(&*rules.scope_claim))?;
+    let binding_claim = match rules.binding_claim.as_deref() {
+        // The usual binding claim: share the value rather than keep it twice.
+        Some("client_id") => client_id.clone(),
+        Some(name) => string(claims, name, "binding claim is not a string")?.map(intern),
+        None => None,
+    };
     Ok(VerifiedToken {
         issuer,
         key,
-        subject: string(claims, "sub", "sub is not a string")?,
-        token_id: string(claims, "jti", "jti is not a string")?,
-        session_id: string(claims, "sid", "sid is not a string")?,
-        client_id: string(claims, "client_id", "client_id is not a string")?,
-        email: string(claims, "email", "email is not a string")?
-            .map(|email| email.to_ascii_lowercase().into()),
-        issued_at: numeric_date(claims, "iat", "iat is not a number")?,
-        expires_at: numeric_date(claims, "exp", "exp is not a number")?
-            .ok_or(TokenError::Malformed("token has no exp"))?,
-        not_before: numeric_date(claims, "nbf", "nbf is not a number")?,
-        auth_time: numeric_date(claims, "auth_time", "auth_time is not a number")?,
-        scopes: scopes(claims.get(&*rules.scope_claim))?,
-        binding_claim: match &rules.binding_claim {
-            Some(name) => string(claims, name, "binding claim is not a string")?,
-            None => None,
-        },
+        ids: Identifiers::new(subject, token_id, session_id, email.as_deref()),
+        issued_at,
+        expires_at,
+        not_before,
+        auth_time,
+        scopes,
+        client_id,
+        binding_claim,
         confirmation: confirmation(claims.get("cnf"))?,
     })
 }
 
-fn string(
-    claims: &Map<String, Value>,
+fn string<'a>(
+    claims: &'a Map<String, Value>,
     name: &str,
     wrong_type: &'static str,
-) -> Result<Option<Box<str>>, TokenError> {
+) -> Result<Option<&'a str>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str().into())),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(TokenError::Malformed(wrong_type)),
     }
 }
@@ -181,7 +202,7 @@ fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
         None | Some(Value::Null) => Ok(Confirmation::None),
         Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
             Some(Value::String(text)) => Thumbprint::from_base64url(text)
-                .map(Confirmation::Certificate)
+                .map(|thumbprint| Confirmation::Certificate(Box::new(thumbprint)))
                 .ok_or(TokenError::Malformed(
                     "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
                 )),
@@ -263,17 +284,24 @@ mod tests {
             "cnf": {"x5t#S256": thumb.to_string()}
         }));
         let got = extract(&claims, &rules()).unwrap();
-        assert_eq!(got.subject.as_deref(), Some("alice"));
-        assert_eq!(got.token_id.as_deref(), Some("j1"));
-        assert_eq!(got.session_id.as_deref(), Some("s1"));
-        assert_eq!(got.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(got.subject(), Some("alice"));
+        assert_eq!(got.token_id(), Some("j1"));
+        assert_eq!(got.session_id(), Some("s1"));
+        assert_eq!(got.email(), Some("alice@example.com"));
         assert_eq!(got.issued_at, Some(UnixTime::from_secs(100)));
         assert_eq!(got.expires_at, UnixTime::from_millis(200_500));
         assert_eq!(got.not_before, Some(UnixTime::from_secs(90)));
         assert_eq!(got.auth_time, Some(UnixTime::from_secs(80)));
         assert_eq!(got.scopes.as_str(), "orders:read orders:write");
         assert_eq!(got.binding_claim.as_deref(), Some("spiffe://a/b"));
-        assert_eq!(got.confirmation, Confirmation::Certificate(thumb));
+        assert!(
+            Arc::ptr_eq(
+                got.client_id.as_ref().unwrap(),
+                got.binding_claim.as_ref().unwrap()
+            ),
+            "client_id as the binding claim is kept once"
+        );
+        assert_eq!(got.confirmation, Confirmation::Certificate(Box::new(thumb)));
     }
 
     #[test]

@@ -144,7 +144,7 @@ mod tests {
         ] {
             let token = mint(alg, file, kid, &claims());
             let verified = verifier().verify(&token, &ring()).unwrap();
-            assert_eq!(verified.subject.as_deref(), Some("alice"));
+            assert_eq!(verified.subject(), Some("alice"));
             assert_eq!(&**verified.key.id(), kid);
             assert_eq!(verified.scopes.as_str(), "a b");
         }

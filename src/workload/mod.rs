@@ -8,6 +8,10 @@
 mod certificate;
 mod spiffe;
 
+use std::sync::Arc;
+
+use crate::intern::intern;
+
 pub use certificate::{Thumbprint, ThumbprintCache, ThumbprintError};
 pub use spiffe::{SpiffeId, WorkloadPattern, WorkloadPatternError};
 
@@ -18,12 +22,13 @@ pub use spiffe::{SpiffeId, WorkloadPattern, WorkloadPatternError};
 /// last resort for plaintext callers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PinnedWorkload {
-    /// The caller's validated SPIFFE ID.
-    Spiffe(Box<str>),
-    /// SHA-256 of the caller's leaf certificate, for certificates without a SPIFFE ID.
-    Certificate(Thumbprint),
-    /// The caller's source IP (without port: ports change per connection).
-    Address(Box<str>),
+    /// The caller's validated SPIFFE ID (interned: many sessions, few workloads).
+    Spiffe(Arc<str>),
+    /// SHA-256 of the caller's leaf certificate, for certificates without a SPIFFE ID. Boxed,
+    /// so the usual SPIFFE pin keeps every cached session 24 bytes smaller.
+    Certificate(Box<Thumbprint>),
+    /// The caller's source IP (without port: ports change per connection); interned.
+    Address(Arc<str>),
 }
 
 impl std::fmt::Display for PinnedWorkload {
@@ -54,21 +59,21 @@ impl Caller<'_> {
     /// The identity this caller would pin a session to, if it has any.
     pub fn pin_identity(&self) -> Option<PinnedWorkload> {
         if let Some(id) = &self.spiffe_id {
-            return Some(PinnedWorkload::Spiffe(id.as_str().into()));
+            return Some(PinnedWorkload::Spiffe(intern(id.as_str())));
         }
         if let Some(thumbprint) = self.thumbprint {
-            return Some(PinnedWorkload::Certificate(thumbprint));
+            return Some(PinnedWorkload::Certificate(Box::new(thumbprint)));
         }
         self.address
             .filter(|address| !address.is_empty())
-            .map(|address| PinnedWorkload::Address(address.into()))
+            .map(|address| PinnedWorkload::Address(intern(address)))
     }
 
     /// Whether this caller is the workload `pinned` names.
     pub fn is(&self, pinned: &PinnedWorkload) -> bool {
         match pinned {
             PinnedWorkload::Spiffe(id) => self.spiffe_id.is_some_and(|own| own.as_str() == &**id),
-            PinnedWorkload::Certificate(thumbprint) => self.thumbprint == Some(*thumbprint),
+            PinnedWorkload::Certificate(thumbprint) => self.thumbprint == Some(**thumbprint),
             PinnedWorkload::Address(address) => self.address == Some(&**address),
         }
     }
