@@ -39,35 +39,13 @@ fn gate(dir: &std::path::Path) -> Arc<Gate> {
     runtime.block_on(async { app::build_gate(config::load(&file).unwrap()).await.unwrap() })
 }
 
-/// A check of `request` that settles a fresh session's pin the way the local pin store does.
-fn warm(gate: &Gate, check: &CheckRequest) {
-    let http = request::http_request(check).unwrap();
-    let facts = request::facts(check, http);
-    let now = UnixTime::now();
-    let outcome = gate.check(&facts, now);
-    let outcome = match outcome.pin.clone() {
-        Some(claim) => {
-            let owner = outcome
-                .session
-                .as_ref()
-                .unwrap()
-                .1
-                .pin(claim.identity)
-                .clone();
-            gate.settle_pin(outcome, Ok(owner), now)
-        }
-        None => outcome,
-    };
-    assert!(outcome.verdict.is_ok(), "{:?}", outcome.verdict);
-}
-
 fn cached_session(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let gate = gate(dir.path());
     let token = Minter::new().token(Alg::Es256, 1);
     let check =
         support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
-    warm(&gate, &check);
+    support::allow_and_pin(&gate, &check);
     let http = request::http_request(&check).unwrap();
     let facts = request::facts(&check, http);
 
@@ -173,7 +151,7 @@ fn edge(c: &mut Criterion) {
     let token = Minter::new().token(Alg::Es256, 3);
     let check =
         support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
-    warm(&gate, &check);
+    support::allow_and_pin(&gate, &check);
     let wire = check.encode_to_vec();
 
     let mut group = c.benchmark_group("envoy");

@@ -18,7 +18,6 @@ mod support;
 use std::time::Instant;
 
 use sessiongate::gate::Gate;
-use sessiongate::time::UnixTime;
 use sessiongate::{app, config};
 use support::{Alg, Minter};
 
@@ -35,25 +34,7 @@ fn rss_kib() -> u64 {
 fn check(gate: &Gate, minter: &Minter, certificate: &str, n: u64) {
     let token = minter.token(Alg::EdDsa, n);
     let request = support::check_request(&format!("Bearer {token}"), certificate);
-    let http = sessiongate::envoy::request::http_request(&request).unwrap();
-    let facts = sessiongate::envoy::request::facts(&request, http);
-    let now = UnixTime::now();
-    let outcome = gate.check(&facts, now);
-    let outcome = match outcome.pin.clone() {
-        // What the local pin store does: the first workload wins, in the session itself.
-        Some(claim) => {
-            let owner = outcome
-                .session
-                .as_ref()
-                .unwrap()
-                .1
-                .pin(claim.identity)
-                .clone();
-            gate.settle_pin(outcome, Ok(owner), now)
-        }
-        None => outcome,
-    };
-    assert!(outcome.verdict.is_ok(), "{:?}", outcome.verdict);
+    support::allow_and_pin(gate, &request);
 }
 
 fn main() -> anyhow::Result<()> {

@@ -244,3 +244,21 @@ pub fn check_request(authorization: &str, certificate: &str) -> CheckRequest {
         ..Default::default()
     }
 }
+
+/// Judges `check` and settles a fresh session's pin the way the local pin store does (the first
+/// workload wins, in the session itself), asserting the request was allowed.
+pub fn allow_and_pin(gate: &sessiongate::gate::Gate, check: &CheckRequest) {
+    let http = sessiongate::envoy::request::http_request(check).unwrap();
+    let facts = sessiongate::envoy::request::facts(check, http);
+    let now = sessiongate::time::UnixTime::now();
+    let outcome = gate.check(&facts, now);
+    let outcome = match outcome.pin.clone() {
+        Some(claim) => {
+            let session = &outcome.session.as_ref().unwrap().1;
+            let owner = session.pin(claim.identity).clone();
+            gate.settle_pin(outcome, Ok(owner), now)
+        }
+        None => outcome,
+    };
+    assert!(outcome.verdict.is_ok(), "{:?}", outcome.verdict);
+}
