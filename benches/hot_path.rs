@@ -70,7 +70,7 @@ fn cached_session(c: &mut Criterion) {
     };
     let session = gate
         .sessions()
-        .peek(&SessionKey::of_token(bearer))
+        .peek(&SessionKey::of_token(bearer), UnixTime::now())
         .expect("warmed session");
     let caller = Caller {
         spiffe_id: SpiffeId::parse(FRONTEND),

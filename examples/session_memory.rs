@@ -8,8 +8,8 @@
 //! Each session is a distinct, realistic EdDSA token (`sub`, `jti`, `sid`, `email`, `client_id`,
 //! three scopes, about 520 bytes) judged by `Gate::check` exactly as a first request is: verified,
 //! cached, pinned to the frontend workload and recorded as allowed. Tokens are minted and dropped
-//! in batches on every core, so what grows is the cache: moka's entry, the key, the `Session`
-//! and its verified claims. Prints one JSON line (MiB for all sessions, bytes per session).
+//! in batches on every core, so what grows is the cache: its entry (key and pointer), the
+//! `Session` and its verified claims. Prints one JSON line (MiB for all sessions, bytes per session).
 
 #[allow(dead_code)]
 #[path = "../benches/support/mod.rs"]

@@ -35,7 +35,8 @@ use crate::token::KeyRing;
 /// own ext_authz timeout is far shorter, so nothing is cut off in practice.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
-/// How often revocations no token can match any more are forgotten (and the store compacted).
+/// How often revocations and cached sessions no token can match any more are forgotten (and
+/// the revocation store compacted).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Largest gRPC message accepted from Envoy. A CheckRequest carries headers (Envoy caps them
@@ -140,12 +141,18 @@ pub async fn open_revocations(
 }
 
 /// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more,
-/// following the current policy's longest token age (it may change on reload).
-async fn prune_revocations(gate: Arc<Gate>, revocations: Arc<Revocations>) {
+/// following the current policy's longest token age (it may change on reload), and cached
+/// sessions whose token expired (the cache never hands them out, but holds their memory until
+/// then).
+async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
     let mut every = tokio::time::interval(PRUNE_INTERVAL);
     every.tick().await;
     loop {
         every.tick().await;
+        let sessions = gate.sessions().remove_expired(UnixTime::now());
+        if sessions > 0 {
+            tracing::debug!(sessions, "expired sessions dropped from the cache");
+        }
         revocations.set_horizon(gate.policy().revocation_horizon());
         match revocations.prune(UnixTime::now()).await {
             Ok(0) => {}
@@ -299,7 +306,7 @@ pub async fn run(
             config: started.metrics.config.clone(),
         },
     );
-    let pruning = tokio::spawn(prune_revocations(
+    let pruning = tokio::spawn(prune_expired(
         Arc::clone(&started.gate),
         Arc::clone(&started.revocations),
     ));

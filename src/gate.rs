@@ -127,7 +127,7 @@ impl Gate {
     /// is judged against the workload the session is pinned to, since no request names one.
     pub fn explain(&self, token: &str, now: UnixTime) -> Option<SessionReport> {
         let key = SessionKey::of_token(token);
-        let session = self.sessions.peek(&key)?;
+        let session = self.sessions.peek(&key, now)?;
         let policy = self.policy.load();
         let pinned_spiffe_id = match session.pinned() {
             Some(PinnedWorkload::Spiffe(id)) => Some(&**id),
@@ -194,12 +194,12 @@ impl Gate {
         };
         let route_name = Some(Arc::clone(&route.name));
         let key = SessionKey::of_token(token);
-        let session = match self.sessions.get(&key) {
+        let session = match self.sessions.get(&key, now) {
             Some(session) => session,
             None => match self.verify(&policy, token) {
                 Ok(verified) => self
                     .sessions
-                    .insert_or_get(key, Session::new(verified, now)),
+                    .insert_or_get(key, Session::new(verified, now), now),
                 Err(error) => {
                     return Outcome {
                         route: route_name,
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
         assert!(
             gate.sessions()
-                .get(&SessionKey::of_token(&forged))
+                .get(&SessionKey::of_token(&forged), now)
                 .is_none()
         );
         check(&gate, &request(&format!("Bearer {forged}"), FRONTEND), now);

@@ -8,7 +8,7 @@
 //! fresh EdDSA token of realistic size (sub, jti, sid, client_id, email, scopes), so each
 //! becomes one cached session; the process's resident set size is read from
 //! `/proc/self/status` before and after. Tokens are dropped right after their check, so what
-//! grows is the cache (moka's entry, the key, the `Session` and its verified claims).
+//! grows is the cache (the cache's entry, the `Session` and its verified claims).
 
 mod support;
 

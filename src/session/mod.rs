@@ -77,9 +77,6 @@ impl fmt::Debug for ShortHash {
     }
 }
 
-/// Sentinel for "never allowed" in [`Session::last_allowed`].
-const NEVER: u64 = 0;
-
 /// A cached session: the verified token plus what this process has seen of it.
 ///
 /// Shared across concurrent requests behind an `Arc`, so the mutable parts are atomics: the
@@ -90,7 +87,7 @@ pub struct Session {
     pub token: VerifiedToken,
     /// When this process first verified the token.
     pub first_seen: UnixTime,
-    last_allowed: AtomicU64,
+    activity: Activity,
     pinned: OnceLock<PinnedWorkload>,
 }
 
@@ -100,24 +97,20 @@ impl Session {
         Session {
             token,
             first_seen: now,
-            last_allowed: AtomicU64::new(NEVER),
+            activity: Activity::default(),
             pinned: OnceLock::new(),
         }
     }
 
     /// When a request of this session was last allowed, if ever.
     pub fn last_allowed(&self) -> Option<UnixTime> {
-        match self.last_allowed.load(Ordering::Relaxed) {
-            NEVER => None,
-            millis => Some(UnixTime::from_millis(millis)),
-        }
+        self.activity.last_allowed()
     }
 
     /// Records an allowed request at `now`. Never moves backwards, so a request that read the
     /// clock earlier but finished later cannot shorten the session's idle window.
     pub fn record_allowed(&self, now: UnixTime) {
-        self.last_allowed
-            .fetch_max(now.as_millis().max(1), Ordering::Relaxed);
+        self.activity.record_allowed(now);
     }
 
     /// The workload this session is pinned to, if any.
@@ -133,6 +126,47 @@ impl Session {
     }
 }
 
+/// The last allowed request's time and the cache's recently-used mark, in one atomic word:
+/// a session is what a million cached sessions are made of, and a separate flag would grow
+/// every one of them by a whole allocator step.
+///
+/// The word holds the time in milliseconds shifted left by one, and the mark in bit 0, so
+/// `fetch_max` on the word still keeps the latest time.
+#[derive(Debug, Default)]
+struct Activity(AtomicU64);
+
+/// Bit 0 of [`Activity`]: used since the cache's last eviction sweep.
+const USED_MARK: u64 = 1;
+
+impl Activity {
+    fn last_allowed(&self) -> Option<UnixTime> {
+        match self.0.load(Ordering::Relaxed) >> 1 {
+            0 => None,
+            millis => Some(UnixTime::from_millis(millis)),
+        }
+    }
+
+    fn record_allowed(&self, now: UnixTime) {
+        // An allowed request is a use too; the time is at least 1 ms so it is never "never".
+        let millis = now.as_millis().clamp(1, u64::MAX >> 1);
+        self.0
+            .fetch_max((millis << 1) | USED_MARK, Ordering::Relaxed);
+    }
+
+    /// Marks the session used. Reads first, so a busy session's cache line is not written
+    /// on every request.
+    fn mark_used(&self) {
+        if self.0.load(Ordering::Relaxed) & USED_MARK == 0 {
+            self.0.fetch_or(USED_MARK, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the session was used since the last sweep; clears the mark.
+    fn take_used_mark(&self) -> bool {
+        self.0.fetch_and(!USED_MARK, Ordering::Relaxed) & USED_MARK != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +179,30 @@ mod tests {
         assert_eq!(short, SessionKey::of_token(token).short());
         assert_ne!(short, SessionKey::of_token("other").short());
         assert!(!token.contains(short.as_str()));
+    }
+
+    #[test]
+    fn activity_keeps_the_latest_allowed_time_and_the_used_mark_apart() {
+        let activity = Activity::default();
+        assert_eq!(activity.last_allowed(), None);
+        assert!(!activity.take_used_mark());
+        activity.mark_used();
+        assert_eq!(
+            activity.last_allowed(),
+            None,
+            "a lookup is not an allowed request"
+        );
+        assert!(activity.take_used_mark());
+        assert!(!activity.take_used_mark(), "taking the mark clears it");
+        activity.record_allowed(UnixTime::from_millis(5_000));
+        activity.record_allowed(UnixTime::from_millis(4_000));
+        assert_eq!(activity.last_allowed(), Some(UnixTime::from_millis(5_000)));
+        assert!(
+            activity.take_used_mark(),
+            "an allowed request marks the session used"
+        );
+        assert_eq!(activity.last_allowed(), Some(UnixTime::from_millis(5_000)));
+        activity.record_allowed(UnixTime::from_millis(0));
+        assert_eq!(activity.last_allowed(), Some(UnixTime::from_millis(5_000)));
     }
 }
