@@ -15,19 +15,19 @@ const MAX_SPIFFE_ID_LEN: usize = 2048;
 
 impl<'a> SpiffeId<'a> {
     /// Parses `text` as a SPIFFE ID, or returns `None` when it is not one.
+    ///
+    /// Runs on every request (the caller's principal), so it is one pass over the bytes.
     pub fn parse(text: &'a str) -> Option<SpiffeId<'a>> {
         if text.len() > MAX_SPIFFE_ID_LEN {
             return None;
         }
-        let rest = text.strip_prefix("spiffe://")?;
-        let (trust_domain, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, ""),
-        };
+        let rest = text.strip_prefix("spiffe://")?.as_bytes();
+        let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        let (trust_domain, path) = rest.split_at(slash);
         let domain_ok = !trust_domain.is_empty()
             && trust_domain
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_'));
+                .iter()
+                .all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_'));
         if !domain_ok || !valid_path(path) {
             return None;
         }
@@ -46,18 +46,28 @@ impl fmt::Display for SpiffeId<'_> {
     }
 }
 
-fn valid_path(path: &str) -> bool {
-    if path.is_empty() {
-        return true;
+/// `path` is empty or `/segment(/segment)*`, every segment non-empty, not `.` or `..`, of
+/// `[A-Za-z0-9._-]`.
+fn valid_path(path: &[u8]) -> bool {
+    let Some((&b'/', segments)) = path.split_first() else {
+        return path.is_empty();
+    };
+    let mut start = 0;
+    for (at, &b) in segments.iter().enumerate() {
+        if b == b'/' {
+            if !valid_segment(&segments[start..at]) {
+                return false;
+            }
+            start = at + 1;
+        } else if !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+            return false;
+        }
     }
-    path[1..].split('/').all(|segment| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    })
+    valid_segment(&segments[start..])
+}
+
+fn valid_segment(segment: &[u8]) -> bool {
+    !matches!(segment, b"" | b"." | b"..")
 }
 
 /// One entry of a route's `workloads` list: an exact SPIFFE ID, or a prefix ending in `*`.
@@ -115,6 +125,7 @@ mod tests {
             "spiffe://cluster.local/ns/shop/sa/frontend",
             "spiffe://example.org",
             "spiffe://trust_domain-1.example/a.b/c-d_e",
+            "spiffe://example.org/.well-known/..x",
         ] {
             assert!(SpiffeId::parse(id).is_some(), "{id}");
         }
@@ -133,6 +144,9 @@ mod tests {
             "spiffe://cluster.local//ns",
             "spiffe://cluster.local/ns/../admin",
             "spiffe://cluster.local/ns/./x",
+            "spiffe://cluster.local/ns/..",
+            "spiffe://cluster.local/ns/.",
+            "spiffe://cluster.local/ns/",
             "spiffe://cluster.local:8443/ns",
             "spiffe://user@cluster.local/ns",
             "spiffe://cluster.local/ns?x=1",
