@@ -12,10 +12,13 @@
 //! `-` for "no route"), reasons from [`DenyReason::ALL`], issuers from the configuration,
 //! revocation origins from [`OriginKind::ALL`]. No subject, token, workload or path is ever a
 //! label. The hot path builds its label set from `&'static str`s and one `Arc<str>` clone: no
-//! allocation per request.
+//! allocation per request. An allow (the common case) does not even build a label set: its
+//! series are resolved once per route and kept (see [`CheckMetrics::allow`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -214,6 +217,32 @@ struct CheckFamilies {
     session_age: Histograms<Named>,
     /// The route label for "no route", shared so recording never allocates.
     no_route: Arc<str>,
+    /// The series of allows, per route and dry-run mode, resolved from the families on a
+    /// route's first allow. Looking a series up in a [`Family`] hashes the whole label set
+    /// under a lock every request; this is a lock-free scan of a handful of entries. Read
+    /// through an `ArcSwap`, so concurrent checks touch no shared reference count.
+    allows: ArcSwap<Vec<AllowSeries>>,
+    /// `duration{decision="allow"}`, resolved on the first allow.
+    allow_duration: OnceLock<Histogram>,
+    /// `duration{decision="deny"}`, resolved on the first deny.
+    deny_duration: OnceLock<Histogram>,
+}
+
+/// Most [`AllowSeries`] kept: far more routes than any config has (a config reload that renames
+/// routes adds entries; past this, allows fall back to the families' own lookup).
+const MAX_ALLOW_SERIES: usize = 1024;
+
+/// The series one route's allows record into. Handles share their value with the series in the
+/// families (which `/metrics` encodes); what must stay true is that no code removes a series
+/// of these families, or a kept handle would count into a series nobody exports.
+#[derive(Clone, Debug)]
+struct AllowSeries {
+    route: Arc<str>,
+    dry_run: bool,
+    decisions: Counter,
+    /// Created on the route's first allow that has a session age (never, on a public route),
+    /// as the family would: a route without one exports no age series.
+    session_age: OnceLock<Histogram>,
 }
 
 impl CheckMetrics {
@@ -224,6 +253,9 @@ impl CheckMetrics {
                 duration: Family::new_with_constructor(check_histogram),
                 session_age: Family::new_with_constructor(session_age_histogram),
                 no_route: Arc::from(NO_ROUTE),
+                allows: ArcSwap::from_pointee(Vec::new()),
+                allow_duration: OnceLock::new(),
+                deny_duration: OnceLock::new(),
             }),
         }
     }
@@ -255,17 +287,31 @@ impl CheckMetrics {
         latency: Duration,
         session_age: Option<Duration>,
     ) {
-        let route = self.route(route);
-        if let Some(age) = session_age {
-            self.inner
-                .session_age
-                .get_or_create(&Named {
-                    key: "route",
-                    value: Arc::clone(&route),
-                })
-                .observe(age.as_secs_f64());
+        let route = route.unwrap_or(&self.inner.no_route);
+        let kept = self.inner.allows.load();
+        match kept.iter().find(|series| series.is(route, dry_run)) {
+            Some(series) => series.record(&self.inner, session_age),
+            None => {
+                drop(kept);
+                self.keep_allow_series(route, dry_run)
+                    .record(&self.inner, session_age);
+            }
         }
-        self.decided("allow", NO_REASON, route, dry_run, latency);
+        self.duration(&self.inner.allow_duration, "allow")
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Resolves the series of `route`'s allows and keeps them (unless the list is full).
+    fn keep_allow_series(&self, route: &Arc<str>, dry_run: bool) -> AllowSeries {
+        let series = AllowSeries::resolve(&self.inner, route, dry_run);
+        self.inner.allows.rcu(|kept| {
+            let mut kept = Vec::clone(kept);
+            if kept.len() < MAX_ALLOW_SERIES && !kept.iter().any(|s| s.is(route, dry_run)) {
+                kept.push(series.clone());
+            }
+            kept
+        });
+        series
     }
 
     /// A denied request (or, with `dry_run`, one that would have been denied and was allowed).
@@ -277,30 +323,63 @@ impl CheckMetrics {
         latency: Duration,
     ) {
         let route = self.route(route);
-        self.decided("deny", reason.as_str(), route, dry_run, latency);
-    }
-
-    fn decided(
-        &self,
-        decision: &'static str,
-        reason: &'static str,
-        route: Arc<str>,
-        dry_run: bool,
-        latency: Duration,
-    ) {
         self.inner
             .decisions
             .get_or_create(&DecisionLabels {
-                decision,
-                reason,
+                decision: "deny",
+                reason: reason.as_str(),
                 route,
                 dry_run,
             })
             .inc();
-        self.inner
-            .duration
-            .get_or_create(&DecisionOnly { decision })
+        self.duration(&self.inner.deny_duration, "deny")
             .observe(latency.as_secs_f64());
+    }
+
+    /// The latency histogram of `decision`, kept in `slot` once resolved.
+    fn duration<'s>(&self, slot: &'s OnceLock<Histogram>, decision: &'static str) -> &'s Histogram {
+        slot.get_or_init(|| {
+            self.inner
+                .duration
+                .get_or_create_owned(&DecisionOnly { decision })
+        })
+    }
+}
+
+impl AllowSeries {
+    /// The series of allows on `route`, created in the families if they are new.
+    fn resolve(families: &CheckFamilies, route: &Arc<str>, dry_run: bool) -> AllowSeries {
+        AllowSeries {
+            route: Arc::clone(route),
+            dry_run,
+            decisions: families.decisions.get_or_create_owned(&DecisionLabels {
+                decision: "allow",
+                reason: NO_REASON,
+                route: Arc::clone(route),
+                dry_run,
+            }),
+            session_age: OnceLock::new(),
+        }
+    }
+
+    /// Whether these are the series of `route` (compared by pointer first: the gate hands out
+    /// the configured route's own `Arc`) in this dry-run mode.
+    fn is(&self, route: &Arc<str>, dry_run: bool) -> bool {
+        self.dry_run == dry_run && (Arc::ptr_eq(&self.route, route) || *self.route == **route)
+    }
+
+    fn record(&self, families: &CheckFamilies, session_age: Option<Duration>) {
+        if let Some(age) = session_age {
+            self.session_age
+                .get_or_init(|| {
+                    families.session_age.get_or_create_owned(&Named {
+                        key: "route",
+                        value: Arc::clone(&self.route),
+                    })
+                })
+                .observe(age.as_secs_f64());
+        }
+        self.decisions.inc();
     }
 }
 
