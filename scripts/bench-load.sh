@@ -5,6 +5,8 @@
 #   grpc  sessiongate  … straight at sessiongate, cached session
 #   https noauth       through Envoy 1.40 with mTLS, no authorization (the ceiling)
 #   https jwt+rbac     … Envoy's jwt_authn (JWT cache on) + rbac on the scope claim
+#   https noop-authz   … Envoy ext_authz → the do-nothing server (the ceiling for ANY ext_authz
+#                      server: what Envoy's own ext_authz round trip costs)
 #   https sessiongate  … Envoy ext_authz → sessiongate
 #   grpc  uncached     straight at sessiongate, a never-seen token on every request
 #   verify             the crypto library's own verification rate for that algorithm
@@ -42,6 +44,7 @@ NOOP_PORT=$((BASE_PORT + 2))
 NOAUTH_PORT=$((BASE_PORT + 10))
 JWT_PORT=$((BASE_PORT + 11))
 EXTAUTHZ_PORT=$((BASE_PORT + 12))
+NOOP_EXTAUTHZ_PORT=$((BASE_PORT + 13))
 ENVOY_ADMIN_PORT=$((BASE_PORT + 19))
 
 ENVOY=${SESSIONGATE_ENVOY:-$ROOT/.envoy/bin/envoy}
@@ -80,12 +83,16 @@ wait_port() { # port name
 cp examples/jwks.json "$WORK/jwks.json"
 sed -e "s/127.0.0.1:9191/127.0.0.1:$SG_PORT/" -e 's/127.0.0.1:9192/127.0.0.1:0/' \
   examples/sessiongate.yaml >"$WORK/sessiongate.yaml"
+declare -A SERVERS # name -> pid, for CPU accounting
 "$BIN/examples/echo_upstream" "127.0.0.1:$UPSTREAM_PORT" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
+SERVERS[upstream]=$!
 (cd "$WORK" && exec "$BIN/sessiongate" serve --config "$WORK/sessiongate.yaml") >"$WORK/sessiongate.log" 2>&1 &
 PIDS+=($!)
+SERVERS[sessiongate]=$!
 "$BIN/examples/noop_authz" "127.0.0.1:$NOOP_PORT" >"$WORK/noop.log" 2>&1 &
 PIDS+=($!)
+SERVERS[noop]=$!
 
 # --- Envoy: one process, three mTLS listeners that differ only in their HTTP filters ---------
 CERTS=$ROOT/examples/certs
@@ -157,17 +164,18 @@ JWT_FILTERS=$(cat <<EOF
                                   value: { string_match: { safe_regex: { regex: "(.* )?orders:read( .*)?" } } }
 EOF
 )
-EXTAUTHZ_FILTERS=$(cat <<EOF
+extauthz_filters() { # cluster
+  cat <<EOF
                   - name: envoy.filters.http.ext_authz
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
                       transport_api_version: V3
-                      grpc_service: { envoy_grpc: { cluster_name: sessiongate }, timeout: 1s }
+                      grpc_service: { envoy_grpc: { cluster_name: $1 }, timeout: 1s }
                       include_peer_certificate: true
                       failure_mode_allow: false
                       status_on_error: { code: 503 }
 EOF
-)
+}
 {
   cat <<EOF
 admin:
@@ -177,7 +185,8 @@ static_resources:
 EOF
   listener noauth "$NOAUTH_PORT" ""
   listener jwt_rbac "$JWT_PORT" "$JWT_FILTERS"
-  listener ext_authz "$EXTAUTHZ_PORT" "$EXTAUTHZ_FILTERS"
+  listener ext_authz "$EXTAUTHZ_PORT" "$(extauthz_filters sessiongate)"
+  listener noop_ext_authz "$NOOP_EXTAUTHZ_PORT" "$(extauthz_filters noop)"
   cat <<EOF
   clusters:
     - name: sessiongate
@@ -190,6 +199,16 @@ EOF
       load_assignment:
         cluster_name: sessiongate
         endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $SG_PORT } } } } ] } ]
+    - name: noop
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+      load_assignment:
+        cluster_name: noop
+        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $NOOP_PORT } } } } ] } ]
     - name: upstream
       type: STATIC
       connect_timeout: 1s
@@ -201,11 +220,12 @@ EOF
 "$ENVOY" -c "$WORK/envoy.yaml" --concurrency "$ENVOY_CONCURRENCY" -l warning \
   --use-dynamic-base-id >"$WORK/envoy.log" 2>&1 &
 PIDS+=($!)
+SERVERS[envoy]=$!
 
 wait_port "$UPSTREAM_PORT" upstream
 wait_port "$SG_PORT" sessiongate
 wait_port "$NOOP_PORT" noop
-for port in $NOAUTH_PORT $JWT_PORT $EXTAUTHZ_PORT; do wait_port "$port" envoy; done
+for port in $NOAUTH_PORT $JWT_PORT $EXTAUTHZ_PORT $NOOP_EXTAUTHZ_PORT; do wait_port "$port" envoy; done
 
 # --- the runs -----------------------------------------------------------------------------------
 "$LOAD" token --alg "$ALG" >"$WORK/token"
@@ -213,23 +233,41 @@ RESULTS=$WORK/results.jsonl
 COMMON=(--duration "$DURATION" --warmup "$WARMUP" --threads "$CLIENT_THREADS" --token-file "$WORK/token")
 GRPC=(--connections "$GRPC_CONNECTIONS" --streams "$GRPC_STREAMS")
 HTTPS=(--connections "$HTTPS_CONNECTIONS")
+# CPU time (user + system, in clock ticks) a process used so far.
+cpu_ticks() { # pid
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# Runs the load generator and adds to its result line the server-side CPU each process spent
+# per request (µs): what decides req/s when every process shares the same two cores.
 run() { # label, then load's arguments
   local label=$1
   shift
   echo "== $label" >&2
-  "$LOAD" "$@" --label "$label" | tee -a "$RESULTS" >&2
+  local before=() name
+  for name in "${!SERVERS[@]}"; do before+=("$name=$(cpu_ticks "${SERVERS[$name]}")"); done
+  local line
+  line=$("$LOAD" "$@" --label "$label")
+  local cpu="" entry
+  for entry in "${before[@]}"; do
+    name=${entry%%=*}
+    cpu+="\"$name\":$(( ($(cpu_ticks "${SERVERS[$name]}") - ${entry#*=}) * TICK_US )),"
+  done
+  # The result line is one JSON object; the CPU figures are totals over warm-up and run.
+  echo "${line%\}},\"cpu_us\":{${cpu%,}}}" | tee -a "$RESULTS" >&2
 }
 run grpc-noop grpc --target "127.0.0.1:$NOOP_PORT" "${GRPC[@]}" "${COMMON[@]}"
 run grpc-sessiongate grpc --target "127.0.0.1:$SG_PORT" --expect-identity "${GRPC[@]}" "${COMMON[@]}"
 run envoy-noauth https --target "127.0.0.1:$NOAUTH_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
 run envoy-jwt-rbac https --target "127.0.0.1:$JWT_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
+run envoy-noop-authz https --target "127.0.0.1:$NOOP_EXTAUTHZ_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
 run envoy-sessiongate https --target "127.0.0.1:$EXTAUTHZ_PORT" --expect-body x-sessiongate-subject "${HTTPS[@]}" "${COMMON[@]}"
 run grpc-uncached grpc --target "127.0.0.1:$SG_PORT" --expect-identity --fresh-tokens "$FRESH_TOKENS" \
   --alg "$ALG" "${GRPC[@]}" "${COMMON[@]}"
 run verify-raw verify-rate --alg "$ALG" --threads 2 --duration "$DURATION"
 
 # --- table and ratios ---------------------------------------------------------------------------
-python3 - "$RESULTS" "$ALG" <<'EOF'
+python3 - "$RESULTS" "$ALG" "$WARMUP" <<'EOF'
 import json, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -239,6 +277,17 @@ alg = sys.argv[2]
 print(f"\n{'run':<20}{'req/s':>10}{'p50 µs':>10}{'p99 µs':>10}{'ok':>10}")
 for label, row in rows.items():
     print(f"{label:<20}{row['rps']:>10}{row.get('p50_us', ''):>10}{row.get('p99_us', ''):>10}{row.get('ok', ''):>10}")
+print("\nserver CPU per request, µs (user + system, warm-up included; the load generator not counted):")
+print(f"{'run':<20}" + "".join(f"{name:>13}" for name in ("envoy", "sessiongate", "noop", "upstream", "total")))
+for label, row in rows.items():
+    cpu = row.get("cpu_us")
+    if not cpu or "ok" not in row:
+        continue
+    # Warm-up requests are not in "ok" (the fresh-token run has none).
+    warmup = 0 if label == "grpc-uncached" else float(sys.argv[3])
+    requests = row["ok"] + row["rps"] * warmup
+    per = {name: cpu.get(name, 0) / requests for name in ("envoy", "sessiongate", "noop", "upstream")}
+    print(f"{label:<20}" + "".join(f"{per[name]:>13.1f}" for name in per) + f"{sum(per.values()):>13.1f}")
 def ratio(name, a, b, key, target, higher=True):
     value = rows[a][key] / rows[b][key]
     met = value >= target if higher else value <= target
@@ -249,5 +298,11 @@ ratio("straight gRPC: sessiongate / noop, req/s", "grpc-sessiongate", "grpc-noop
 ratio("via Envoy: sessiongate / jwt_authn+rbac, req/s", "envoy-sessiongate", "envoy-jwt-rbac", "rps", 1.0)
 ratio("via Envoy: sessiongate / jwt_authn+rbac, p99", "envoy-sessiongate", "envoy-jwt-rbac", "p99_us", 1.2, higher=False)
 ratio("via Envoy: sessiongate / no auth, req/s", "envoy-sessiongate", "envoy-noauth", "rps", 0.5)
+print("for reference, the ceiling of any ext_authz server (Envoy ext_authz -> do-nothing Check):")
+def plain(name, a, b):
+    print(f"{name:<52}{rows[a]['rps'] / rows[b]['rps']:>7.2f}x")
+plain("  do-nothing / jwt_authn+rbac, req/s", "envoy-noop-authz", "envoy-jwt-rbac")
+plain("  do-nothing / no auth, req/s", "envoy-noop-authz", "envoy-noauth")
+plain("  sessiongate / do-nothing, req/s", "envoy-sessiongate", "envoy-noop-authz")
 ratio(f"uncached {alg}: sessiongate / raw verify (2 threads)", "grpc-uncached", "verify-raw", "rps", 0.8)
 EOF
