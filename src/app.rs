@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminCredential, AdminState};
 use crate::config::{Config, SsfSettings};
 use crate::decision_log::DecisionLog;
-use crate::envoy::AuthorizationService;
 use crate::envoy::report::CheckReporter;
+use crate::envoy::{AuthorizationService, CheckServer};
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
@@ -239,8 +238,7 @@ pub async fn serve_with(
         }
     });
     tracing::info!(listener = "grpc", addr = %address, "listening");
-    let service =
-        AuthorizationServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
+    let service = CheckServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
     let stop = StopSignal::new(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
@@ -359,10 +357,7 @@ async fn report_health(reporter: &tonic_health::server::HealthReporter, ready: b
     };
     reporter.set_service_status("", status).await;
     reporter
-        .set_service_status(
-            <AuthorizationServer<AuthorizationService> as tonic::server::NamedService>::NAME,
-            status,
-        )
+        .set_service_status(<CheckServer as tonic::server::NamedService>::NAME, status)
         .await;
 }
 

@@ -245,9 +245,15 @@ pub fn check_request(authorization: &str, certificate: &str) -> CheckRequest {
     }
 }
 
+/// `check` as sessiongate's server decodes it (the fields it reads, [`sessiongate::envoy::wire`]).
+pub fn lean(check: &CheckRequest) -> sessiongate::envoy::wire::CheckRequest {
+    prost::Message::decode(prost::Message::encode_to_vec(check).as_slice()).unwrap()
+}
+
 /// Judges `check` and settles a fresh session's pin the way the local pin store does (the first
 /// workload wins, in the session itself), asserting the request was allowed.
 pub fn allow_and_pin(gate: &sessiongate::gate::Gate, check: &CheckRequest) {
+    let check = &lean(check);
     let http = sessiongate::envoy::request::http_request(check).unwrap();
     let facts = sessiongate::envoy::request::facts(check, http);
     let now = sessiongate::time::UnixTime::now();

@@ -1,12 +1,16 @@
 //! The Envoy ext_authz v3 adapter: translates, never decides.
 //!
-//! [`request`] turns a `CheckRequest` into [`crate::request::RequestFacts`]; [`response`] turns
-//! the gate's [`crate::gate::Outcome`] into a `CheckResponse`; [`service`] is the tonic service
-//! that glues them to the [`crate::gate::Gate`].
+//! [`wire`] is the part of a `CheckRequest` sessiongate decodes; [`request`] turns it into
+//! [`crate::request::RequestFacts`]; [`response`] turns the gate's [`crate::gate::Outcome`] into
+//! a `CheckResponse`; [`service`] glues them to the [`crate::gate::Gate`], and [`server`] serves
+//! it over gRPC.
 
 pub mod report;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod service;
+pub mod wire;
 
+pub use server::CheckServer;
 pub use service::AuthorizationService;

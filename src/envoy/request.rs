@@ -1,8 +1,7 @@
-//! `CheckRequest` → [`RequestFacts`], borrowing from the protobuf message.
+//! `CheckRequest` → [`RequestFacts`], borrowing from the protobuf message (its lean form,
+//! [`super::wire`]).
 
-use envoy_types::ext_authz::v3::pb::{Address, CheckRequest};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
-
+use super::wire::{CheckRequest, HttpRequest, map_get};
 use crate::deny::{Deny, DenyReason};
 use crate::request::{
     AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query,
@@ -34,11 +33,8 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> RequestFacts
     let source = attributes.and_then(|a| a.source.as_ref());
     let address = source
         .and_then(|peer| peer.address.as_ref())
-        .and_then(|address| address.address.as_ref())
-        .and_then(|address| match address {
-            Address::SocketAddress(socket) => Some(socket.address.as_str()),
-            _ => None,
-        });
+        .and_then(|address| address.socket_address.as_ref())
+        .map(|socket| socket.address.as_str());
     let path = if http.path.is_empty() {
         header(http, ":path").unwrap_or("")
     } else {
@@ -58,9 +54,7 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> RequestFacts
         method,
         path: path_without_query(path),
         host: host_without_port(authority),
-        policy: attributes
-            .and_then(|a| a.context_extensions.get(POLICY_CONTEXT_KEY))
-            .map(String::as_str),
+        policy: attributes.and_then(|a| map_get(&a.context_extensions, POLICY_CONTEXT_KEY)),
         authorization: authorization(http),
         peer: PeerFacts {
             principal: source.map_or("", |peer| peer.principal.as_str()),
@@ -78,14 +72,14 @@ pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
         .map(|map| map.headers.as_slice())
         .unwrap_or_default();
     http.headers
-        .keys()
-        .map(String::as_str)
+        .iter()
+        .map(|entry| entry.key.as_str())
         .chain(raw.iter().map(|h| h.key.as_str()))
 }
 
 /// The value of header `name` (lower case), whichever encoding Envoy used.
 pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    if let Some(value) = http.headers.get(name) {
+    if let Some(value) = map_get(&http.headers, name) {
         return Some(value);
     }
     let map = http.header_map.as_ref()?;
@@ -101,7 +95,7 @@ pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
-    if let Some(value) = http.headers.get("authorization") {
+    if let Some(value) = map_get(&http.headers, "authorization") {
         return AuthorizationValues::One(value);
     }
     let Some(map) = http.header_map.as_ref() else {
@@ -124,13 +118,16 @@ fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     fn fixture(name: &str) -> CheckRequest {
         let path = format!("{}/tests/fixtures/envoy/{name}", env!("CARGO_MANIFEST_DIR"));
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        crate::envoy::request::tests_support::check_request_from_json(&json)
+        let full = crate::envoy::request::tests_support::check_request_from_json(&json);
+        CheckRequest::decode(full.encode_to_vec().as_slice()).unwrap()
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! The tonic `envoy.service.auth.v3.Authorization` service.
+//! The `envoy.service.auth.v3.Authorization/Check` handler (served by [`super::server`]).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
-use tonic::{Request, Response, Status};
+use envoy_types::ext_authz::v3::pb::CheckResponse;
 
 use super::report::CheckReporter;
+use super::wire::CheckRequest;
 use super::{request, response};
 use crate::deny::{Deny, DenyReason};
 use crate::gate::{Gate, Outcome};
@@ -96,16 +96,10 @@ impl AuthorizationService {
         outcome.session.is_none()
             && matches!(&outcome.verdict, Err(deny) if deny.reason == DenyReason::UnknownKey)
     }
-}
 
-#[tonic::async_trait]
-impl Authorization for AuthorizationService {
-    async fn check(
-        &self,
-        request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
+    /// Judges one `Check`. Always an answer, never a gRPC error (see the type's doc).
+    pub async fn check(&self, check: CheckRequest) -> CheckResponse {
         let started = tokio::time::Instant::now();
-        let check = request.into_inner();
         let span = self.tracing.as_ref().map(|tracing| {
             tracing.begin(|name| {
                 let http = request::http_request(&check).ok()?;
@@ -117,7 +111,7 @@ impl Authorization for AuthorizationService {
             Err(deny) => {
                 self.reporter.refused(&deny, started.elapsed());
                 telemetry::record_denied(span, deny.reason);
-                return Ok(Response::new(response::denied(&deny)));
+                return response::denied(&deny);
             }
         };
         let facts = request::facts(&check, http);
@@ -140,9 +134,7 @@ impl Authorization for AuthorizationService {
             let failed = Deny::new(DenyReason::InternalError, "check panicked");
             self.reporter.refused(&failed, started.elapsed());
             telemetry::record_denied(span, DenyReason::InternalError);
-            return Ok(Response::new(response::internal_error(
-                "sessiongate failed to judge the request",
-            )));
+            return response::internal_error("sessiongate failed to judge the request");
         };
         let outcome = self.pin(outcome).await;
         // Dry-run changes only the answer: the outcome, its metrics, span and log line are
@@ -165,6 +157,6 @@ impl Authorization for AuthorizationService {
             now,
             started.elapsed(),
         );
-        Ok(Response::new(answer))
+        answer
     }
 }
