@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminCredential, AdminState};
 use crate::config::{Config, SsfSettings};
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
-use crate::envoy::{AuthorizationService, CheckServer};
+use crate::envoy::{AuthorizationService, CheckServer, server};
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
@@ -245,10 +244,8 @@ pub async fn serve_with(
         // Load balancers that probe health stop sending new work while we drain.
         report_health(&reporter, false).await;
     });
-    // Nagle's algorithm must be off on accepted sockets: a denial is written as several small
-    // HTTP/2 frames, and with Nagle on, Envoy's delayed ACK held the last one back ~40 ms.
     // (`Server::tcp_nodelay` only applies to listeners tonic binds itself.)
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = server::incoming(listener);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)

@@ -6,14 +6,23 @@
 //! few lines of routing tonic generates, with the lean request type; what must stay true is
 //! the service name and method path Envoy calls, and that every call is answered with an OK
 //! gRPC status carrying the decision (a denial is never a gRPC error).
+//!
+//! [`incoming`] prepares the accepted connections: see [`SingleBufferWrites`] for why the
+//! socket hides its vectored writes.
 
 use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use envoy_types::ext_authz::v3::pb::CheckResponse;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
 use super::service::AuthorizationService;
 use super::wire::CheckRequest;
@@ -108,4 +117,69 @@ fn unimplemented() -> http::Response<tonic::body::Body> {
         tonic::metadata::GRPC_CONTENT_TYPE,
     );
     response
+}
+
+/// The connections `listener` accepts, as the ext_authz server must write to them: Nagle's
+/// algorithm off (a denial is several small HTTP/2 frames; with Nagle on, Envoy's delayed ACK
+/// held the last one back ~40 ms) and [`SingleBufferWrites`].
+pub fn incoming(
+    listener: TcpListener,
+) -> impl Stream<Item = io::Result<SingleBufferWrites<TcpStream>>> {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(SingleBufferWrites))
+}
+
+/// A socket that tells HTTP/2 it has no vectored writes, so every answer leaves in one write.
+///
+/// With vectored writes, h2 does not copy a DATA payload of 256 bytes or more into its write
+/// buffer but chains it, and while a chained payload is pending it buffers nothing else: the
+/// connection is flushed (a `writev`) before the response's trailers, and before any other
+/// stream's frames. An allow with its four identity headers is about 260 bytes, so every
+/// allowed check cost two `writev`s, each waking the reader, where a tiny answer shares one
+/// `writev` with its neighbours (measured: 1.8 `writev` per check against 0.8 for the
+/// do-nothing server). Without vectored writes h2 copies payloads under 1 KiB into its buffer
+/// (larger ones are still chained), so an answer and its trailers, and the answers of
+/// concurrent checks, go out together. The bytes on the wire are the same.
+#[derive(Debug)]
+pub struct SingleBufferWrites<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for SingleBufferWrites<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SingleBufferWrites<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+impl Connected for SingleBufferWrites<TcpStream> {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.0.connect_info()
+    }
 }
