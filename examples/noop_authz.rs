@@ -1,10 +1,11 @@
 //! A do-nothing ext_authz server: every `Check` is allowed without looking at it. The limit of
 //! sessiongate's stack, for `scripts/bench-load.sh`.
 //!
-//! Built exactly as `sessiongate serve` serves: the same tonic server and generated service, the
-//! same message limit, keepalive and `TCP_NODELAY` on accepted sockets, the same default
-//! multi-threaded tokio runtime. The request is still decoded by tonic (that is the stack's
-//! work); only the judging and the response's identity headers are missing.
+//! Built exactly as `sessiongate serve` serves: the same tonic server, message limit and
+//! keepalive, the same connection threads (`sessiongate::envoy::threads`: each connection on
+//! one single-threaded runtime, `TCP_NODELAY`, one thread per CPU). The request is decoded by
+//! the generated service as the whole `CheckRequest` (that is the stack's work); only the
+//! judging and the response's identity headers are missing.
 //!
 //! ```text
 //! cargo run --release --example noop_authz -- 127.0.0.1:19191
@@ -18,8 +19,9 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::envoy::service::auth::v3::OkHttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::google::rpc;
+use sessiongate::envoy::threads;
+use sessiongate::shutdown::StopSignal;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// Allows everything.
@@ -50,15 +52,21 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:19191".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("noop ext_authz listening on {}", listener.local_addr()?);
+    let stop = StopSignal::new(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
     // The same settings as `app::serve_with`.
     let service = AuthorizationServer::new(Noop).max_decoding_message_size(1024 * 1024);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    threads::serve_on_threads(
+        listener,
+        threads::default_threads(),
+        stop,
+        move |connections, stop| {
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(service.clone())
+                .serve_with_incoming_shutdown(connections, stop.stopped())
+        },
+    )
+    .await
 }

@@ -12,7 +12,7 @@ use crate::admin::{self, AdminCredential, AdminState};
 use crate::config::{Config, SsfSettings};
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
-use crate::envoy::{AuthorizationService, CheckServer, server};
+use crate::envoy::{AuthorizationService, CheckServer, threads};
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::keys::KeyManager;
@@ -244,15 +244,20 @@ pub async fn serve_with(
         // Load balancers that probe health stop sending new work while we drain.
         report_health(&reporter, false).await;
     });
-    // (`Server::tcp_nodelay` only applies to listeners tonic binds itself.)
-    let incoming = server::incoming(listener);
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(health_service)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, stop.stopped());
+    let server = threads::serve_on_threads(
+        listener,
+        threads::default_threads(),
+        stop.clone(),
+        move |connections, stop| {
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(health_service.clone())
+                .add_service(service.clone())
+                .serve_with_incoming_shutdown(connections, stop.stopped())
+        },
+    );
     if let Some(result) = shutdown::drain(server, &stop, grace, "grpc").await {
-        result.context("gRPC server failed")?;
+        result?;
     }
     tracing::info!("stopped");
     Ok(())

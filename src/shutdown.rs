@@ -31,7 +31,7 @@ impl StopSignal {
     }
 
     /// Completes once the signal has fired (at once if it already has).
-    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
         let mut rx = self.0.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;

@@ -2,14 +2,15 @@
 //!
 //! [`wire`] is the part of a `CheckRequest` sessiongate decodes; [`request`] turns it into
 //! [`crate::request::RequestFacts`]; [`response`] turns the gate's [`crate::gate::Outcome`] into
-//! a `CheckResponse`; [`service`] glues them to the [`crate::gate::Gate`], and [`server`] serves
-//! it over gRPC.
+//! a `CheckResponse`; [`service`] glues them to the [`crate::gate::Gate`], [`server`] serves
+//! it over gRPC, and [`threads`] runs each connection on one thread.
 
 pub mod report;
 pub mod request;
 pub mod response;
 pub mod server;
 pub mod service;
+pub mod threads;
 pub mod wire;
 
 pub use server::CheckServer;

@@ -7,8 +7,8 @@
 //! the service name and method path Envoy calls, and that every call is answered with an OK
 //! gRPC status carrying the decision (a denial is never a gRPC error).
 //!
-//! [`incoming`] prepares the accepted connections: see [`SingleBufferWrites`] for why the
-//! socket hides its vectored writes.
+//! Accepted connections are wrapped in [`SingleBufferWrites`] (see there for why the socket
+//! hides its vectored writes) and served by [`super::threads`].
 
 use std::convert::Infallible;
 use std::io;
@@ -18,11 +18,10 @@ use std::task::{Context, Poll};
 
 use envoy_types::ext_authz::v3::pb::CheckResponse;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::{Stream, StreamExt as _};
+use tokio::net::TcpStream;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::service::AuthorizationService;
 use super::wire::CheckRequest;
@@ -119,17 +118,6 @@ fn unimplemented() -> http::Response<tonic::body::Body> {
     response
 }
 
-/// The connections `listener` accepts, as the ext_authz server must write to them: Nagle's
-/// algorithm off (a denial is several small HTTP/2 frames; with Nagle on, Envoy's delayed ACK
-/// held the last one back ~40 ms) and [`SingleBufferWrites`].
-pub fn incoming(
-    listener: TcpListener,
-) -> impl Stream<Item = io::Result<SingleBufferWrites<TcpStream>>> {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(|accepted| accepted.map(SingleBufferWrites))
-}
-
 /// A socket that tells HTTP/2 it has no vectored writes, so every answer leaves in one write.
 ///
 /// With vectored writes, h2 does not copy a DATA payload of 256 bytes or more into its write
@@ -143,6 +131,13 @@ pub fn incoming(
 /// concurrent checks, go out together. The bytes on the wire are the same.
 #[derive(Debug)]
 pub struct SingleBufferWrites<T>(T);
+
+impl<T> SingleBufferWrites<T> {
+    /// Wraps `socket`.
+    pub fn new(socket: T) -> SingleBufferWrites<T> {
+        SingleBufferWrites(socket)
+    }
+}
 
 impl<T: AsyncRead + Unpin> AsyncRead for SingleBufferWrites<T> {
     fn poll_read(
