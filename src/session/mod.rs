@@ -149,8 +149,12 @@ impl Activity {
     fn record_allowed(&self, now: UnixTime) {
         // An allowed request is a use too; the time is at least 1 ms so it is never "never".
         let millis = now.as_millis().clamp(1, u64::MAX >> 1);
-        self.0
-            .fetch_max((millis << 1) | USED_MARK, Ordering::Relaxed);
+        let word = (millis << 1) | USED_MARK;
+        // Requests of a busy session on several threads mostly find this millisecond already
+        // recorded: a read keeps the cache line shared where a `fetch_max` would claim it.
+        if self.0.load(Ordering::Relaxed) < word {
+            self.0.fetch_max(word, Ordering::Relaxed);
+        }
     }
 
     /// Marks the session used. Reads first, so a busy session's cache line is not written
