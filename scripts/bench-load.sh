@@ -164,6 +164,20 @@ JWT_FILTERS=$(cat <<EOF
                                   value: { string_match: { safe_regex: { regex: "(.* )?orders:read( .*)?" } } }
 EOF
 )
+grpc_cluster() { # name port: an HTTP/2 (gRPC) cluster on 127.0.0.1
+  cat <<EOF
+    - name: $1
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+      load_assignment:
+        cluster_name: $1
+        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } } ] } ]
+EOF
+}
 extauthz_filters() { # cluster
   cat <<EOF
                   - name: envoy.filters.http.ext_authz
@@ -187,28 +201,10 @@ EOF
   listener jwt_rbac "$JWT_PORT" "$JWT_FILTERS"
   listener ext_authz "$EXTAUTHZ_PORT" "$(extauthz_filters sessiongate)"
   listener noop_ext_authz "$NOOP_EXTAUTHZ_PORT" "$(extauthz_filters noop)"
+  echo "  clusters:"
+  grpc_cluster sessiongate "$SG_PORT"
+  grpc_cluster noop "$NOOP_PORT"
   cat <<EOF
-  clusters:
-    - name: sessiongate
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }
-      load_assignment:
-        cluster_name: sessiongate
-        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $SG_PORT } } } } ] } ]
-    - name: noop
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }
-      load_assignment:
-        cluster_name: noop
-        endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $NOOP_PORT } } } } ] } ]
     - name: upstream
       type: STATIC
       connect_timeout: 1s
