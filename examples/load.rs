@@ -17,7 +17,6 @@
 //! presenting `examples/certs/frontend.pem`; OK is a 200. Any other answer is an error and makes
 //! the run exit 1. Each run prints one JSON line on stdout (requests/s, p50, p90, p99, max).
 
-#[allow(dead_code)]
 #[path = "../benches/support/mod.rs"]
 mod support;
 

@@ -11,7 +11,6 @@
 //! in batches on every core, so what grows is the cache: its entry (key and pointer), the
 //! `Session` and its verified claims. Prints one JSON line (MiB for all sessions, bytes per session).
 
-#[allow(dead_code)]
 #[path = "../benches/support/mod.rs"]
 mod support;
 

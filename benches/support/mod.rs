@@ -241,7 +241,6 @@ pub fn check_request(authorization: &str, certificate: &str) -> CheckRequest {
             }),
             ..Default::default()
         }),
-        ..Default::default()
     }
 }
 
