@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,6 +199,7 @@ pub async fn serve(
         listener,
         AuthorizationService::new(gate),
         Readiness::new(),
+        threads::default_threads(),
         DRAIN_GRACE,
         shutdown,
     )
@@ -205,12 +207,14 @@ pub async fn serve(
 }
 
 /// Serves `service` and, on the same port, the standard `grpc.health.v1.Health` service
-/// following `readiness` (for the whole server, `""`, and for the ext_authz service by name).
-/// After `shutdown`, in-flight checks get `grace` to finish.
+/// following `readiness` (for the whole server, `""`, and for the ext_authz service by name),
+/// each connection on one of `threads` threads. After `shutdown`, in-flight checks get `grace`
+/// to finish.
 pub async fn serve_with(
     listener: TcpListener,
     service: AuthorizationService,
     readiness: Readiness,
+    threads: usize,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -236,7 +240,7 @@ pub async fn serve_with(
             report_store_health(&store_follower, reachable).await;
         }
     });
-    tracing::info!(listener = "grpc", addr = %address, "listening");
+    tracing::info!(listener = "grpc", addr = %address, threads, "listening");
     let service = CheckServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
     let stop = StopSignal::new(async move {
         shutdown.await;
@@ -244,18 +248,14 @@ pub async fn serve_with(
         // Load balancers that probe health stop sending new work while we drain.
         report_health(&reporter, false).await;
     });
-    let server = threads::serve_on_threads(
-        listener,
-        threads::default_threads(),
-        stop.clone(),
-        move |connections, stop| {
+    let server =
+        threads::serve_on_threads(listener, threads, stop.clone(), move |connections, stop| {
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_service(health_service.clone())
                 .add_service(service.clone())
                 .serve_with_incoming_shutdown(connections, stop.stopped())
-        },
-    );
+        });
     if let Some(result) = shutdown::drain(server, &stop, grace, "grpc").await {
         result?;
     }
@@ -263,9 +263,11 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Runs the sidecar for `config` until `shutdown` completes.
+/// Runs the sidecar for `config` until `shutdown` completes, serving ext_authz connections on
+/// `connection_threads` threads (default: [`threads::default_threads`]).
 pub async fn run(
     config: Config,
+    connection_threads: Option<NonZeroUsize>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = bind(config.grpc_listen).await?;
@@ -330,6 +332,7 @@ pub async fn run(
         listener,
         service,
         started.readiness,
+        connection_threads.map_or_else(threads::default_threads, NonZeroUsize::get),
         ops_settings.shutdown_grace,
         stop.stopped(),
     )

@@ -1,5 +1,6 @@
 //! The `sessiongate` command: parses the command line, loads config, runs the server.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +33,11 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(long, env = "SESSIONGATE_CONFIG")]
         config: PathBuf,
+        /// Threads serving ext_authz connections, each connection wholly on one of them
+        /// (default: one per CPU available to the process, cgroup quota included). Envoy opens
+        /// one connection per worker, so more threads than Envoy workers stay idle.
+        #[arg(long, env = "SESSIONGATE_THREADS")]
+        threads: Option<NonZeroUsize>,
     },
     /// Validate a configuration file (including its JWKS files) and exit: 0 valid, 2 invalid.
     CheckConfig {
@@ -150,7 +156,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, threads } => {
             let loaded = match config::load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -163,7 +169,7 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(exit) => return exit,
             };
-            match runtime.block_on(app::run(loaded, app::stop_signal())) {
+            match runtime.block_on(app::run(loaded, threads, app::stop_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(

@@ -56,6 +56,13 @@ fn serve_refuses_an_invalid_config_with_exit_2() {
 }
 
 #[test]
+fn serve_refuses_zero_threads_with_exit_2() {
+    let out = sessiongate(&["serve", "--config", EXAMPLE, "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}
+
+#[test]
 fn version_and_help() {
     let out = sessiongate(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
@@ -91,15 +98,16 @@ fn sigterm_drains_and_exits_0() {
             file.to_str().unwrap(),
         ])
         .env("SESSIONGATE_CONFIG", "/ignored-because-the-flag-wins")
+        .env("SESSIONGATE_THREADS", "3")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|line| line.contains(r#""message":"listening""#));
-    assert!(listening.is_some(), "never listened");
+    let listening = lines.by_ref().map(Result::unwrap).find(|line| {
+        line.contains(r#""message":"listening""#) && line.contains(r#""listener":"grpc""#)
+    });
+    let listening = listening.expect("never listened");
+    assert!(listening.contains(r#""threads":3"#), "{listening}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
