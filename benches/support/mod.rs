@@ -70,6 +70,42 @@ impl Alg {
     }
 
     /// The kid `examples/jwks.json` publishes this algorithm's key under.
+    /// The algorithm as sessiongate names it.
+    pub fn signing(self) -> sessiongate::token::SigningAlgorithm {
+        use sessiongate::token::SigningAlgorithm;
+        match self {
+            Alg::Rs256 => SigningAlgorithm::Rs256,
+            Alg::Es256 => SigningAlgorithm::Es256,
+            Alg::EdDsa => SigningAlgorithm::EdDsa,
+        }
+    }
+
+    /// The crypto library's own view of this algorithm's example key and a signature of it:
+    /// the parsed key (as sessiongate keeps it), the signed message and the signature bytes,
+    /// so a benchmark can time the library alone.
+    pub fn raw_verification(
+        self,
+        token: &str,
+    ) -> (
+        std::sync::Arc<sessiongate::token::VerificationKey>,
+        String,
+        Vec<u8>,
+    ) {
+        let jwks = std::fs::read(examples_dir().join("jwks.json")).expect("example JWKS");
+        let keys = sessiongate::token::KeySet::from_jwks_json(&jwks)
+            .expect("example JWKS")
+            .keys;
+        let key = keys
+            .find(Some(self.kid()), self.signing())
+            .expect("the example key of this algorithm")
+            .clone();
+        let (message, signature) = token.rsplit_once('.').expect("a compact JWS");
+        let signature =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+                .expect("base64url signature");
+        (key, message.to_owned(), signature)
+    }
+
     pub fn kid(self) -> &'static str {
         match self {
             Alg::Rs256 => "example-rs256",

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use jsonwebtoken::Algorithm;
+use aws_lc_rs::signature as crypto;
 
 /// A signature algorithm an issuer may be allowed to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,20 +95,28 @@ impl SigningAlgorithm {
         }
     }
 
-    /// The `jsonwebtoken` algorithm that performs the verification.
-    pub fn to_jsonwebtoken(self) -> Algorithm {
+    /// How the crypto library verifies this algorithm (RSA takes its key as components).
+    pub(crate) fn verification(self) -> Verification {
         match self {
-            SigningAlgorithm::Rs256 => Algorithm::RS256,
-            SigningAlgorithm::Rs384 => Algorithm::RS384,
-            SigningAlgorithm::Rs512 => Algorithm::RS512,
-            SigningAlgorithm::Ps256 => Algorithm::PS256,
-            SigningAlgorithm::Ps384 => Algorithm::PS384,
-            SigningAlgorithm::Ps512 => Algorithm::PS512,
-            SigningAlgorithm::Es256 => Algorithm::ES256,
-            SigningAlgorithm::Es384 => Algorithm::ES384,
-            SigningAlgorithm::EdDsa => Algorithm::EdDSA,
+            SigningAlgorithm::Rs256 => Verification::Rsa(&crypto::RSA_PKCS1_2048_8192_SHA256),
+            SigningAlgorithm::Rs384 => Verification::Rsa(&crypto::RSA_PKCS1_2048_8192_SHA384),
+            SigningAlgorithm::Rs512 => Verification::Rsa(&crypto::RSA_PKCS1_2048_8192_SHA512),
+            SigningAlgorithm::Ps256 => Verification::Rsa(&crypto::RSA_PSS_2048_8192_SHA256),
+            SigningAlgorithm::Ps384 => Verification::Rsa(&crypto::RSA_PSS_2048_8192_SHA384),
+            SigningAlgorithm::Ps512 => Verification::Rsa(&crypto::RSA_PSS_2048_8192_SHA512),
+            SigningAlgorithm::Es256 => Verification::Other(&crypto::ECDSA_P256_SHA256_FIXED),
+            SigningAlgorithm::Es384 => Verification::Other(&crypto::ECDSA_P384_SHA384_FIXED),
+            SigningAlgorithm::EdDsa => Verification::Other(&crypto::ED25519),
         }
     }
+}
+
+/// How the crypto library (aws-lc-rs) verifies one [`SigningAlgorithm`]: RSA keys are built
+/// from their modulus and exponent with these parameters, the others parsed from their bytes.
+/// RSA keys below 2048 bits are refused by the parameters as well as at JWKS load.
+pub(crate) enum Verification {
+    Rsa(&'static crypto::RsaParameters),
+    Other(&'static dyn crypto::VerificationAlgorithm),
 }
 
 impl fmt::Display for SigningAlgorithm {

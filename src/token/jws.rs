@@ -57,13 +57,15 @@ impl<'a> CompactJws<'a> {
     /// Whether the signature verifies with `key` under `algorithm`. The caller has already
     /// checked that `key` accepts `algorithm` ([`VerificationKey::accepts`]).
     pub fn signed_by(&self, key: &VerificationKey, algorithm: SigningAlgorithm) -> bool {
-        jsonwebtoken::crypto::verify(
-            self.signature_b64,
-            self.signing_input.as_bytes(),
-            key.decoding_key(),
-            algorithm.to_jsonwebtoken(),
-        )
-        .unwrap_or(false)
+        let (Some(parsed), Ok(signature)) = (
+            key.parsed_for(algorithm),
+            URL_SAFE_NO_PAD.decode(self.signature_b64),
+        ) else {
+            return false;
+        };
+        parsed
+            .verify_sig(self.signing_input.as_bytes(), &signature)
+            .is_ok()
     }
 }
 

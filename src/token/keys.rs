@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::algorithm::{KeyFamily, SigningAlgorithm};
+use super::algorithm::{KeyFamily, SigningAlgorithm, Verification};
 
 /// Smallest RSA modulus accepted, in bytes (2048 bits), per NIST SP 800-131A.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
@@ -34,7 +34,9 @@ pub struct VerificationKey {
     declared_algorithm: Option<SigningAlgorithm>,
     /// RFC 7638 thumbprint: identifies the key material, whatever its `kid`.
     thumbprint: [u8; 32],
-    decoding: DecodingKey,
+    /// The key parsed once for each algorithm it accepts: verifying with an unparsed key
+    /// re-builds it every time (for RSA, a third of the verification's cost).
+    parsed: Vec<(SigningAlgorithm, ParsedPublicKey)>,
     retired: AtomicBool,
 }
 
@@ -53,9 +55,14 @@ impl VerificationKey {
                 .is_none_or(|declared| declared == algorithm)
     }
 
-    /// The key in the form the crypto library verifies with.
-    pub fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// The key as the crypto library verifies `algorithm` with it, parsed once; `None` when
+    /// the key does not accept `algorithm`. Public so that benchmarks can compare a whole
+    /// verification with the library's own rate on the very same key object.
+    pub fn parsed_for(&self, algorithm: SigningAlgorithm) -> Option<&ParsedPublicKey> {
+        self.parsed
+            .iter()
+            .find(|(accepted, _)| *accepted == algorithm)
+            .map(|(_, key)| key)
     }
 
     /// True once the issuer stopped publishing this key: sessions verified with it are dead.
@@ -226,13 +233,15 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
             .as_deref()
             .ok_or_else(|| format!("key {name}: missing `{member}`"))
     }
-    let bad = |e: jsonwebtoken::errors::Error| format!("key {name}: {e}");
-    let (family, decoding, canonical) = match jwk.kty.as_str() {
+    let base64url = |value: &str, member: &str| {
+        URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| format!("key {name}: `{member}` is not base64url"))
+    };
+    let (family, material, canonical) = match jwk.kty.as_str() {
         "RSA" => {
             let (n, e) = (member(&jwk.n, "n", &name)?, member(&jwk.e, "e", &name)?);
-            let modulus = URL_SAFE_NO_PAD
-                .decode(n)
-                .map_err(|_| format!("key {name}: `n` is not base64url"))?;
+            let modulus = base64url(n, "n")?;
             let significant = modulus.iter().skip_while(|b| **b == 0).count();
             if significant < MIN_RSA_MODULUS_BYTES {
                 return Err(format!(
@@ -240,10 +249,12 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
                     significant * 8
                 ));
             }
-            let decoding = DecodingKey::from_rsa_components(n, e).map_err(bad)?;
             (
                 KeyFamily::Rsa,
-                decoding,
+                KeyMaterial::Rsa {
+                    modulus,
+                    exponent: base64url(e, "e")?,
+                },
                 format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
             )
         }
@@ -255,9 +266,12 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
                 other => return Err(format!("key {name}: curve `{other}` is not supported")),
             };
             let (x, y) = (member(&jwk.x, "x", &name)?, member(&jwk.y, "y", &name)?);
-            let decoding = DecodingKey::from_ec_components(x, y).map_err(bad)?;
+            // SEC 1 uncompressed point: 0x04, x, y.
+            let mut point = vec![0x04];
+            point.extend(base64url(x, "x")?);
+            point.extend(base64url(y, "y")?);
             let canonical = format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#);
-            (family, decoding, canonical)
+            (family, KeyMaterial::Raw(point), canonical)
         }
         "OKP" => {
             let crv = member(&jwk.crv, "crv", &name)?;
@@ -265,10 +279,9 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
                 return Err(format!("key {name}: curve `{crv}` is not supported"));
             }
             let x = member(&jwk.x, "x", &name)?;
-            let decoding = DecodingKey::from_ed_components(x).map_err(bad)?;
             (
                 KeyFamily::Ed25519,
-                decoding,
+                KeyMaterial::Raw(base64url(x, "x")?),
                 format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             )
         }
@@ -282,6 +295,20 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
             "key {name}: `alg` {alg} does not fit a {family:?} key"
         ));
     }
+    let parsed = SigningAlgorithm::ALL
+        .into_iter()
+        .filter(|algorithm| {
+            algorithm.key_family() == family && declared_algorithm.is_none_or(|d| d == *algorithm)
+        })
+        .map(|algorithm| {
+            material
+                .parse(algorithm)
+                .map(|key| (algorithm, key))
+                .map_err(|problem| {
+                    format!("key {name}: not a valid {family:?} public key ({problem})")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let thumbprint: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
     let id: Arc<str> = match jwk.kid {
         Some(kid) => kid.into(),
@@ -292,9 +319,39 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
         family,
         declared_algorithm,
         thumbprint,
-        decoding,
+        parsed,
         retired: AtomicBool::new(false),
     })
+}
+
+/// A JWK's public key bytes, as the crypto library takes them.
+enum KeyMaterial {
+    /// Big-endian modulus and exponent.
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    /// An EC point (uncompressed) or an Ed25519 public key.
+    Raw(Vec<u8>),
+}
+
+impl KeyMaterial {
+    /// The key parsed for verifying `algorithm`; the library rejects malformed keys and
+    /// points off the curve here, once, instead of on every verification.
+    fn parse(&self, algorithm: SigningAlgorithm) -> Result<ParsedPublicKey, String> {
+        let rejected = |e: aws_lc_rs::error::KeyRejected| e.to_string();
+        match (self, algorithm.verification()) {
+            (KeyMaterial::Rsa { modulus, exponent }, Verification::Rsa(params)) => {
+                RsaPublicKeyComponents {
+                    n: modulus,
+                    e: exponent,
+                }
+                .to_parsed_public_key(params)
+                .map_err(rejected)
+            }
+            (KeyMaterial::Raw(bytes), Verification::Other(algorithm)) => {
+                ParsedPublicKey::new(algorithm, bytes).map_err(rejected)
+            }
+            _ => Err("key type and algorithm disagree".into()),
+        }
+    }
 }
 
 /// Every configured issuer's current key set, swappable while requests read it.
@@ -521,6 +578,39 @@ mod tests {
         assert!(skipped[2].contains("`enc`"), "{}", skipped[2]);
         assert!(skipped[3].contains("secp256k1"), "{}", skipped[3]);
         assert!(skipped[4].contains("does not fit"), "{}", skipped[4]);
+    }
+
+    #[test]
+    fn a_point_off_the_curve_is_skipped_at_load_not_at_verification() {
+        let coordinate = URL_SAFE_NO_PAD.encode([0x01u8; 32]);
+        let json = format!(
+            r#"{{"keys":[{{"kty":"EC","kid":"bent","crv":"P-256","x":"{coordinate}","y":"{coordinate}"}}]}}"#
+        );
+        let JwksError::NoUsableKey { skipped } =
+            KeySet::from_jwks_json(json.as_bytes()).unwrap_err()
+        else {
+            panic!("an invalid point must not load")
+        };
+        assert!(
+            skipped[0].contains("key bent: not a valid P256 public key"),
+            "{}",
+            skipped[0]
+        );
+    }
+
+    #[test]
+    fn a_key_is_parsed_for_exactly_the_algorithms_it_accepts() {
+        let keys = KeySet::from_jwks_json(&fixture_jwks()).unwrap().keys;
+        for key in &keys.keys {
+            for algorithm in SigningAlgorithm::ALL {
+                assert_eq!(
+                    key.parsed_for(algorithm).is_some(),
+                    key.accepts(algorithm),
+                    "{} {algorithm}",
+                    key.id()
+                );
+            }
+        }
     }
 
     #[test]
