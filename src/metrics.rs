@@ -304,6 +304,9 @@ impl CheckMetrics {
     /// Resolves the series of `route`'s allows and keeps them (unless the list is full).
     fn keep_allow_series(&self, route: &Arc<str>, dry_run: bool) -> AllowSeries {
         let series = AllowSeries::resolve(&self.inner, route, dry_run);
+        if self.inner.allows.load().len() >= MAX_ALLOW_SERIES {
+            return series; // full: no copy of the list per allow
+        }
         self.inner.allows.rcu(|kept| {
             let mut kept = Vec::clone(kept);
             if kept.len() < MAX_ALLOW_SERIES && !kept.iter().any(|s| s.is(route, dry_run)) {

@@ -24,6 +24,7 @@
 //!   cause evictions while the cache as a whole has room.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -149,16 +150,22 @@ impl SessionCache {
         if !self.is_live(&session, now) {
             return Arc::new(session);
         }
-        let mut shard = self.write(&key);
-        if let Some(cached) = shard.get(&key).filter(|cached| self.is_live(cached, now)) {
-            return Arc::clone(cached);
-        }
         let session = Arc::new(session);
         session.activity.mark_used();
-        if shard.insert(key, Arc::clone(&session)).is_none() {
-            // A new entry, not a replaced expired one: make room if the cache is full.
-            if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-                self.make_room(&mut shard, &key, now);
+        let mut shard = self.write(&key);
+        match shard.entry(key) {
+            Entry::Occupied(cached) if self.is_live(cached.get(), now) => {
+                return Arc::clone(cached.get());
+            }
+            // An expired entry for the same token is replaced: the count does not change.
+            Entry::Occupied(mut expired) => {
+                expired.insert(Arc::clone(&session));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(&session));
+                if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+                    self.make_room(&mut shard, &key, now);
+                }
             }
         }
         session
@@ -168,16 +175,13 @@ impl SessionCache {
     /// this periodically, so sessions nobody presents again do not hold memory until their
     /// shard fills up.
     pub fn remove_expired(&self, now: UnixTime) -> usize {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
-            let before = shard.len();
-            shard.retain(|_, session| self.is_live(session, now));
-            removed += before - shard.len();
-        }
-        self.len.fetch_sub(removed, Ordering::Relaxed);
-        CacheStats::count(&self.stats.expired, removed);
-        removed
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+                self.drop_expired(&mut shard, now)
+            })
+            .sum()
     }
 
     /// Drops every session, forcing re-verification (used when claim rules change on reload).
@@ -221,12 +225,7 @@ impl SessionCache {
     /// first, then, when there were none, a batch of sessions not used since the shard's
     /// previous sweep. The newcomer itself is spared.
     fn make_room(&self, shard: &mut Shard, newcomer: &SessionKey, now: UnixTime) {
-        let before = shard.len();
-        shard.retain(|_, session| self.is_live(session, now));
-        let expired = before - shard.len();
-        CacheStats::count(&self.stats.expired, expired);
-        self.len.fetch_sub(expired, Ordering::Relaxed);
-        if expired > 0 {
+        if self.drop_expired(shard, now) > 0 {
             return;
         }
         let wanted = (shard.len() / EVICTION_BATCH_DIVISOR).max(1);
@@ -248,6 +247,16 @@ impl SessionCache {
         }
         CacheStats::count(&self.stats.evicted, evicted);
         self.len.fetch_sub(evicted, Ordering::Relaxed);
+    }
+
+    /// Drops `shard`'s expired sessions, counted; returns how many.
+    fn drop_expired(&self, shard: &mut Shard, now: UnixTime) -> usize {
+        let before = shard.len();
+        shard.retain(|_, session| self.is_live(session, now));
+        let expired = before - shard.len();
+        self.len.fetch_sub(expired, Ordering::Relaxed);
+        CacheStats::count(&self.stats.expired, expired);
+        expired
     }
 
     fn shard(&self, key: &SessionKey) -> &RwLock<Shard> {
