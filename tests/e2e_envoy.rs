@@ -695,6 +695,40 @@ fn session_replayed_by_another_workload() {
     });
 }
 
+/// A thief re-encodes a stolen ES256 token without any key (`s` becomes `n − s`, which still
+/// verifies): it is the same session, so the pin holds and the upstream sees the same handle.
+#[test]
+fn session_replayed_with_a_re_encoded_ecdsa_signature() {
+    run(async {
+        let stack = Stack::shared().await;
+        let jwt = token().alg(Alg::Es256).sub("re-encoded").sign();
+        let twin = tokens::ecdsa_twin(&jwt);
+        let owner = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await;
+        owner.assert_allowed();
+        stack
+            .get(Batch, "/orders/1")
+            .bearer_auth(&twin)
+            .reply()
+            .await
+            .assert_denied(401, "session_replayed");
+        let same = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&twin)
+            .reply()
+            .await;
+        same.assert_allowed();
+        assert_eq!(
+            same.upstream_single("x-sessiongate-session"),
+            owner.upstream_single("x-sessiongate-session"),
+            "one session whatever the encoding"
+        );
+    });
+}
+
 #[test]
 fn denied_request_does_not_pin_the_session() {
     run(async {

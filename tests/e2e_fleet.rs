@@ -24,7 +24,7 @@ use sessiongate::admin::proto;
 use sessiongate::app::REVOCATION_STORE_HEALTH;
 use support::redis::{Cut, RedisServer};
 use support::sessiongate::Sessiongate;
-use support::tokens::{ISSUER, token};
+use support::tokens::{self, Alg, ISSUER, token};
 use support::{SendExt as _, Stack, Workload, admin, run};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -381,6 +381,27 @@ fn a_token_pinned_at_one_replica_is_a_replay_at_another() {
         assert_eq!(keys.len(), 1, "{keys:?}");
         let ttl_ms: i64 = redis.query(redis::cmd("PTTL").arg(&keys[0])).await;
         assert!(ttl_ms > 0 && ttl_ms <= 24 * 3_600_000, "{ttl_ms}");
+    });
+}
+
+/// The Redis pin is keyed on the token's canonical identity: a keyless re-encoding of a stolen
+/// ES256 token (`s` becomes `n − s`) presented at another replica is the same pinned session.
+#[test]
+fn a_re_encoded_token_is_a_replay_at_another_replica() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let fleet = three_replicas(&redis.url()).await;
+        let jwt = token().alg(Alg::Es256).sub("re-encoded-fleet").sign();
+        let twin = tokens::ecdsa_twin(&jwt);
+        fleet[0].order(Frontend, &jwt).await.assert_allowed();
+        fleet[1]
+            .order(Batch, &twin)
+            .await
+            .assert_denied(401, "session_replayed");
+        fleet[2].order(Frontend, &twin).await.assert_allowed();
+        let keys: Vec<String> = redis.query(redis::cmd("KEYS").arg("e2e:pin:*")).await;
+        assert_eq!(keys.len(), 1, "one pin for both encodings: {keys:?}");
     });
 }
 

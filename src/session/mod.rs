@@ -1,8 +1,11 @@
 //! Live sessions: one verified token and what sessiongate has seen of it since.
 //!
-//! A session is keyed by the SHA-256 of the token's exact bytes, not by its `jti`: before the
-//! signature is checked a `jti` is just attacker-chosen text, so keying by it would let a forged
-//! token naming a cached `jti` ride on another token's verification.
+//! A session is keyed by the SHA-256 of the token's canonical encoding
+//! ([`crate::token::canonical_digest`]), not by its `jti`: before the signature is checked a
+//! `jti` is just attacker-chosen text, so keying by it would let a forged token naming a cached
+//! `jti` ride on another token's verification. Canonical, so that every re-encoding of one signed
+//! token a thief can make without the key (an ECDSA `s` replaced by `n − s`) is the same session,
+//! with the same idle clock and the same pin.
 
 mod cache;
 
@@ -12,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
 pub use cache::SessionCache;
 
@@ -20,14 +22,17 @@ use crate::time::UnixTime;
 use crate::token::VerifiedToken;
 use crate::workload::PinnedWorkload;
 
-/// SHA-256 of a bearer token: the cache key, and (shortened) the session's public handle.
+/// SHA-256 of a bearer token's canonical encoding: the cache key, the pin's name in a shared
+/// store, and (shortened) the session's public handle.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionKey([u8; 32]);
 
 impl SessionKey {
-    /// The key of `token`.
+    /// The key of `token`: equal for every re-encoding of it that verifies, and the plain
+    /// SHA-256 of its bytes when it is canonical already (every RSA and EdDSA token, and ECDSA
+    /// tokens with a low `s`), so keys, pins and handles did not change for those.
     pub fn of_token(token: &str) -> SessionKey {
-        SessionKey(Sha256::digest(token.as_bytes()).into())
+        SessionKey(crate::token::canonical_digest(token))
     }
 
     /// The whole hash in base64url (43 characters): names the session in a shared store

@@ -6,6 +6,7 @@
 //! audience, algorithm, `typ`); everything time- or policy-dependent is the decision's job.
 
 mod algorithm;
+mod canonical;
 mod claims;
 mod credential;
 mod issuer;
@@ -16,6 +17,7 @@ mod verifier;
 use std::sync::Arc;
 
 pub use algorithm::{KeyFamily, SigningAlgorithm};
+pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, Confirmation, Scopes};
 pub use credential::{CredentialError, MAX_AUTHORIZATION_LEN, bearer_token};
 pub use issuer::{IssuerRules, TypRule};

@@ -255,3 +255,27 @@ impl TokenBuilder {
 fn encode_part(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("serialize JSON"))
 }
+
+/// The order `n` of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// A thief's re-encoding of a stolen ES256 token, made without any key: the signature's `s`
+/// replaced by `n − s`, which verifies as well as the original.
+pub fn ecdsa_twin(es256_token: &str) -> String {
+    let (signing_input, signature) = es256_token.rsplit_once('.').expect("a compact JWS");
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    assert_eq!(signature.len(), 64, "an ES256 signature");
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut digit = i16::from(P256_ORDER[i]) - i16::from(signature[32 + i]) - borrow;
+        borrow = i16::from(digit < 0);
+        if digit < 0 {
+            digit += 256;
+        }
+        signature[32 + i] = digit as u8;
+    }
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}

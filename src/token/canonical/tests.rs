@@ -1,0 +1,297 @@
+//! Every re-encoding of a signed token that can be made without its key lands on one identity;
+//! every other change either breaks the signature or is another identity.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PSS_SHA256, RsaKeyPair,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::testing::{ISSUER, mint, ring};
+use crate::token::{ClaimRules, IssuerRules, KeyRing, KeySet, TokenError, TokenVerifier, TypRule};
+
+fn verifier() -> TokenVerifier {
+    TokenVerifier::new(
+        [IssuerRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            algorithms: SigningAlgorithm::ALL.to_vec().into(),
+            typ: TypRule::AccessTokenOrJwt,
+        }],
+        ClaimRules {
+            scope_claim: "scope".into(),
+            binding_claim: None,
+        },
+    )
+}
+
+fn claims() -> Value {
+    json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": 1000, "exp": 2000})
+}
+
+fn plain_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The token with its signature bytes replaced by `edit` of them.
+fn with_signature(token: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    edit(&mut bytes);
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// `s` replaced by `n − s`: the twin anyone can compute from an ECDSA signature.
+fn ecdsa_twin(token: &str, order: &[u8]) -> String {
+    with_signature(token, |signature| {
+        let half = signature.len() / 2;
+        let s = &mut signature[half..];
+        let mut borrow = 0i16;
+        for i in (0..s.len()).rev() {
+            let mut d = i16::from(order[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            s[i] = d as u8;
+        }
+    })
+}
+
+/// Which of a token and its twin is the low-S one.
+fn low_and_high(token: String, twin: String) -> (String, String) {
+    let is_canonical = canonical_digest(&token) == plain_digest(&token);
+    if is_canonical {
+        (token, twin)
+    } else {
+        (twin, token)
+    }
+}
+
+#[test]
+fn an_es256_token_and_its_high_s_twin_share_one_identity() {
+    for n in 0..8 {
+        let mut claims = claims();
+        claims["jti"] = json!(format!("t{n}"));
+        let token = mint(Algorithm::ES256, "es256.pem", "test-es256", &claims);
+        let twin = ecdsa_twin(&token, &P256_ORDER);
+        assert_ne!(token, twin);
+        assert!(
+            verifier().verify(&twin, &ring()).is_ok(),
+            "the twin verifies"
+        );
+        assert_eq!(canonical_digest(&token), canonical_digest(&twin));
+        let (low, high) = low_and_high(token, twin);
+        assert_eq!(
+            canonical_digest(&low),
+            plain_digest(&low),
+            "a low-S token keeps the plain SHA-256 of its bytes"
+        );
+        assert_ne!(canonical_digest(&high), plain_digest(&high));
+    }
+}
+
+/// A fresh P-384 key, its JWKS and a signer of compact JWS over it.
+fn es384_issuer() -> (KeyRing, impl Fn(&Value) -> String) {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref();
+    let (x, y) = point[1..].split_at(48);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "p384", "alg": "ES384",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
+    let ring = KeyRing::new();
+    ring.replace(
+        ISSUER,
+        KeySet::from_jwks_json(jwks.to_string().as_bytes())
+            .unwrap()
+            .keys,
+    );
+    let sign = move |claims: &Value| {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES384","kid":"p384"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{header}.{payload}");
+        let signature = pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    };
+    (ring, sign)
+}
+
+#[test]
+fn an_es384_token_and_its_high_s_twin_share_one_identity() {
+    let (ring, sign) = es384_issuer();
+    for n in 0..8 {
+        let mut claims = claims();
+        claims["jti"] = json!(format!("t{n}"));
+        let token = sign(&claims);
+        let twin = ecdsa_twin(&token, &P384_ORDER);
+        assert!(verifier().verify(&token, &ring).is_ok());
+        assert!(verifier().verify(&twin, &ring).is_ok(), "the twin verifies");
+        assert_eq!(canonical_digest(&token), canonical_digest(&twin));
+        let (low, _) = low_and_high(token, twin);
+        assert_eq!(canonical_digest(&low), plain_digest(&low));
+    }
+}
+
+#[test]
+fn an_eddsa_signature_with_s_plus_l_does_not_verify() {
+    // L, the order of the Ed25519 base point, little-endian.
+    let order: [u8; 32] = {
+        let mut be = [0u8; 32];
+        be[0] = 0x10;
+        be[16..].copy_from_slice(&0x14def9dea2f79cd65812631a5cf5d3edu128.to_be_bytes());
+        be.reverse();
+        be
+    };
+    let token = mint(Algorithm::EdDSA, "eddsa.pem", "test-eddsa", &claims());
+    assert!(verifier().verify(&token, &ring()).is_ok());
+    let twin = with_signature(&token, |signature| {
+        let mut carry = 0u16;
+        for (byte, add) in signature[32..].iter_mut().zip(order) {
+            let sum = u16::from(*byte) + u16::from(add) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+    });
+    assert_eq!(
+        verifier().verify(&twin, &ring()).unwrap_err(),
+        TokenError::BadSignature,
+        "S + L is refused, so Ed25519 has one encoding per signature"
+    );
+    assert_eq!(canonical_digest(&token), plain_digest(&token));
+}
+
+#[test]
+fn rsa_signatures_of_another_length_or_above_the_modulus_do_not_verify() {
+    let token = mint(Algorithm::RS256, "rs256.pem", "test-rs256", &claims());
+    assert_eq!(canonical_digest(&token), plain_digest(&token));
+    let longer = with_signature(&token, |signature| signature.insert(0, 0));
+    assert_eq!(
+        verifier().verify(&longer, &ring()).unwrap_err(),
+        TokenError::BadSignature
+    );
+    let all_ones = with_signature(&token, |signature| signature.fill(0xff));
+    assert_eq!(
+        verifier().verify(&all_ones, &ring()).unwrap_err(),
+        TokenError::BadSignature
+    );
+}
+
+#[test]
+fn two_pss_signatures_of_one_claim_set_are_two_tokens_the_issuer_minted() {
+    // PSS is randomised by the signer: both verify, and each is its own session, because
+    // making the second needs the private key.
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/keys/rs256.pem"
+    ))
+    .unwrap();
+    let der = pem_body(&pem);
+    let pair = RsaKeyPair::from_pkcs8(&der)
+        .or_else(|_| RsaKeyPair::from_der(&der))
+        .unwrap();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"PS256","kid":"test-rs256"}"#);
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims().to_string()));
+    let sign = || {
+        let mut signature = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PSS_SHA256,
+            &SystemRandom::new(),
+            input.as_bytes(),
+            &mut signature,
+        )
+        .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    };
+    let (first, second) = (sign(), sign());
+    assert_ne!(first, second);
+    // The fixture JWK says `alg: RS256`; the same key without it accepts PS256 too.
+    let mut jwks: Value = serde_json::from_slice(&crate::testing::jwks()).unwrap();
+    for key in jwks["keys"].as_array_mut().unwrap() {
+        key.as_object_mut().unwrap().remove("alg");
+    }
+    let ring = KeyRing::new();
+    ring.replace(
+        ISSUER,
+        KeySet::from_jwks_json(jwks.to_string().as_bytes())
+            .unwrap()
+            .keys,
+    );
+    assert!(verifier().verify(&first, &ring).is_ok());
+    assert!(verifier().verify(&second, &ring).is_ok());
+    assert_eq!(canonical_digest(&first), plain_digest(&first));
+    assert_ne!(canonical_digest(&first), canonical_digest(&second));
+}
+
+fn pem_body(pem: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(pem).unwrap();
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[test]
+fn a_signature_text_with_non_zero_trailing_bits_does_not_verify() {
+    // 64 bytes take 86 characters, whose last carries 4 unused bits.
+    let token = mint(Algorithm::ES256, "es256.pem", "test-es256", &claims());
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let last = signature.as_bytes()[85];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let index = alphabet.iter().position(|&c| c == last).unwrap();
+    let sloppy = alphabet[(index & !0b1111) | 0b0001] as char;
+    let variant = format!("{signing_input}.{}{sloppy}", &signature[..85]);
+    assert_ne!(variant, token);
+    assert_eq!(
+        verifier().verify(&variant, &ring()).unwrap_err(),
+        TokenError::BadSignature
+    );
+    let padded = format!("{token}==");
+    assert_eq!(
+        verifier().verify(&padded, &ring()).unwrap_err(),
+        TokenError::BadSignature
+    );
+}
+
+#[test]
+fn a_high_s_looking_signature_under_another_algorithm_is_left_alone() {
+    // An EdDSA token's second half read as a P-256 scalar is "high" about half the time; only
+    // a token that claims ECDSA is normalised.
+    for n in 0..16 {
+        let mut claims = claims();
+        claims["jti"] = json!(format!("e{n}"));
+        let token = mint(Algorithm::EdDSA, "eddsa.pem", "test-eddsa", &claims);
+        assert_eq!(canonical_digest(&token), plain_digest(&token));
+    }
+}
+
+#[test]
+fn out_of_range_scalars_and_non_jws_text_hash_as_they_are() {
+    let mut s = P256_ORDER;
+    assert!(
+        !negate_if_high(&mut s, &P256_ORDER),
+        "s = n is out of range"
+    );
+    let mut zero = [0u8; 32];
+    assert!(!negate_if_high(&mut zero, &P256_ORDER));
+    let mut max = [0xffu8; 32];
+    assert!(!negate_if_high(&mut max, &P256_ORDER));
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    assert!(!negate_if_high(&mut one, &P256_ORDER), "1 is low already");
+    let mut minus_one = P256_ORDER;
+    minus_one[31] -= 1;
+    assert!(negate_if_high(&mut minus_one, &P256_ORDER));
+    assert_eq!(minus_one, one, "n − 1 becomes 1");
+    for text in ["", "abc", "a.b", "a.b.c.d", "....."] {
+        assert_eq!(canonical_digest(text), plain_digest(text));
+    }
+}
