@@ -9,6 +9,8 @@
 //! load https --target 127.0.0.1:10443 --token-file token # GET /orders/42 through Envoy, mTLS
 //!            [--expect-body x-sessiongate-subject]       #   …and demand what the upstream saw
 //! load verify-rate --alg ES256                           # the crypto library's own rate
+//! load flood --target 127.0.0.1:9191 --forgeries fresh  # an attacker: bad signatures, its
+//!            [--forgeries same]                          #   own SPIFFE ID; expects denials
 //! ```
 //!
 //! gRPC: HTTP/2 over `--connections` connections, `--streams` concurrent calls on each; a call
@@ -98,6 +100,19 @@ enum Command {
         #[arg(long)]
         expect_body: Option<String>,
     },
+    /// An attacker's flood: ES256 tokens with a known `kid` and a bad signature, as the caller
+    /// `spiffe://cluster.local/ns/evil/sa/attacker`. Every answer must be a denial with
+    /// `bad_signature` or `verification_throttled`; anything else is an error.
+    Flood {
+        #[command(flatten)]
+        load: Load,
+        /// Concurrent calls per connection.
+        #[arg(long, default_value_t = 16)]
+        streams: usize,
+        /// `same`: one forged token over and over; `fresh`: new bytes on every request.
+        #[arg(long, default_value = "fresh")]
+        forgeries: String,
+    },
     /// Signature verifications per second by the crypto library alone, on all threads.
     VerifyRate {
         #[arg(long, default_value = "ES256")]
@@ -184,10 +199,29 @@ fn main() -> anyhow::Result<()> {
                 Some(n) => Bodies::Fresh(mint_bodies(parse_alg(&alg)?, n), AtomicUsize::new(0)),
                 None => Bodies::Same(grpc_body(&read_token(&load)?)),
             };
+            let expect = if expect_identity {
+                Expect::Identity
+            } else {
+                Expect::Allow
+            };
             let tally = runtime(load.threads)?.block_on(grpc(
                 load.clone(),
                 streams,
-                expect_identity,
+                expect,
+                Arc::new(bodies),
+            ))?;
+            report(&load.label, &tally)
+        }
+        Command::Flood {
+            load,
+            streams,
+            forgeries,
+        } => {
+            let bodies = forged_bodies(&forgeries)?;
+            let tally = runtime(load.threads)?.block_on(grpc(
+                load.clone(),
+                streams,
+                Expect::Denial,
                 Arc::new(bodies),
             ))?;
             report(&load.label, &tally)
@@ -223,6 +257,11 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 fn grpc_body(token: &str) -> Bytes {
     let check =
         support::check_request(&format!("Bearer {token}"), &support::frontend_certificate());
+    frame(&check)
+}
+
+/// `check` as one gRPC message.
+fn frame(check: &envoy_types::ext_authz::v3::pb::CheckRequest) -> Bytes {
     let message = check.encode_to_vec();
     let mut framed = Vec::with_capacity(message.len() + 5);
     framed.push(0);
@@ -261,9 +300,45 @@ fn mint_bodies(alg: Alg, n: usize) -> Vec<Bytes> {
     bodies
 }
 
+/// The attacker's caller identity in flood requests.
+const ATTACKER: &str = "spiffe://cluster.local/ns/evil/sa/attacker";
+
+/// Flood requests: a real ES256 token of the example issuer whose signature's first
+/// characters are overwritten, so the `kid` is known and the signature is bad.
+fn forged_bodies(forgeries: &str) -> anyhow::Result<Bodies> {
+    let token = Minter::new().token(Alg::Es256, 1);
+    let signature_at = token.rfind('.').expect("a compact JWS") + 1;
+    let mut forged = token.clone().into_bytes();
+    forged[signature_at..signature_at + 8].copy_from_slice(b"AAAAAAAA");
+    let forged = String::from_utf8(forged).expect("ASCII");
+    let mut check = support::check_request(
+        &format!("Bearer {forged}"),
+        &support::frontend_certificate(),
+    );
+    if let Some(source) = check.attributes.as_mut().and_then(|a| a.source.as_mut()) {
+        source.principal = ATTACKER.into();
+    }
+    let body = frame(&check);
+    match forgeries {
+        "same" => Ok(Bodies::Same(body)),
+        "fresh" => {
+            let at = body
+                .windows(forged.len())
+                .position(|window| window == forged.as_bytes())
+                .expect("the token is in the request")
+                + signature_at;
+            Ok(Bodies::Forged(body.to_vec(), at, AtomicU64::new(0)))
+        }
+        other => anyhow::bail!("--forgeries is `same` or `fresh`, not `{other}`"),
+    }
+}
+
 enum Bodies {
     Same(Bytes),
     Fresh(Vec<Bytes>, AtomicUsize),
+    /// A template and where 8 characters of its signature go: a counter makes every request's
+    /// bytes new.
+    Forged(Vec<u8>, usize, AtomicU64),
 }
 
 impl Bodies {
@@ -273,14 +348,36 @@ impl Bodies {
             Bodies::Fresh(bodies, next) => {
                 bodies.get(next.fetch_add(1, Ordering::Relaxed)).cloned()
             }
+            Bodies::Forged(template, at, next) => {
+                const ALPHABET: &[u8; 64] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let mut n = next.fetch_add(1, Ordering::Relaxed);
+                let mut body = template.clone();
+                for byte in &mut body[*at..*at + 8] {
+                    *byte = ALPHABET[(n % 64) as usize];
+                    n /= 64;
+                }
+                Some(Bytes::from(body))
+            }
         }
     }
+}
+
+/// What a gRPC run demands of every answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// An allow.
+    Allow,
+    /// An allow carrying sessiongate's identity headers.
+    Identity,
+    /// A flood's denial: `bad_signature` or `verification_throttled`.
+    Denial,
 }
 
 async fn grpc(
     load: Load,
     streams: usize,
-    expect_identity: bool,
+    expect: Expect,
     bodies: Arc<Bodies>,
 ) -> anyhow::Result<(Arc<Tally>, Duration)> {
     let fresh = matches!(*bodies, Bodies::Fresh(..));
@@ -325,7 +422,7 @@ async fn grpc(
                         .expect("valid request");
                     let started = Instant::now();
                     let answer = match sender.ready().await {
-                        Ok(()) => call(&mut sender, request, expect_identity).await,
+                        Ok(()) => call(&mut sender, request, expect).await,
                         Err(error) => Err(format!("connection: {error}")),
                     };
                     record(&tally, &window, started, answer);
@@ -348,7 +445,7 @@ async fn grpc(
 async fn call(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     request: hyper::Request<Full<Bytes>>,
-    expect_identity: bool,
+    expect: Expect,
 ) -> Result<(), String> {
     let response = sender
         .send_request(request)
@@ -372,13 +469,20 @@ async fn call(
     let bytes = collected.to_bytes();
     let message = bytes.get(5..).ok_or("short gRPC frame")?;
     let answer = CheckResponse::decode(message).map_err(|e| format!("decode: {e}"))?;
+    if expect == Expect::Denial {
+        let reason = answer.status.map(|s| s.message).unwrap_or_default();
+        return match reason.as_str() {
+            "bad_signature" | "verification_throttled" => Ok(()),
+            other => Err(format!("flood answered `{other}`")),
+        };
+    }
     if answer.status.as_ref().map(|s| s.code) != Some(0) {
         return Err(format!("denied: {:?}", answer.status));
     }
     let Some(HttpResponse::OkResponse(ok)) = answer.http_response else {
         return Err("no ok_response".into());
     };
-    if expect_identity
+    if expect == Expect::Identity
         && !ok.headers.iter().any(|h| {
             h.header
                 .as_ref()

@@ -94,7 +94,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
     let gate = Arc::new(
         Gate::new(config.policy, ring, sessions, UnixTime::now())
-            .with_revocations(Arc::clone(&revocations)),
+            .with_revocations(Arc::clone(&revocations))
+            .with_verification_budget(config.verification.budget)
+            .with_rejection_memory(config.verification.rejections),
     );
     let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys))
         .with_metrics(metrics.config.clone());

@@ -55,11 +55,14 @@ pub enum DenyReason {
     InternalError,
     /// The session was revoked (admin API or a security event).
     Revoked,
+    /// A new token was not verified because its caller, or all callers together, spent their
+    /// verification budget (`limits.verifications`); retry after `Retry-After`.
+    VerificationThrottled,
 }
 
 impl DenyReason {
     /// Every reason, for metrics pre-registration and exhaustive tests.
-    pub const ALL: [DenyReason; 21] = [
+    pub const ALL: [DenyReason; 22] = [
         DenyReason::MissingToken,
         DenyReason::MalformedToken,
         DenyReason::BadSignature,
@@ -81,6 +84,7 @@ impl DenyReason {
         DenyReason::BadRequest,
         DenyReason::InternalError,
         DenyReason::Revoked,
+        DenyReason::VerificationThrottled,
     ];
 
     /// The stable snake_case name.
@@ -107,6 +111,7 @@ impl DenyReason {
             DenyReason::BadRequest => "bad_request",
             DenyReason::InternalError => "internal_error",
             DenyReason::Revoked => "revoked",
+            DenyReason::VerificationThrottled => "verification_throttled",
         }
     }
 
@@ -118,7 +123,7 @@ impl DenyReason {
             | DenyReason::WorkloadNotAllowed
             | DenyReason::NoRoute => 403,
             DenyReason::BadRequest => 400,
-            DenyReason::InternalError => 503,
+            DenyReason::InternalError | DenyReason::VerificationThrottled => 503,
             _ => 401,
         }
     }
@@ -133,7 +138,9 @@ impl DenyReason {
                 "access_denied"
             }
             DenyReason::BadRequest => "invalid_request",
-            DenyReason::InternalError => "temporarily_unavailable",
+            DenyReason::InternalError | DenyReason::VerificationThrottled => {
+                "temporarily_unavailable"
+            }
             _ => "invalid_token",
         }
     }
@@ -153,6 +160,8 @@ enum ChallengeDetail {
     Scope(Arc<str>),
     /// The applicable `max_auth_age`, in seconds.
     MaxAge(u64),
+    /// Whole seconds after which a retry can succeed (`Retry-After`, RFC 9110 section 10.2.3).
+    RetryAfter(u64),
 }
 
 /// A denial: the reason, a human-readable description, and challenge details.
@@ -193,6 +202,30 @@ impl Deny {
             reason: DenyReason::AuthTooOld,
             description: "user authentication is older than the route allows".into(),
             detail: ChallengeDetail::MaxAge(max_auth_age_secs),
+        }
+    }
+
+    /// A new token not verified because a verification budget is spent; a retry after
+    /// `retry_after` (rounded up to whole seconds, at least one) can succeed.
+    pub fn verification_throttled(retry_after: std::time::Duration, per_caller: bool) -> Deny {
+        let description = if per_caller {
+            "too many new tokens from this caller; retry later"
+        } else {
+            "too many new tokens; retry later"
+        };
+        let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+        Deny {
+            reason: DenyReason::VerificationThrottled,
+            description: description.into(),
+            detail: ChallengeDetail::RetryAfter(millis.div_ceil(1000).max(1)),
+        }
+    }
+
+    /// Seconds after which a retry can succeed, for a `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self.detail {
+            ChallengeDetail::RetryAfter(seconds) => Some(seconds),
+            _ => None,
         }
     }
 
@@ -302,6 +335,21 @@ mod tests {
         }
         assert_eq!(BadRequest.http_status(), 400);
         assert_eq!(InternalError.http_status(), 503);
+        assert_eq!(VerificationThrottled.http_status(), 503);
+    }
+
+    #[test]
+    fn a_throttled_verification_says_when_to_retry_and_has_no_challenge() {
+        let deny = Deny::verification_throttled(std::time::Duration::from_millis(1), true);
+        assert_eq!(deny.reason.as_str(), "verification_throttled");
+        assert_eq!(deny.retry_after(), Some(1), "at least a second");
+        assert_eq!(deny.www_authenticate(), None, "not the token's fault");
+        let deny = Deny::verification_throttled(std::time::Duration::from_millis(2001), false);
+        assert_eq!(deny.retry_after(), Some(3), "rounded up");
+        assert_eq!(
+            Deny::new(DenyReason::InternalError, "x").retry_after(),
+            None
+        );
     }
 
     #[test]

@@ -3,16 +3,23 @@
 //! It owns what the decision must not touch: the current policy (swappable), the key ring, the
 //! session cache and the thumbprint cache. It performs the side effects the decision asks for:
 //! verifying a token once per session, recording allowed requests and pinning sessions.
+//!
+//! Verification is the one unit of work a caller can make expensive at will (any new bytes are
+//! a new token), so a token the cache does not hold is first looked up among recent rejections
+//! ([`RecentRejections`]: the same bad bytes are never verified twice) and then charged to its
+//! caller's and the process' [`VerificationBudget`]; a cached session touches neither.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::budget::{BudgetLimits, CallerKey, VerificationBudget};
 use crate::decision::{self, Admission, Clock, Rules, SessionState};
 use crate::deny::{Deny, DenyReason};
 use crate::pinning::PinError;
 use crate::policy::Policy;
+use crate::rejections::{RecentRejections, RejectionMemory};
 use crate::request::RequestFacts;
 use crate::revocation::{RevocationCheck, Revocations};
 use crate::session::{Session, SessionCache, SessionKey};
@@ -68,6 +75,10 @@ pub struct Gate {
     started_at: UnixTime,
     verifications: AtomicU64,
     revocations: Option<Arc<Revocations>>,
+    /// Caps how many new tokens each caller, and everyone, can have verified per second.
+    budget: VerificationBudget,
+    /// Tokens rejected lately, so their bytes are not verified again.
+    rejections: RecentRejections,
 }
 
 impl Gate {
@@ -86,7 +97,21 @@ impl Gate {
             started_at,
             verifications: AtomicU64::new(0),
             revocations: None,
+            budget: VerificationBudget::new(BudgetLimits::default()),
+            rejections: RecentRejections::new(RejectionMemory::default()),
         }
+    }
+
+    /// Limits verifications of new tokens as `limits` say (`limits.verifications`).
+    pub fn with_verification_budget(mut self, limits: BudgetLimits) -> Gate {
+        self.budget = VerificationBudget::new(limits);
+        self
+    }
+
+    /// Remembers rejected tokens as `memory` says (`limits.rejected_tokens`).
+    pub fn with_rejection_memory(mut self, memory: RejectionMemory) -> Gate {
+        self.rejections = RecentRejections::new(memory);
+        self
     }
 
     /// Judges sessions against `revocations` too.
@@ -109,6 +134,7 @@ impl Gate {
         self.policy.store(Arc::new(policy));
         if verification_changed {
             self.sessions.clear();
+            self.rejections.clear();
         }
     }
 
@@ -196,14 +222,12 @@ impl Gate {
         let key = SessionKey::of_token(token);
         let session = match self.sessions.get(&key, now) {
             Some(session) => session,
-            None => match self.verify(&policy, token) {
-                Ok(verified) => self
-                    .sessions
-                    .insert_or_get(key, Session::new(verified, now), now),
-                Err(error) => {
+            None => match self.first_sight(&policy, token, key, request, now) {
+                Ok(session) => session,
+                Err(deny) => {
                     return Outcome {
                         route: route_name,
-                        verdict: Err(decision::token_rejected(&error)),
+                        verdict: Err(deny),
                         session: None,
                         pin: None,
                     };
@@ -300,13 +324,52 @@ impl Gate {
         outcome
     }
 
-    fn verify(
+    /// A token the cache does not hold: a recent rejection is answered again without
+    /// verifying; otherwise the caller's budget pays for one verification, whose success
+    /// becomes a session and whose failure is remembered.
+    fn first_sight(
         &self,
         policy: &Policy,
         token: &str,
-    ) -> Result<crate::token::VerifiedToken, crate::token::TokenError> {
+        key: SessionKey,
+        request: &RequestFacts<'_>,
+        now: UnixTime,
+    ) -> Result<Arc<Session>, Deny> {
+        let key_generation = self.keys.generation();
+        if let Some(error) = self.rejections.recall(&key, key_generation) {
+            return Err(decision::token_rejected(&error));
+        }
+        self.budget
+            .try_spend(&self.caller_key(request), now)
+            .map_err(|throttled| {
+                Deny::verification_throttled(throttled.retry_after, throttled.per_caller)
+            })?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        policy.verifier.verify(token, &self.keys)
+        match policy.verifier.verify(token, &self.keys) {
+            Ok(verified) => Ok(self
+                .sessions
+                .insert_or_get(key, Session::new(verified, now), now)),
+            Err(error) => {
+                let deny = decision::token_rejected(&error);
+                self.rejections.remember(key, error, key_generation);
+                Err(deny)
+            }
+        }
+    }
+
+    /// Whom a verification is charged to: the caller's SPIFFE ID, else its certificate, else
+    /// its address (the identities pinning uses, in the same order).
+    fn caller_key(&self, request: &RequestFacts<'_>) -> CallerKey {
+        if let Some(id) = SpiffeId::parse(request.peer.principal) {
+            return CallerKey::Spiffe(id.as_str().into());
+        }
+        if let Some(thumbprint) = self.thumbprints.thumbprint(request.peer.certificate) {
+            return CallerKey::Certificate(thumbprint);
+        }
+        match request.peer.address.and_then(|a| a.parse().ok()) {
+            Some(address) => CallerKey::Address(address),
+            None => CallerKey::Unknown,
+        }
     }
 
     /// The caller's identity; the certificate is only thumbprinted when a rule needs it.
@@ -575,11 +638,112 @@ mod tests {
                 .get(&SessionKey::of_token(&forged), now)
                 .is_none()
         );
-        check(&gate, &request(&format!("Bearer {forged}"), FRONTEND), now);
+    }
+
+    #[test]
+    fn the_same_bad_bytes_are_verified_once() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let forged = format!("Bearer {}x", token(now));
+        for _ in 0..5 {
+            let outcome = check(&gate, &request(&forged, FRONTEND), now);
+            assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
+        }
+        assert_eq!(gate.verifications(), 1, "the rejection is remembered");
+    }
+
+    #[test]
+    fn a_remembered_rejection_is_judged_again_once_keys_change() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let forged = format!("Bearer {}x", token(now));
+        check(&gate, &request(&forged, FRONTEND), now);
+        gate.keys.replace(
+            ISSUER,
+            crate::token::KeySet::from_jwks_json(&crate::testing::jwks())
+                .unwrap()
+                .keys,
+        );
+        let outcome = check(&gate, &request(&forged, FRONTEND), now);
+        assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
+        assert_eq!(gate.verifications(), 2, "a rotation may make it good");
+    }
+
+    fn throttled_gate(per_caller: u32, total: u32) -> Gate {
+        let rate = |n| crate::budget::Rate {
+            per_second: 1,
+            burst: n,
+        };
+        gate().with_verification_budget(BudgetLimits {
+            per_caller: rate(per_caller),
+            total: rate(total),
+            callers: 100,
+        })
+    }
+
+    /// A new token with a bad signature: different bytes each time, so nothing is remembered.
+    fn fresh_forgery(n: u32, now: UnixTime) -> String {
+        let iat = now.as_secs();
+        let jwt = mint_es256(
+            &json!({"iss": ISSUER, "aud": "shop-api", "sub": format!("u{n}"),
+            "iat": iat, "exp": iat + 600, "scope": "orders:read"}),
+        );
+        format!("Bearer {jwt}x")
+    }
+
+    #[test]
+    fn a_caller_over_its_verification_budget_is_answered_503_without_verifying() {
+        let gate = throttled_gate(3, 100);
+        let now = UnixTime::now();
+        for n in 0..3 {
+            let outcome = check(&gate, &request(&fresh_forgery(n, now), BATCH), now);
+            assert_eq!(reason(&outcome), Some(DenyReason::BadSignature));
+        }
+        let outcome = check(&gate, &request(&fresh_forgery(3, now), BATCH), now);
+        assert_eq!(reason(&outcome), Some(DenyReason::VerificationThrottled));
+        let deny = outcome.verdict.unwrap_err();
+        assert_eq!(deny.reason.http_status(), 503);
+        assert_eq!(deny.retry_after(), Some(1));
+        assert_eq!(gate.verifications(), 3);
+        // Another caller has a budget of its own, and a valid token of it is verified.
+        let header = format!("Bearer {}", token(now));
         assert_eq!(
-            gate.verifications(),
-            2,
-            "a rejected token is verified again, never cached"
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
+    }
+
+    #[test]
+    fn cached_sessions_never_touch_the_verification_budget() {
+        let gate = throttled_gate(1, 1);
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        assert_eq!(
+            reason(&check(&gate, &request(&header, FRONTEND), now)),
+            None
+        );
+        let outcome = check(&gate, &request(&fresh_forgery(0, now), FRONTEND), now);
+        assert_eq!(reason(&outcome), Some(DenyReason::VerificationThrottled));
+        for _ in 0..10 {
+            assert_eq!(
+                reason(&check(&gate, &request(&header, FRONTEND), now)),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn the_total_budget_caps_every_caller_together() {
+        let gate = throttled_gate(10, 2);
+        let now = UnixTime::now();
+        check(&gate, &request(&fresh_forgery(0, now), FRONTEND), now);
+        check(&gate, &request(&fresh_forgery(1, now), BATCH), now);
+        let header = format!("Bearer {}", token(now));
+        let outcome = check(&gate, &request(&header, FRONTEND), now);
+        assert_eq!(reason(&outcome), Some(DenyReason::VerificationThrottled));
+        assert_eq!(
+            outcome.verdict.unwrap_err().description,
+            "too many new tokens; retry later"
         );
     }
 

@@ -19,7 +19,9 @@
 //! - [`pinning`]: where a session's first workload is recorded (this process, or Redis fleet-wide).
 //! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
 //! - [`workload`]: SPIFFE IDs, allow-list patterns, certificate thumbprints, pinning identity.
-//! - [`gate`]: one check end to end: cache, verification, decision, pinning.
+//! - [`gate`]: one check end to end: cache, verification, decision, pinning;
+//!   [`budget`]: how many verifications each caller may cause; [`rejections`]: recently
+//!   rejected tokens, never verified twice.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
 //! - [`admin`]: the admin gRPC API (revoke, list, explain) on its own listener, and its CLI client.
 //! - [`config`]: YAML configuration, validated with errors naming file and key.
@@ -37,6 +39,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod decision;
 pub mod decision_log;
@@ -52,6 +55,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pinning;
 pub mod policy;
+pub mod rejections;
 pub mod reload;
 pub mod request;
 pub mod revocation;

@@ -71,7 +71,7 @@ impl RunningSettings {
 }
 
 /// Settings bound at start-up, rendered for comparison.
-type RestartOnly = [(&'static str, String); 9];
+type RestartOnly = [(&'static str, String); 10];
 
 fn restart_only(config: &Config) -> RestartOnly {
     [
@@ -86,6 +86,10 @@ fn restart_only(config: &Config) -> RestartOnly {
         ("admin", format!("{:?}", config.admin)),
         ("revocation", format!("{:?}", config.revocation)),
         ("ssf", format!("{:?}", config.ssf)),
+        (
+            "limits.verifications/rejected_tokens",
+            format!("{:?}", config.verification),
+        ),
         // The trace exporter is built once, at start.
         (
             "telemetry.otlp_endpoint/service_name",

@@ -39,8 +39,11 @@ fn memory_per_cached_session() {
         std::fs::copy(tokens::jwks_path(), dir.path().join("jwks.json")).unwrap();
         let file = dir.path().join("sessiongate.yaml");
         // The test policy caches at most 10,000 sessions; raise it past the sample size.
-        let yaml =
-            sessiongate_yaml(None).replace("cache_capacity: 10000", "cache_capacity: 200000");
+        // Every request is a new token: lift the verification budget that bounds attackers.
+        let yaml = sessiongate_yaml(None)
+            .replace("cache_capacity: 10000", "cache_capacity: 200000")
+            + "limits:\n  verifications: {per_caller: 10000000, per_caller_burst: 10000000, \
+               total: 10000000, total_burst: 10000000}\n";
         std::fs::write(&file, yaml).unwrap();
         let gate = app::build_gate(config::load(&file).unwrap()).await.unwrap();
         let principal = Workload::Frontend.principal();

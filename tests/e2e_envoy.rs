@@ -925,3 +925,72 @@ fn sidecar_unreachable_fails_closed_with_503() {
         );
     });
 }
+
+// ----- bounded verification work (own stack: a budget of 3 new tokens per caller) ----------
+
+/// A caller that keeps presenting new tokens with bad signatures spends its verification
+/// budget and is answered 503 `verification_throttled` with `Retry-After`, without verifying;
+/// the same bad bytes again are answered from memory; cached sessions never wait.
+#[test]
+fn verification_budget_spent_is_503_with_retry_after() {
+    run(async {
+        let yaml = format!(
+            "{}limits:\n  verifications:\n    per_caller: 1\n    per_caller_burst: 3\n",
+            support::policy::sessiongate_yaml(None)
+        );
+        let stack = Stack::start(&yaml).await;
+        let jwt = token().sub("cached-before-the-flood").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+        let forged: Vec<String> = (0..4)
+            .map(|n| {
+                token()
+                    .signer(Signer::Untrusted)
+                    .sub(&format!("forged-{n}"))
+                    .sign()
+            })
+            .collect();
+        for jwt in &forged[..3] {
+            stack
+                .get(Batch, "/orders/1")
+                .bearer_auth(jwt)
+                .reply()
+                .await
+                .assert_denied(401, "bad_signature");
+        }
+        let throttled = stack
+            .get(Batch, "/orders/1")
+            .bearer_auth(&forged[3])
+            .reply()
+            .await;
+        throttled
+            .assert_denied(503, "verification_throttled")
+            .assert_no_challenge();
+        assert_eq!(
+            throttled
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("1"),
+            "{throttled}"
+        );
+        // The first forgery's bytes again: remembered, so answered without any budget.
+        stack
+            .get(Batch, "/orders/1")
+            .bearer_auth(&forged[0])
+            .reply()
+            .await
+            .assert_denied(401, "bad_signature");
+        // The cached session never touches the budget.
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}

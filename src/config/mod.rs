@@ -15,9 +15,11 @@ use std::time::Duration;
 pub use schema::ConfigFile;
 use schema::{IssuerSection, RouteSection};
 
+use crate::budget::{BudgetLimits, Rate};
 use crate::dry_run::DryRun;
 use crate::keys::{KeyOrigin, RefreshBounds};
 use crate::policy::{BindingRules, Policy, SessionRules};
+use crate::rejections::RejectionMemory;
 use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
 use crate::token::{ClaimRules, IssuerRules, JwksFile, SigningAlgorithm, TokenVerifier, TypRule};
 use crate::workload::WorkloadPattern;
@@ -223,7 +225,29 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The ops listener, shutdown grace and decision log sampling.
     pub ops: OpsSettings,
+    /// How much verification work new tokens may cause (`limits.verifications`,
+    /// `limits.rejected_tokens`).
+    pub verification: VerificationSettings,
 }
+
+/// Bounds on signature verification, the one unit of work any caller can make us do at will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerificationSettings {
+    /// Verifications per second, per caller and in all.
+    pub budget: BudgetLimits,
+    /// Recently rejected tokens, never verified again while remembered.
+    pub rejections: RejectionMemory,
+}
+
+/// Highest `limits.verifications` rate or burst: beyond it the budget bounds nothing.
+const MAX_VERIFICATION_RATE: u32 = 10_000_000;
+/// Most callers `limits.verifications.callers` may track (about 100 bytes each).
+const MAX_TRACKED_CALLERS: usize = 1_000_000;
+/// Longest `limits.rejected_tokens.ttl`: a rejection is remembered so a flood of the same bytes
+/// is cheap, not to outlive a key rotation that a refresh could miss.
+const MAX_REJECTION_TTL: Duration = Duration::from_secs(600);
+/// Most rejections `limits.rejected_tokens.capacity` may remember.
+const MAX_REJECTION_CAPACITY: u64 = 10_000_000;
 
 /// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
 /// too, so `check-config` catches a broken key file before a rollout does.
@@ -357,6 +381,7 @@ impl Compiler<'_> {
         let ssf = self.ssf(&raw, admin.is_some())?;
         let telemetry = self.telemetry(&raw)?;
         let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
+        let verification = self.verification(&raw)?;
         let dry_run = DryRun {
             everywhere: raw.dry_run,
             routes: raw
@@ -395,6 +420,70 @@ impl Compiler<'_> {
             ssf,
             telemetry,
             ops,
+            verification,
+        })
+    }
+
+    /// `limits.verifications` and `limits.rejected_tokens`, defaults where unset.
+    fn verification(&self, raw: &ConfigFile) -> Result<VerificationSettings, ConfigError> {
+        let section = &raw.limits.verifications;
+        let defaults = BudgetLimits::default();
+        let count = |key: &str, value: Option<u32>, default: u32| match value {
+            None => Ok(default),
+            Some(n) if (1..=MAX_VERIFICATION_RATE).contains(&n) => Ok(n),
+            Some(n) => Err(self.invalid(
+                format!("limits.verifications.{key}"),
+                format!("must be between 1 and {MAX_VERIFICATION_RATE}, got {n}"),
+            )),
+        };
+        let callers = match section.callers {
+            None => defaults.callers,
+            Some(n) if (1..=MAX_TRACKED_CALLERS).contains(&n) => n,
+            Some(n) => {
+                return Err(self.invalid(
+                    "limits.verifications.callers",
+                    format!("must be between 1 and {MAX_TRACKED_CALLERS}, got {n}"),
+                ));
+            }
+        };
+        let budget = BudgetLimits {
+            per_caller: Rate {
+                per_second: count(
+                    "per_caller",
+                    section.per_caller,
+                    defaults.per_caller.per_second,
+                )?,
+                burst: count(
+                    "per_caller_burst",
+                    section.per_caller_burst,
+                    defaults.per_caller.burst,
+                )?,
+            },
+            total: Rate {
+                per_second: count("total", section.total, defaults.total.per_second)?,
+                burst: count("total_burst", section.total_burst, defaults.total.burst)?,
+            },
+            callers,
+        };
+        let rejected = &raw.limits.rejected_tokens;
+        let memory = RejectionMemory::default();
+        let ttl = rejected.ttl.unwrap_or(memory.ttl);
+        if ttl > MAX_REJECTION_TTL {
+            return Err(self.invalid(
+                "limits.rejected_tokens.ttl",
+                "more than 10m would outlive key rotations a refresh could miss",
+            ));
+        }
+        let capacity = rejected.capacity.unwrap_or(memory.capacity);
+        if capacity > MAX_REJECTION_CAPACITY {
+            return Err(self.invalid(
+                "limits.rejected_tokens.capacity",
+                format!("must be at most {MAX_REJECTION_CAPACITY}, got {capacity}"),
+            ));
+        }
+        Ok(VerificationSettings {
+            budget,
+            rejections: RejectionMemory { ttl, capacity },
         })
     }
 

@@ -41,6 +41,48 @@ pub struct ConfigFile {
     /// How long in-flight checks may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Bounds on the work and resources a caller can cause.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `limits`. Every key is optional: the defaults are meant for production.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Verification budgets for new tokens.
+    #[serde(default)]
+    pub verifications: VerificationLimitsSection,
+    /// The memory of recently rejected tokens.
+    #[serde(default)]
+    pub rejected_tokens: RejectedTokensSection,
+}
+
+/// `limits.verifications`: new tokens verified per second, per caller and in all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationLimitsSection {
+    /// Per caller, per second.
+    pub per_caller: Option<u32>,
+    /// Per caller, at once after a pause.
+    pub per_caller_burst: Option<u32>,
+    /// All callers together, per second.
+    pub total: Option<u32>,
+    /// All callers together, at once after a pause.
+    pub total_burst: Option<u32>,
+    /// Most callers tracked with a budget of their own.
+    pub callers: Option<usize>,
+}
+
+/// `limits.rejected_tokens`: how long and how many rejections are remembered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedTokensSection {
+    /// How long a rejection is remembered (`0s`: never).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub ttl: Option<Duration>,
+    /// Most rejections remembered.
+    pub capacity: Option<u64>,
 }
 
 fn default_shutdown_grace() -> Duration {

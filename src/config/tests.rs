@@ -680,3 +680,55 @@ fn dry_run_applies_globally_or_to_named_routes() {
     let (config, _, _dir) = load_yaml(&format!("{MINIMAL}dry_run: true\n"));
     assert!(config.unwrap().policy.dry_run.covers(None));
 }
+
+#[test]
+fn verification_limits_default_and_are_checked() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    assert_eq!(
+        config.unwrap().verification,
+        VerificationSettings::default()
+    );
+    let example = load(Path::new(EXAMPLE)).unwrap();
+    assert_eq!(
+        example.verification,
+        VerificationSettings::default(),
+        "the example spells out the defaults"
+    );
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}limits:\n  verifications: {{per_caller: 7, total_burst: 9, callers: 3}}\n  \
+         rejected_tokens: {{ttl: 0s, capacity: 5}}\n"
+    ));
+    let verification = config.unwrap().verification;
+    assert_eq!(verification.budget.per_caller.per_second, 7);
+    assert_eq!(verification.budget.per_caller.burst, 1000);
+    assert_eq!(verification.budget.total.burst, 9);
+    assert_eq!(verification.budget.callers, 3);
+    assert_eq!(verification.rejections.ttl, Duration::ZERO);
+    assert_eq!(verification.rejections.capacity, 5);
+    assert_invalid(
+        &format!("{MINIMAL}limits:\n  verifications:\n    per_caller: 0\n"),
+        "limits.verifications.per_caller",
+        "must be between 1 and",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}limits:\n  verifications:\n    total_burst: 20000000\n"),
+        "limits.verifications.total_burst",
+        "got 20000000",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}limits:\n  verifications:\n    callers: 0\n"),
+        "limits.verifications.callers",
+        "must be between 1 and",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}limits:\n  rejected_tokens:\n    ttl: 1h\n"),
+        "limits.rejected_tokens.ttl",
+        "more than 10m",
+    );
+    let (result, _, _dir) = load_yaml(&format!("{MINIMAL}limits:\n  verification: {{}}\n"));
+    let error = result.unwrap_err().to_string();
+    assert!(
+        error.contains("unknown field `verification`"),
+        "a misspelt section is an error: {error}"
+    );
+}

@@ -138,6 +138,9 @@ pub fn denied(deny: &Deny) -> CheckResponse {
     if let Some(challenge) = deny.www_authenticate() {
         headers.push(overwrite("www-authenticate", challenge));
     }
+    if let Some(seconds) = deny.retry_after() {
+        headers.push(overwrite("retry-after", seconds.to_string()));
+    }
     CheckResponse {
         status: Some(rpc::Status {
             code: grpc_code,

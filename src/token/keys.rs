@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
@@ -362,12 +362,21 @@ pub struct KeyRing {
     /// tokens are denied until a refresh succeeds. Reversible, unlike retiring a key, because
     /// an outage says nothing against the keys themselves. Almost always empty.
     suspended: ArcSwap<HashSet<Arc<str>>>,
+    /// Bumped whenever a key set is installed or removed: a verdict reached against one
+    /// generation of keys (e.g. a remembered rejection) may not hold for the next.
+    generation: AtomicU64,
 }
 
 impl KeyRing {
     /// An empty ring; issuers without keys reject every token as `unknown_key`.
     pub fn new() -> KeyRing {
         KeyRing::default()
+    }
+
+    /// Which installation of keys is current: changes whenever any issuer's set is replaced
+    /// or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current keys of `issuer`.
@@ -401,6 +410,7 @@ impl KeyRing {
                 key.retire();
             }
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Denies `issuer`'s tokens, cached sessions included, until [`KeyRing::resume`]: its keys
@@ -440,6 +450,7 @@ impl KeyRing {
             next.remove(issuer);
             next
         });
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.resume(issuer);
     }
 }
