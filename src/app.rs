@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminCredential, AdminState};
+use crate::budget::BudgetLimits;
 use crate::config::{Config, SsfSettings};
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
@@ -167,6 +168,7 @@ async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
 /// admin listener to serve it); otherwise no routes.
 async fn ssf_router(
     settings: Option<&SsfSettings>,
+    budget: BudgetLimits,
     revocations: &Arc<Revocations>,
 ) -> anyhow::Result<axum::Router> {
     let Some(settings) = settings else {
@@ -174,7 +176,8 @@ async fn ssf_router(
     };
     let receiver = SsfReceiver::new(settings, Arc::clone(revocations))
         .await
-        .context("starting the Shared Signals receiver")?;
+        .context("starting the Shared Signals receiver")?
+        .with_budget(budget);
     tracing::info!(
         path = %settings.push_path,
         transmitters = settings.transmitters.len(),
@@ -284,13 +287,14 @@ pub async fn run(
         None => None,
     };
     let ssf_settings = config.ssf.clone();
+    let ssf_budget = config.verification.ssf;
     let ops_settings = config.ops.clone();
     let ops_listener = TcpListener::bind(ops_settings.http_listen)
         .await
         .with_context(|| format!("binding the ops listener to {}", ops_settings.http_listen))?;
     let tracing = Tracing::start(&config.telemetry)?;
     let started = start(config).await?;
-    let ssf_routes = ssf_router(ssf_settings.as_ref(), &started.revocations).await?;
+    let ssf_routes = ssf_router(ssf_settings.as_ref(), ssf_budget, &started.revocations).await?;
     let _reloads = started
         .reloader
         .spawn()

@@ -54,7 +54,13 @@ pub async fn serve(
             tracing::debug!(%error, "could not disable Nagle on an admin connection");
         }
     });
-    let server = axum::serve(listener, router).with_graceful_shutdown(stop.stopped());
+    // Each connection's peer address reaches the handlers (`ConnectInfo`): the SSF push
+    // endpoint budgets signature verifications per sending address.
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.stopped());
     if let Some(result) = shutdown::drain(server.into_future(), &stop, DRAIN_GRACE, "admin").await {
         result?;
     }

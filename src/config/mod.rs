@@ -231,12 +231,25 @@ pub struct Config {
 }
 
 /// Bounds on signature verification, the one unit of work any caller can make us do at will.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerificationSettings {
     /// Verifications per second, per caller and in all.
     pub budget: BudgetLimits,
     /// Recently rejected tokens, never verified again while remembered.
     pub rejections: RejectionMemory,
+    /// Signatures of pushed Security Event Tokens verified per second, per sending address
+    /// and in all.
+    pub ssf: BudgetLimits,
+}
+
+impl Default for VerificationSettings {
+    fn default() -> VerificationSettings {
+        VerificationSettings {
+            budget: BudgetLimits::default(),
+            rejections: RejectionMemory::default(),
+            ssf: crate::ssf::PUSH_BUDGET,
+        }
+    }
 }
 
 /// Highest `limits.verifications` rate or burst: beyond it the budget bounds nothing.
@@ -432,7 +445,7 @@ impl Compiler<'_> {
             None => Ok(default),
             Some(n) if (1..=MAX_VERIFICATION_RATE).contains(&n) => Ok(n),
             Some(n) => Err(self.invalid(
-                format!("limits.verifications.{key}"),
+                format!("limits.{key}"),
                 format!("must be between 1 and {MAX_VERIFICATION_RATE}, got {n}"),
             )),
         };
@@ -449,19 +462,27 @@ impl Compiler<'_> {
         let budget = BudgetLimits {
             per_caller: Rate {
                 per_second: count(
-                    "per_caller",
+                    "verifications.per_caller",
                     section.per_caller,
                     defaults.per_caller.per_second,
                 )?,
                 burst: count(
-                    "per_caller_burst",
+                    "verifications.per_caller_burst",
                     section.per_caller_burst,
                     defaults.per_caller.burst,
                 )?,
             },
             total: Rate {
-                per_second: count("total", section.total, defaults.total.per_second)?,
-                burst: count("total_burst", section.total_burst, defaults.total.burst)?,
+                per_second: count(
+                    "verifications.total",
+                    section.total,
+                    defaults.total.per_second,
+                )?,
+                burst: count(
+                    "verifications.total_burst",
+                    section.total_burst,
+                    defaults.total.burst,
+                )?,
             },
             callers,
         };
@@ -481,9 +502,39 @@ impl Compiler<'_> {
                 format!("must be at most {MAX_REJECTION_CAPACITY}, got {capacity}"),
             ));
         }
+        let push = &raw.limits.ssf_verifications;
+        let push_defaults = crate::ssf::PUSH_BUDGET;
+        let ssf = BudgetLimits {
+            per_caller: Rate {
+                per_second: count(
+                    "ssf_verifications.per_source",
+                    push.per_source,
+                    push_defaults.per_caller.per_second,
+                )?,
+                burst: count(
+                    "ssf_verifications.per_source_burst",
+                    push.per_source_burst,
+                    push_defaults.per_caller.burst,
+                )?,
+            },
+            total: Rate {
+                per_second: count(
+                    "ssf_verifications.total",
+                    push.total,
+                    push_defaults.total.per_second,
+                )?,
+                burst: count(
+                    "ssf_verifications.total_burst",
+                    push.total_burst,
+                    push_defaults.total.burst,
+                )?,
+            },
+            callers: push_defaults.callers,
+        };
         Ok(VerificationSettings {
             budget,
             rejections: RejectionMemory { ttl, capacity },
+            ssf,
         })
     }
 

@@ -56,6 +56,23 @@ pub struct LimitsSection {
     /// The memory of recently rejected tokens.
     #[serde(default)]
     pub rejected_tokens: RejectedTokensSection,
+    /// Verification budgets of the SSF push endpoint.
+    #[serde(default)]
+    pub ssf_verifications: SsfVerificationLimitsSection,
+}
+
+/// `limits.ssf_verifications`: SETs verified per second, per sending address and in all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfVerificationLimitsSection {
+    /// Per sending address, per second.
+    pub per_source: Option<u32>,
+    /// Per sending address, at once after a pause.
+    pub per_source_burst: Option<u32>,
+    /// All sources together, per second.
+    pub total: Option<u32>,
+    /// All sources together, at once after a pause.
+    pub total_burst: Option<u32>,
 }
 
 /// `limits.verifications`: new tokens verified per second, per caller and in all.

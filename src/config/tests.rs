@@ -696,7 +696,7 @@ fn verification_limits_default_and_are_checked() {
     );
     let (config, _, _dir) = load_yaml(&format!(
         "{MINIMAL}limits:\n  verifications: {{per_caller: 7, total_burst: 9, callers: 3}}\n  \
-         rejected_tokens: {{ttl: 0s, capacity: 5}}\n"
+         rejected_tokens: {{ttl: 0s, capacity: 5}}\n  ssf_verifications: {{per_source: 2}}\n"
     ));
     let verification = config.unwrap().verification;
     assert_eq!(verification.budget.per_caller.per_second, 7);
@@ -705,6 +705,8 @@ fn verification_limits_default_and_are_checked() {
     assert_eq!(verification.budget.callers, 3);
     assert_eq!(verification.rejections.ttl, Duration::ZERO);
     assert_eq!(verification.rejections.capacity, 5);
+    assert_eq!(verification.ssf.per_caller.per_second, 2);
+    assert_eq!(verification.ssf.per_caller.burst, 1000);
     assert_invalid(
         &format!("{MINIMAL}limits:\n  verifications:\n    per_caller: 0\n"),
         "limits.verifications.per_caller",
@@ -718,6 +720,11 @@ fn verification_limits_default_and_are_checked() {
     assert_invalid(
         &format!("{MINIMAL}limits:\n  verifications:\n    callers: 0\n"),
         "limits.verifications.callers",
+        "must be between 1 and",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}limits:\n  ssf_verifications:\n    total: 0\n"),
+        "limits.ssf_verifications.total",
         "must be between 1 and",
     );
     assert_invalid(

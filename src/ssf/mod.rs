@@ -28,5 +28,5 @@ mod testing;
 
 pub use error::SetError;
 pub use push::{MAX_SET_BYTES, router};
-pub use receiver::{Receipt, ReceiveError, SsfReceiver, SsfSetupError};
-pub use verify::{SecurityEvent, SetVerifier, Transmitter};
+pub use receiver::{PUSH_BUDGET, Receipt, ReceiveError, SsfReceiver, SsfSetupError};
+pub use verify::{PrecheckedSet, SecurityEvent, SetVerifier, Transmitter};

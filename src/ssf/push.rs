@@ -7,18 +7,23 @@
 //!
 //! There is no HTTP authentication on this route: a SET authenticates itself by its signature,
 //! which is what RFC 8935 leaves to the receiver, and what a transmitter can always provide.
+//! So every check but the signature runs first, and signatures are verified within a budget
+//! per sending address ([`super::receiver::PUSH_BUDGET`]): a source over it gets `429` with
+//! `Retry-After`, and a transmitter retries.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::{Receipt, ReceiveError, SetError, SsfReceiver};
+use crate::budget::CallerKey;
 use crate::time::UnixTime;
 
 /// Largest SET accepted. A CAEP SET is well under 2 KiB; 64 KiB leaves room for complex subjects
@@ -38,9 +43,17 @@ pub fn router(receiver: Arc<SsfReceiver>, push_path: &str) -> Router {
 
 async fn push(
     State(receiver): State<Arc<SsfReceiver>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The admin listener records each connection's peer; without it (a router served some
+    // other way) all senders share one budget.
+    let source = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(CallerKey::Unknown, |ConnectInfo(peer)| {
+            CallerKey::Address(peer.ip())
+        });
     if !is_set_media_type(headers.get(header::CONTENT_TYPE)) {
         return refuse(&SetError::invalid(format!(
             "Content-Type must be {SET_MEDIA_TYPE}"
@@ -54,7 +67,10 @@ async fn push(
     let Ok(set) = std::str::from_utf8(&body) else {
         return refuse(&SetError::invalid("body is not UTF-8"));
     };
-    match receiver.receive(set.trim(), UnixTime::now()).await {
+    match receiver
+        .receive_from(set.trim(), &source, UnixTime::now())
+        .await
+    {
         Ok(Receipt::Applied { .. } | Receipt::Replayed) => StatusCode::ACCEPTED.into_response(),
         Err(ReceiveError::Refused(error)) => refuse(&error),
         Err(ReceiveError::Store(error)) => {
@@ -63,6 +79,16 @@ async fn push(
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
                 "revocation store unavailable; retry\n",
+            )
+                .into_response()
+        }
+        Err(ReceiveError::Throttled(throttled)) => {
+            let seconds = throttled.retry_after.as_millis().div_ceil(1000).max(1);
+            tracing::debug!(source = ?source, "SET not verified: the source's verification budget is spent");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, HeaderValue::from(seconds as u64))],
+                "too many SETs to verify; retry later\n",
             )
                 .into_response()
         }
@@ -224,6 +250,64 @@ mod tests {
             revocations.current().is_empty(),
             "refused SETs change nothing"
         );
+    }
+
+    async fn post_from(app: &Router, source: &str, body: String) -> (StatusCode, HeaderMap) {
+        let mut request = Request::post(PATH)
+            .header(header::CONTENT_TYPE, SET_MEDIA_TYPE)
+            .body(Body::from(body))
+            .unwrap();
+        let peer: SocketAddr = source.parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = app.clone().oneshot(request).await.unwrap();
+        (response.status(), response.headers().clone())
+    }
+
+    #[tokio::test]
+    async fn a_source_over_its_verification_budget_gets_429_and_others_do_not() {
+        let revocations = Arc::new(
+            Revocations::open(
+                Box::new(MemoryStore::default()),
+                Duration::from_secs(3600),
+                UnixTime::now(),
+            )
+            .await
+            .unwrap(),
+        );
+        let one = crate::budget::Rate {
+            per_second: 1,
+            burst: 2,
+        };
+        let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations.clone())
+            .with_budget(crate::budget::BudgetLimits {
+                per_caller: one,
+                total: crate::budget::Rate {
+                    per_second: 100,
+                    burst: 100,
+                },
+                callers: 10,
+            });
+        let app = router(Arc::new(receiver), PATH);
+        let attacker = "192.0.2.66:40000";
+        for _ in 0..2 {
+            let (status, _) =
+                post_from(&app, attacker, fresh_set().signed_by_untrusted_key()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "verified, refused");
+        }
+        let (status, headers) =
+            post_from(&app, attacker, fresh_set().signed_by_untrusted_key()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        // A SET that fails a cheap check is refused as before: no signature, no budget.
+        let stale = Set::at(UnixTime::now().as_secs() - 3600).signed_by_untrusted_key();
+        assert_eq!(
+            post_from(&app, attacker, stale).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        // The real transmitter pushes from elsewhere, with a budget of its own.
+        let (status, _) = post_from(&app, "198.51.100.7:443", fresh_set().sign()).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(revocations.current().len(), 1);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use super::SetError;
 use super::events::{self, Interpretation};
 use super::replay::ReplayGuard;
 use super::verify::{SetVerifier, Transmitter};
+use crate::budget::{BudgetLimits, CallerKey, Rate, Throttled, VerificationBudget};
 use crate::config::{SsfSettings, TransmitterKeys};
 use crate::keys::source::{fetch, http_client};
 use crate::keys::{KeyOrigin, key_url};
@@ -44,6 +45,9 @@ pub enum ReceiveError {
     /// The revocations could not be stored; the transmitter should retry.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The sender spent its verification budget; it may retry after the delay.
+    #[error("too many SETs to verify from this source; retry in {:?}", .0.retry_after)]
+    Throttled(Throttled),
 }
 
 /// Why the receiver could not be set up from configuration.
@@ -74,7 +78,26 @@ pub struct SsfReceiver {
     verifier: SetVerifier,
     replay: HashMap<Arc<str>, ReplayGuard>,
     revocations: Arc<Revocations>,
+    /// Signature verifications per sending address and in all: the push endpoint has no other
+    /// authentication, so anyone who can reach it can make us verify.
+    budget: VerificationBudget,
 }
+
+/// The push endpoint's default verification budget (`limits.ssf_verifications`): a mass
+/// logout is a burst of SETs from one transmitter, which retries after `Retry-After`; one
+/// source cannot make us verify more than 100 SETs a second (burst 1,000), nor all sources
+/// more than 1,000 (burst 2,000).
+pub const PUSH_BUDGET: BudgetLimits = BudgetLimits {
+    per_caller: Rate {
+        per_second: 100,
+        burst: 1000,
+    },
+    total: Rate {
+        per_second: 1000,
+        burst: 2000,
+    },
+    callers: 10_000,
+};
 
 impl SsfReceiver {
     /// A receiver for the configured transmitters, loading their keys now (a `jwks_uri` is
@@ -132,13 +155,36 @@ impl SsfReceiver {
             verifier: SetVerifier::new(transmitters),
             replay,
             revocations,
+            budget: VerificationBudget::new(PUSH_BUDGET),
         }
     }
 
-    /// Receives the compact SET `set` at `now`. `Ok` means the transmitter may forget it: its
-    /// revocations are durable and apply to the next request of every matching session.
+    /// Verifies SETs within `limits` instead of [`PUSH_BUDGET`].
+    pub fn with_budget(mut self, limits: BudgetLimits) -> SsfReceiver {
+        self.budget = VerificationBudget::new(limits);
+        self
+    }
+
+    /// Receives the compact SET `set` at `now` from an unidentified source (tests, tools).
     pub async fn receive(&self, set: &str, now: UnixTime) -> Result<Receipt, ReceiveError> {
-        let event = self.verifier.verify(set, now)?;
+        self.receive_from(set, &CallerKey::Unknown, now).await
+    }
+
+    /// Receives the compact SET `set`, sent by `source`, at `now`. `Ok` means the transmitter
+    /// may forget it: its revocations are durable and apply to the next request of every
+    /// matching session. Every check but the signature runs first; the signature is verified
+    /// only within `source`'s budget.
+    pub async fn receive_from(
+        &self,
+        set: &str,
+        source: &CallerKey,
+        now: UnixTime,
+    ) -> Result<Receipt, ReceiveError> {
+        let prechecked = self.verifier.precheck(set, now)?;
+        self.budget
+            .try_spend(source, now)
+            .map_err(ReceiveError::Throttled)?;
+        let event = prechecked.verify_signature()?;
         let Interpretation {
             revocations,
             unchanged,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::SetError;
 use crate::time::UnixTime;
-use crate::token::{CompactJws, KeySet, audience_matches};
+use crate::token::{CompactJws, KeySet, SigningAlgorithm, VerificationKey, audience_matches};
 
 /// The oldest `iat` accepted. SETs carry no `exp`; without a bound, a SET captured once could be
 /// replayed forever, and the replay cache would have to remember every `jti` forever. Five
@@ -86,12 +86,26 @@ impl SetVerifier {
         }
     }
 
-    /// Verifies the compact SET `set` as received at `now`.
+    /// Verifies the compact SET `set` as received at `now`: [`SetVerifier::precheck`], then
+    /// the signature.
+    pub fn verify(&self, set: &str, now: UnixTime) -> Result<SecurityEvent, SetError> {
+        self.precheck(set, now)?.verify_signature()
+    }
+
+    /// Every check of `set` but its signature, cheapest first: a SET that is malformed, from
+    /// no configured transmitter, for another audience, stale, or without `jti` or events is
+    /// refused before any signature is verified, so forging SETs costs an attacker as much as
+    /// it costs us. Nothing of a prechecked SET is believed until
+    /// [`PrecheckedSet::verify_signature`] succeeds.
     ///
     /// The order never lets unverified input choose how it is verified: the algorithm must be
     /// asymmetric and fit the key that `kid` names among the keys of the transmitter that `iss`
-    /// names; only then is the signature checked, and only a signed claim set is interpreted.
-    pub fn verify(&self, set: &str, now: UnixTime) -> Result<SecurityEvent, SetError> {
+    /// names.
+    pub fn precheck<'a>(
+        &'a self,
+        set: &'a str,
+        now: UnixTime,
+    ) -> Result<PrecheckedSet<'a>, SetError> {
         let jws = CompactJws::split(set)?;
         let header = jws.header()?;
         if header
@@ -128,11 +142,6 @@ impl SetVerifier {
         if !key.accepts(algorithm) {
             return Err(SetError::InvalidKey(
                 "the algorithm does not match the signing key",
-            ));
-        }
-        if !jws.signed_by(key, algorithm) {
-            return Err(SetError::AuthenticationFailed(
-                "the SET signature does not verify",
             ));
         }
         if !audience_matches(&claims, &transmitter.audiences)? {
@@ -190,13 +199,45 @@ impl SetVerifier {
             Some(value @ Value::Object(_)) => Some(value.clone()),
             Some(_) => return Err(SetError::invalid("sub_id is not a JSON object")),
         };
-        Ok(SecurityEvent {
-            issuer: Arc::clone(&transmitter.issuer),
-            jti: jti.as_str().into(),
-            issued_at,
-            sub_id,
-            events,
+        Ok(PrecheckedSet {
+            jws,
+            key,
+            algorithm,
+            event: SecurityEvent {
+                issuer: Arc::clone(&transmitter.issuer),
+                jti: jti.as_str().into(),
+                issued_at,
+                sub_id,
+                events,
+            },
         })
+    }
+}
+
+/// A SET that passed every check but its signature (see [`SetVerifier::precheck`]): what it
+/// says is still attacker-controlled.
+#[derive(Debug)]
+pub struct PrecheckedSet<'a> {
+    jws: CompactJws<'a>,
+    key: &'a Arc<VerificationKey>,
+    algorithm: SigningAlgorithm,
+    event: SecurityEvent,
+}
+
+impl PrecheckedSet<'_> {
+    /// The transmitter the SET claims to come from (unverified).
+    pub fn claimed_issuer(&self) -> &Arc<str> {
+        &self.event.issuer
+    }
+
+    /// The event, once the signature verifies with the transmitter's key.
+    pub fn verify_signature(self) -> Result<SecurityEvent, SetError> {
+        if !self.jws.signed_by(self.key, self.algorithm) {
+            return Err(SetError::AuthenticationFailed(
+                "the SET signature does not verify",
+            ));
+        }
+        Ok(self.event)
     }
 }
 
@@ -242,6 +283,34 @@ mod tests {
                 .contains_key(crate::ssf::events::SESSION_REVOKED)
         );
         assert!(event.sub_id.is_some());
+    }
+
+    #[test]
+    fn every_cheap_check_runs_before_the_signature() {
+        // Forged (another key) and wrong in a cheap way: refused for the cheap reason, so no
+        // signature was verified for it.
+        for (forged, expected) in [
+            (
+                Set::at(NOW - 3600).signed_by_untrusted_key(),
+                "invalid_request",
+            ),
+            (
+                Set::at(NOW).claim("aud", "other").signed_by_untrusted_key(),
+                "invalid_audience",
+            ),
+            (
+                Set::at(NOW)
+                    .claim("jti", json!(7))
+                    .signed_by_untrusted_key(),
+                "invalid_request",
+            ),
+        ] {
+            assert_eq!(code(&forged), expected);
+        }
+        let prechecked = verifier()
+            .precheck(&Set::at(NOW).signed_by_untrusted_key(), now())
+            .map(|set| set.verify_signature().unwrap_err().code());
+        assert_eq!(prechecked.unwrap(), "authentication_failed");
     }
 
     #[test]
