@@ -248,6 +248,42 @@ mod tests {
         );
     }
 
+    /// The fixture JWKS with its EC P-256 and Ed25519 keys both published under `kid`
+    /// `migrating`, as RFC 7517 section 4.5 allows for keys of different types.
+    fn ring_with_one_kid_for_ec_and_okp() -> KeyRing {
+        let mut jwks: Value = serde_json::from_slice(&crate::testing::jwks()).unwrap();
+        for key in jwks["keys"].as_array_mut().unwrap() {
+            if key["kty"] == "EC" || key["kty"] == "OKP" {
+                key["kid"] = json!("migrating");
+            }
+        }
+        let keys = crate::token::KeySet::from_jwks_json(jwks.to_string().as_bytes())
+            .unwrap()
+            .keys;
+        let ring = KeyRing::new();
+        ring.replace(ISSUER, keys);
+        ring
+    }
+
+    #[test]
+    fn one_kid_shared_by_keys_of_different_types_verifies_each_algorithm() {
+        let ring = ring_with_one_kid_for_ec_and_okp();
+        for (alg, file) in [
+            (Algorithm::ES256, "es256.pem"),
+            (Algorithm::EdDSA, "eddsa.pem"),
+        ] {
+            let token = mint(alg, file, "migrating", &claims());
+            let verified = verifier().verify(&token, &ring);
+            assert!(verified.is_ok(), "{alg:?}: {verified:?}");
+        }
+        // No key under that kid fits RS256: still the algorithm's fault, not an unknown key.
+        let token = mint(Algorithm::RS256, "rs256.pem", "migrating", &claims());
+        assert_eq!(
+            verifier().verify(&token, &ring).unwrap_err(),
+            TokenError::DisallowedAlgorithm("algorithm does not match the signing key")
+        );
+    }
+
     #[test]
     fn structural_garbage_is_malformed() {
         let header = b64(&json!({"alg": "RS256"}));
