@@ -351,6 +351,23 @@ fn not_yet_valid() {
     });
 }
 
+#[test]
+fn not_yet_valid_when_the_user_authenticated_in_the_future() {
+    run(async {
+        let stack = Stack::shared().await;
+        // An hour ahead: its age would read as zero, passing max_auth_age for as long as it lives.
+        let jwt = token().auth_age(-3600).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "not_yet_valid")
+            .assert_challenge_starts_with(INVALID_TOKEN)
+            .assert_challenge_contains("auth_time");
+    });
+}
+
 // ----- session freshness ------------------------------------------------------------------
 
 #[test]
