@@ -643,6 +643,31 @@ fn cnf_matching_peer_certificate_is_allowed() {
 }
 
 #[test]
+fn cnf_with_the_peer_certificate_and_another_method_fails_closed() {
+    run(async {
+        let stack = Stack::shared().await;
+        let pki = support::pki::Pki::shared();
+        // The right certificate, and a DPoP key sessiongate cannot check: not bound "enough".
+        let jwt = token()
+            .claim(
+                "cnf",
+                serde_json::json!({
+                    "x5t#S256": pki.client(Frontend).thumbprint(),
+                    "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+                }),
+            )
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "cnf_mismatch")
+            .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
 fn workload_mismatch() {
     run(async {
         let stack = Stack::shared().await;

@@ -65,7 +65,9 @@ pub enum Confirmation {
     None,
     /// `cnf.x5t#S256`: only the holder of this certificate may present the token.
     Certificate(Box<Thumbprint>),
-    /// A `cnf` method sessiongate cannot check (e.g. DPoP `jkt`); fails closed as `cnf_mismatch`.
+    /// A `cnf` sessiongate cannot check in full: a method it does not implement (e.g. DPoP
+    /// `jkt`), such a method beside `x5t#S256`, or no method at all. Fails closed as
+    /// `cnf_mismatch`.
     Unsupported,
 }
 
@@ -197,20 +199,30 @@ fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
     }
 }
 
+/// Reads `cnf` (RFC 7800): only a confirmation sessiongate can check in full binds the token.
+///
+/// Every method a `cnf` names is a condition on the presenter, and they all hold together.
+/// So `x5t#S256` beside another method (`jkt`, `jwk`, anything else) is not "bound to this
+/// certificate": the other condition would go unchecked, and the token fails closed as
+/// [`Confirmation::Unsupported`]. An empty `cnf` names no method anyone could satisfy and
+/// fails closed the same way. A malformed `x5t#S256` is a malformed token, whatever else the
+/// `cnf` holds.
 fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
-    match value {
-        None | Some(Value::Null) => Ok(Confirmation::None),
-        Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-            Some(Value::String(text)) => Thumbprint::from_base64url(text)
-                .map(|thumbprint| Confirmation::Certificate(Box::new(thumbprint)))
-                .ok_or(TokenError::Malformed(
-                    "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
-                )),
-            Some(_) => Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
-            None if cnf.is_empty() => Ok(Confirmation::None),
-            None => Ok(Confirmation::Unsupported),
-        },
-        Some(_) => Err(TokenError::Malformed("cnf is not an object")),
+    let cnf = match value {
+        None | Some(Value::Null) => return Ok(Confirmation::None),
+        Some(Value::Object(cnf)) => cnf,
+        Some(_) => return Err(TokenError::Malformed("cnf is not an object")),
+    };
+    let certificate = match cnf.get("x5t#S256") {
+        None => None,
+        Some(Value::String(text)) => Some(Thumbprint::from_base64url(text).ok_or(
+            TokenError::Malformed("cnf x5t#S256 is not a base64url SHA-256 thumbprint"),
+        )?),
+        Some(_) => return Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
+    };
+    match certificate {
+        Some(thumbprint) if cnf.len() == 1 => Ok(Confirmation::Certificate(Box::new(thumbprint))),
+        _ => Ok(Confirmation::Unsupported),
     }
 }
 
@@ -340,6 +352,44 @@ mod tests {
     fn unknown_confirmation_methods_fail_closed() {
         let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": "abc"}})), &rules()).unwrap();
         assert_eq!(got.confirmation, Confirmation::Unsupported);
+    }
+
+    #[test]
+    fn a_certificate_beside_another_confirmation_method_fails_closed() {
+        let thumb = Thumbprint([7; 32]).to_string();
+        for cnf in [
+            json!({"x5t#S256": thumb, "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+            json!({"x5t#S256": thumb, "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}),
+            json!({"x5t#S256": thumb, "jku": "https://idp.example/keys"}),
+            json!({"x5t#S256": thumb, "made-up": true}),
+            json!({}),
+        ] {
+            let got = extract(&object(json!({"exp": 1, "cnf": cnf.clone()})), &rules()).unwrap();
+            assert_eq!(got.confirmation, Confirmation::Unsupported, "{cnf}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_certificate_thumbprint_is_malformed_whatever_else_cnf_holds() {
+        for (cnf, problem) in [
+            (json!({"x5t#S256": 7}), "cnf x5t#S256 is not a string"),
+            (
+                json!({"x5t#S256": ["x"], "jkt": "abc"}),
+                "cnf x5t#S256 is not a string",
+            ),
+            (
+                json!({"x5t#S256": "c2hvcnQ"}),
+                "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+            ),
+            (
+                json!({"x5t#S256": "+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+", "jkt": "abc"}),
+                "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+            ),
+            (json!([]), "cnf is not an object"),
+        ] {
+            let got = extract(&object(json!({"exp": 1, "cnf": cnf.clone()})), &rules());
+            assert_eq!(got.unwrap_err(), TokenError::Malformed(problem), "{cnf}");
+        }
     }
 
     #[test]
