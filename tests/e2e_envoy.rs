@@ -204,6 +204,41 @@ fn malformed_token() {
 }
 
 #[test]
+fn null_claims_and_header_members_are_malformed_not_absent() {
+    run(async {
+        let stack = Stack::shared().await;
+        // `"iat": null` was "no iat" (token_too_old), the others were simply ignored.
+        for claim in ["iat", "nbf", "sub", "jti", "scope", "auth_time", "cnf"] {
+            let jwt = token().claim(claim, serde_json::Value::Null).sign();
+            let reply = stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await;
+            reply
+                .assert_denied(401, "malformed_token")
+                .assert_challenge_starts_with(INVALID_TOKEN)
+                .assert_challenge_contains(claim);
+        }
+        let claims = serde_json::Value::Object(token().claims().clone()).to_string();
+        for (header, member) in [
+            (r#"{"alg":"RS256","kid":null}"#, "kid"),
+            (r#"{"alg":"RS256","kid":"test-rs256","typ":null}"#, "typ"),
+            (r#"{"alg":"RS256","kid":"test-rs256","crit":null}"#, "crit"),
+        ] {
+            let jwt = tokens::sign_raw(Alg::Rs256, header, &claims);
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await
+                .assert_denied(401, "malformed_token")
+                .assert_challenge_contains(member);
+        }
+    });
+}
+
+#[test]
 fn bad_signature() {
     run(async {
         let stack = Stack::shared().await;

@@ -104,7 +104,7 @@ impl SetVerifier {
             ));
         }
         let algorithm = header.algorithm()?;
-        if header.crit.is_some() {
+        if header.critical {
             return Err(SetError::invalid("header has critical extensions (crit)"));
         }
         if !header.typ.as_deref().is_some_and(is_set_typ) {
@@ -186,7 +186,7 @@ impl SetVerifier {
             None => return Err(SetError::invalid("SET has no events")),
         };
         let sub_id = match claims.get("sub_id") {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(value @ Value::Object(_)) => Some(value.clone()),
             Some(_) => return Err(SetError::invalid("sub_id is not a JSON object")),
         };
@@ -369,6 +369,16 @@ mod tests {
                     .sign()
             ),
             "invalid_request"
+        );
+    }
+
+    #[test]
+    fn a_null_sub_id_is_an_invalid_request_not_absent() {
+        let refused = verify(&Set::at(NOW).claim("sub_id", Value::Null).sign()).unwrap_err();
+        assert_eq!(refused.code(), "invalid_request");
+        assert!(
+            refused.to_string().contains("sub_id is not a JSON object"),
+            "{refused}"
         );
     }
 

@@ -46,7 +46,10 @@ impl<'a> CompactJws<'a> {
 
     /// The decoded JOSE header.
     pub fn header(&self) -> Result<JoseHeader, TokenError> {
-        decode_json(self.header_b64, "header is not base64url JSON")
+        JoseHeader::from_members(decode_json(
+            self.header_b64,
+            "header is not a base64url JSON object",
+        )?)
     }
 
     /// The decoded payload, which must be a JSON object (a JWT claim set).

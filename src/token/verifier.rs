@@ -47,7 +47,7 @@ impl TokenVerifier {
         let jws = CompactJws::split(token)?;
         let header = jws.header()?;
         let algorithm = header.algorithm()?;
-        if header.crit.is_some() {
+        if header.critical {
             return Err(TokenError::Malformed(
                 "header has critical extensions (crit)",
             ));
@@ -282,6 +282,72 @@ mod tests {
             verifier().verify(&token, &ring).unwrap_err(),
             TokenError::DisallowedAlgorithm("algorithm does not match the signing key")
         );
+    }
+
+    /// A token with exactly these header and claims JSON texts, signed by the fixture ES256 key.
+    fn es256_over(header: &str, claims: &str) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &key("es256.pem", Algorithm::ES256),
+            Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{signing_input}.{signature}")
+    }
+
+    #[test]
+    fn null_header_members_are_malformed_not_absent() {
+        let claims = claims().to_string();
+        let well_formed = es256_over(r#"{"alg":"ES256","kid":"test-es256"}"#, &claims);
+        assert!(verifier().verify(&well_formed, &ring()).is_ok());
+        for (header, problem) in [
+            (
+                r#"{"alg":"ES256","kid":null}"#,
+                "header kid is not a string",
+            ),
+            (
+                r#"{"alg":"ES256","kid":"test-es256","typ":null}"#,
+                "header typ is not a string",
+            ),
+            (
+                r#"{"alg":"ES256","kid":"test-es256","crit":null}"#,
+                "header has critical extensions (crit)",
+            ),
+            (
+                r#"{"alg":null,"kid":"test-es256"}"#,
+                "header alg is not a string",
+            ),
+        ] {
+            assert_eq!(
+                verifier()
+                    .verify(&es256_over(header, &claims), &ring())
+                    .unwrap_err(),
+                TokenError::Malformed(problem),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_claims_are_malformed_not_absent() {
+        for claim in ["iat", "nbf", "sub", "jti", "aud", "scope", "cnf", "iss"] {
+            let mut with_null = claims();
+            with_null[claim] = Value::Null;
+            let token = es256_over(
+                r#"{"alg":"ES256","kid":"test-es256"}"#,
+                &with_null.to_string(),
+            );
+            let verified = verifier().verify(&token, &ring());
+            assert!(
+                matches!(verified, Err(TokenError::Malformed(_))),
+                "{claim}: null gave {verified:?}"
+            );
+        }
     }
 
     #[test]
