@@ -239,6 +239,39 @@ fn null_claims_and_header_members_are_malformed_not_absent() {
 }
 
 #[test]
+fn a_member_named_twice_is_malformed_not_last_one_wins() {
+    run(async {
+        let stack = Stack::shared().await;
+        let claims = serde_json::Value::Object(token().claims().clone()).to_string();
+        let header = r#"{"alg":"RS256","typ":"at+jwt","kid":"test-rs256"}"#;
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, header, &claims))
+            .reply()
+            .await
+            .assert_allowed();
+        // Another reader keeping the first `sub` would see alice; keeping the last, admin.
+        let two_subjects = claims.replacen(r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#, 1);
+        assert_ne!(two_subjects, claims);
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, header, &two_subjects))
+            .reply()
+            .await
+            .assert_denied(401, "malformed_token")
+            .assert_challenge_contains("claims name a member twice");
+        let two_kids = r#"{"alg":"RS256","typ":"at+jwt","kid":"nope","kid":"test-rs256"}"#;
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, two_kids, &claims))
+            .reply()
+            .await
+            .assert_denied(401, "malformed_token")
+            .assert_challenge_contains("header names a member twice");
+    });
+}
+
+#[test]
 fn bad_signature() {
     run(async {
         let stack = Stack::shared().await;

@@ -383,6 +383,27 @@ mod tests {
     }
 
     #[test]
+    fn a_member_named_twice_at_any_depth_is_an_invalid_request() {
+        let set = Set::at(NOW);
+        let valid = serde_json::to_string(&set.claims()).unwrap();
+        assert!(verify(&set.sign_claims_text(&valid)).is_ok());
+        for (from, to) in [
+            // The top level: a second jti.
+            (r#""jti":"set-1""#, r#""jti":"set-1","jti":"set-2""#),
+            // Inside sub_id: whose sessions would be revoked?
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"bob""#),
+        ] {
+            assert!(valid.contains(from), "{valid}");
+            let refused = verify(&set.sign_claims_text(&valid.replacen(from, to, 1))).unwrap_err();
+            assert_eq!(refused.code(), "invalid_request", "{to}");
+            assert!(
+                refused.to_string().contains("name a member twice"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn events_must_be_a_non_empty_object() {
         for events in [json!([]), json!("x"), json!({})] {
             assert_eq!(

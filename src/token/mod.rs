@@ -9,6 +9,7 @@ mod algorithm;
 mod claims;
 mod credential;
 mod issuer;
+mod json;
 mod jws;
 mod keys;
 mod verifier;

@@ -334,6 +334,38 @@ mod tests {
     }
 
     #[test]
+    fn a_member_named_twice_is_malformed_in_the_header_and_at_any_depth_of_the_claims() {
+        let header = r#"{"alg":"ES256","kid":"test-es256"}"#;
+        let claims = r#"{"iss":"https://idp.example.test","aud":"shop-api","sub":"alice","iat":1000,"exp":2000,"cnf":{"x5t#S256":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}}"#;
+        assert!(
+            verifier()
+                .verify(&es256_over(header, claims), &ring())
+                .is_ok()
+        );
+        let duplicate_header = r#"{"alg":"ES256","kid":"test-es256","kid":"test-rs256"}"#;
+        assert_eq!(
+            verifier()
+                .verify(&es256_over(duplicate_header, claims), &ring())
+                .unwrap_err(),
+            TokenError::Malformed("header names a member twice")
+        );
+        for (from, to) in [
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#),
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#),
+            (r#""x5t#S256":"#, r#""x5t#S256":"AA","x5t#S256":"#),
+        ] {
+            let forged = claims.replacen(from, to, 1);
+            assert_eq!(
+                verifier()
+                    .verify(&es256_over(header, &forged), &ring())
+                    .unwrap_err(),
+                TokenError::Malformed("claims name a member twice (at some depth)"),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
     fn null_claims_are_malformed_not_absent() {
         for claim in ["iat", "nbf", "sub", "jti", "aud", "scope", "cnf", "iss"] {
             let mut with_null = claims();
