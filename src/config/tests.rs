@@ -258,6 +258,18 @@ fn routes_are_checked() {
         "not a SPIFFE ID",
     );
     assert_invalid(
+        &with_route("    workloads: [\"spiffe://cluster.local*\"]\n"),
+        "routes[0].workloads[0]",
+        "a `*` must follow a `/` (a prefix ending mid-name also admits longer names, e.g. another trust domain or namespace); write `spiffe://cluster.local/*`",
+    );
+    assert_invalid(
+        &with_route(
+            "    workloads: [\"spiffe://cluster.local/ns/a\", \"spiffe://cluster.local/ns/shop*\"]\n",
+        ),
+        "routes[0].workloads[1]",
+        "write `spiffe://cluster.local/ns/shop/*`",
+    );
+    assert_invalid(
         &with_route("    workloads: []\n"),
         "routes[0].workloads",
         "deny every caller",
