@@ -24,12 +24,25 @@ fn key_file(name: &str) -> Vec<u8> {
     std::fs::read(format!("{KEYS}/{name}")).unwrap()
 }
 
-/// The fixture transmitter with its published keys.
+/// Another token issuer, which the fixture transmitter may not act on.
+pub const OTHER_ISSUER: &str = "https://other-idp.example.test";
+
+/// The fixture transmitter with its published keys, acting on [`TOKEN_ISSUER`]'s sessions.
 pub fn transmitter() -> Transmitter {
+    transmitter_for(&[TOKEN_ISSUER])
+}
+
+/// The fixture transmitter, acting on the sessions of `issuers`.
+pub fn transmitter_for(issuers: &[&str]) -> Transmitter {
     let keys = KeySet::from_jwks_json(&key_file("transmitter-jwks.json"))
         .unwrap()
         .keys;
-    Transmitter::new(TRANSMITTER, AUDIENCE, keys)
+    Transmitter::new(
+        TRANSMITTER,
+        AUDIENCE,
+        keys,
+        issuers.iter().map(|issuer| Arc::from(*issuer)),
+    )
 }
 
 /// A verifier trusting only the fixture transmitter.

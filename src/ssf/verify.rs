@@ -34,8 +34,12 @@ const MAX_JTI_LEN: usize = 256;
 /// One trusted transmitter, as configured.
 #[derive(Debug)]
 pub struct Transmitter {
-    /// Its `iss`; also the issuer that `opaque` subjects belong to.
+    /// Its `iss`.
     pub issuer: Arc<str>,
+    /// The token issuers whose sessions its events may act on (`ssf.transmitters[].issuers`,
+    /// never empty): with several identity providers trusted, one must not be able to log out
+    /// another's users.
+    pub acts_for: Arc<[Arc<str>]>,
     /// The one `aud` value its SETs must carry (a list of one, as the audience check takes).
     audiences: [Box<str>; 1],
     /// Its signing keys.
@@ -43,10 +47,17 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    /// A transmitter named `issuer`, sending to `audience`, signing with `keys`.
-    pub fn new(issuer: &str, audience: &str, keys: KeySet) -> Transmitter {
+    /// A transmitter named `issuer`, sending to `audience`, signing with `keys`, acting on
+    /// sessions of the token issuers `acts_for`.
+    pub fn new(
+        issuer: &str,
+        audience: &str,
+        keys: KeySet,
+        acts_for: impl IntoIterator<Item = Arc<str>>,
+    ) -> Transmitter {
         Transmitter {
             issuer: issuer.into(),
+            acts_for: acts_for.into_iter().collect(),
             audiences: [audience.into()],
             keys,
         }
@@ -59,6 +70,8 @@ impl Transmitter {
 pub struct SecurityEvent {
     /// The transmitter (`iss`).
     pub issuer: Arc<str>,
+    /// The token issuers the transmitter may act on ([`Transmitter::acts_for`]).
+    pub acts_for: Arc<[Arc<str>]>,
     /// `jti`, unique per transmitter.
     pub jti: Box<str>,
     /// `iat`.
@@ -192,6 +205,7 @@ impl SetVerifier {
         };
         Ok(SecurityEvent {
             issuer: Arc::clone(&transmitter.issuer),
+            acts_for: Arc::clone(&transmitter.acts_for),
             jti: jti.as_str().into(),
             issued_at,
             sub_id,
