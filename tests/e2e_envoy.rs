@@ -335,6 +335,44 @@ fn wrong_audience() {
 }
 
 #[test]
+fn one_kid_shared_by_an_ec_and_an_okp_key_verifies_es256_and_eddsa() {
+    run(async {
+        // RFC 7517 section 4.5: keys of different types may share a kid (a migration).
+        let dir = tempfile::tempdir().expect("stack temp dir");
+        let mut jwks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tokens::jwks_path()).unwrap()).unwrap();
+        for key in jwks["keys"].as_array_mut().unwrap() {
+            if key["kty"] == "EC" || key["kty"] == "OKP" {
+                key["kid"] = serde_json::json!("migrating");
+            }
+        }
+        std::fs::write(dir.path().join("shared-kid.json"), jwks.to_string()).unwrap();
+        let yaml = support::policy::with_first_issuer_keys(
+            &support::policy::sessiongate_yaml(None),
+            "    jwks_file: \"shared-kid.json\"\n",
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let jwt = token().alg(alg).kid("migrating").sign();
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await
+                .assert_allowed();
+        }
+        // No key under that kid fits RS256: still the algorithm's fault.
+        let jwt = token().alg(Alg::Rs256).kid("migrating").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "disallowed_algorithm");
+    });
+}
+
+#[test]
 fn disallowed_algorithm_none() {
     run(async {
         let stack = Stack::shared().await;
