@@ -67,15 +67,16 @@ pub fn session_denials(
                     "token is older than any route allows",
                 ));
             }
-            if let Err(future) = check_auth_time_not_in_future(token, now, skew) {
-                denials.push(future);
-            }
             if let Some(idle_timeout) = session.idle_timeout
                 && let Err(idle) = check_idle(issued_at, state.last_allowed, idle_timeout, clock)
             {
                 denials.push(idle);
             }
         }
+    }
+    // Whatever `iat` says: an authentication in the future is a problem of its own.
+    if let Err(future) = check_auth_time_not_in_future(token, now, skew) {
+        denials.push(future);
     }
     denials
 }
@@ -254,6 +255,19 @@ mod tests {
             clock(60),
         );
         assert!(within_skew.is_empty(), "{within_skew:?}");
+        future.auth_time = Some(at(600));
+        future.issued_at = None;
+        let without_iat = session_denials(
+            &future,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert_eq!(
+            reasons(without_iat),
+            [DenyReason::TokenTooOld, DenyReason::NotYetValid]
+        );
     }
 
     #[test]
