@@ -8,8 +8,8 @@
 //! 1. [`admit`]: pick the route (`no_route`), let public routes through, and read the bearer
 //!    credential (`missing_token`, `bad_request`).
 //! 2. [`decide`]: once the token is verified (or found in the cache), judge the session against
-//!    the route on *every* request: key still trusted, not revoked, `exp`/`nbf`, token age, authentication
-//!    age, idleness, certificate binding (`cnf`), replay (pinning), binding claim, allowed
+//!    the route on *every* request: key still trusted, not revoked, `exp`/`nbf`, token age,
+//!    `auth_time` not in the future, authentication age, idleness, certificate binding (`cnf`), replay (pinning), binding claim, allowed
 //!    workloads, scopes. Authentication failures (401) are checked before authorization (403),
 //!    so a client that must fetch a new token learns that first.
 
@@ -204,6 +204,7 @@ pub fn decide(
             "token is older than the route allows",
         ));
     }
+    check_auth_time_not_in_future(token, now, skew)?;
     if let (Some(max_auth_age), Some(auth_time)) =
         (rules.requirements.max_auth_age, token.auth_time)
         && now.since(auth_time) > max_auth_age
@@ -265,6 +266,27 @@ pub fn decide(
     {
         return Err(Deny::insufficient_scope(
             &rules.requirements.scope_challenge,
+        ));
+    }
+    Ok(())
+}
+
+/// An `auth_time` later than `now + skew` is refused whether or not a route sets a
+/// `max_auth_age`: the age of an authentication that has not happened yet reads as zero, so
+/// such a token would pass every `max_auth_age` (and every SSF assurance-level cut-off) for as
+/// long as it lives. Shared by [`decide`] and [`session_denials`], so both say the same.
+fn check_auth_time_not_in_future(
+    token: &VerifiedToken,
+    now: UnixTime,
+    skew: Duration,
+) -> Result<(), Deny> {
+    if token
+        .auth_time
+        .is_some_and(|auth_time| auth_time > now.plus(skew))
+    {
+        return Err(Deny::new(
+            DenyReason::NotYetValid,
+            "user authentication time is in the future (auth_time)",
         ));
     }
     Ok(())

@@ -855,6 +855,7 @@ mod tests {
                 recorded_at: now,
                 origin: "test".into(),
                 reason: "".into(),
+                issuers: None,
             }))
             .unwrap();
         let report = gate.explain(&jwt, now).unwrap();

@@ -49,6 +49,30 @@ fn check_config_names_file_key_and_problem_and_exits_2() {
 }
 
 #[test]
+fn check_config_refuses_a_workload_prefix_that_crosses_a_trust_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(EXAMPLE).unwrap().replace(
+        r#"workloads: ["spiffe://cluster.local/ns/shop/sa/frontend"]"#,
+        r#"workloads: ["spiffe://cluster.local*"]"#,
+    );
+    let file = dir.path().join("prefix.yaml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).with_file_name("jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    let out = sessiongate(&["check-config", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("routes[1].workloads[0]"), "{stderr}");
+    assert!(
+        stderr.contains("write `spiffe://cluster.local/*`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serve_refuses_an_invalid_config_with_exit_2() {
     let out = sessiongate(&["serve", "--config", "/nonexistent/sessiongate.yaml"]);
     assert_eq!(out.status.code(), Some(2));

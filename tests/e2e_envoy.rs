@@ -204,6 +204,74 @@ fn malformed_token() {
 }
 
 #[test]
+fn null_claims_and_header_members_are_malformed_not_absent() {
+    run(async {
+        let stack = Stack::shared().await;
+        // `"iat": null` was "no iat" (token_too_old), the others were simply ignored.
+        for claim in ["iat", "nbf", "sub", "jti", "scope", "auth_time", "cnf"] {
+            let jwt = token().claim(claim, serde_json::Value::Null).sign();
+            let reply = stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await;
+            reply
+                .assert_denied(401, "malformed_token")
+                .assert_challenge_starts_with(INVALID_TOKEN)
+                .assert_challenge_contains(claim);
+        }
+        let claims = serde_json::Value::Object(token().claims().clone()).to_string();
+        for (header, member) in [
+            (r#"{"alg":"RS256","kid":null}"#, "kid"),
+            (r#"{"alg":"RS256","kid":"test-rs256","typ":null}"#, "typ"),
+            (r#"{"alg":"RS256","kid":"test-rs256","crit":null}"#, "crit"),
+        ] {
+            let jwt = tokens::sign_raw(Alg::Rs256, header, &claims);
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await
+                .assert_denied(401, "malformed_token")
+                .assert_challenge_contains(member);
+        }
+    });
+}
+
+#[test]
+fn a_member_named_twice_is_malformed_not_last_one_wins() {
+    run(async {
+        let stack = Stack::shared().await;
+        let claims = serde_json::Value::Object(token().claims().clone()).to_string();
+        let header = r#"{"alg":"RS256","typ":"at+jwt","kid":"test-rs256"}"#;
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, header, &claims))
+            .reply()
+            .await
+            .assert_allowed();
+        // Another reader keeping the first `sub` would see alice; keeping the last, admin.
+        let two_subjects = claims.replacen(r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#, 1);
+        assert_ne!(two_subjects, claims);
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, header, &two_subjects))
+            .reply()
+            .await
+            .assert_denied(401, "malformed_token")
+            .assert_challenge_contains("claims name a member twice");
+        let two_kids = r#"{"alg":"RS256","typ":"at+jwt","kid":"nope","kid":"test-rs256"}"#;
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(tokens::sign_raw(Alg::Rs256, two_kids, &claims))
+            .reply()
+            .await
+            .assert_denied(401, "malformed_token")
+            .assert_challenge_contains("header names a member twice");
+    });
+}
+
+#[test]
 fn bad_signature() {
     run(async {
         let stack = Stack::shared().await;
@@ -263,6 +331,44 @@ fn wrong_audience() {
             .await
             .assert_denied(401, "wrong_audience")
             .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn one_kid_shared_by_an_ec_and_an_okp_key_verifies_es256_and_eddsa() {
+    run(async {
+        // RFC 7517 section 4.5: keys of different types may share a kid (a migration).
+        let dir = tempfile::tempdir().expect("stack temp dir");
+        let mut jwks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tokens::jwks_path()).unwrap()).unwrap();
+        for key in jwks["keys"].as_array_mut().unwrap() {
+            if key["kty"] == "EC" || key["kty"] == "OKP" {
+                key["kid"] = serde_json::json!("migrating");
+            }
+        }
+        std::fs::write(dir.path().join("shared-kid.json"), jwks.to_string()).unwrap();
+        let yaml = support::policy::with_first_issuer_keys(
+            &support::policy::sessiongate_yaml(None),
+            "    jwks_file: \"shared-kid.json\"\n",
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let jwt = token().alg(alg).kid("migrating").sign();
+            stack
+                .get(Frontend, "/orders/1")
+                .bearer_auth(&jwt)
+                .reply()
+                .await
+                .assert_allowed();
+        }
+        // No key under that kid fits RS256: still the algorithm's fault.
+        let jwt = token().alg(Alg::Rs256).kid("migrating").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "disallowed_algorithm");
     });
 }
 
@@ -348,6 +454,23 @@ fn not_yet_valid() {
             .await
             .assert_denied(401, "not_yet_valid")
             .assert_challenge_starts_with(INVALID_TOKEN);
+    });
+}
+
+#[test]
+fn not_yet_valid_when_the_user_authenticated_in_the_future() {
+    run(async {
+        let stack = Stack::shared().await;
+        // An hour ahead: its age would read as zero, passing max_auth_age for as long as it lives.
+        let jwt = token().auth_age(-3600).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "not_yet_valid")
+            .assert_challenge_starts_with(INVALID_TOKEN)
+            .assert_challenge_contains("auth_time");
     });
 }
 
@@ -622,6 +745,31 @@ fn cnf_matching_peer_certificate_is_allowed() {
             .reply()
             .await
             .assert_allowed();
+    });
+}
+
+#[test]
+fn cnf_with_the_peer_certificate_and_another_method_fails_closed() {
+    run(async {
+        let stack = Stack::shared().await;
+        let pki = support::pki::Pki::shared();
+        // The right certificate, and a DPoP key sessiongate cannot check: not bound "enough".
+        let jwt = token()
+            .claim(
+                "cnf",
+                serde_json::json!({
+                    "x5t#S256": pki.client(Frontend).thumbprint(),
+                    "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+                }),
+            )
+            .sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "cnf_mismatch")
+            .assert_challenge_starts_with(INVALID_TOKEN);
     });
 }
 

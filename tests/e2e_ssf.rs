@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::reply::Reply;
 use support::ssf::{self, caep, iss_sub, push, push_as, set, unique};
-use support::tokens::{ISSUER, now, token};
+use support::tokens::{Alg, ES256_ONLY_ISSUER, ISSUER, now, token};
 use support::{SendExt as _, Stack, Workload, run};
 use tokio::sync::OnceCell;
 
@@ -292,6 +292,80 @@ fn unknown_event_types_are_accepted_and_change_nothing() {
         .await
         .assert_accepted();
         call(stack, &session).await.assert_allowed();
+    });
+}
+
+// ----- a transmitter acts only on its own issuers ------------------------------------------
+
+/// A session of `sub` at the second trusted issuer, which the transmitter does not act for
+/// (the transmitter is [`ISSUER`], and its `issuers` default to that one issuer).
+async fn allowed_session_at_other_issuer(stack: &Stack, sub: &str) -> String {
+    let jwt = token()
+        .iss(ES256_ONLY_ISSUER)
+        .alg(Alg::Es256)
+        .sub(sub)
+        .sign();
+    call(stack, &jwt).await.assert_allowed();
+    jwt
+}
+
+#[test]
+fn a_transmitter_naming_another_issuers_user_is_refused_and_that_session_lives_on() {
+    run(async {
+        let stack = stack().await;
+        let user = unique("other-idp-user");
+        let theirs = allowed_session_at_other_issuer(stack, &user).await;
+        let ours = allowed_session(stack, &user, 5).await;
+
+        let reply = push(
+            admin(stack),
+            set(
+                json!({"format": "iss_sub", "iss": ES256_ONLY_ISSUER, "sub": user}),
+                &caep("session-revoked"),
+                json!({}),
+            )
+            .sign(),
+        )
+        .await;
+        reply.assert_refused("access_denied");
+        assert!(reply.body.contains(ES256_ONLY_ISSUER), "{reply:?}");
+
+        call(stack, &theirs).await.assert_allowed();
+        // Nothing of the refused SET was applied, not even to the transmitter's own issuer.
+        call(stack, &ours).await.assert_allowed();
+    });
+}
+
+#[test]
+fn an_email_subject_revokes_only_sessions_of_the_transmitters_issuers() {
+    run(async {
+        let stack = stack().await;
+        let user = unique("shared-email");
+        let email = format!("{user}@example.test");
+        let ours = token().sub(&user).claim("email", email.as_str()).sign();
+        let theirs = token()
+            .iss(ES256_ONLY_ISSUER)
+            .alg(Alg::Es256)
+            .sub(&user)
+            .claim("email", email.as_str())
+            .sign();
+        call(stack, &ours).await.assert_allowed();
+        call(stack, &theirs).await.assert_allowed();
+
+        push(
+            admin(stack),
+            set(
+                json!({"format": "email", "email": email}),
+                &caep("credential-change"),
+                json!({}),
+            )
+            .sign(),
+        )
+        .await
+        .assert_accepted();
+
+        assert_revoked(stack, &ours).await;
+        call(stack, &theirs).await.assert_allowed();
     });
 }
 

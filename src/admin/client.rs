@@ -127,13 +127,18 @@ pub fn format_revocation(revocation: &proto::Revocation) -> String {
         Ok(proto::Effect::RequireReauthentication) => "re-authenticate",
         _ => "revoked",
     };
+    let scope = if revocation.issuers.is_empty() {
+        String::new()
+    } else {
+        format!(" of tokens of {}", revocation.issuers.join(", "))
+    };
     let reason = if revocation.reason.is_empty() {
         String::new()
     } else {
         format!(" reason={:?}", revocation.reason)
     };
     format!(
-        "{effect}: {selector}, issued at or before {} (by {} at {}; forgotten after {}){reason}",
+        "{effect}: {selector}{scope}, issued at or before {} (by {} at {}; forgotten after {}){reason}",
         format_instant(revocation.issued_before_unix_ms),
         revocation.origin,
         format_instant(revocation.recorded_at_unix_ms),
@@ -199,6 +204,30 @@ pub fn format_explanation(answer: &proto::ExplainSessionResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scoped_revocation_names_the_issuers_it_reaches() {
+        let mut revocation = proto::Revocation {
+            selector: Some(proto::Selector {
+                kind: Some(proto::selector::Kind::Email("a@b.c".into())),
+            }),
+            effect: proto::Effect::Revoke as i32,
+            origin: "ssf:https://idp".into(),
+            ..Default::default()
+        };
+        assert!(
+            format_revocation(&revocation).starts_with("revoked: email a@b.c, issued"),
+            "{}",
+            format_revocation(&revocation)
+        );
+        revocation.issuers = vec!["https://idp".into(), "https://b".into()];
+        assert!(
+            format_revocation(&revocation)
+                .starts_with("revoked: email a@b.c of tokens of https://idp, https://b, issued"),
+            "{}",
+            format_revocation(&revocation)
+        );
+    }
 
     #[test]
     fn issued_before_accepts_now_instants_and_durations_ago() {

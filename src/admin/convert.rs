@@ -195,6 +195,12 @@ pub fn revocation_to_proto(revocation: &Revocation, horizon: Duration) -> proto:
         origin: revocation.origin.to_string(),
         reason: revocation.reason.to_string(),
         forget_after_unix_ms: revocation.issued_before.plus(horizon).as_millis(),
+        issuers: revocation
+            .issuers
+            .iter()
+            .flatten()
+            .map(|issuer| issuer.to_string())
+            .collect(),
     }
 }
 

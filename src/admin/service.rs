@@ -52,6 +52,7 @@ impl AdminService {
             recorded_at: now,
             origin: ORIGIN.into(),
             reason: convert::reason(request.reason)?,
+            issuers: None,
         })
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use schema::ConfigFile;
-use schema::{IssuerSection, RouteSection};
+use schema::{IssuerSection, RouteSection, TransmitterSection};
 
 use crate::budget::{BudgetLimits, Rate};
 use crate::dry_run::DryRun;
@@ -159,6 +159,9 @@ pub enum TransmitterKeys {
 pub struct TransmitterSettings {
     /// Its `iss`.
     pub issuer: String,
+    /// The configured token issuers whose sessions its events may act on: `issuers` as
+    /// configured, else the issuer whose identifier is the transmitter's own. Never empty.
+    pub issuers: Vec<Arc<str>>,
     /// Its signing keys.
     pub keys: TransmitterKeys,
     /// The `aud` its SETs must carry.
@@ -391,7 +394,11 @@ impl Compiler<'_> {
         let routes = self.routes(&raw)?;
         let admin = self.admin(&raw, grpc_listen)?;
         let revocation = self.revocation(&raw)?;
-        let ssf = self.ssf(&raw, admin.is_some())?;
+        let trusted: Vec<Arc<str>> = issuer_rules
+            .iter()
+            .map(|rules| Arc::clone(&rules.issuer))
+            .collect();
+        let ssf = self.ssf(&raw, admin.is_some(), &trusted)?;
         let telemetry = self.telemetry(&raw)?;
         let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
         let verification = self.verification(&raw)?;
@@ -774,7 +781,62 @@ impl Compiler<'_> {
         Ok(RedisCa { file, pem })
     }
 
-    fn ssf(&self, raw: &ConfigFile, has_admin: bool) -> Result<Option<SsfSettings>, ConfigError> {
+    /// The token issuers a transmitter may act on. Each listed one must be configured; without
+    /// a list, the configured issuer with the transmitter's own identifier. A transmitter with
+    /// neither is refused rather than left acting on nothing: it would acknowledge (202) every
+    /// event while cutting no session, and its identity provider would believe users logged
+    /// out who are not.
+    fn transmitter_issuers(
+        &self,
+        key: &str,
+        transmitter: &TransmitterSection,
+        trusted: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, ConfigError> {
+        let configured = |issuer: &str| trusted.iter().find(|own| ***own == *issuer).cloned();
+        let Some(listed) = &transmitter.issuers else {
+            return configured(&transmitter.issuer)
+                .map(|own| vec![own])
+                .ok_or_else(|| {
+                    self.invalid(
+                        format!("{key}.issuers"),
+                        format!(
+                            "`{}` is not a configured issuer, so this transmitter would act on no \
+                         session: list the issuers[].issuer values it speaks for",
+                            transmitter.issuer
+                        ),
+                    )
+                });
+        };
+        if listed.is_empty() {
+            return Err(self.invalid(
+                format!("{key}.issuers"),
+                "an empty list would act on no session; list the issuers[].issuer values \
+                 this transmitter speaks for",
+            ));
+        }
+        let mut issuers: Vec<Arc<str>> = Vec::with_capacity(listed.len());
+        for (index, issuer) in listed.iter().enumerate() {
+            let entry = format!("{key}.issuers[{index}]");
+            let own = configured(issuer).ok_or_else(|| {
+                self.invalid(
+                    &entry,
+                    format!("`{issuer}` is not a configured issuer (issuers[].issuer)"),
+                )
+            })?;
+            if issuers.contains(&own) {
+                return Err(self.invalid(&entry, format!("`{issuer}` is listed twice")));
+            }
+            issuers.push(own);
+        }
+        Ok(issuers)
+    }
+
+    fn ssf(
+        &self,
+        raw: &ConfigFile,
+        has_admin: bool,
+        trusted: &[Arc<str>],
+    ) -> Result<Option<SsfSettings>, ConfigError> {
         let Some(ssf) = &raw.ssf else { return Ok(None) };
         if !has_admin {
             return Err(self.invalid(
@@ -819,8 +881,10 @@ impl Compiler<'_> {
                 }
                 _ => return Err(self.invalid(key, "set exactly one of jwks_file and jwks_uri")),
             };
+            let issuers = self.transmitter_issuers(&key, transmitter, trusted)?;
             transmitters.push(TransmitterSettings {
                 issuer: transmitter.issuer.clone(),
+                issuers,
                 keys,
                 audience: transmitter.audience.clone(),
             });

@@ -203,6 +203,9 @@ pub struct TransmitterSection {
     pub jwks_uri: Option<String>,
     /// The `aud` its SETs must carry.
     pub audience: String,
+    /// The configured token issuers (`issuers[].issuer`) whose sessions its events may act on;
+    /// default: the one whose identifier is `issuer`.
+    pub issuers: Option<Vec<String>>,
 }
 
 /// `listen`.

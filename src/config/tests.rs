@@ -258,6 +258,18 @@ fn routes_are_checked() {
         "not a SPIFFE ID",
     );
     assert_invalid(
+        &with_route("    workloads: [\"spiffe://cluster.local*\"]\n"),
+        "routes[0].workloads[0]",
+        "a `*` must follow a `/` (a prefix ending mid-name also admits longer names, e.g. another trust domain or namespace); write `spiffe://cluster.local/*`",
+    );
+    assert_invalid(
+        &with_route(
+            "    workloads: [\"spiffe://cluster.local/ns/a\", \"spiffe://cluster.local/ns/shop*\"]\n",
+        ),
+        "routes[0].workloads[1]",
+        "write `spiffe://cluster.local/ns/shop/*`",
+    );
+    assert_invalid(
         &with_route("    workloads: []\n"),
         "routes[0].workloads",
         "deny every caller",
@@ -433,7 +445,7 @@ fn a_private_redis_ca_is_read_beside_the_config_and_checked() {
 
 #[test]
 fn ssf_needs_the_admin_listener_and_transmitter_keys() {
-    let transmitter = "ssf:\n  transmitters:\n    - issuer: https://idp\n      audience: sessiongate\n      jwks_file: jwks.json\n";
+    let transmitter = "ssf:\n  transmitters:\n    - issuer: https://idp.example.test\n      audience: sessiongate\n      jwks_file: jwks.json\n";
     assert_invalid(
         &format!("{MINIMAL}{transmitter}"),
         "ssf",
@@ -450,6 +462,69 @@ fn ssf_needs_the_admin_listener_and_transmitter_keys() {
         "      jwks_file: jwks.json\n      jwks_uri: https://idp/jwks",
     );
     assert_invalid(&both, "ssf.transmitters[0]", "exactly one");
+}
+
+/// [`MINIMAL`] with a second issuer, the admin listener and one transmitter whose entry ends
+/// with `extra` (e.g. an `issuers` list, indented six spaces).
+fn with_transmitter(issuer: &str, extra: &str) -> String {
+    let two_issuers = MINIMAL.replace(
+        "routes:",
+        "  - issuer: \"https://b.example.test\"\n    audiences: [\"shop-api\"]\n    jwks_file: jwks.json\nroutes:",
+    );
+    format!(
+        "{two_issuers}admin:\n  listen: 127.0.0.1:0\n  token_file: admin.token\nssf:\n  transmitters:\n    - issuer: \"{issuer}\"\n      audience: sessiongate\n      jwks_file: jwks.json\n{extra}"
+    )
+}
+
+#[test]
+fn a_transmitter_acts_by_default_on_the_issuer_with_its_own_identifier() {
+    let (config, _, _dir) = load_yaml(&with_transmitter("https://b.example.test", ""));
+    let transmitter = &config.unwrap().ssf.unwrap().transmitters[0];
+    assert_eq!(transmitter.issuers, [Arc::from("https://b.example.test")]);
+}
+
+#[test]
+fn a_transmitter_acts_on_the_configured_issuers_it_lists() {
+    let listed = "      issuers: [\"https://b.example.test\", \"https://idp.example.test\"]\n";
+    let (config, _, _dir) = load_yaml(&with_transmitter("https://ssf.example.test", listed));
+    let transmitter = &config.unwrap().ssf.unwrap().transmitters[0];
+    assert_eq!(
+        transmitter.issuers,
+        [
+            Arc::from("https://b.example.test"),
+            Arc::from("https://idp.example.test")
+        ]
+    );
+}
+
+#[test]
+fn a_transmitter_scope_names_configured_issuers_only() {
+    assert_invalid(
+        &with_transmitter("https://ssf.example.test", ""),
+        "ssf.transmitters[0].issuers",
+        "`https://ssf.example.test` is not a configured issuer, so this transmitter would act on no session",
+    );
+    assert_invalid(
+        &with_transmitter(
+            "https://b.example.test",
+            "      issuers: [\"https://b.example.test\", \"https://c.example.test\"]\n",
+        ),
+        "ssf.transmitters[0].issuers[1]",
+        "`https://c.example.test` is not a configured issuer",
+    );
+    assert_invalid(
+        &with_transmitter("https://b.example.test", "      issuers: []\n"),
+        "ssf.transmitters[0].issuers",
+        "empty list",
+    );
+    assert_invalid(
+        &with_transmitter(
+            "https://b.example.test",
+            "      issuers: [\"https://b.example.test\", \"https://b.example.test\"]\n",
+        ),
+        "ssf.transmitters[0].issuers[1]",
+        "listed twice",
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{Clock, SessionState, check_idle};
+use super::{Clock, SessionState, check_auth_time_not_in_future, check_idle};
 use crate::deny::{Deny, DenyReason};
 use crate::policy::SessionRules;
 use crate::revocation::RevocationCheck;
@@ -73,6 +73,10 @@ pub fn session_denials(
                 denials.push(idle);
             }
         }
+    }
+    // Whatever `iat` says: an authentication in the future is a problem of its own.
+    if let Err(future) = check_auth_time_not_in_future(token, now, skew) {
+        denials.push(future);
     }
     denials
 }
@@ -228,6 +232,42 @@ mod tests {
             clock(400),
         );
         assert_eq!(reasons(denials), [DenyReason::SessionIdle]);
+    }
+
+    #[test]
+    fn an_authentication_in_the_future_is_not_yet_valid() {
+        let mut future = token();
+        future.auth_time = Some(at(600));
+        let denials = session_denials(
+            &future,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert_eq!(reasons(denials), [DenyReason::NotYetValid]);
+        future.auth_time = Some(at(90));
+        let within_skew = session_denials(
+            &future,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert!(within_skew.is_empty(), "{within_skew:?}");
+        future.auth_time = Some(at(600));
+        future.issued_at = None;
+        let without_iat = session_denials(
+            &future,
+            SessionState::default(),
+            &rules(None),
+            FIFTEEN_MINUTES,
+            clock(60),
+        );
+        assert_eq!(
+            reasons(without_iat),
+            [DenyReason::TokenTooOld, DenyReason::NotYetValid]
+        );
     }
 
     #[test]

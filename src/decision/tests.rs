@@ -391,6 +391,35 @@ fn not_yet_valid_when_issued_in_the_future() {
 }
 
 #[test]
+fn not_yet_valid_when_authenticated_in_the_future() {
+    let mut case = Case::new();
+    case.requirements().max_auth_age = Some(minutes(5));
+    case.token.auth_time = Some(at(90));
+    assert_eq!(case.decide(), Ok(()), "within clock skew");
+    case.token.auth_time = Some(at(91));
+    let deny = case.decide().unwrap_err();
+    assert_eq!(deny.reason, DenyReason::NotYetValid);
+    assert_eq!(
+        deny.description,
+        "user authentication time is in the future (auth_time)"
+    );
+    assert!(
+        deny.www_authenticate()
+            .unwrap()
+            .starts_with(r#"Bearer error="invalid_token""#)
+    );
+    // Hours later the token is still refused: max_auth_age can never be outrun this way.
+    case.requirements().max_token_age = minutes(24 * 60);
+    case.token.auth_time = Some(at(24 * 3600));
+    case.now = at(3 * 3600);
+    case.token.expires_at = at(4 * 3600);
+    assert_eq!(case.denied_for(), DenyReason::NotYetValid);
+    // Without max_auth_age too: the claim is impossible, not merely old.
+    case.requirements().max_auth_age = None;
+    assert_eq!(case.denied_for(), DenyReason::NotYetValid);
+}
+
+#[test]
 fn token_too_old_past_max_token_age() {
     let mut case = Case::new();
     case.now = at(15 * 60);

@@ -384,6 +384,7 @@ mod tests {
             recorded_at: UnixTime::from_secs(1_000),
             origin: "test".into(),
             reason: "leaked laptop".into(),
+            issuers: None,
         }
     }
 
@@ -427,6 +428,44 @@ mod tests {
             load(&path).unwrap(),
             vec![revocation("alice"), revocation("bob"), revocation("carol")]
         );
+    }
+
+    #[test]
+    fn a_record_written_before_issuer_scopes_existed_loads_unscoped() {
+        // Byte for byte what the previous version wrote for an SSF email revocation.
+        let body = br#"{"selector":{"kind":"email","email":"alice@example.com"},"issued_before":1000000,"effect":"revoke","recorded_at":1000000,"origin":"ssf:https://idp","reason":"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}"#;
+        let length = u32::try_from(body.len()).unwrap().to_le_bytes();
+        let mut log = MAGIC.to_vec();
+        log.extend_from_slice(&length);
+        log.extend_from_slice(&crc32fast::hash(&length).to_le_bytes());
+        log.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        log.extend_from_slice(body);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revocations");
+        fs::write(&path, &log).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(
+            loaded[0].selector,
+            Selector::Email {
+                email: "alice@example.com".into()
+            }
+        );
+        assert_eq!(loaded[0].issuers, None, "no scope: any issuer, as before");
+        // And an unscoped revocation is still written without the member.
+        assert_eq!(&encode(&loaded[0])[HEADER_LEN..], body);
+    }
+
+    #[test]
+    fn a_scoped_revocation_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revocations");
+        let mut scoped = revocation("alice");
+        scoped.issuers = Some(vec![Arc::from("https://idp"), Arc::from("https://b")].into());
+        let store = FileStore::open(&path).unwrap();
+        runtime().block_on(store.append(&scoped)).unwrap();
+        drop(store);
+        assert_eq!(load(&path).unwrap(), vec![scoped]);
     }
 
     #[test]

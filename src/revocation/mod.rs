@@ -108,9 +108,26 @@ pub struct Revocation {
     /// Free-text reason, for audit; never shown to clients.
     #[serde(default)]
     pub reason: Box<str>,
+    /// The only issuers whose tokens this revocation may touch; `None`: any issuer.
+    ///
+    /// A Shared Signals transmitter may act only on the issuers it is configured for, and some
+    /// subjects name no issuer (an `email`, an `opaque` id): the scope keeps such a revocation
+    /// from reaching another identity provider's users. A selector that names an issuer outside
+    /// the scope matches nothing. Admin revocations are unscoped, and so is every entry stored
+    /// before scopes existed (the member is absent from its JSON), which keeps its meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuers: Option<Box<[Arc<str>]>>,
 }
 
 impl Revocation {
+    /// Whether this revocation may touch tokens of `issuer` at all (see
+    /// [`Revocation::issuers`]).
+    pub fn reaches(&self, issuer: &str) -> bool {
+        self.issuers
+            .as_deref()
+            .is_none_or(|scope| scope.iter().any(|own| &**own == issuer))
+    }
+
     /// When this entry can be forgotten: once every token it could match is older than the
     /// longest token age any route accepts (plus skew), the age rule denies them anyway.
     pub fn forget_after(&self, longest_token_age: Duration, clock_skew: Duration) -> UnixTime {

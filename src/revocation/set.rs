@@ -55,6 +55,51 @@ pub enum RevocationCheck {
 
 type ByIssuer = HashMap<Arc<str>, HashMap<Box<str>, Cutoffs>>;
 
+/// Cut-offs keyed by a value that names no issuer (a `client_id`, a workload, an `email`):
+/// those of unscoped revocations, which apply to tokens of any issuer, and those of scoped ones
+/// (see [`Revocation::issuers`]), filed under each issuer of their scope.
+#[derive(Clone, Debug, Default)]
+struct AnyIssuer {
+    everywhere: HashMap<Box<str>, Cutoffs>,
+    within: ByIssuer,
+}
+
+impl AnyIssuer {
+    fn raise(&mut self, scope: Option<&[Arc<str>]>, value: &str, effect: Effect, cutoff: UnixTime) {
+        match scope {
+            None => self
+                .everywhere
+                .entry(value.into())
+                .or_default()
+                .raise(effect, cutoff),
+            Some(issuers) => {
+                for issuer in issuers {
+                    self.within
+                        .entry(Arc::clone(issuer))
+                        .or_default()
+                        .entry(value.into())
+                        .or_default()
+                        .raise(effect, cutoff);
+                }
+            }
+        }
+    }
+
+    /// The cut-offs that apply to `value` on a token of `issuer`.
+    fn get(&self, issuer: &str, value: Option<&str>) -> [Option<Cutoffs>; 2] {
+        let Some(value) = value else {
+            return [None, None];
+        };
+        [
+            self.everywhere.get(value).copied(),
+            self.within
+                .get(issuer)
+                .and_then(|values| values.get(value))
+                .copied(),
+        ]
+    }
+}
+
 /// Every live revocation, indexed by what a token carries. Immutable: adding an entry builds a
 /// new set, so requests never lock.
 #[derive(Clone, Debug, Default)]
@@ -62,9 +107,9 @@ pub struct RevocationSet {
     by_token_id: ByIssuer,
     by_session: ByIssuer,
     by_subject: ByIssuer,
-    by_client: HashMap<Box<str>, Cutoffs>,
-    by_workload: HashMap<Box<str>, Cutoffs>,
-    by_email: HashMap<Box<str>, Cutoffs>,
+    by_client: AnyIssuer,
+    by_workload: AnyIssuer,
+    by_email: AnyIssuer,
     by_issuer: HashMap<Arc<str>, Cutoffs>,
     entries: Vec<Revocation>,
 }
@@ -118,37 +163,39 @@ impl RevocationSet {
 
     fn index(&mut self, revocation: Revocation) {
         let (effect, cutoff) = (revocation.effect, revocation.issued_before);
+        let scope = revocation.issuers.as_deref();
         let per_issuer = |map: &mut ByIssuer, issuer: &Arc<str>, value: &str| {
-            map.entry(Arc::clone(issuer))
-                .or_default()
-                .entry(value.into())
-                .or_default()
-                .raise(effect, cutoff);
+            // A selector naming an issuer outside its own scope matches nothing.
+            if revocation.reaches(issuer) {
+                map.entry(Arc::clone(issuer))
+                    .or_default()
+                    .entry(value.into())
+                    .or_default()
+                    .raise(effect, cutoff);
+            }
         };
         match &revocation.selector {
             Selector::TokenId { issuer, jti } => per_issuer(&mut self.by_token_id, issuer, jti),
             Selector::Session { issuer, sid } => per_issuer(&mut self.by_session, issuer, sid),
             Selector::Subject { issuer, sub } => per_issuer(&mut self.by_subject, issuer, sub),
-            Selector::Client { client_id } => self
-                .by_client
-                .entry(client_id.clone())
-                .or_default()
-                .raise(effect, cutoff),
-            Selector::Workload { spiffe_id } => self
-                .by_workload
-                .entry(spiffe_id.clone())
-                .or_default()
-                .raise(effect, cutoff),
-            Selector::Email { email } => self
-                .by_email
-                .entry(email.to_ascii_lowercase().into())
-                .or_default()
-                .raise(effect, cutoff),
-            Selector::Issuer { issuer } => self
-                .by_issuer
-                .entry(Arc::clone(issuer))
-                .or_default()
-                .raise(effect, cutoff),
+            Selector::Client { client_id } => {
+                self.by_client.raise(scope, client_id, effect, cutoff)
+            }
+            Selector::Workload { spiffe_id } => {
+                self.by_workload.raise(scope, spiffe_id, effect, cutoff)
+            }
+            Selector::Email { email } => {
+                self.by_email
+                    .raise(scope, &email.to_ascii_lowercase(), effect, cutoff)
+            }
+            Selector::Issuer { issuer } => {
+                if revocation.reaches(issuer) {
+                    self.by_issuer
+                        .entry(Arc::clone(issuer))
+                        .or_default()
+                        .raise(effect, cutoff)
+                }
+            }
         }
         self.entries.push(revocation);
     }
@@ -165,17 +212,19 @@ impl RevocationSet {
                 .and_then(|v| map.get(issuer).and_then(|values| values.get(v)))
                 .copied()
         };
+        let [client, client_within] = self.by_client.get(issuer, token.client_id.as_deref());
+        let [workload, workload_within] = self.by_workload.get(issuer, caller);
+        let [email, email_within] = self.by_email.get(issuer, token.email());
         let candidates = [
             in_issuer(&self.by_token_id, token.token_id()),
             in_issuer(&self.by_session, token.session_id()),
             in_issuer(&self.by_subject, token.subject()),
-            token
-                .client_id
-                .as_deref()
-                .and_then(|c| self.by_client.get(c))
-                .copied(),
-            caller.and_then(|w| self.by_workload.get(w)).copied(),
-            token.email().and_then(|e| self.by_email.get(e)).copied(),
+            client,
+            client_within,
+            workload,
+            workload_within,
+            email,
+            email_within,
             self.by_issuer.get(issuer).copied(),
         ];
         let mut verdict = RevocationCheck::Clear;
@@ -234,6 +283,7 @@ mod tests {
             recorded_at: UnixTime::from_secs(before),
             origin: "test".into(),
             reason: "".into(),
+            issuers: None,
         }
     }
 
@@ -319,6 +369,43 @@ mod tests {
                 "{selector:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_scoped_revocation_reaches_only_tokens_of_its_issuers() {
+        for selector in all_selectors() {
+            let mut scoped = revoke(selector.clone(), 1000);
+            scoped.issuers = Some(vec![Arc::from(ISSUER), Arc::from("https://third")].into());
+            let set = RevocationSet::default().with(scoped.clone());
+            assert_eq!(
+                set.check(&token(1000), Some("spiffe://c/ns/a")),
+                RevocationCheck::Revoked,
+                "{selector:?} within its scope"
+            );
+            scoped.issuers = Some(vec![Arc::from("https://other")].into());
+            let set = RevocationSet::default().with(scoped);
+            assert_eq!(
+                set.check(&token(1000), Some("spiffe://c/ns/a")),
+                RevocationCheck::Clear,
+                "{selector:?} scoped to another issuer"
+            );
+        }
+    }
+
+    #[test]
+    fn an_email_scoped_to_one_issuer_leaves_the_same_address_at_another_issuer_alone() {
+        let mut scoped = revoke(
+            Selector::Email {
+                email: "alice@example.com".into(),
+            },
+            1000,
+        );
+        scoped.issuers = Some(vec![Arc::from("https://other")].into());
+        let set = RevocationSet::default().with(scoped);
+        let mut at_other = token(900);
+        at_other.issuer = "https://other".into();
+        assert_eq!(set.check(&at_other, None), RevocationCheck::Revoked);
+        assert_eq!(set.check(&token(900), None), RevocationCheck::Clear);
     }
 
     #[test]

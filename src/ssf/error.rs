@@ -24,6 +24,10 @@ pub enum SetError {
     /// The signature is missing or does not verify (`authentication_failed`).
     #[error("{0}")]
     AuthenticationFailed(&'static str),
+    /// The transmitter may not act on what the SET names: a subject of a token issuer outside
+    /// its `ssf.transmitters[].issuers` (`access_denied`).
+    #[error("{0}")]
+    AccessDenied(String),
 }
 
 impl SetError {
@@ -35,6 +39,7 @@ impl SetError {
             SetError::InvalidIssuer => "invalid_issuer",
             SetError::InvalidAudience => "invalid_audience",
             SetError::AuthenticationFailed(_) => "authentication_failed",
+            SetError::AccessDenied(_) => "access_denied",
         }
     }
 

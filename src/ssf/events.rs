@@ -8,6 +8,10 @@
 //! | `device-compliance-change` to `not-compliant` | revoke the user's tokens (`compliant`: nothing) |
 //! | anything else | nothing; acknowledged and logged, so a transmitter may send more than we act on |
 //!
+//! Every revocation is scoped to the token issuers the transmitter acts for
+//! ([`crate::revocation::Revocation::issuers`]); a subject naming another issuer refuses the
+//! whole SET as `access_denied` (see [`super::subject`]).
+//!
 //! The cut-off is the event's `event_timestamp` (else the SET's `iat`): a token issued after the
 //! event (the user signed in again, with the new credential or from a compliant device) is not
 //! touched. The cut-off never lies further ahead than our clock plus skew, so a transmitter with
@@ -85,19 +89,25 @@ pub fn interpret(set: &SecurityEvent, now: UnixTime) -> Result<Interpretation, S
                 Effect::Revoke
             }
         };
-        let selector = kind.pick(subject).ok_or_else(|| {
-            SetError::invalid(format!(
+        let selectors = kind.pick(subject);
+        if selectors.is_empty() {
+            return Err(SetError::invalid(format!(
                 "the subject of {event_type} names nothing to act on"
-            ))
-        })?;
-        interpretation.revocations.push(Revocation {
-            selector,
-            issued_before: cutoff,
-            effect,
-            recorded_at: now,
-            origin: format!("ssf:{}", set.issuer).into(),
-            reason: event_type.as_str().into(),
-        });
+            )));
+        }
+        for selector in selectors {
+            interpretation.revocations.push(Revocation {
+                selector,
+                issued_before: cutoff,
+                effect,
+                recorded_at: now,
+                origin: format!("ssf:{}", set.issuer).into(),
+                reason: event_type.as_str().into(),
+                // Whatever the selector, never beyond the issuers the transmitter acts for: an
+                // `email` names no issuer of its own.
+                issuers: Some(set.acts_for.iter().cloned().collect()),
+            });
+        }
     }
     Ok(interpretation)
 }
@@ -125,12 +135,22 @@ impl Kind {
 
     /// The facet of the subject the event is about: a revoked session is that session alone
     /// (the user's other sessions live on); a changed credential, claim set, assurance level
-    /// or device belongs to the user, so all their sessions are affected.
-    fn pick(self, subject: Subject) -> Option<Selector> {
-        match self {
-            Kind::SessionRevoked => subject.session.or(subject.token).or(subject.user),
-            _ => subject.user.or(subject.session).or(subject.token),
-        }
+    /// or device belongs to the user, so all their sessions are affected. Empty when the
+    /// subject names none of them.
+    fn pick(self, subject: Subject) -> Vec<Selector> {
+        let Subject {
+            user,
+            session,
+            token,
+        } = subject;
+        let preference = match self {
+            Kind::SessionRevoked => [session, token, user],
+            _ => [user, session, token],
+        };
+        preference
+            .into_iter()
+            .find(|facet| !facet.is_empty())
+            .unwrap_or_default()
     }
 }
 
@@ -141,7 +161,7 @@ fn subject_of(set: &SecurityEvent, payload: &Map<String, Value>) -> Result<Subje
         .as_ref()
         .or_else(|| payload.get("subject"))
         .ok_or_else(|| SetError::invalid("event has no subject (sub_id or subject)"))?;
-    subject::parse(identifier, &set.issuer)
+    subject::parse(identifier, &set.acts_for)
 }
 
 fn event_time(
@@ -169,9 +189,13 @@ mod tests {
     const TRANSMITTER: &str = "https://transmitter.example.test";
     const NOW: u64 = 1_700_000_000;
 
+    /// The token issuer the transmitter acts for.
+    const IDP: &str = "https://idp";
+
     fn set(events: Value, sub_id: Option<Value>) -> SecurityEvent {
         SecurityEvent {
             issuer: Arc::from(TRANSMITTER),
+            acts_for: Arc::from([Arc::from(IDP)]),
             jti: "j".into(),
             issued_at: UnixTime::from_secs(NOW - 10),
             sub_id,
@@ -215,6 +239,7 @@ mod tests {
                 recorded_at: UnixTime::from_secs(NOW),
                 origin: format!("ssf:{TRANSMITTER}").into(),
                 reason: SESSION_REVOKED.into(),
+                issuers: Some(vec![Arc::from(IDP)].into()),
             }
         );
     }
@@ -233,7 +258,7 @@ mod tests {
         assert_eq!(
             only(got.unwrap()).selector,
             Selector::Session {
-                issuer: TRANSMITTER.into(),
+                issuer: IDP.into(),
                 sid: "s-9".into()
             }
         );
@@ -396,6 +421,74 @@ mod tests {
                 interpret(&set(events.clone(), sub_id), UnixTime::from_secs(NOW)).unwrap_err();
             assert_eq!(err.code(), "invalid_request", "{events}");
         }
+    }
+
+    #[test]
+    fn an_email_subject_is_revoked_only_at_the_issuers_the_transmitter_acts_for() {
+        let mut event = set(
+            json!({ CREDENTIAL_CHANGE: {} }),
+            Some(json!({"format": "email", "email": "Alice@Example.com"})),
+        );
+        event.acts_for = Arc::from([Arc::from(IDP), Arc::from("https://idp/tenant-b")]);
+        let got = only(interpret(&event, UnixTime::from_secs(NOW)).unwrap());
+        assert_eq!(
+            got.selector,
+            Selector::Email {
+                email: "alice@example.com".into()
+            }
+        );
+        assert_eq!(
+            got.issuers.as_deref(),
+            Some(&[Arc::from(IDP), Arc::from("https://idp/tenant-b")][..])
+        );
+    }
+
+    #[test]
+    fn an_opaque_subject_is_revoked_at_each_issuer_the_transmitter_acts_for() {
+        let mut event = set(
+            json!({ SESSION_REVOKED: {} }),
+            Some(json!({"format": "opaque", "id": "alice"})),
+        );
+        event.acts_for = Arc::from([Arc::from(IDP), Arc::from("https://idp/tenant-b")]);
+        let got = interpret(&event, UnixTime::from_secs(NOW)).unwrap();
+        let selectors: Vec<Selector> = got.revocations.into_iter().map(|r| r.selector).collect();
+        assert_eq!(
+            selectors,
+            [IDP, "https://idp/tenant-b"].map(|issuer| Selector::Subject {
+                issuer: issuer.into(),
+                sub: "alice".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_event_about_another_issuers_user_refuses_the_whole_set() {
+        let other = json!({"format": "iss_sub", "iss": "https://other-idp", "sub": "bob"});
+        for events in [
+            json!({ SESSION_REVOKED: {} }),
+            json!({ CREDENTIAL_CHANGE: {}, ASSURANCE_LEVEL_CHANGE: {} }),
+        ] {
+            let err = interpret(
+                &set(events.clone(), Some(other.clone())),
+                UnixTime::from_secs(NOW),
+            )
+            .unwrap_err();
+            assert_eq!(err.code(), "access_denied", "{events}");
+        }
+        // One event in scope does not carry another out of scope: nothing is applied.
+        let mixed = set(
+            json!({
+                CREDENTIAL_CHANGE: {"subject": alice()},
+                SESSION_REVOKED: {"subject": other},
+            }),
+            None,
+        );
+        assert_eq!(
+            interpret(&mixed, UnixTime::from_secs(NOW))
+                .unwrap_err()
+                .code(),
+            "access_denied"
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl SsfReceiver {
                 &transmitter.issuer,
                 &transmitter.audience,
                 keys.keys,
+                transmitter.issuers.iter().cloned(),
             ));
         }
         Ok(SsfReceiver::with_transmitters(transmitters, revocations))
@@ -188,7 +189,11 @@ impl SsfReceiver {
         let Interpretation {
             revocations,
             unchanged,
-        } = events::interpret(&event, now)?;
+        } = events::interpret(&event, now).inspect_err(|refused| {
+            if let SetError::AccessDenied(why) = refused {
+                tracing::warn!(transmitter = %event.issuer, jti = %event.jti, "SET refused, nothing applied: {why}");
+            }
+        })?;
         let guard = &self.replay[&event.issuer];
         if !guard.claim(&event.jti) {
             tracing::info!(transmitter = %event.issuer, jti = %event.jti, "replayed SET ignored");
@@ -221,7 +226,9 @@ mod tests {
     use super::*;
     use crate::revocation::{Effect, Selector};
     use crate::ssf::events::{ASSURANCE_LEVEL_CHANGE, CREDENTIAL_CHANGE};
-    use crate::ssf::testing::{MemoryStore, Set, TOKEN_ISSUER, transmitter};
+    use crate::ssf::testing::{
+        MemoryStore, OTHER_ISSUER, Set, TOKEN_ISSUER, transmitter, transmitter_for,
+    };
 
     const NOW: u64 = 1_700_000_000;
 
@@ -295,6 +302,52 @@ mod tests {
         assert_eq!(
             receiver.receive(&Set::at(NOW).sign(), now()).await.unwrap(),
             Receipt::Applied { revocations: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_set_about_another_issuers_user_is_access_denied_and_changes_nothing() {
+        let (receiver, store) = receiver().await;
+        let about_other = Set::at(NOW).claim(
+            "sub_id",
+            json!({"format": "iss_sub", "iss": OTHER_ISSUER, "sub": "alice"}),
+        );
+        let refused = receiver
+            .receive(&about_other.sign(), now())
+            .await
+            .unwrap_err();
+        let ReceiveError::Refused(error) = refused else {
+            panic!("expected a refusal, got {refused:?}")
+        };
+        assert_eq!(error.code(), "access_denied");
+        assert!(error.to_string().contains(OTHER_ISSUER), "{error}");
+        assert!(store.appended.lock().unwrap().is_empty());
+        assert!(receiver.revocations.current().is_empty());
+        // The same SET from a transmitter configured for both issuers is applied.
+        let both = SsfReceiver::with_transmitters(
+            vec![transmitter_for(&[TOKEN_ISSUER, OTHER_ISSUER])],
+            Arc::clone(&receiver.revocations),
+        );
+        assert_eq!(
+            both.receive(&about_other.sign(), now()).await.unwrap(),
+            Receipt::Applied { revocations: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_email_subject_is_stored_scoped_to_the_transmitters_issuers() {
+        let (receiver, store) = receiver().await;
+        let set = Set::at(NOW)
+            .claim(
+                "sub_id",
+                json!({"format": "email", "email": "alice@example.com"}),
+            )
+            .sign();
+        receiver.receive(&set, now()).await.unwrap();
+        let stored = store.appended.lock().unwrap().clone();
+        assert_eq!(
+            stored[0].issuers.as_deref(),
+            Some(&[Arc::from(TOKEN_ISSUER)][..])
         );
     }
 

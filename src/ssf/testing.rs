@@ -24,12 +24,25 @@ fn key_file(name: &str) -> Vec<u8> {
     std::fs::read(format!("{KEYS}/{name}")).unwrap()
 }
 
-/// The fixture transmitter with its published keys.
+/// Another token issuer, which the fixture transmitter may not act on.
+pub const OTHER_ISSUER: &str = "https://other-idp.example.test";
+
+/// The fixture transmitter with its published keys, acting on [`TOKEN_ISSUER`]'s sessions.
 pub fn transmitter() -> Transmitter {
+    transmitter_for(&[TOKEN_ISSUER])
+}
+
+/// The fixture transmitter, acting on the sessions of `issuers`.
+pub fn transmitter_for(issuers: &[&str]) -> Transmitter {
     let keys = KeySet::from_jwks_json(&key_file("transmitter-jwks.json"))
         .unwrap()
         .keys;
-    Transmitter::new(TRANSMITTER, AUDIENCE, keys)
+    Transmitter::new(
+        TRANSMITTER,
+        AUDIENCE,
+        keys,
+        issuers.iter().map(|issuer| Arc::from(*issuer)),
+    )
 }
 
 /// A verifier trusting only the fixture transmitter.
@@ -88,6 +101,11 @@ impl Set {
         self
     }
 
+    /// The claim set as it stands.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
     /// One event, replacing the default.
     pub fn event(self, event_type: &str, payload: Value) -> Set {
         self.claim("events", json!({ event_type: payload }))
@@ -108,6 +126,21 @@ impl Set {
     /// Signed by the transmitter's published key.
     pub fn sign(&self) -> String {
         self.sign_with("transmitter-es256.pem")
+    }
+
+    /// Signed by the transmitter's published key over exactly `claims_json`, for what a JSON
+    /// serialiser will not write (a member named twice).
+    pub fn sign_claims_text(&self, claims_json: &str) -> String {
+        let header = serde_json::to_vec(&self.header(Algorithm::ES256)).unwrap();
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims_json)
+        );
+        let key = EncodingKey::from_ec_pem(&key_file("transmitter-es256.pem")).unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::ES256).unwrap();
+        format!("{signing_input}.{signature}")
     }
 
     /// Signed by a key the transmitter never published, under its `kid`.

@@ -34,8 +34,12 @@ const MAX_JTI_LEN: usize = 256;
 /// One trusted transmitter, as configured.
 #[derive(Debug)]
 pub struct Transmitter {
-    /// Its `iss`; also the issuer that `opaque` subjects belong to.
+    /// Its `iss`.
     pub issuer: Arc<str>,
+    /// The token issuers whose sessions its events may act on (`ssf.transmitters[].issuers`,
+    /// never empty): with several identity providers trusted, one must not be able to log out
+    /// another's users.
+    pub acts_for: Arc<[Arc<str>]>,
     /// The one `aud` value its SETs must carry (a list of one, as the audience check takes).
     audiences: [Box<str>; 1],
     /// Its signing keys.
@@ -43,10 +47,17 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    /// A transmitter named `issuer`, sending to `audience`, signing with `keys`.
-    pub fn new(issuer: &str, audience: &str, keys: KeySet) -> Transmitter {
+    /// A transmitter named `issuer`, sending to `audience`, signing with `keys`, acting on
+    /// sessions of the token issuers `acts_for`.
+    pub fn new(
+        issuer: &str,
+        audience: &str,
+        keys: KeySet,
+        acts_for: impl IntoIterator<Item = Arc<str>>,
+    ) -> Transmitter {
         Transmitter {
             issuer: issuer.into(),
+            acts_for: acts_for.into_iter().collect(),
             audiences: [audience.into()],
             keys,
         }
@@ -59,6 +70,8 @@ impl Transmitter {
 pub struct SecurityEvent {
     /// The transmitter (`iss`).
     pub issuer: Arc<str>,
+    /// The token issuers the transmitter may act on ([`Transmitter::acts_for`]).
+    pub acts_for: Arc<[Arc<str>]>,
     /// `jti`, unique per transmitter.
     pub jti: Box<str>,
     /// `iat`.
@@ -118,7 +131,7 @@ impl SetVerifier {
             ));
         }
         let algorithm = header.algorithm()?;
-        if header.crit.is_some() {
+        if header.critical {
             return Err(SetError::invalid("header has critical extensions (crit)"));
         }
         if !header.typ.as_deref().is_some_and(is_set_typ) {
@@ -195,7 +208,7 @@ impl SetVerifier {
             None => return Err(SetError::invalid("SET has no events")),
         };
         let sub_id = match claims.get("sub_id") {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(value @ Value::Object(_)) => Some(value.clone()),
             Some(_) => return Err(SetError::invalid("sub_id is not a JSON object")),
         };
@@ -205,6 +218,7 @@ impl SetVerifier {
             algorithm,
             event: SecurityEvent {
                 issuer: Arc::clone(&transmitter.issuer),
+                acts_for: Arc::clone(&transmitter.acts_for),
                 jti: jti.as_str().into(),
                 issued_at,
                 sub_id,
@@ -439,6 +453,37 @@ mod tests {
             ),
             "invalid_request"
         );
+    }
+
+    #[test]
+    fn a_null_sub_id_is_an_invalid_request_not_absent() {
+        let refused = verify(&Set::at(NOW).claim("sub_id", Value::Null).sign()).unwrap_err();
+        assert_eq!(refused.code(), "invalid_request");
+        assert!(
+            refused.to_string().contains("sub_id is not a JSON object"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_member_named_twice_at_any_depth_is_an_invalid_request() {
+        let set = Set::at(NOW);
+        let valid = serde_json::to_string(&set.claims()).unwrap();
+        assert!(verify(&set.sign_claims_text(&valid)).is_ok());
+        for (from, to) in [
+            // The top level: a second jti.
+            (r#""jti":"set-1""#, r#""jti":"set-1","jti":"set-2""#),
+            // Inside sub_id: whose sessions would be revoked?
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"bob""#),
+        ] {
+            assert!(valid.contains(from), "{valid}");
+            let refused = verify(&set.sign_claims_text(&valid.replacen(from, to, 1))).unwrap_err();
+            assert_eq!(refused.code(), "invalid_request", "{to}");
+            assert!(
+                refused.to_string().contains("name a member twice"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

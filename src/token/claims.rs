@@ -2,7 +2,8 @@
 //!
 //! A claim of the wrong JSON type is a malformed token, never "absent": treating
 //! `"exp": "never"` as no expiry, or `"scope": 7` as no scope, would let a sloppy or hostile
-//! issuer change what a rule means.
+//! issuer change what a rule means. `null` is such a wrong type too (`"nbf": null` is not "no
+//! nbf", `"iat": null` is not "no iat"); the same holds for the JOSE header members read here.
 
 use serde_json::{Map, Value};
 
@@ -65,7 +66,9 @@ pub enum Confirmation {
     None,
     /// `cnf.x5t#S256`: only the holder of this certificate may present the token.
     Certificate(Box<Thumbprint>),
-    /// A `cnf` method sessiongate cannot check (e.g. DPoP `jkt`); fails closed as `cnf_mismatch`.
+    /// A `cnf` sessiongate cannot check in full: a method it does not implement (e.g. DPoP
+    /// `jkt`), such a method beside `x5t#S256`, or no method at all. Fails closed as
+    /// `cnf_mismatch`.
     Unsupported,
 }
 
@@ -141,7 +144,7 @@ fn string<'a>(
     wrong_type: &'static str,
 ) -> Result<Option<&'a str>, TokenError> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(TokenError::Malformed(wrong_type)),
     }
@@ -153,7 +156,7 @@ fn numeric_date(
     wrong_type: &'static str,
 ) -> Result<Option<UnixTime>, TokenError> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(Value::Number(n)) => n
             .as_f64()
             .map(|seconds| Some(UnixTime::from_numeric_date(seconds)))
@@ -174,7 +177,7 @@ fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
     const WRONG: TokenError =
         TokenError::Malformed("scope claim is not a space-separated string or array of strings");
     match value {
-        None | Some(Value::Null) => Ok(Scopes::default()),
+        None => Ok(Scopes::default()),
         Some(Value::String(text)) => {
             let items: Vec<&str> = text.split(' ').filter(|s| !s.is_empty()).collect();
             if items.iter().all(|s| is_scope_token(s)) {
@@ -197,35 +200,64 @@ fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
     }
 }
 
+/// Reads `cnf` (RFC 7800): only a confirmation sessiongate can check in full binds the token.
+///
+/// Every method a `cnf` names is a condition on the presenter, and they all hold together.
+/// So `x5t#S256` beside another method (`jkt`, `jwk`, anything else) is not "bound to this
+/// certificate": the other condition would go unchecked, and the token fails closed as
+/// [`Confirmation::Unsupported`]. An empty `cnf` names no method anyone could satisfy and
+/// fails closed the same way. A malformed `x5t#S256` is a malformed token, whatever else the
+/// `cnf` holds.
 fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
-    match value {
-        None | Some(Value::Null) => Ok(Confirmation::None),
-        Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-            Some(Value::String(text)) => Thumbprint::from_base64url(text)
-                .map(|thumbprint| Confirmation::Certificate(Box::new(thumbprint)))
-                .ok_or(TokenError::Malformed(
-                    "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
-                )),
-            Some(_) => Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
-            None if cnf.is_empty() => Ok(Confirmation::None),
-            None => Ok(Confirmation::Unsupported),
-        },
-        Some(_) => Err(TokenError::Malformed("cnf is not an object")),
+    let cnf = match value {
+        None => return Ok(Confirmation::None),
+        Some(Value::Object(cnf)) => cnf,
+        Some(_) => return Err(TokenError::Malformed("cnf is not an object")),
+    };
+    let certificate = match cnf.get("x5t#S256") {
+        None => None,
+        Some(Value::String(text)) => Some(Thumbprint::from_base64url(text).ok_or(
+            TokenError::Malformed("cnf x5t#S256 is not a base64url SHA-256 thumbprint"),
+        )?),
+        Some(_) => return Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
+    };
+    match certificate {
+        Some(thumbprint) if cnf.len() == 1 => Ok(Confirmation::Certificate(Box::new(thumbprint))),
+        _ => Ok(Confirmation::Unsupported),
     }
 }
 
 /// The JOSE header members sessiongate reads.
-#[derive(Debug, serde::Deserialize)]
+///
+/// Each is absent or of its type: a member present with another type, `null` included, makes
+/// the token malformed. Reading `"kid": null` as "no kid" would pick a key by algorithm alone.
+#[derive(Debug)]
 pub(crate) struct JoseHeader {
     pub alg: Option<String>,
     pub kid: Option<String>,
     pub typ: Option<String>,
-    /// Critical extensions: sessiongate understands none, so any makes the token unacceptable
+    /// Whether the header has a `crit` member, whatever its value (`null` included):
+    /// sessiongate understands no critical extension, so any makes the token unacceptable
     /// (RFC 7515 section 4.1.11).
-    pub crit: Option<Value>,
+    pub critical: bool,
 }
 
 impl JoseHeader {
+    /// The members sessiongate reads out of a decoded header object.
+    pub fn from_members(mut header: Map<String, Value>) -> Result<JoseHeader, TokenError> {
+        let mut text = |name: &str, wrong_type: &'static str| match header.remove(name) {
+            None => Ok(None),
+            Some(Value::String(value)) => Ok(Some(value)),
+            Some(_) => Err(TokenError::Malformed(wrong_type)),
+        };
+        Ok(JoseHeader {
+            alg: text("alg", "header alg is not a string")?,
+            kid: text("kid", "header kid is not a string")?,
+            typ: text("typ", "header typ is not a string")?,
+            critical: header.contains_key("crit"),
+        })
+    }
+
     /// The header's algorithm, refusing `none`, HMAC and anything unknown.
     pub fn algorithm(&self) -> Result<SigningAlgorithm, TokenError> {
         match self.alg.as_deref() {
@@ -337,9 +369,114 @@ mod tests {
     }
 
     #[test]
+    fn null_is_a_wrong_type_for_every_claim_read_not_absent() {
+        let rules = ClaimRules {
+            scope_claim: "scp".into(),
+            binding_claim: Some("azp".into()),
+        };
+        for (claim, problem) in [
+            ("sub", "sub is not a string"),
+            ("jti", "jti is not a string"),
+            ("sid", "sid is not a string"),
+            ("client_id", "client_id is not a string"),
+            ("email", "email is not a string"),
+            ("iat", "iat is not a number"),
+            ("exp", "exp is not a number"),
+            ("nbf", "nbf is not a number"),
+            ("auth_time", "auth_time is not a number"),
+            (
+                "scp",
+                "scope claim is not a space-separated string or array of strings",
+            ),
+            ("azp", "binding claim is not a string"),
+            ("cnf", "cnf is not an object"),
+        ] {
+            let mut claims = object(json!({"exp": 1}));
+            claims.insert(claim.into(), Value::Null);
+            assert_eq!(
+                extract(&claims, &rules).unwrap_err(),
+                TokenError::Malformed(problem),
+                "{claim}: null"
+            );
+        }
+        assert!(audience_matches(&object(json!({"aud": null})), &["a".into()]).is_err());
+        assert!(audience_matches(&object(json!({"aud": [null]})), &["a".into()]).is_err());
+    }
+
+    #[test]
+    fn null_header_members_are_malformed_not_absent() {
+        for (header, problem) in [
+            (json!({"alg": null}), Some("header alg is not a string")),
+            (
+                json!({"alg": "ES256", "kid": null}),
+                Some("header kid is not a string"),
+            ),
+            (
+                json!({"alg": "ES256", "typ": null}),
+                Some("header typ is not a string"),
+            ),
+            (
+                json!({"alg": "ES256", "kid": 7}),
+                Some("header kid is not a string"),
+            ),
+            (json!({"alg": "ES256", "crit": null}), None),
+        ] {
+            let parsed = JoseHeader::from_members(object(header.clone()));
+            match problem {
+                Some(problem) => {
+                    assert_eq!(
+                        parsed.unwrap_err(),
+                        TokenError::Malformed(problem),
+                        "{header}"
+                    )
+                }
+                None => assert!(parsed.unwrap().critical, "{header}: crit present"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_confirmation_methods_fail_closed() {
         let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": "abc"}})), &rules()).unwrap();
         assert_eq!(got.confirmation, Confirmation::Unsupported);
+    }
+
+    #[test]
+    fn a_certificate_beside_another_confirmation_method_fails_closed() {
+        let thumb = Thumbprint([7; 32]).to_string();
+        for cnf in [
+            json!({"x5t#S256": thumb, "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+            json!({"x5t#S256": thumb, "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}),
+            json!({"x5t#S256": thumb, "jku": "https://idp.example/keys"}),
+            json!({"x5t#S256": thumb, "made-up": true}),
+            json!({}),
+        ] {
+            let got = extract(&object(json!({"exp": 1, "cnf": cnf.clone()})), &rules()).unwrap();
+            assert_eq!(got.confirmation, Confirmation::Unsupported, "{cnf}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_certificate_thumbprint_is_malformed_whatever_else_cnf_holds() {
+        for (cnf, problem) in [
+            (json!({"x5t#S256": 7}), "cnf x5t#S256 is not a string"),
+            (
+                json!({"x5t#S256": ["x"], "jkt": "abc"}),
+                "cnf x5t#S256 is not a string",
+            ),
+            (
+                json!({"x5t#S256": "c2hvcnQ"}),
+                "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+            ),
+            (
+                json!({"x5t#S256": "+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+", "jkt": "abc"}),
+                "cnf x5t#S256 is not a base64url SHA-256 thumbprint",
+            ),
+            (json!([]), "cnf is not an object"),
+        ] {
+            let got = extract(&object(json!({"exp": 1, "cnf": cnf.clone()})), &rules());
+            assert_eq!(got.unwrap_err(), TokenError::Malformed(problem), "{cnf}");
+        }
     }
 
     #[test]
@@ -358,7 +495,7 @@ mod tests {
             alg: Some(alg.into()),
             kid: None,
             typ: None,
-            crit: None,
+            critical: false,
         };
         assert!(matches!(
             header("none").algorithm(),

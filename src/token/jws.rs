@@ -2,8 +2,9 @@
 //!
 //! Shared by access-token verification ([`super::TokenVerifier`]) and Security Event Token
 //! verification ([`crate::ssf`]): both must split, decode and verify exactly the same way, so
-//! that a parsing quirk fixed for one is fixed for the other. Nothing here decides *which* key
-//! or algorithm is acceptable; callers do that before asking whether the signature holds.
+//! that a parsing quirk fixed for one is fixed for the other (e.g. a member named twice is
+//! refused in both, see [`super::json`]). Nothing here decides *which* key or algorithm is
+//! acceptable; callers do that before asking whether the signature holds.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use super::TokenError;
 use super::algorithm::SigningAlgorithm;
 use super::claims::JoseHeader;
+use super::json::{ObjectError, object_with_unique_members};
 use super::keys::VerificationKey;
 
 /// A compact JWS split into its three parts; nothing is verified yet, so every part is
@@ -44,14 +46,23 @@ impl<'a> CompactJws<'a> {
         })
     }
 
-    /// The decoded JOSE header.
+    /// The decoded JOSE header: a JSON object naming each member once.
     pub fn header(&self) -> Result<JoseHeader, TokenError> {
-        decode_json(self.header_b64, "header is not base64url JSON")
+        JoseHeader::from_members(decode_object(
+            self.header_b64,
+            "header is not a base64url JSON object",
+            "header names a member twice",
+        )?)
     }
 
-    /// The decoded payload, which must be a JSON object (a JWT claim set).
+    /// The decoded payload (a JWT claim set): a JSON object whose objects, at every depth,
+    /// name each member once.
     pub fn claims(&self) -> Result<Map<String, Value>, TokenError> {
-        decode_json(self.payload_b64, "claims are not a base64url JSON object")
+        decode_object(
+            self.payload_b64,
+            "claims are not a base64url JSON object",
+            "claims name a member twice (at some depth)",
+        )
     }
 
     /// Whether the signature verifies with `key` under `algorithm`. The caller has already
@@ -69,12 +80,20 @@ impl<'a> CompactJws<'a> {
     }
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(
+/// The one reading of both JWS parts, so header and payload follow the same JSON rule
+/// (see [`super::json`]).
+fn decode_object(
     part: &str,
-    problem: &'static str,
-) -> Result<T, TokenError> {
+    not_an_object: &'static str,
+    duplicate: &'static str,
+) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| TokenError::Malformed(problem))?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(problem))
+        .map_err(|_| TokenError::Malformed(not_an_object))?;
+    object_with_unique_members(&bytes).map_err(|error| {
+        TokenError::Malformed(match error {
+            ObjectError::NotAnObject => not_an_object,
+            ObjectError::DuplicateMember => duplicate,
+        })
+    })
 }

@@ -157,15 +157,28 @@ impl KeySet {
         })
     }
 
-    /// The key a token names by `kid`; without a `kid`, the only key that accepts `algorithm`
-    /// (several candidates would be a guess, so that is no key at all).
+    /// The key a token names by `kid` and `algorithm`; without a `kid`, the only key that
+    /// accepts `algorithm` (several candidates would be a guess, so that is no key at all).
+    ///
+    /// A `kid` is unique only per key type (RFC 7517 section 4.5): during a migration an issuer
+    /// may publish an EC and an OKP key under one `kid`. So among the keys with that `kid` the
+    /// one that accepts `algorithm` is chosen; when none does, the first key with the `kid` is
+    /// returned anyway, so that the caller's [`VerificationKey::accepts`] check names the
+    /// algorithm that does not fit the key rather than calling the key unknown.
     pub fn find(
         &self,
         kid: Option<&str>,
         algorithm: SigningAlgorithm,
     ) -> Option<&Arc<VerificationKey>> {
         match kid {
-            Some(kid) => self.keys.iter().find(|key| &*key.id == kid),
+            Some(kid) => {
+                let mut named = self.keys.iter().filter(|key| &*key.id == kid);
+                let first = named.next()?;
+                if first.accepts(algorithm) {
+                    return Some(first);
+                }
+                Some(named.find(|key| key.accepts(algorithm)).unwrap_or(first))
+            }
             None => {
                 let mut candidates = self.keys.iter().filter(|key| key.accepts(algorithm));
                 let only = candidates.next()?;
@@ -635,6 +648,28 @@ mod tests {
                 .find(Some("nope"), SigningAlgorithm::Rs256)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_kid_shared_across_key_types_is_resolved_by_the_algorithms_family() {
+        let mut document: serde_json::Value = serde_json::from_slice(&fixture_jwks()).unwrap();
+        for key in document["keys"].as_array_mut().unwrap() {
+            key["kid"] = serde_json::json!("shared");
+        }
+        let keys = KeySet::from_jwks_json(document.to_string().as_bytes())
+            .unwrap()
+            .keys;
+        for algorithm in [
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            let key = keys.find(Some("shared"), algorithm).unwrap();
+            assert!(key.accepts(algorithm), "{algorithm}: {key:?}");
+        }
+        // No key fits: a key with the kid is still found, for the caller to refuse the algorithm.
+        let unfit = keys.find(Some("shared"), SigningAlgorithm::Es384).unwrap();
+        assert!(!unfit.accepts(SigningAlgorithm::Es384));
     }
 
     #[test]

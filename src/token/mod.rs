@@ -10,6 +10,7 @@ mod canonical;
 mod claims;
 mod credential;
 mod issuer;
+mod json;
 mod jws;
 mod keys;
 mod verifier;

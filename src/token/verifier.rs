@@ -47,7 +47,7 @@ impl TokenVerifier {
         let jws = CompactJws::split(token)?;
         let header = jws.header()?;
         let algorithm = header.algorithm()?;
-        if header.crit.is_some() {
+        if header.critical {
             return Err(TokenError::Malformed(
                 "header has critical extensions (crit)",
             ));
@@ -246,6 +246,140 @@ mod tests {
             verifier().verify(&token, &ring()).unwrap_err(),
             TokenError::DisallowedAlgorithm("algorithm does not match the signing key")
         );
+    }
+
+    /// The fixture JWKS with its EC P-256 and Ed25519 keys both published under `kid`
+    /// `migrating`, as RFC 7517 section 4.5 allows for keys of different types.
+    fn ring_with_one_kid_for_ec_and_okp() -> KeyRing {
+        let mut jwks: Value = serde_json::from_slice(&crate::testing::jwks()).unwrap();
+        for key in jwks["keys"].as_array_mut().unwrap() {
+            if key["kty"] == "EC" || key["kty"] == "OKP" {
+                key["kid"] = json!("migrating");
+            }
+        }
+        let keys = crate::token::KeySet::from_jwks_json(jwks.to_string().as_bytes())
+            .unwrap()
+            .keys;
+        let ring = KeyRing::new();
+        ring.replace(ISSUER, keys);
+        ring
+    }
+
+    #[test]
+    fn one_kid_shared_by_keys_of_different_types_verifies_each_algorithm() {
+        let ring = ring_with_one_kid_for_ec_and_okp();
+        for (alg, file) in [
+            (Algorithm::ES256, "es256.pem"),
+            (Algorithm::EdDSA, "eddsa.pem"),
+        ] {
+            let token = mint(alg, file, "migrating", &claims());
+            let verified = verifier().verify(&token, &ring);
+            assert!(verified.is_ok(), "{alg:?}: {verified:?}");
+        }
+        // No key under that kid fits RS256: still the algorithm's fault, not an unknown key.
+        let token = mint(Algorithm::RS256, "rs256.pem", "migrating", &claims());
+        assert_eq!(
+            verifier().verify(&token, &ring).unwrap_err(),
+            TokenError::DisallowedAlgorithm("algorithm does not match the signing key")
+        );
+    }
+
+    /// A token with exactly these header and claims JSON texts, signed by the fixture ES256 key.
+    fn es256_over(header: &str, claims: &str) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &key("es256.pem", Algorithm::ES256),
+            Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{signing_input}.{signature}")
+    }
+
+    #[test]
+    fn null_header_members_are_malformed_not_absent() {
+        let claims = claims().to_string();
+        let well_formed = es256_over(r#"{"alg":"ES256","kid":"test-es256"}"#, &claims);
+        assert!(verifier().verify(&well_formed, &ring()).is_ok());
+        for (header, problem) in [
+            (
+                r#"{"alg":"ES256","kid":null}"#,
+                "header kid is not a string",
+            ),
+            (
+                r#"{"alg":"ES256","kid":"test-es256","typ":null}"#,
+                "header typ is not a string",
+            ),
+            (
+                r#"{"alg":"ES256","kid":"test-es256","crit":null}"#,
+                "header has critical extensions (crit)",
+            ),
+            (
+                r#"{"alg":null,"kid":"test-es256"}"#,
+                "header alg is not a string",
+            ),
+        ] {
+            assert_eq!(
+                verifier()
+                    .verify(&es256_over(header, &claims), &ring())
+                    .unwrap_err(),
+                TokenError::Malformed(problem),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_malformed_in_the_header_and_at_any_depth_of_the_claims() {
+        let header = r#"{"alg":"ES256","kid":"test-es256"}"#;
+        let claims = r#"{"iss":"https://idp.example.test","aud":"shop-api","sub":"alice","iat":1000,"exp":2000,"cnf":{"x5t#S256":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}}"#;
+        assert!(
+            verifier()
+                .verify(&es256_over(header, claims), &ring())
+                .is_ok()
+        );
+        let duplicate_header = r#"{"alg":"ES256","kid":"test-es256","kid":"test-rs256"}"#;
+        assert_eq!(
+            verifier()
+                .verify(&es256_over(duplicate_header, claims), &ring())
+                .unwrap_err(),
+            TokenError::Malformed("header names a member twice")
+        );
+        for (from, to) in [
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#),
+            (r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#),
+            (r#""x5t#S256":"#, r#""x5t#S256":"AA","x5t#S256":"#),
+        ] {
+            let forged = claims.replacen(from, to, 1);
+            assert_eq!(
+                verifier()
+                    .verify(&es256_over(header, &forged), &ring())
+                    .unwrap_err(),
+                TokenError::Malformed("claims name a member twice (at some depth)"),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_claims_are_malformed_not_absent() {
+        for claim in ["iat", "nbf", "sub", "jti", "aud", "scope", "cnf", "iss"] {
+            let mut with_null = claims();
+            with_null[claim] = Value::Null;
+            let token = es256_over(
+                r#"{"alg":"ES256","kid":"test-es256"}"#,
+                &with_null.to_string(),
+            );
+            let verified = verifier().verify(&token, &ring());
+            assert!(
+                matches!(verified, Err(TokenError::Malformed(_))),
+                "{claim}: null gave {verified:?}"
+            );
+        }
     }
 
     #[test]

@@ -70,38 +70,67 @@ fn valid_segment(segment: &[u8]) -> bool {
     !matches!(segment, b"" | b"." | b"..")
 }
 
-/// One entry of a route's `workloads` list: an exact SPIFFE ID, or a prefix ending in `*`.
+/// One entry of a route's `workloads` list: an exact SPIFFE ID, or a SPIFFE ID followed by
+/// `/*`, which admits every ID below it.
+///
+/// A prefix always ends at a `/`, so it never crosses a trust-domain or path-segment boundary:
+/// a bare text prefix `spiffe://cluster.local*` would also admit `spiffe://cluster.localhost/…`,
+/// another trust domain, and `spiffe://td/ns/shop*` the namespace `shopping`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkloadPattern {
     /// Matches exactly this SPIFFE ID.
     Exact(Box<str>),
-    /// Matches every SPIFFE ID starting with this text (the `*` removed).
-    Prefix(Box<str>),
+    /// Matches every SPIFFE ID starting with this text: a valid SPIFFE ID and a `/` (the
+    /// entry with its `*` removed).
+    Below(Box<str>),
 }
 
 /// Why a `workloads` entry was rejected at config load.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WorkloadPatternError {
-    /// The entry is not a SPIFFE ID (nor a SPIFFE ID prefix followed by `*`).
-    #[error("`{0}` is not a SPIFFE ID (spiffe://trust-domain/path), optionally ending in `*`")]
+    /// The entry is not a SPIFFE ID (nor a SPIFFE ID followed by `/*`).
+    #[error("`{0}` is not a SPIFFE ID (spiffe://trust-domain/path), nor one followed by `/*`")]
     NotSpiffe(String),
+    /// A `*` that does not follow a `/`: the prefix would run across a trust-domain or
+    /// path-segment boundary.
+    #[error(
+        "`{entry}`: a `*` must follow a `/` (a prefix ending mid-name also admits longer names, \
+         e.g. another trust domain or namespace); write `{below}` for every ID below {id}, or \
+         list exact SPIFFE IDs"
+    )]
+    UnboundedPrefix {
+        /// The entry as configured.
+        entry: String,
+        /// What to write instead: the entry's SPIFFE ID followed by `/*`.
+        below: String,
+        /// That SPIFFE ID.
+        id: String,
+    },
 }
 
 impl WorkloadPattern {
-    /// Parses a config entry. A prefix must still name at least a trust domain, so `*` alone or
-    /// `spiffe://*` (which would admit any trust domain) are refused.
+    /// Parses a config entry: an exact SPIFFE ID, or a SPIFFE ID followed by `/*`. A prefix
+    /// must name at least a trust domain, so `*` alone or `spiffe://*` are refused, and it must
+    /// end at a `/`, so `spiffe://cluster.local*` and `spiffe://td/ns/shop*` are refused with
+    /// what to write instead.
     pub fn parse(entry: &str) -> Result<WorkloadPattern, WorkloadPatternError> {
         let not_spiffe = || WorkloadPatternError::NotSpiffe(entry.to_owned());
-        match entry.strip_suffix('*') {
-            Some(prefix) => {
-                // The prefix must be a valid ID once its trailing separator is trimmed.
-                let trimmed = prefix.trim_end_matches('/');
-                SpiffeId::parse(trimmed).ok_or_else(not_spiffe)?;
-                Ok(WorkloadPattern::Prefix(prefix.into()))
+        let Some(prefix) = entry.strip_suffix('*') else {
+            SpiffeId::parse(entry).ok_or_else(not_spiffe)?;
+            return Ok(WorkloadPattern::Exact(entry.into()));
+        };
+        match prefix.strip_suffix('/') {
+            Some(id) => {
+                SpiffeId::parse(id).ok_or_else(not_spiffe)?;
+                Ok(WorkloadPattern::Below(prefix.into()))
             }
             None => {
-                SpiffeId::parse(entry).ok_or_else(not_spiffe)?;
-                Ok(WorkloadPattern::Exact(entry.into()))
+                let id = SpiffeId::parse(prefix).ok_or_else(not_spiffe)?;
+                Err(WorkloadPatternError::UnboundedPrefix {
+                    entry: entry.to_owned(),
+                    below: format!("{id}/*"),
+                    id: id.to_string(),
+                })
             }
         }
     }
@@ -110,7 +139,7 @@ impl WorkloadPattern {
     pub fn matches(&self, id: SpiffeId<'_>) -> bool {
         match self {
             WorkloadPattern::Exact(exact) => id.as_str() == &**exact,
-            WorkloadPattern::Prefix(prefix) => id.as_str().starts_with(&**prefix),
+            WorkloadPattern::Below(prefix) => id.as_str().starts_with(&**prefix),
         }
     }
 }
@@ -179,8 +208,57 @@ mod tests {
 
     #[test]
     fn patterns_must_name_a_trust_domain() {
-        for entry in ["*", "spiffe://*", "frontend", "spiffe://Upper/x"] {
-            assert!(WorkloadPattern::parse(entry).is_err(), "{entry}");
+        for entry in [
+            "*",
+            "spiffe://*",
+            "spiffe:///*",
+            "frontend",
+            "spiffe://Upper/x",
+            "spiffe://td//*",
+            "spiffe://td/ns/*/sa/x",
+        ] {
+            assert_eq!(
+                WorkloadPattern::parse(entry),
+                Err(WorkloadPatternError::NotSpiffe(entry.into())),
+                "{entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trust_domain_prefix_does_not_reach_into_another_trust_domain() {
+        let pattern = WorkloadPattern::parse("spiffe://cluster.local/*").unwrap();
+        let inside = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/batch").unwrap();
+        let other_domain = SpiffeId::parse("spiffe://cluster.localhost/ns/shop/sa/batch").unwrap();
+        assert!(pattern.matches(inside));
+        assert!(!pattern.matches(other_domain));
+    }
+
+    #[test]
+    fn a_star_not_after_a_slash_is_refused_with_what_to_write_instead() {
+        for (entry, below) in [
+            ("spiffe://cluster.local*", "spiffe://cluster.local/*"),
+            ("spiffe://td/ns/shop*", "spiffe://td/ns/shop/*"),
+            (
+                "spiffe://td/ns/shop/sa/front*",
+                "spiffe://td/ns/shop/sa/front/*",
+            ),
+        ] {
+            let refused = WorkloadPattern::parse(entry).unwrap_err();
+            assert_eq!(
+                refused,
+                WorkloadPatternError::UnboundedPrefix {
+                    entry: entry.into(),
+                    below: below.into(),
+                    id: below.trim_end_matches("/*").into(),
+                }
+            );
+            let message = refused.to_string();
+            assert!(
+                message.contains("must follow a `/`")
+                    && message.contains(&format!("write `{below}`")),
+                "{message}"
+            );
         }
     }
 }

@@ -252,6 +252,27 @@ impl TokenBuilder {
     }
 }
 
+/// A token over exactly these header and claims JSON texts, signed with the trusted `alg` key:
+/// for what a JSON serialiser will not write (duplicate members, `"kid": null`).
+pub fn sign_raw(alg: Alg, header_json: &str, claims_json: &str) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header_json),
+        URL_SAFE_NO_PAD.encode(claims_json)
+    );
+    let path = keys_dir().join(format!("{}.pem", alg.file_stem()));
+    let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let key = match alg {
+        Alg::Rs256 => EncodingKey::from_rsa_pem(&pem),
+        Alg::Es256 => EncodingKey::from_ec_pem(&pem),
+        Alg::EdDsa => EncodingKey::from_ed_pem(&pem),
+    }
+    .unwrap_or_else(|e| panic!("load {}: {e}", path.display()));
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, alg.jwt()).expect("sign token");
+    format!("{signing_input}.{signature}")
+}
+
 fn encode_part(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("serialize JSON"))
 }

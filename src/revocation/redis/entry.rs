@@ -151,6 +151,7 @@ mod tests {
             recorded_at: UnixTime::from_millis(1_700_000_000_456),
             origin: "ssf:https://idp".into(),
             reason: "laptop \"stolen\"\n".into(),
+            issuers: Some(vec!["https://idp".into(), "https://idp/tenant-b".into()].into()),
         }
     }
 
@@ -169,6 +170,25 @@ mod tests {
             .collect();
         assert_eq!(written["v"], "1");
         assert_eq!(decode("1-0", &written), Ok(revocation()));
+    }
+
+    #[test]
+    fn an_entry_written_before_issuer_scopes_existed_loads_unscoped() {
+        // Byte for byte what the previous version wrote (format 1, no `issuers` member).
+        let old = r#"{"selector":{"kind":"email","email":"alice@example.com"},"issued_before":1000000,"effect":"revoke","recorded_at":1000000,"origin":"ssf:https://idp","reason":"credential-change"}"#;
+        let decoded = decode("3-0", &fields(&[("v", "1"), ("revocation", old)])).unwrap();
+        assert_eq!(
+            decoded.selector,
+            Selector::Email {
+                email: "alice@example.com".into()
+            }
+        );
+        assert_eq!(decoded.issuers, None, "no scope: any issuer, as before");
+        assert_eq!(
+            encode(&decoded)[1].1,
+            old,
+            "unscoped entries are written as before"
+        );
     }
 
     #[test]
