@@ -102,14 +102,16 @@ enum Command {
     },
     /// An attacker's flood: ES256 tokens with a known `kid` and a bad signature, as the caller
     /// `spiffe://cluster.local/ns/evil/sa/attacker`. Every answer must be a denial with
-    /// `bad_signature` or `verification_throttled`; anything else is an error.
+    /// `bad_signature` or `verification_throttled` (`missing_token` with `--forgeries none`);
+    /// anything else is an error.
     Flood {
         #[command(flatten)]
         load: Load,
         /// Concurrent calls per connection.
         #[arg(long, default_value_t = 16)]
         streams: usize,
-        /// `same`: one forged token over and over; `fresh`: new bytes on every request.
+        /// `same`: one forged token over and over; `fresh`: new bytes on every request; `none`:
+        /// no token at all (the cheapest denial, as a control).
         #[arg(long, default_value = "fresh")]
         forgeries: String,
     },
@@ -311,16 +313,27 @@ fn forged_bodies(forgeries: &str) -> anyhow::Result<Bodies> {
     let mut forged = token.clone().into_bytes();
     forged[signature_at..signature_at + 8].copy_from_slice(b"AAAAAAAA");
     let forged = String::from_utf8(forged).expect("ASCII");
-    let mut check = support::check_request(
-        &format!("Bearer {forged}"),
-        &support::frontend_certificate(),
-    );
+    let authorization = if forgeries == "none" {
+        String::new()
+    } else {
+        format!("Bearer {forged}")
+    };
+    let mut check = support::check_request(&authorization, &support::frontend_certificate());
+    if forgeries == "none"
+        && let Some(http) = check
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+    {
+        http.headers.remove("authorization");
+    }
     if let Some(source) = check.attributes.as_mut().and_then(|a| a.source.as_mut()) {
         source.principal = ATTACKER.into();
     }
     let body = frame(&check);
     match forgeries {
-        "same" => Ok(Bodies::Same(body)),
+        "same" | "none" => Ok(Bodies::Same(body)),
         "fresh" => {
             let at = body
                 .windows(forged.len())
@@ -329,7 +342,7 @@ fn forged_bodies(forgeries: &str) -> anyhow::Result<Bodies> {
                 + signature_at;
             Ok(Bodies::Forged(body.to_vec(), at, AtomicU64::new(0)))
         }
-        other => anyhow::bail!("--forgeries is `same` or `fresh`, not `{other}`"),
+        other => anyhow::bail!("--forgeries is `same`, `fresh` or `none`, not `{other}`"),
     }
 }
 
@@ -472,7 +485,7 @@ async fn call(
     if expect == Expect::Denial {
         let reason = answer.status.map(|s| s.message).unwrap_or_default();
         return match reason.as_str() {
-            "bad_signature" | "verification_throttled" => Ok(()),
+            "bad_signature" | "verification_throttled" | "missing_token" => Ok(()),
             other => Err(format!("flood answered `{other}`")),
         };
     }

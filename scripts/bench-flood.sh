@@ -10,6 +10,8 @@
 #   baseline        nothing (the legitimate caller alone)
 #   flood-same      one forged token (known kid, bad signature) over and over
 #   flood-fresh     a new forged token on every request (new bytes each time)
+#   flood-no-token  requests without any token (`missing_token`, the cheapest denial there
+#                   is): the control, what any flood of requests costs without verification
 #   flood-fresh-unbounded   the same against a server whose budgets are lifted and whose
 #                   rejection memory is off: what the bounds buy
 #
@@ -126,6 +128,7 @@ start_sessiongate bounded
 run baseline
 run flood-same same
 run flood-fresh fresh
+run flood-no-token none
 run baseline-again
 stop_sessiongate
 
@@ -162,6 +165,8 @@ for label in ["flood-same", "flood-fresh"]:
     ratio = load(label)["p99_us"] / base
     verdict = "met" if ratio <= 2.0 else "MISSED"
     print(f"  {label:<22}{ratio:5.2f}x  {verdict}")
+control = load("flood-no-token")["p99_us"] / base
+print(f"  {'flood-no-token':<22}{control:5.2f}x  (control: a flood that needs no verification)")
 unbounded = load("flood-fresh-unbounded")["p99_us"] / load("baseline-unbounded")["p99_us"]
 print(f"  {'flood-fresh-unbounded':<22}{unbounded:5.2f}x  (bounds lifted, for comparison)")
 EOF
