@@ -169,7 +169,11 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(exit) => return exit,
             };
-            match runtime.block_on(app::run(loaded, threads, app::stop_signal())) {
+            let stop = {
+                let _inside = runtime.enter();
+                app::stop_signal()
+            };
+            match runtime.block_on(app::run(loaded, threads, stop)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(
