@@ -38,10 +38,6 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// the revocation store compacted).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Largest gRPC message accepted from Envoy. A CheckRequest carries headers (Envoy caps them
-/// at 60 KiB by default) and optionally a buffered body; 1 MiB bounds it generously.
-const MAX_CHECK_REQUEST_BYTES: usize = 1024 * 1024;
-
 /// Builds the gate for `config`: loads every issuer's keys and sizes the session cache. The
 /// keys are loaded once and not refreshed (tests); [`run`] keeps them current.
 pub async fn build_gate(config: Config) -> anyhow::Result<Arc<Gate>> {
@@ -241,7 +237,7 @@ pub async fn serve_with(
         }
     });
     tracing::info!(listener = "grpc", addr = %address, threads, "listening");
-    let service = CheckServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
+    let service = CheckServer::new(service);
     let stop = StopSignal::new(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
