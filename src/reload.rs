@@ -71,7 +71,7 @@ impl RunningSettings {
 }
 
 /// Settings bound at start-up, rendered for comparison.
-type RestartOnly = [(&'static str, String); 9];
+type RestartOnly = [(&'static str, String); 10];
 
 fn restart_only(config: &Config) -> RestartOnly {
     [
@@ -91,6 +91,8 @@ fn restart_only(config: &Config) -> RestartOnly {
             "telemetry.otlp_endpoint/service_name",
             format!("{:?}", config.telemetry),
         ),
+        // Listeners and their connections are set up once, at start.
+        ("limits", format!("{:?}", config.limits)),
     ]
 }
 

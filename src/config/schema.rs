@@ -41,6 +41,39 @@ pub struct ConfigFile {
     /// How long in-flight checks may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Bounds on what callers can make sessiongate hold: bytes, time, connections.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `limits`. Every key is optional (defaults in `config::LimitSettings`), so later bounds can
+/// join the section without breaking existing files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest CheckRequest read; a larger one is answered `bad_request`.
+    pub max_check_request_bytes: Option<u64>,
+    /// How long a new connection may take to open (HTTP/2 handshake, request headers).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub handshake_timeout: Option<Duration>,
+    /// How long a request body that stalled may take to arrive.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub body_timeout: Option<Duration>,
+    /// Most connections each listener holds at once.
+    #[serde(default)]
+    pub max_connections: MaxConnectionsSection,
+}
+
+/// `limits.max_connections`, per listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxConnectionsSection {
+    /// The ext_authz listener (`listen.grpc`).
+    pub grpc: Option<u64>,
+    /// The admin listener (`admin.listen`).
+    pub admin: Option<u64>,
+    /// The ops listener (`listen.http`).
+    pub http: Option<u64>,
 }
 
 fn default_shutdown_grace() -> Duration {

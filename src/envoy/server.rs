@@ -21,11 +21,10 @@ use std::task::{Context, Poll};
 use prost::Message as _;
 use prost::bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::server::NamedService;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::grpc::{self, BadMessage, MessageLimits};
 use super::service::AuthorizationService;
@@ -168,10 +167,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SingleBufferWrites<T> {
     }
 }
 
-impl Connected for SingleBufferWrites<TcpStream> {
-    type ConnectInfo = TcpConnectInfo;
+impl<T: Connected> Connected for SingleBufferWrites<T> {
+    type ConnectInfo = T::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> T::ConnectInfo {
         self.0.connect_info()
     }
 }
