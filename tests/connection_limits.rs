@@ -196,6 +196,38 @@ fn grpc_the_connection_over_the_cap_is_closed_at_once_and_the_others_keep_workin
     });
 }
 
+#[test]
+fn grpc_a_check_request_over_the_configured_size_is_a_400_answer() {
+    run(async {
+        let (sessiongate, _dir) = start("  max_check_request_bytes: 65536\n").await;
+        let address = sessiongate.grpc_addr;
+        let mut sender = h2_connect(address).await;
+        // A prefix announcing 65537 bytes of message, and the bytes.
+        let mut body = vec![0, 0, 1, 0, 1];
+        body.resize(5 + 65537, b'a');
+        let request = hyper::Request::post(format!(
+            "http://{address}/envoy.service.auth.v3.Authorization/Check"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        assert_eq!(trailers["grpc-status"], "0", "an answer, not a failed call");
+        let message = collected.to_bytes();
+        let text = String::from_utf8_lossy(&message);
+        assert!(
+            text.contains(
+                "CheckRequest of 65537 bytes exceeds limits.max_check_request_bytes (65536)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("bad_request"), "{text}");
+    });
+}
+
 // ----- the admin listener (admin gRPC and the SSF push endpoint) ----------------------------
 
 #[test]
@@ -232,12 +264,16 @@ fn admin_a_stalled_ssf_push_body_is_refused_after_the_body_timeout() {
         let address = sessiongate.admin_addr.unwrap();
         let mut stream = TcpStream::connect(address).await.unwrap();
         let since = Instant::now();
-        let status = http1_status(
-            &mut stream,
-            "POST /ssf/events HTTP/1.1\r\nHost: sessiongate\r\n\
-             Content-Type: application/secevent+jwt\r\nContent-Length: 100\r\n\r\neyJhbGciOi",
+        let status = tokio::time::timeout(
+            STALL + SLACK,
+            http1_status(
+                &mut stream,
+                "POST /ssf/events HTTP/1.1\r\nHost: sessiongate\r\n\
+                 Content-Type: application/secevent+jwt\r\nContent-Length: 100\r\n\r\neyJhbGciOi",
+            ),
         )
-        .await;
+        .await
+        .expect("answered once the body timeout passed");
         let answered = since.elapsed();
         println!(
             "admin, half an SSF body: configured {STALL:?}, answered {status:?} after {answered:?}"
