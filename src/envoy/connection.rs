@@ -32,7 +32,8 @@ pub struct Bounded<T> {
     io: T,
     /// Until the handshake is over.
     handshake: Option<Handshake>,
-    _slot: Slot,
+    /// The place under the cap, given back when the connection is dropped.
+    slot: Slot,
 }
 
 #[derive(Debug)]
@@ -51,7 +52,7 @@ impl<T> Bounded<T> {
                 opening: Opening::default(),
                 deadline: Box::pin(tokio::time::sleep(timeout)),
             }),
-            _slot: slot,
+            slot,
         }
     }
 }
@@ -77,7 +78,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Bounded<T> {
         // Still opening: past the deadline the connection ends, whether bytes trickle in or
         // none come (polling the timer here also wakes this read when it fires).
         if handshake.deadline.as_mut().poll(cx).is_ready() {
-            this._slot.timed_out();
+            this.slot.timed_out();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no HTTP/2 preface and SETTINGS within limits.handshake_timeout",
