@@ -57,9 +57,11 @@ async fn main() -> anyhow::Result<()> {
     });
     // The same settings as `app::serve_with`.
     let service = AuthorizationServer::new(Noop).max_decoding_message_size(1024 * 1024);
+    let limits = sessiongate::config::LimitSettings::default();
     threads::serve_on_threads(
         listener,
         threads::default_threads(),
+        sessiongate::app::grpc_bounds(&limits, Default::default()),
         stop,
         move |connections, stop| {
             tonic::transport::Server::builder()

@@ -11,14 +11,17 @@ use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminCredential, AdminState};
 use crate::budget::BudgetLimits;
-use crate::config::{Config, SsfSettings};
+use crate::config::{Config, LimitSettings, SsfSettings};
+use crate::connections::ConnectionCap;
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
+use crate::envoy::threads::ConnectionBounds;
 use crate::envoy::{AuthorizationService, CheckServer, threads};
 use crate::gate::Gate;
 use crate::health::Readiness;
+use crate::http_server::HttpBounds;
 use crate::keys::KeyManager;
-use crate::metrics::{Metrics, StateSources};
+use crate::metrics::{ConnectionMetrics, Metrics, StateSources};
 use crate::ops::{OpsServer, OpsState};
 use crate::pinning::PinStore;
 use crate::reload::{Reloader, RunningSettings};
@@ -38,10 +41,6 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// How often revocations and cached sessions no token can match any more are forgotten (and
 /// the revocation store compacted).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Largest gRPC message accepted from Envoy. A CheckRequest carries headers (Envoy caps them
-/// at 60 KiB by default) and optionally a buffered body; 1 MiB bounds it generously.
-const MAX_CHECK_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Builds the gate for `config`: loads every issuer's keys and sizes the session cache. The
 /// keys are loaded once and not refreshed (tests); [`run`] keeps them current.
@@ -194,33 +193,58 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves ext_authz on `listener` until `shutdown` completes, then drains in-flight checks for
-/// at most [`DRAIN_GRACE`].
+/// at most [`DRAIN_GRACE`]. Every bound is its default ([`LimitSettings::default`]).
 pub async fn serve(
     listener: TcpListener,
     gate: Arc<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let limits = LimitSettings::default();
     serve_with(
         listener,
-        AuthorizationService::new(gate),
+        CheckServer::new(AuthorizationService::new(gate)).with_limits(limits.check_messages()),
         Readiness::new(),
         threads::default_threads(),
         DRAIN_GRACE,
+        grpc_bounds(&limits, ConnectionMetrics::default()),
         shutdown,
     )
     .await
 }
 
+/// The ext_authz listener's connection bounds under `limits`, counted into `metrics`.
+pub fn grpc_bounds(limits: &LimitSettings, metrics: ConnectionMetrics) -> ConnectionBounds {
+    ConnectionBounds {
+        cap: ConnectionCap::new("grpc", limits.max_connections.grpc, metrics),
+        handshake_timeout: limits.handshake_timeout,
+    }
+}
+
+/// The admin or ops (`http`) listener's connection bounds under `limits`.
+fn http_bounds(
+    listener: &'static str,
+    max_connections: usize,
+    limits: &LimitSettings,
+    metrics: ConnectionMetrics,
+) -> HttpBounds {
+    HttpBounds {
+        cap: ConnectionCap::new(listener, max_connections, metrics),
+        handshake_timeout: limits.handshake_timeout,
+        body_timeout: limits.body_timeout,
+    }
+}
+
 /// Serves `service` and, on the same port, the standard `grpc.health.v1.Health` service
 /// following `readiness` (for the whole server, `""`, and for the ext_authz service by name),
-/// each connection on one of `threads` threads. After `shutdown`, in-flight checks get `grace`
-/// to finish.
+/// each connection within `bounds` on one of `threads` threads. After `shutdown`, in-flight
+/// checks get `grace` to finish.
 pub async fn serve_with(
     listener: TcpListener,
-    service: AuthorizationService,
+    service: CheckServer,
     readiness: Readiness,
     threads: usize,
     grace: Duration,
+    bounds: ConnectionBounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
@@ -246,21 +270,25 @@ pub async fn serve_with(
         }
     });
     tracing::info!(listener = "grpc", addr = %address, threads, "listening");
-    let service = CheckServer::new(service).max_decoding_message_size(MAX_CHECK_REQUEST_BYTES);
     let stop = StopSignal::new(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
         // Load balancers that probe health stop sending new work while we drain.
         report_health(&reporter, false).await;
     });
-    let server =
-        threads::serve_on_threads(listener, threads, stop.clone(), move |connections, stop| {
+    let server = threads::serve_on_threads(
+        listener,
+        threads,
+        bounds,
+        stop.clone(),
+        move |connections, stop| {
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_service(health_service.clone())
                 .add_service(service.clone())
                 .serve_with_incoming_shutdown(connections, stop.stopped())
-        });
+        },
+    );
     if let Some(result) = shutdown::drain(server, &stop, grace, "grpc").await {
         result?;
     }
@@ -289,6 +317,7 @@ pub async fn run(
     let ssf_settings = config.ssf.clone();
     let ssf_budget = config.verification.ssf;
     let ops_settings = config.ops.clone();
+    let limits = config.limits.clone();
     let ops_listener = TcpListener::bind(ops_settings.http_listen)
         .await
         .with_context(|| format!("binding the ops listener to {}", ops_settings.http_listen))?;
@@ -305,6 +334,7 @@ pub async fn run(
         revocations: Arc::clone(&started.revocations),
         readiness: started.readiness.clone(),
     });
+    let connections = started.metrics.connections.clone();
     let ops_server = OpsServer::spawn(
         ops_listener,
         OpsState {
@@ -313,6 +343,12 @@ pub async fn run(
             stop: stop.clone(),
             config: started.metrics.config.clone(),
         },
+        http_bounds(
+            "http",
+            limits.max_connections.http,
+            &limits,
+            connections.clone(),
+        ),
     );
     let pruning = tokio::spawn(prune_expired(
         Arc::clone(&started.gate),
@@ -324,7 +360,19 @@ pub async fn run(
             revocations: Arc::clone(&started.revocations),
             credential,
         };
-        tokio::spawn(admin::serve(listener, state, ssf_routes, stop.stopped()))
+        let bounds = http_bounds(
+            "admin",
+            limits.max_connections.admin,
+            &limits,
+            connections.clone(),
+        );
+        tokio::spawn(admin::serve(
+            listener,
+            state,
+            ssf_routes,
+            bounds,
+            stop.stopped(),
+        ))
     });
     let service = AuthorizationService::new(started.gate)
         .with_key_refresher(started.keys.refresher())
@@ -336,10 +384,11 @@ pub async fn run(
     ));
     let served = serve_with(
         listener,
-        service,
+        CheckServer::new(service).with_limits(limits.check_messages()),
         started.readiness,
         connection_threads.map_or_else(threads::default_threads, NonZeroUsize::get),
         ops_settings.shutdown_grace,
+        grpc_bounds(&limits, connections),
         stop.stopped(),
     )
     .await;

@@ -31,6 +31,8 @@
 //!   `/readyz` on the ops HTTP listener; [`decision_log`]: one line per judged check.
 //! - [`dry_run`]: report denials without enforcing them, for rollouts.
 //! - [`telemetry`]: OpenTelemetry spans of Checks, continuing W3C / B3 trace context.
+//! - [`connections`]: each listener's cap on concurrent connections; [`http_server`]: the
+//!   admin and ops listeners' server, with that cap and header, body and idle timeouts.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
 
@@ -41,6 +43,7 @@ pub mod admin;
 pub mod app;
 pub mod budget;
 pub mod config;
+pub mod connections;
 pub mod decision;
 pub mod decision_log;
 pub mod deny;
@@ -48,6 +51,7 @@ pub mod dry_run;
 pub mod envoy;
 pub mod gate;
 pub mod health;
+pub mod http_server;
 pub mod intern;
 pub mod keys;
 pub mod logging;

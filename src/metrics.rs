@@ -140,6 +140,8 @@ pub struct Metrics {
     pub keys: KeyMetrics,
     /// Config generation and reload outcomes.
     pub config: ConfigMetrics,
+    /// Connections each listener holds, refused over its cap, and closed for stalling.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -156,6 +158,7 @@ impl Metrics {
             checks: CheckMetrics::new(),
             keys: KeyMetrics::default(),
             config: ConfigMetrics::default(),
+            connections: ConnectionMetrics::default(),
         }
     }
 
@@ -198,6 +201,21 @@ impl Metrics {
             "sessiongate_config_reloads",
             "Config reload attempts by result (applied, rejected)",
             self.config.reloads.clone(),
+        );
+        registry.register(
+            "sessiongate_connections_open",
+            "Connections each listener (grpc, admin, http) holds now",
+            self.connections.open.clone(),
+        );
+        registry.register(
+            "sessiongate_connections_refused",
+            "New connections a listener closed at once because it held limits.max_connections.<listener>",
+            self.connections.refused.clone(),
+        );
+        registry.register(
+            "sessiongate_connections_timed_out",
+            "Connections a listener closed because the caller stalled: no HTTP/2 handshake or request headers within limits.handshake_timeout, or idle",
+            self.connections.timed_out.clone(),
         );
         registry.register_collector(Box::new(state));
         registry
@@ -435,6 +453,49 @@ impl KeyMetrics {
                 issuer: Arc::clone(issuer),
                 result,
             })
+            .inc();
+    }
+}
+
+/// Labels naming a listener: `grpc`, `admin` or `http` (a fixed set).
+type ListenerLabel = [(&'static str, &'static str); 1];
+
+/// Connections per listener (see [`crate::connections`]).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionMetrics {
+    open: Family<ListenerLabel, Gauge>,
+    refused: Family<ListenerLabel, Counter>,
+    timed_out: Family<ListenerLabel, Counter>,
+}
+
+impl ConnectionMetrics {
+    /// Makes `listener`'s series exist (at 0) before its first connection.
+    pub fn declare(&self, listener: &'static str) {
+        let label = [("listener", listener)];
+        let _ = self.open.get_or_create(&label);
+        let _ = self.refused.get_or_create(&label);
+        let _ = self.timed_out.get_or_create(&label);
+    }
+
+    /// `listener` admitted a connection.
+    pub fn opened(&self, listener: &'static str) {
+        self.open.get_or_create(&[("listener", listener)]).inc();
+    }
+
+    /// A connection of `listener` ended.
+    pub fn closed(&self, listener: &'static str) {
+        self.open.get_or_create(&[("listener", listener)]).dec();
+    }
+
+    /// `listener` closed a new connection at once: it held its cap.
+    pub fn refused(&self, listener: &'static str) {
+        self.refused.get_or_create(&[("listener", listener)]).inc();
+    }
+
+    /// `listener` closed a connection whose caller stalled.
+    pub fn timed_out(&self, listener: &'static str) {
+        self.timed_out
+            .get_or_create(&[("listener", listener)])
             .inc();
     }
 }

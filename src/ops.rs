@@ -14,8 +14,9 @@
 //! - The listener outlives the ext_authz drain: after SIGTERM it keeps answering (`/readyz` 503
 //!   `stopping`) until the gRPC server has drained, so probes see "not ready", not "refused".
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,6 +27,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::health::Readiness;
+use crate::http_server::{self, HttpBounds};
 use crate::metrics::{self, ConfigMetrics};
 use crate::shutdown::StopSignal;
 
@@ -133,22 +135,26 @@ async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
     )
 }
 
-/// Serves the ops routes on `listener` until `shutdown` completes. Requests are tiny and
-/// answered at once, so the server simply stops then (no drain grace of its own).
+/// Serves the ops routes on `listener`, each connection within `bounds`, until `shutdown`
+/// completes. Requests are tiny and answered at once, so open connections get only
+/// [`DRAIN_GRACE`] to close.
 pub async fn serve(
     listener: TcpListener,
     state: OpsState,
+    bounds: HttpBounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(listener = "http", addr = %address, "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .into_future()
-        .await?;
+    let stop = StopSignal::new(shutdown);
+    http_server::serve(listener, router(state), bounds, stop, DRAIN_GRACE).await?;
     tracing::info!(listener = "http", "stopped");
     Ok(())
 }
+
+/// How long open ops connections (a scraper's keep-alive, a probe) may take to close once the
+/// listener stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The ops listener running in the background; [`OpsServer::stop`] ends it.
 #[derive(Debug)]
@@ -158,11 +164,12 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Starts serving on `listener`. It is stopped explicitly, after the ext_authz drain, not
-    /// by the stop signal: probes must see `/readyz` 503 during the drain, not a refused port.
-    pub fn spawn(listener: TcpListener, state: OpsState) -> OpsServer {
+    /// Starts serving on `listener` within `bounds`. It is stopped explicitly, after the
+    /// ext_authz drain, not by the stop signal: probes must see `/readyz` 503 during the drain,
+    /// not a refused port.
+    pub fn spawn(listener: TcpListener, state: OpsState, bounds: HttpBounds) -> OpsServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state, async move {
+        let task = tokio::spawn(serve(listener, state, bounds, async move {
             let _ = stopped.await;
         }));
         OpsServer { stop, task }

@@ -86,14 +86,15 @@ fn restart_only(config: &Config) -> RestartOnly {
         ("admin", format!("{:?}", config.admin)),
         ("revocation", format!("{:?}", config.revocation)),
         ("ssf", format!("{:?}", config.ssf)),
-        (
-            "limits.verifications/rejected_tokens",
-            format!("{:?}", config.verification),
-        ),
         // The trace exporter is built once, at start.
         (
             "telemetry.otlp_endpoint/service_name",
             format!("{:?}", config.telemetry),
+        ),
+        // Listeners, their connections and the verification budgets are set up once, at start.
+        (
+            "limits",
+            format!("{:?} {:?}", config.limits, config.verification),
         ),
     ]
 }

@@ -13,6 +13,8 @@ pub enum AuthorizationValues<'a> {
     One(&'a str),
     /// The header appeared more than once.
     Several,
+    /// The value's bytes are not UTF-8, so not a credential of any scheme.
+    NotUtf8,
 }
 
 /// The TLS peer as Envoy reports it.

@@ -288,7 +288,10 @@ pub fn check_request(authorization: &str, certificate: &str) -> CheckRequest {
 
 /// `check` as sessiongate's server decodes it (the fields it reads, [`sessiongate::envoy::wire`]).
 pub fn lean(check: &CheckRequest) -> sessiongate::envoy::wire::CheckRequest {
-    prost::Message::decode(prost::Message::encode_to_vec(check).as_slice()).unwrap()
+    prost::Message::decode(prost::bytes::Bytes::from(prost::Message::encode_to_vec(
+        check,
+    )))
+    .unwrap()
 }
 
 /// Judges `check` and settles a fresh session's pin the way the local pin store does (the first
@@ -296,7 +299,7 @@ pub fn lean(check: &CheckRequest) -> sessiongate::envoy::wire::CheckRequest {
 pub fn allow_and_pin(gate: &sessiongate::gate::Gate, check: &CheckRequest) {
     let check = &lean(check);
     let http = sessiongate::envoy::request::http_request(check).unwrap();
-    let facts = sessiongate::envoy::request::facts(check, http);
+    let facts = sessiongate::envoy::request::facts(check, http).unwrap();
     let now = sessiongate::time::UnixTime::now();
     let outcome = gate.check(&facts, now);
     let outcome = match outcome.pin.clone() {

@@ -1,19 +1,19 @@
 //! The admin listener: the gRPC service (behind the credential check) plus any plain HTTP
 //! routes merged in, on one port.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use super::credential::AdminCredential;
 use super::proto::admin_server::AdminServer;
 use super::service::AdminService;
 use crate::gate::Gate;
+use crate::http_server::{self, HttpBounds};
 use crate::revocation::Revocations;
-use crate::shutdown::{self, StopSignal};
+use crate::shutdown::StopSignal;
 
 /// How long open admin connections may linger after a stop signal before the listener closes
 /// anyway: a CLI or an HTTP/2 client keeping its connection alive must not hold up a shutdown.
@@ -31,11 +31,13 @@ pub struct AdminState {
 }
 
 /// Serves the admin API on `listener`, with `extra` routes (which do their own authentication,
-/// e.g. signed Security Event Tokens) on the same port, until `shutdown` completes.
+/// e.g. signed Security Event Tokens) on the same port, each connection within `bounds`, until
+/// `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     extra: axum::Router,
+    bounds: HttpBounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
@@ -48,22 +50,7 @@ pub async fn serve(
         .into_axum_router()
         .merge(extra);
     let stop = StopSignal::new(shutdown);
-    // As on the ext_authz port: small responses must not wait for a delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not disable Nagle on an admin connection");
-        }
-    });
-    // Each connection's peer address reaches the handlers (`ConnectInfo`): the SSF push
-    // endpoint budgets signature verifications per sending address.
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.stopped());
-    if let Some(result) = shutdown::drain(server.into_future(), &stop, DRAIN_GRACE, "admin").await {
-        result?;
-    }
+    http_server::serve(listener, router, bounds, stop, DRAIN_GRACE).await?;
     tracing::info!(listener = "admin", "stopped");
     Ok(())
 }

@@ -197,6 +197,72 @@ pub struct OpsSettings {
     pub log_allowed_sample_rate: f64,
 }
 
+/// Bounds on what callers can make sessiongate hold, bound at start-up (`limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Largest CheckRequest read; a larger one is answered `bad_request` without being
+    /// buffered.
+    pub max_check_request_bytes: usize,
+    /// How long a new connection may take to open: the HTTP/2 preface and SETTINGS on the
+    /// ext_authz listener, each request's headers on the admin and ops listeners (whose
+    /// connections also close after this long without a request in flight).
+    pub handshake_timeout: Duration,
+    /// How long a request body (a CheckRequest, a SET, an admin call) may stall.
+    pub body_timeout: Duration,
+    /// Most connections each listener holds at once.
+    pub max_connections: MaxConnections,
+}
+
+/// `limits.max_connections`: beyond its cap, a listener closes a new connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxConnections {
+    /// The ext_authz listener. Envoy opens a connection or a few per worker (more when a
+    /// connection's concurrent streams run out); a shared sessiongate serves many Envoys.
+    pub grpc: usize,
+    /// The admin listener: operators, the CLI, Shared Signals transmitters.
+    pub admin: usize,
+    /// The ops listener: probes and scrapers.
+    pub http: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let message = crate::envoy::grpc::MessageLimits::default();
+        LimitSettings {
+            max_check_request_bytes: message.max_bytes,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            body_timeout: message.body_timeout,
+            max_connections: MaxConnections {
+                grpc: 1024,
+                admin: 64,
+                http: 64,
+            },
+        }
+    }
+}
+
+impl LimitSettings {
+    /// How much of each Check call is read.
+    pub fn check_messages(&self) -> crate::envoy::grpc::MessageLimits {
+        crate::envoy::grpc::MessageLimits {
+            max_bytes: self.max_check_request_bytes,
+            body_timeout: self.body_timeout,
+        }
+    }
+}
+
+/// Default `limits.handshake_timeout`: a client on loopback or in the cluster opens in
+/// milliseconds; a connection still silent after 10 s is not a client worth a slot.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accepted range of `limits.max_check_request_bytes`: at least Envoy's default header limit
+/// (60 KiB) with room, at most what a body-carrying check could sensibly need.
+const CHECK_REQUEST_BYTES_RANGE: std::ops::RangeInclusive<u64> = 64 * 1024..=64 * 1024 * 1024;
+/// Accepted range of `limits.handshake_timeout` and `limits.body_timeout`.
+const LIMIT_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(300);
+/// Largest accepted `limits.max_connections.*`.
+const MAX_CONNECTIONS_CAP: u64 = 1_000_000;
+
 /// Longest accepted `shutdown_grace`.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
 
@@ -228,6 +294,8 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The ops listener, shutdown grace and decision log sampling.
     pub ops: OpsSettings,
+    /// Bounds on request sizes, stalls and connections.
+    pub limits: LimitSettings,
     /// How much verification work new tokens may cause (`limits.verifications`,
     /// `limits.rejected_tokens`).
     pub verification: VerificationSettings,
@@ -402,6 +470,7 @@ impl Compiler<'_> {
         let telemetry = self.telemetry(&raw)?;
         let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
         let verification = self.verification(&raw)?;
+        let limits = self.limits(&raw)?;
         let dry_run = DryRun {
             everywhere: raw.dry_run,
             routes: raw
@@ -440,6 +509,7 @@ impl Compiler<'_> {
             ssf,
             telemetry,
             ops,
+            limits,
             verification,
         })
     }
@@ -543,6 +613,73 @@ impl Compiler<'_> {
             rejections: RejectionMemory { ttl, capacity },
             ssf,
         })
+    }
+
+    /// Each bound is optional; a set one must lie in its range.
+    fn limits(&self, raw: &ConfigFile) -> Result<LimitSettings, ConfigError> {
+        let section = &raw.limits;
+        let mut limits = LimitSettings::default();
+        if let Some(bytes) = section.max_check_request_bytes {
+            if !CHECK_REQUEST_BYTES_RANGE.contains(&bytes) {
+                return Err(self.invalid(
+                    "limits.max_check_request_bytes",
+                    format!(
+                        "must be between {} and {} bytes, got {bytes}",
+                        CHECK_REQUEST_BYTES_RANGE.start(),
+                        CHECK_REQUEST_BYTES_RANGE.end()
+                    ),
+                ));
+            }
+            limits.max_check_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        for (key, value, target) in [
+            (
+                "limits.handshake_timeout",
+                section.handshake_timeout,
+                &mut limits.handshake_timeout,
+            ),
+            (
+                "limits.body_timeout",
+                section.body_timeout,
+                &mut limits.body_timeout,
+            ),
+        ] {
+            if let Some(value) = value {
+                if !LIMIT_TIMEOUT_RANGE.contains(&value) {
+                    return Err(self.invalid(key, "must be between 100ms and 5m"));
+                }
+                *target = value;
+            }
+        }
+        let caps = &section.max_connections;
+        for (key, value, target) in [
+            (
+                "limits.max_connections.grpc",
+                caps.grpc,
+                &mut limits.max_connections.grpc,
+            ),
+            (
+                "limits.max_connections.admin",
+                caps.admin,
+                &mut limits.max_connections.admin,
+            ),
+            (
+                "limits.max_connections.http",
+                caps.http,
+                &mut limits.max_connections.http,
+            ),
+        ] {
+            if let Some(value) = value {
+                if !(1..=MAX_CONNECTIONS_CAP).contains(&value) {
+                    return Err(self.invalid(
+                        key,
+                        format!("must be between 1 and {MAX_CONNECTIONS_CAP}, got {value}"),
+                    ));
+                }
+                *target = usize::try_from(value).unwrap_or(usize::MAX);
+            }
+        }
+        Ok(limits)
     }
 
     /// The ops listener never shares a port with the ext_authz or admin listener (port 0

@@ -41,15 +41,29 @@ pub struct ConfigFile {
     /// How long in-flight checks may take to finish after SIGTERM.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
-    /// Bounds on the work and resources a caller can cause.
+    /// Bounds on the work and resources a caller can cause: verifications, bytes, time,
+    /// connections.
     #[serde(default)]
     pub limits: LimitsSection,
 }
 
-/// `limits`. Every key is optional: the defaults are meant for production.
+/// `limits`. Every key is optional (defaults in `config::LimitSettings` and
+/// `config::VerificationSettings`): the defaults are meant for production, and later bounds can
+/// join the section without breaking existing files.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
+    /// Largest CheckRequest read; a larger one is answered `bad_request`.
+    pub max_check_request_bytes: Option<u64>,
+    /// How long a new connection may take to open (HTTP/2 handshake, request headers).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub handshake_timeout: Option<Duration>,
+    /// How long a request body that stalled may take to arrive.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub body_timeout: Option<Duration>,
+    /// Most connections each listener holds at once.
+    #[serde(default)]
+    pub max_connections: MaxConnectionsSection,
     /// Verification budgets for new tokens.
     #[serde(default)]
     pub verifications: VerificationLimitsSection,
@@ -59,6 +73,18 @@ pub struct LimitsSection {
     /// Verification budgets of the SSF push endpoint.
     #[serde(default)]
     pub ssf_verifications: SsfVerificationLimitsSection,
+}
+
+/// `limits.max_connections`, per listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxConnectionsSection {
+    /// The ext_authz listener (`listen.grpc`).
+    pub grpc: Option<u64>,
+    /// The admin listener (`admin.listen`).
+    pub admin: Option<u64>,
+    /// The ops listener (`listen.http`).
+    pub http: Option<u64>,
 }
 
 /// `limits.ssf_verifications`: SETs verified per second, per sending address and in all.

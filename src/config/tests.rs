@@ -814,3 +814,81 @@ fn verification_limits_default_and_are_checked() {
         "a misspelt section is an error: {error}"
     );
 }
+
+#[test]
+fn limits_default_and_are_read() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    let limits = config.unwrap().limits;
+    assert_eq!(limits, LimitSettings::default());
+    assert_eq!(limits.max_check_request_bytes, 1024 * 1024);
+    assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(limits.body_timeout, Duration::from_secs(10));
+    assert_eq!(
+        limits.max_connections,
+        MaxConnections {
+            grpc: 1024,
+            admin: 64,
+            http: 64
+        }
+    );
+
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}limits:\n  max_check_request_bytes: 2097152\n  handshake_timeout: 2s\n  \
+         body_timeout: 500ms\n  max_connections:\n    grpc: 16\n    admin: 2\n    http: 3\n"
+    ));
+    let limits = config.unwrap().limits;
+    assert_eq!(limits.max_check_request_bytes, 2 * 1024 * 1024);
+    assert_eq!(limits.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(limits.body_timeout, Duration::from_millis(500));
+    assert_eq!(
+        limits.max_connections,
+        MaxConnections {
+            grpc: 16,
+            admin: 2,
+            http: 3
+        }
+    );
+}
+
+#[test]
+fn limits_are_bounded_and_named() {
+    for (yaml, key, problem) in [
+        (
+            "  max_check_request_bytes: 1024\n",
+            "limits.max_check_request_bytes",
+            "between 65536 and 67108864 bytes, got 1024",
+        ),
+        (
+            "  handshake_timeout: 10ms\n",
+            "limits.handshake_timeout",
+            "between 100ms and 5m",
+        ),
+        (
+            "  body_timeout: 1h\n",
+            "limits.body_timeout",
+            "between 100ms and 5m",
+        ),
+        (
+            "  body_timeout: later\n",
+            "limits.body_timeout",
+            "not a duration",
+        ),
+        (
+            "  max_connections:\n    grpc: 0\n",
+            "limits.max_connections.grpc",
+            "between 1 and 1000000, got 0",
+        ),
+        (
+            "  max_connections:\n    admin: 2000000\n",
+            "limits.max_connections.admin",
+            "between 1 and 1000000",
+        ),
+        (
+            "  max_connections:\n    ops: 4\n",
+            "limits.max_connections.ops",
+            "unknown field `ops`",
+        ),
+    ] {
+        assert_invalid(&format!("{MINIMAL}limits:\n{yaml}"), key, problem);
+    }
+}

@@ -3,8 +3,12 @@
 //! [`wire`] is the part of a `CheckRequest` sessiongate decodes; [`request`] turns it into
 //! [`crate::request::RequestFacts`]; [`response`] turns the gate's [`crate::gate::Outcome`] into
 //! a `CheckResponse`; [`service`] glues them to the [`crate::gate::Gate`], [`server`] serves
-//! it over gRPC, and [`threads`] runs each connection on one thread.
+//! it over gRPC (one message in and out of each call, bounded: [`grpc`]), and [`threads`] runs
+//! each connection on one thread, under the listener's cap and a handshake deadline
+//! ([`connection`]).
 
+pub mod connection;
+pub mod grpc;
 pub mod report;
 pub mod request;
 pub mod response;

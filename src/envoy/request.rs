@@ -1,7 +1,7 @@
 //! `CheckRequest` → [`RequestFacts`], borrowing from the protobuf message (its lean form,
 //! [`super::wire`]).
 
-use super::wire::{CheckRequest, HttpRequest, map_get};
+use super::wire::{CheckRequest, HttpRequest, Text, map_get, text};
 use crate::deny::{Deny, DenyReason};
 use crate::request::{
     AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query,
@@ -28,44 +28,81 @@ pub fn http_request(check: &CheckRequest) -> Result<&HttpRequest, Deny> {
 
 /// The facts of `check`. Headers come from `headers`, or from `header_map` when Envoy is
 /// configured with `encode_raw_headers`.
-pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> RequestFacts<'a> {
+///
+/// A field the decision reads (method, path, host, policy, the peer, every header name: they
+/// select the route, the caller and the spoofed headers to remove) must be UTF-8, or the
+/// request is a `bad_request` naming the field: guessing what unreadable bytes mean could
+/// select another route than Envoy's upstream serves. Header values sessiongate only forwards
+/// or ignores are never looked at, so their bytes cannot decide anything.
+pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> Result<RequestFacts<'a>, Deny> {
     let attributes = check.attributes.as_ref();
     let source = attributes.and_then(|a| a.source.as_ref());
     let address = source
         .and_then(|peer| peer.address.as_ref())
         .and_then(|address| address.socket_address.as_ref())
-        .map(|socket| socket.address.as_str());
-    let path = if http.path.is_empty() {
-        header(http, ":path").unwrap_or("")
-    } else {
-        &http.path
-    };
-    let authority = if http.host.is_empty() {
-        header(http, ":authority").unwrap_or("")
-    } else {
-        &http.host
-    };
-    let method = if http.method.is_empty() {
-        header(http, ":method").unwrap_or("")
-    } else {
-        &http.method
-    };
-    RequestFacts {
+        .map(|socket| field(&socket.address, "source.address"))
+        .transpose()?;
+    let path = pseudo_header(http, &http.path, "request.http.path", ":path")?;
+    let authority = pseudo_header(http, &http.host, "request.http.host", ":authority")?;
+    let method = pseudo_header(http, &http.method, "request.http.method", ":method")?;
+    let policy = attributes
+        .and_then(|a| map_get(&a.context_extensions, POLICY_CONTEXT_KEY))
+        .map(|value| field(value, "context_extensions[sessiongate.policy]"))
+        .transpose()?;
+    if header_keys(http).any(|key| text(key).is_none()) {
+        return Err(not_utf8("a request header name"));
+    }
+    let principal = source
+        .map(|peer| field(&peer.principal, "source.principal"))
+        .transpose()?;
+    let certificate = source
+        .map(|peer| field(&peer.certificate, "source.certificate"))
+        .transpose()?;
+    Ok(RequestFacts {
         method,
         path: path_without_query(path),
         host: host_without_port(authority),
-        policy: attributes.and_then(|a| map_get(&a.context_extensions, POLICY_CONTEXT_KEY)),
+        policy,
         authorization: authorization(http),
         peer: PeerFacts {
-            principal: source.map_or("", |peer| peer.principal.as_str()),
-            certificate: source.map_or("", |peer| peer.certificate.as_str()),
+            principal: principal.unwrap_or_default(),
+            certificate: certificate.unwrap_or_default(),
             address,
         },
+    })
+}
+
+/// `value` of the `CheckRequest` field `name`, which must be UTF-8.
+fn field<'a>(value: &'a Text, name: &'static str) -> Result<&'a str, Deny> {
+    text(value).ok_or_else(|| not_utf8(name))
+}
+
+/// The `bad_request` denial for a field the decision reads that is not UTF-8.
+fn not_utf8(name: &str) -> Deny {
+    Deny::new(
+        DenyReason::BadRequest,
+        format!("CheckRequest field {name} is not UTF-8"),
+    )
+}
+
+/// The request's `value` (field `name`), else its pseudo-header `header`, else empty.
+fn pseudo_header<'a>(
+    http: &'a HttpRequest,
+    value: &'a Text,
+    name: &'static str,
+    header: &'static str,
+) -> Result<&'a str, Deny> {
+    if !value.is_empty() {
+        return field(value, name);
+    }
+    match header_value(http, header) {
+        None => Ok(""),
+        Some(bytes) => std::str::from_utf8(bytes).map_err(|_| not_utf8(header)),
     }
 }
 
-/// The names of every request header, lower case, whichever encoding Envoy used.
-pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
+/// The name of every request header, whichever encoding Envoy used.
+fn header_keys(http: &HttpRequest) -> impl Iterator<Item = &Text> {
     let raw = http
         .header_map
         .as_ref()
@@ -73,12 +110,18 @@ pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
         .unwrap_or_default();
     http.headers
         .iter()
-        .map(|entry| entry.key.as_str())
-        .chain(raw.iter().map(|h| h.key.as_str()))
+        .map(|entry| &entry.key)
+        .chain(raw.iter().map(|h| &h.key))
 }
 
-/// The value of header `name` (lower case), whichever encoding Envoy used.
-pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
+/// The names of every request header, lower case, whichever encoding Envoy used. [`facts`]
+/// refuses a request with a name that is not UTF-8, so none is left out once it succeeded.
+pub fn header_names(http: &HttpRequest) -> impl Iterator<Item = &str> {
+    header_keys(http).filter_map(text)
+}
+
+/// The bytes of header `name` (lower case), whichever encoding Envoy used.
+fn header_value<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a [u8]> {
     if let Some(value) = map_get(&http.headers, name) {
         return Some(value);
     }
@@ -86,17 +129,28 @@ pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
     let header = map
         .headers
         .iter()
-        .find(|h| h.key.eq_ignore_ascii_case(name))?;
-    if header.raw_value.is_empty() {
-        Some(&header.value)
+        .find(|h| h.key.eq_ignore_ascii_case(name.as_bytes()))?;
+    Some(if header.raw_value.is_empty() {
+        &header.value
     } else {
-        std::str::from_utf8(&header.raw_value).ok()
-    }
+        &header.raw_value
+    })
+}
+
+/// The value of header `name` (lower case), whichever encoding Envoy used; `None` when it is
+/// absent or not UTF-8 (for headers that only inform, such as trace context).
+pub fn header<'a>(http: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    header_value(http, name).and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// Bytes that are not UTF-8 can never be a token68 credential: a bad request.
+fn credential(value: &[u8]) -> AuthorizationValues<'_> {
+    std::str::from_utf8(value).map_or(AuthorizationValues::NotUtf8, AuthorizationValues::One)
 }
 
 fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
     if let Some(value) = map_get(&http.headers, "authorization") {
-        return AuthorizationValues::One(value);
+        return credential(value);
     }
     let Some(map) = http.header_map.as_ref() else {
         return AuthorizationValues::Absent;
@@ -104,15 +158,12 @@ fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
     let mut found = map
         .headers
         .iter()
-        .filter(|h| h.key.eq_ignore_ascii_case("authorization"));
+        .filter(|h| h.key.eq_ignore_ascii_case(b"authorization"));
     match (found.next(), found.next()) {
         (None, _) => AuthorizationValues::Absent,
         (Some(_), Some(_)) => AuthorizationValues::Several,
-        (Some(one), None) if one.raw_value.is_empty() => AuthorizationValues::One(&one.value),
-        // Non-UTF-8 bytes can never be a token68 credential: an unreadable value is several
-        // credentials' worth of wrong, and fails as a bad request.
-        (Some(one), None) => std::str::from_utf8(&one.raw_value)
-            .map_or(AuthorizationValues::Several, AuthorizationValues::One),
+        (Some(one), None) if one.raw_value.is_empty() => credential(&one.value),
+        (Some(one), None) => credential(&one.raw_value),
     }
 }
 
@@ -127,14 +178,14 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let full = crate::envoy::request::tests_support::check_request_from_json(&json);
-        CheckRequest::decode(full.encode_to_vec().as_slice()).unwrap()
+        CheckRequest::decode(prost::bytes::Bytes::from(full.encode_to_vec())).unwrap()
     }
 
     #[test]
     fn reads_the_facts_envoy_1_40_sends() {
         let check = fixture("check_request_mtls.json");
         let http = http_request(&check).unwrap();
-        let facts = facts(&check, http);
+        let facts = facts(&check, http).unwrap();
         assert_eq!(facts.method, "GET");
         assert_eq!(facts.path, "/orders/42");
         assert_eq!(facts.host, "localhost");

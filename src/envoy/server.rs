@@ -1,11 +1,13 @@
 //! The gRPC server of `envoy.service.auth.v3.Authorization`: routes `Check` calls to the
-//! [`AuthorizationService`], decoding each request as the lean [`CheckRequest`].
+//! [`AuthorizationService`], reading each request as the lean [`CheckRequest`].
 //!
 //! The `AuthorizationServer` that `envoy-types` generates would decode the full message (see
-//! [`super::wire`] for why that costs more than the rest of a cached check). This is the same
-//! few lines of routing tonic generates, with the lean request type; what must stay true is
-//! the service name and method path Envoy calls, and that every call is answered with an OK
-//! gRPC status carrying the decision (a denial is never a gRPC error).
+//! [`super::wire`] for why that costs more than the rest of a cached check), and tonic's codec
+//! answers a request it cannot read with a failed call (see [`super::grpc`]). This reads the
+//! call with [`grpc::read_message`], decodes it, and answers with [`grpc::ok_response`]. What
+//! must stay true: the service name and method path Envoy calls, and that every `Check` call is
+//! answered with an OK gRPC status carrying the decision (a denial, an oversized or unreadable
+//! request included, is never a gRPC error).
 //!
 //! Accepted connections are wrapped in [`SingleBufferWrites`] (see there for why the socket
 //! hides its vectored writes) and served by [`super::threads`].
@@ -16,15 +18,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::CheckResponse;
+use prost::Message as _;
+use prost::bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
-use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::server::NamedService;
+use tonic::transport::server::Connected;
 
+use super::grpc::{self, BadMessage, MessageLimits};
 use super::service::AuthorizationService;
 use super::wire::CheckRequest;
+use crate::deny::{Deny, DenyReason};
 
 /// The path of the one method.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -33,30 +38,30 @@ const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 #[derive(Clone, Debug)]
 pub struct CheckServer {
     service: Arc<AuthorizationService>,
-    /// Largest request accepted (tonic's default, 4 MiB, when unset).
-    max_decoding_message_size: Option<usize>,
+    /// How much of each call is read.
+    limits: MessageLimits,
 }
 
 impl CheckServer {
-    /// A server answering with `service`.
+    /// A server answering with `service`, reading calls within [`MessageLimits::default`].
     pub fn new(service: AuthorizationService) -> CheckServer {
         CheckServer {
             service: Arc::new(service),
-            max_decoding_message_size: None,
+            limits: MessageLimits::default(),
         }
     }
 
-    /// Refuses requests larger than `limit` bytes (before decoding them).
+    /// Reads calls within `limits` (`limits.max_check_request_bytes`, `limits.body_timeout`).
     #[must_use]
-    pub fn max_decoding_message_size(mut self, limit: usize) -> CheckServer {
-        self.max_decoding_message_size = Some(limit);
+    pub fn with_limits(mut self, limits: MessageLimits) -> CheckServer {
+        self.limits = limits;
         self
     }
 }
 
 impl<B> tonic::codegen::Service<http::Request<B>> for CheckServer
 where
-    B: Body + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -71,36 +76,27 @@ where
         if request.uri().path() != CHECK_PATH {
             return Box::pin(async { Ok(unimplemented()) });
         }
-        let check = Check(Arc::clone(&self.service));
-        let max_decoding_message_size = self.max_decoding_message_size;
+        let service = Arc::clone(&self.service);
+        let limits = self.limits;
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<CheckResponse, CheckRequest>::default();
-            let mut grpc =
-                Grpc::new(codec).apply_max_message_size_config(max_decoding_message_size, None);
-            Ok(grpc.unary(check, request).await)
+            let started = Instant::now();
+            let read = grpc::read_message(request.into_body(), limits)
+                .await
+                .and_then(|message| CheckRequest::decode(message).map_err(BadMessage::NotProtobuf));
+            let answer = match read {
+                Ok(check) => service.check(check, started).await,
+                Err(bad) => {
+                    let deny = Deny::new(DenyReason::BadRequest, bad.to_string());
+                    service.refuse(&deny, started)
+                }
+            };
+            Ok(grpc::ok_response(&answer))
         })
     }
 }
 
 impl NamedService for CheckServer {
     const NAME: &'static str = "envoy.service.auth.v3.Authorization";
-}
-
-/// One `Check` call.
-struct Check(Arc<AuthorizationService>);
-
-impl UnaryService<CheckRequest> for Check {
-    type Response = CheckResponse;
-    type Future = BoxFuture<tonic::Response<CheckResponse>, tonic::Status>;
-
-    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
-        let service = Arc::clone(&self.0);
-        Box::pin(async move {
-            Ok(tonic::Response::new(
-                service.check(request.into_inner()).await,
-            ))
-        })
-    }
 }
 
 /// The answer to any other method: gRPC `UNIMPLEMENTED`, as tonic's generated servers give.
@@ -171,10 +167,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SingleBufferWrites<T> {
     }
 }
 
-impl Connected for SingleBufferWrites<TcpStream> {
-    type ConnectInfo = TcpConnectInfo;
+impl<T: Connected> Connected for SingleBufferWrites<T> {
+    type ConnectInfo = T::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> T::ConnectInfo {
         self.0.connect_info()
     }
 }

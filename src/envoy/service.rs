@@ -4,6 +4,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::CheckResponse;
+use tokio::time::Instant;
 
 use super::report::CheckReporter;
 use super::wire::CheckRequest;
@@ -97,24 +98,32 @@ impl AuthorizationService {
             && matches!(&outcome.verdict, Err(deny) if deny.reason == DenyReason::UnknownKey)
     }
 
-    /// Judges one `Check`. Always an answer, never a gRPC error (see the type's doc).
-    pub async fn check(&self, check: CheckRequest) -> CheckResponse {
-        let started = tokio::time::Instant::now();
+    /// The answer to a `Check` call (arrived at `started`) whose request could not be read at
+    /// all (too large, not a CheckRequest): `deny`, counted and logged like every other denial.
+    pub fn refuse(&self, deny: &Deny, started: Instant) -> CheckResponse {
+        self.reporter.refused(deny, started.elapsed());
+        response::denied(deny)
+    }
+
+    /// Judges one `Check` (arrived at `started`, which its latency is measured from). Always an
+    /// answer, never a gRPC error (see the type's doc).
+    pub async fn check(&self, check: CheckRequest, started: Instant) -> CheckResponse {
         let span = self.tracing.as_ref().map(|tracing| {
             tracing.begin(|name| {
                 let http = request::http_request(&check).ok()?;
                 request::header(http, name)
             })
         });
-        let http = match request::http_request(&check) {
-            Ok(http) => http,
+        let (http, facts) = match request::http_request(&check)
+            .and_then(|http| Ok((http, request::facts(&check, http)?)))
+        {
+            Ok(read) => read,
             Err(deny) => {
                 self.reporter.refused(&deny, started.elapsed());
                 telemetry::record_denied(span, deny.reason);
                 return response::denied(&deny);
             }
         };
-        let facts = request::facts(&check, http);
         // A panic must not become a failed call (which `failure_mode_allow` may turn into an
         // allow): it becomes a 503 denial.
         let mut judged = self.judge(&facts);

@@ -25,12 +25,27 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt as _};
 
+use super::connection::Bounded;
 use super::server::SingleBufferWrites;
+use crate::connections::{ConnectionCap, Slot};
 use crate::shutdown::StopSignal;
 
+/// One ext_authz connection as a thread serves it.
+pub type Connection = SingleBufferWrites<Bounded<TcpStream>>;
+
 /// The connections one thread serves, ready for `Server::serve_with_incoming_shutdown`.
-pub type Connections =
-    Pin<Box<dyn Stream<Item = io::Result<SingleBufferWrites<TcpStream>>> + Send>>;
+pub type Connections = Pin<Box<dyn Stream<Item = io::Result<Connection>> + Send>>;
+
+/// What bounds the listener's connections.
+#[derive(Clone, Debug)]
+pub struct ConnectionBounds {
+    /// Most connections held at once (`limits.max_connections.grpc`); beyond, a new one is
+    /// closed at once.
+    pub cap: ConnectionCap,
+    /// How long a new connection has to send the HTTP/2 preface and SETTINGS
+    /// (`limits.handshake_timeout`).
+    pub handshake_timeout: Duration,
+}
 
 /// How long to wait before accepting again after `accept` failed (e.g. out of file
 /// descriptors), so a persistent failure does not spin a core.
@@ -42,12 +57,14 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Accepts on `listener` until `stop` fires, serving each connection on one of `threads`
-/// threads with `serve` (called once per thread, on that thread, with its connections and the
-/// stop signal). Returns when every thread's server has returned; the first error, if any.
+/// Accepts on `listener` until `stop` fires, serving each connection within `bounds` on one of
+/// `threads` threads with `serve` (called once per thread, on that thread, with its
+/// connections and the stop signal). Returns when every thread's server has returned; the
+/// first error, if any.
 pub async fn serve_on_threads<F, Fut>(
     listener: TcpListener,
     threads: usize,
+    bounds: ConnectionBounds,
     stop: StopSignal,
     serve: F,
 ) -> anyhow::Result<()>
@@ -59,13 +76,14 @@ where
     let mut handoffs = Vec::new();
     let mut finished = Vec::new();
     for index in 0..threads.max(1) {
-        let (handoff, accepted) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (handoff, accepted) = mpsc::unbounded_channel::<(std::net::TcpStream, Slot)>();
         let (done, finish) = oneshot::channel();
         let (serve, stop) = (Arc::clone(&serve), stop.clone());
+        let handshake_timeout = bounds.handshake_timeout;
         std::thread::Builder::new()
             .name(format!("sessiongate-conn-{index}"))
             .spawn(move || {
-                let _ = done.send(serve_thread(accepted, stop, &*serve));
+                let _ = done.send(serve_thread(accepted, handshake_timeout, stop, &*serve));
             })
             .context("starting a connection thread")?;
         handoffs.push(handoff);
@@ -79,20 +97,27 @@ where
             () = &mut stopped => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted.and_then(|(stream, _)| {
-            // Nagle's algorithm off: a denial is several small HTTP/2 frames, and with Nagle
-            // on, Envoy's delayed ACK held the last one back ~40 ms.
-            stream.set_nodelay(true)?;
-            stream.into_std()
-        }) {
-            Ok(stream) => stream,
+        // Over the cap the connection is closed at once (dropped): the loop never waits.
+        let accepted = accepted.map(|(stream, _)| bounds.cap.admit().map(|slot| (stream, slot)));
+        let (stream, slot) = match accepted {
+            Ok(Some(admitted)) => admitted,
+            Ok(None) => continue,
             Err(error) => {
                 tracing::warn!(%error, "accepting a gRPC connection failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        if handoffs[next].send(stream).is_err() {
+        // Nagle's algorithm off: a denial is several small HTTP/2 frames, and with Nagle on,
+        // Envoy's delayed ACK held the last one back ~40 ms.
+        let stream = match stream.set_nodelay(true).and_then(|()| stream.into_std()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a gRPC connection failed");
+                continue;
+            }
+        };
+        if handoffs[next].send((stream, slot)).is_err() {
             anyhow::bail!("connection thread {next} stopped unexpectedly");
         }
         next = (next + 1) % handoffs.len();
@@ -114,7 +139,8 @@ where
 
 /// One connection thread: a single-threaded runtime serving what `accepted` hands it.
 fn serve_thread<F, Fut>(
-    accepted: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    accepted: mpsc::UnboundedReceiver<(std::net::TcpStream, Slot)>,
+    handshake_timeout: Duration,
     stop: StopSignal,
     serve: &F,
 ) -> anyhow::Result<()>
@@ -128,8 +154,11 @@ where
         .context("starting a connection thread's runtime")?;
     runtime.block_on(async {
         // Registered with this thread's reactor, so its I/O never wakes another thread.
-        let connections = UnboundedReceiverStream::new(accepted)
-            .map(|stream| TcpStream::from_std(stream).map(SingleBufferWrites::new));
+        let connections = UnboundedReceiverStream::new(accepted).map(move |(stream, slot)| {
+            TcpStream::from_std(stream).map(|stream| {
+                SingleBufferWrites::new(Bounded::new(stream, slot, handshake_timeout))
+            })
+        });
         serve(Box::pin(connections), stop)
             .await
             .context("gRPC server failed")
@@ -151,9 +180,14 @@ mod tests {
             let _ = fired.await;
         });
         let (seen, mut seen_by) = mpsc::unbounded_channel::<String>();
+        let bounds = ConnectionBounds {
+            cap: ConnectionCap::new("grpc", 16, Default::default()),
+            handshake_timeout: Duration::from_secs(10),
+        };
         let server = tokio::spawn(serve_on_threads(
             listener,
             2,
+            bounds,
             stop,
             move |mut connections, stop| {
                 let seen = seen.clone();

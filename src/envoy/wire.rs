@@ -9,11 +9,29 @@
 //! and the header map is read as its wire form, a list of entries, searched linearly (a
 //! request has a dozen headers).
 //!
-//! What must stay true: each field here has the number and type of the field of the same name
-//! in `envoy/service/auth/v3/attribute_context.proto` and `envoy/config/core/v3/*.proto`, so a
-//! value Envoy sends is read exactly as the full message would read it (the tests decode full
-//! messages as these). Where the full message keeps the *last* of repeated map keys, lookups
-//! here search from the end.
+//! Every protobuf `string` is decoded as [`Text`], its bytes as they arrived, and checked for
+//! UTF-8 only where it is read ([`text`]). A `string` decoder fails the whole message on one
+//! invalid byte, and a failed message used to be a failed call, which Envoy's
+//! `failure_mode_allow` turns into an allow: bytes in a field sessiongate never reads (a header
+//! it does not look at, the request body) must not decide anything. Decoded from the
+//! [`Bytes`] of the HTTP/2 frame, a [`Text`] is a view of that buffer, not a copy.
+//!
+//! What must stay true: each field here has the number and wire type of the field of the same
+//! name in `envoy/service/auth/v3/attribute_context.proto` and `envoy/config/core/v3/*.proto`
+//! (`string` and `bytes` share a wire type), so a value Envoy sends is read exactly as the full
+//! message would read it (the tests decode full messages as these). Where the full message
+//! keeps the *last* of repeated map keys, lookups here search from the end.
+
+use prost::bytes::Bytes;
+
+/// A protobuf `string` as it arrived: UTF-8 from any sender that follows the schema, but not
+/// trusted to be; read it with [`text`].
+pub type Text = Bytes;
+
+/// `field` as text, or `None` when its bytes are not UTF-8.
+pub fn text(field: &Text) -> Option<&str> {
+    std::str::from_utf8(field).ok()
+}
 
 /// `envoy.service.auth.v3.CheckRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -44,11 +62,11 @@ pub struct Peer {
     #[prost(message, optional, tag = "1")]
     pub address: Option<Address>,
     /// `principal = 4`.
-    #[prost(string, tag = "4")]
-    pub principal: String,
+    #[prost(bytes = "bytes", tag = "4")]
+    pub principal: Text,
     /// `certificate = 5`: the URL-encoded PEM leaf.
-    #[prost(string, tag = "5")]
-    pub certificate: String,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub certificate: Text,
 }
 
 /// `envoy.config.core.v3.Address`, of which only the `socket_address` member of its `oneof`
@@ -64,8 +82,8 @@ pub struct Address {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SocketAddress {
     /// `address = 2`.
-    #[prost(string, tag = "2")]
-    pub address: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub address: Text,
 }
 
 /// `envoy.service.auth.v3.AttributeContext.Request`.
@@ -80,17 +98,17 @@ pub struct Request {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HttpRequest {
     /// `method = 2`.
-    #[prost(string, tag = "2")]
-    pub method: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub method: Text,
     /// `headers = 3` (`map<string, string>`, lower-case names).
     #[prost(message, repeated, tag = "3")]
     pub headers: Vec<Entry>,
     /// `path = 4`.
-    #[prost(string, tag = "4")]
-    pub path: String,
+    #[prost(bytes = "bytes", tag = "4")]
+    pub path: Text,
     /// `host = 5`.
-    #[prost(string, tag = "5")]
-    pub host: String,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub host: Text,
     /// `header_map = 13`: the headers, when Envoy is configured with `encode_raw_headers`.
     #[prost(message, optional, tag = "13")]
     pub header_map: Option<HeaderMap>,
@@ -100,11 +118,11 @@ pub struct HttpRequest {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Entry {
     /// `key = 1`.
-    #[prost(string, tag = "1")]
-    pub key: String,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Text,
     /// `value = 2`.
-    #[prost(string, tag = "2")]
-    pub value: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Text,
 }
 
 /// `envoy.config.core.v3.HeaderMap`.
@@ -119,24 +137,24 @@ pub struct HeaderMap {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HeaderValue {
     /// `key = 1`.
-    #[prost(string, tag = "1")]
-    pub key: String,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Text,
     /// `value = 2`.
-    #[prost(string, tag = "2")]
-    pub value: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Text,
     /// `raw_value = 3`: used instead of `value` when set.
-    #[prost(bytes = "vec", tag = "3")]
-    pub raw_value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub raw_value: Bytes,
 }
 
 /// The value of `key` in a decoded `map<string, string>`: the last entry wins, as when the map
 /// is decoded into a hash map.
-pub fn map_get<'a>(entries: &'a [Entry], key: &str) -> Option<&'a str> {
+pub fn map_get<'a>(entries: &'a [Entry], key: &str) -> Option<&'a Text> {
     entries
         .iter()
         .rev()
-        .find(|entry| entry.key == key)
-        .map(|entry| entry.value.as_str())
+        .find(|entry| entry.key == key.as_bytes())
+        .map(|entry| &entry.value)
 }
 
 #[cfg(test)]
@@ -169,49 +187,77 @@ mod tests {
                 ..Default::default()
             }],
         });
-        let lean = CheckRequest::decode(check.encode_to_vec().as_slice()).unwrap();
+        let lean = CheckRequest::decode(Bytes::from(check.encode_to_vec())).unwrap();
 
         let attributes = lean.attributes.unwrap();
         let full_attributes = check.attributes.unwrap();
         let (source, full_source) = (attributes.source.unwrap(), full_attributes.source.unwrap());
-        assert_eq!(source.principal, full_source.principal);
-        assert_eq!(source.certificate, full_source.certificate);
+        assert_eq!(
+            text(&source.principal),
+            Some(full_source.principal.as_str())
+        );
+        assert_eq!(
+            text(&source.certificate),
+            Some(full_source.certificate.as_str())
+        );
         let Some(full::Address::SocketAddress(socket)) =
             full_source.address.and_then(|address| address.address)
         else {
             panic!("fixture has a socket address")
         };
         assert_eq!(
-            source.address.unwrap().socket_address.unwrap().address,
-            socket.address
+            text(&source.address.unwrap().socket_address.unwrap().address),
+            Some(socket.address.as_str())
         );
         assert_eq!(
-            map_get(&attributes.context_extensions, "sessiongate.policy"),
+            map_get(&attributes.context_extensions, "sessiongate.policy").and_then(text),
             Some("admin")
         );
         let http = attributes.request.unwrap().http.unwrap();
         let full_http = full_attributes.request.unwrap().http.unwrap();
-        assert_eq!(http.method, full_http.method);
-        assert_eq!(http.path, full_http.path);
-        assert_eq!(http.host, full_http.host);
+        assert_eq!(text(&http.method), Some(full_http.method.as_str()));
+        assert_eq!(text(&http.path), Some(full_http.path.as_str()));
+        assert_eq!(text(&http.host), Some(full_http.host.as_str()));
         assert_eq!(http.headers.len(), full_http.headers.len());
         for (name, value) in &full_http.headers {
-            assert_eq!(map_get(&http.headers, name), Some(value.as_str()), "{name}");
+            assert_eq!(
+                map_get(&http.headers, name).and_then(text),
+                Some(value.as_str()),
+                "{name}"
+            );
         }
         let raw = &http.header_map.unwrap().headers[0];
         assert_eq!(
-            (raw.key.as_str(), raw.raw_value.as_slice()),
-            ("x-raw", &b"raw"[..])
+            (&raw.key[..], &raw.raw_value[..]),
+            (&b"x-raw"[..], &b"raw"[..])
         );
     }
 
     #[test]
     fn a_repeated_map_key_reads_as_its_last_value() {
         let entries = [("a", "1"), ("b", "2"), ("a", "3")].map(|(key, value)| Entry {
-            key: key.into(),
-            value: value.into(),
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
         });
-        assert_eq!(map_get(&entries, "a"), Some("3"));
+        assert_eq!(map_get(&entries, "a").and_then(text), Some("3"));
         assert_eq!(map_get(&entries, "c"), None);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_decode_and_read_as_no_text() {
+        // A header whose value is Latin-1 `é` (0xE9), as `string` fields never hold it.
+        let mut check = Vec::new();
+        let entry = [&[0x0a, 0x01, b'x', 0x12, 0x01][..], &[0xe9]].concat();
+        let http = [&[0x1a, entry.len() as u8][..], &entry].concat();
+        let request = [&[0x12, http.len() as u8][..], &http].concat();
+        let attributes = [&[0x22, request.len() as u8][..], &request].concat();
+        check.extend_from_slice(&[0x0a, attributes.len() as u8]);
+        check.extend_from_slice(&attributes);
+
+        let lean = CheckRequest::decode(Bytes::from(check)).unwrap();
+        let http = lean.attributes.unwrap().request.unwrap().http.unwrap();
+        let value = map_get(&http.headers, "x").unwrap();
+        assert_eq!(&value[..], b"\xe9");
+        assert_eq!(text(value), None);
     }
 }

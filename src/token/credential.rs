@@ -24,6 +24,9 @@ pub enum CredentialError {
     /// The value after `Bearer` is empty or has characters outside the token68 syntax.
     #[error("bearer credential is not a token68 value")]
     Malformed,
+    /// The value's bytes are not UTF-8 (no credential ever is).
+    #[error("authorization header is not UTF-8")]
+    NotUtf8,
 }
 
 /// Extracts the bearer token from the request's `Authorization` values.
@@ -36,6 +39,7 @@ pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, Cre
         AuthorizationValues::Absent => return Ok(None),
         AuthorizationValues::One(value) => value,
         AuthorizationValues::Several => return Err(CredentialError::Multiple),
+        AuthorizationValues::NotUtf8 => return Err(CredentialError::NotUtf8),
     };
     if value.len() > MAX_AUTHORIZATION_LEN {
         return Err(CredentialError::TooLong);

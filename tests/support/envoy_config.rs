@@ -16,10 +16,39 @@ pub struct EnvoyConfig<'a> {
     pub sessiongate: SocketAddr,
     /// The application behind Envoy.
     pub upstream: SocketAddr,
+    /// Settings of the ext_authz filter that some tests change.
+    pub ext_authz: ExtAuthzOptions,
+}
+
+/// The ext_authz filter settings a test may change from the shipped (fail closed, no body).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExtAuthzOptions {
+    /// `failure_mode_allow`: `true` lets every failed Check call through, which is what an
+    /// explicit answer to every call must make harmless.
+    pub failure_mode_allow: bool,
+    /// `with_request_body.max_request_bytes`: the request body goes into the CheckRequest.
+    pub max_request_bytes: Option<u32>,
+}
+
+impl ExtAuthzOptions {
+    /// The filter's extra YAML lines (indented as its other keys) and the listener's
+    /// connection buffer limit, which must hold the body Envoy buffers for ext_authz.
+    fn render(&self) -> (String, String) {
+        match self.max_request_bytes {
+            None => (String::new(), String::new()),
+            Some(bytes) => (
+                format!(
+                    "                      with_request_body: {{ max_request_bytes: {bytes}, allow_partial_message: false }}\n"
+                ),
+                format!("      per_connection_buffer_limit_bytes: {}\n", 2 * bytes),
+            ),
+        }
+    }
 }
 
 impl EnvoyConfig<'_> {
     pub fn render(&self) -> String {
+        let (with_request_body, buffer_limit) = self.ext_authz.render();
         format!(
             r#"# Rendered by tests/support/envoy_config.rs for one end-to-end test stack.
 admin:
@@ -31,7 +60,7 @@ static_resources:
     - name: https
       address:
         socket_address: {{ address: 127.0.0.1, port_value: 0 }}
-      filter_chains:
+{buffer_limit}      filter_chains:
         - transport_socket:
             name: envoy.transport_sockets.tls
             typed_config:
@@ -79,9 +108,9 @@ static_resources:
                         envoy_grpc: {{ cluster_name: sessiongate }}
                         timeout: 1s
                       include_peer_certificate: true
-                      failure_mode_allow: false
+                      failure_mode_allow: {failure_mode_allow}
                       status_on_error: {{ code: 503 }}
-                  - name: envoy.filters.http.router
+{with_request_body}                  - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 
@@ -119,6 +148,7 @@ static_resources:
             sg_port = self.sessiongate.port(),
             up_ip = self.upstream.ip(),
             up_port = self.upstream.port(),
+            failure_mode_allow = self.ext_authz.failure_mode_allow,
         )
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use super::client::mtls_client;
 use super::echo;
 use super::envoy::Envoy;
-use super::envoy_config::EnvoyConfig;
+use super::envoy_config::{EnvoyConfig, ExtAuthzOptions};
 use super::pki::{Pki, Workload};
 use super::policy;
 use super::sessiongate::Sessiongate;
@@ -50,9 +50,18 @@ impl Stack {
     /// A fresh stack whose processes run in `dir`, which the caller may have prepared (an admin
     /// token file, a revocation log).
     pub async fn start_in(dir: TempDir, sessiongate_yaml: &str) -> Stack {
+        Stack::start_with_ext_authz(dir, sessiongate_yaml, ExtAuthzOptions::default()).await
+    }
+
+    /// A fresh stack whose Envoy runs its ext_authz filter with `ext_authz`.
+    pub async fn start_with_ext_authz(
+        dir: TempDir,
+        sessiongate_yaml: &str,
+        ext_authz: ExtAuthzOptions,
+    ) -> Stack {
         let upstream = echo::spawn().await;
         let sessiongate = Sessiongate::start(dir.path(), sessiongate_yaml).await;
-        let envoy = start_envoy(dir.path(), sessiongate.grpc_addr, upstream).await;
+        let envoy = start_envoy(dir.path(), sessiongate.grpc_addr, upstream, ext_authz).await;
         Stack::assemble(envoy, Some(sessiongate), upstream, dir)
     }
 
@@ -65,7 +74,7 @@ impl Stack {
             let listener = TcpListener::bind("127.0.0.1:0").expect("reserve a port");
             listener.local_addr().expect("reserved address")
         };
-        let envoy = start_envoy(dir.path(), dead, upstream).await;
+        let envoy = start_envoy(dir.path(), dead, upstream, ExtAuthzOptions::default()).await;
         Stack::assemble(envoy, None, upstream, dir)
     }
 
@@ -126,12 +135,14 @@ async fn start_envoy(
     dir: &std::path::Path,
     sessiongate: SocketAddr,
     upstream: SocketAddr,
+    ext_authz: ExtAuthzOptions,
 ) -> Envoy {
     let tls = Pki::shared().write_server_files(dir);
     let config = EnvoyConfig {
         tls: &tls,
         sessiongate,
         upstream,
+        ext_authz,
     };
     Envoy::start(dir, &config.render()).await
 }
