@@ -541,3 +541,65 @@ fn median_max(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() - 1])
 }
+
+// ----- bounded verification work (own stack: a budget of 2 SETs per sending address) --------
+
+/// Whoever can reach the push endpoint can make sessiongate verify signatures: per sending
+/// address, forged SETs beyond the budget are answered 429 with `Retry-After` without being
+/// verified, while the transmitter, sending from another address, is served.
+#[test]
+fn a_source_over_its_set_verification_budget_gets_429_and_the_transmitter_is_served() {
+    run(async {
+        let dir = tempfile::tempdir().expect("stack temp dir");
+        ssf::prepare_dir(dir.path());
+        let yaml = format!(
+            "{}limits:\n  ssf_verifications:\n    per_source: 1\n    per_source_burst: 2\n",
+            ssf::sessiongate_yaml()
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        let user = unique("push-budget");
+        let session = allowed_session(&stack, &user, 5).await;
+        // The attacker pushes from 127.0.0.2 (any loopback address reaches the listener).
+        let attacker = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        let forged: Vec<String> = (0..3)
+            .map(|_| {
+                set(iss_sub(&user), &caep("session-revoked"), json!({}))
+                    .untrusted_key()
+                    .sign()
+            })
+            .collect();
+        let url = format!("http://{}{}", admin(&stack), ssf::PUSH_PATH);
+        let mut answers = Vec::new();
+        for set in forged {
+            let response = attacker
+                .post(&url)
+                .header("content-type", "application/secevent+jwt")
+                .body(set)
+                .send()
+                .await
+                .unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            answers.push((response.status().as_u16(), retry_after));
+        }
+        assert_eq!(
+            answers,
+            [(400, None), (400, None), (429, Some("1".to_owned()))],
+            "two forgeries verified and refused, the third not verified"
+        );
+        call(&stack, &session).await.assert_allowed();
+        // The transmitter (from 127.0.0.1) has a budget of its own.
+        push(
+            admin(&stack),
+            set(iss_sub(&user), &caep("session-revoked"), json!({})).sign(),
+        )
+        .await
+        .assert_accepted();
+        assert_revoked(&stack, &session).await;
+    });
+}
