@@ -26,8 +26,8 @@
 //! A token that is already canonical (every RSA and EdDSA token, and every ECDSA token with a
 //! low `s`) hashes to the SHA-256 of its exact bytes, as sessions were keyed before; only a
 //! high-S ECDSA token is hashed as its low-S twin. The work is a base64url decode of the
-//! signature and a comparison; the header is parsed only for a signature whose second half is
-//! high, to learn whether the token claims ECDSA at all.
+//! signature and a comparison; the header is read only for a signature whose second half is
+//! high, to learn whether the token claims ECDSA at all (without allocating, in the usual case).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -115,6 +115,32 @@ fn high_s_signature<'t, 'b>(
         SigningAlgorithm::Es384
     };
     (claimed == expected).then_some((signing_input, &buffer[..length]))
+}
+
+/// The `alg` the token's header names. Every request of a high-S session asks, so the usual
+/// header (small, `alg` without escapes, no member twice) is read without allocating: decoded
+/// on the stack and `alg` borrowed. Anything else takes the verifier's own parser, so the two
+/// never disagree on a header that verifies.
+fn claimed_algorithm(token: &str) -> Option<SigningAlgorithm> {
+    #[derive(serde::Deserialize)]
+    struct AlgOnly<'a> {
+        alg: &'a str,
+    }
+    let header_b64 = token.split('.').next()?;
+    let mut decoded = [0u8; 512];
+    let fast = URL_SAFE_NO_PAD
+        .decode_slice(header_b64, &mut decoded)
+        .ok()
+        .and_then(|length| serde_json::from_slice::<AlgOnly<'_>>(&decoded[..length]).ok())
+        .and_then(|header| SigningAlgorithm::from_jose(header.alg));
+    fast.or_else(|| {
+        CompactJws::split(token)
+            .ok()?
+            .header()
+            .ok()?
+            .algorithm()
+            .ok()
+    })
 }
 
 /// Replaces `s` (big-endian, as long as `order`) by `order − s` when `0 < s < order` and the

@@ -3,7 +3,8 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PSS_SHA256, RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    RSA_PSS_SHA256, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -135,6 +136,50 @@ fn an_es384_token_and_its_high_s_twin_share_one_identity() {
         assert_eq!(canonical_digest(&token), canonical_digest(&twin));
         let (low, _) = low_and_high(token, twin);
         assert_eq!(canonical_digest(&low), plain_digest(&low));
+    }
+}
+
+#[test]
+fn an_unusual_header_is_read_by_the_verifiers_parser_and_its_twin_still_shares_the_identity() {
+    // `alg` written with an escape, and a header too long for the stack buffer: both take the
+    // verifier's own parser.
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let (x, y) = pair.public_key().as_ref()[1..].split_at(32);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "p256",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
+    let ring = KeyRing::new();
+    ring.replace(
+        ISSUER,
+        KeySet::from_jwks_json(jwks.to_string().as_bytes())
+            .unwrap()
+            .keys,
+    );
+    let long = format!(
+        r#"{{"alg":"ES256","kid":"p256","x-pad":"{}"}}"#,
+        "a".repeat(600)
+    );
+    for header in [r#"{"alg":"\u0045S256","kid":"p256"}"#, long.as_str()] {
+        for n in 0..4 {
+            let mut claims = claims();
+            claims["jti"] = json!(format!("u{n}"));
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let signature = pair.sign(&rng, input.as_bytes()).unwrap();
+            let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+            let twin = ecdsa_twin(&token, &P256_ORDER);
+            assert!(verifier().verify(&token, &ring).is_ok(), "{header}");
+            assert!(verifier().verify(&twin, &ring).is_ok(), "{header}");
+            assert_eq!(
+                canonical_digest(&token),
+                canonical_digest(&twin),
+                "{header}"
+            );
+        }
     }
 }
 
