@@ -103,12 +103,7 @@ fn high_s_signature<'t, 'b>(
         return None;
     }
     // Only now is the header read: whether the token claims the curve this length implies.
-    let claimed = CompactJws::split(token)
-        .ok()?
-        .header()
-        .ok()?
-        .algorithm()
-        .ok()?;
+    let claimed = claimed_algorithm(token)?;
     let expected = if length == 64 {
         SigningAlgorithm::Es256
     } else {
