@@ -126,6 +126,8 @@ fn cached_session(c: &mut Criterion) {
     group.bench_function("session_key_high_s", |b| {
         b.iter(|| SessionKey::of_token(black_box(&high)))
     });
+    // What keying by the token's exact bytes cost (before canonical identities).
+    group.bench_function("token_sha256_only", |b| b.iter(|| plain(black_box(&low))));
     group.finish();
 }
 
