@@ -380,7 +380,8 @@ pub async fn run(
     let service = service.with_tracing(tracing.clone());
     let service = service.with_reporter(CheckReporter::new(
         started.metrics.checks.clone(),
-        DecisionLog::new(ops_settings.log_allowed_sample_rate),
+        DecisionLog::new(ops_settings.log_allowed_sample_rate)
+            .with_denied_per_second(ops_settings.log_denied_per_second),
     ));
     let served = serve_with(
         listener,

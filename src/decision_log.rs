@@ -8,11 +8,21 @@
 //! rate one line per allow is a log bill, not an insight. Sampling is 1 in N by count, not
 //! random, so a rate of 1 logs every allow and tests are deterministic; unsampled allows are
 //! still written at `debug`.
+//!
+//! Denials are written one line each, up to `telemetry.log_denied_per_second` lines per second
+//! for each reason (default 100): a flood of bad requests (which anyone can send) must not turn
+//! into a flood of log lines, with their CPU, disk and log-pipeline bill. Lines beyond it are
+//! dropped and counted: the next line written for that reason says how many in `suppressed`.
+//! Metrics count every denial whatever the log writes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::deny::Deny;
+use crate::deny::{Deny, DenyReason};
+use crate::time::UnixTime;
+
+/// Default `telemetry.log_denied_per_second`.
+pub const DEFAULT_DENIED_LINES_PER_SECOND: u64 = 100;
 
 /// What one line says; borrowed from the check, so writing it costs no allocation.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +49,38 @@ pub struct DecisionLog {
     /// Log one allow in this many; 0 logs none (at `info`).
     allowed_every: u64,
     allowed_seen: AtomicU64,
+    /// Most denial lines per second and reason; 0: no limit.
+    denied_per_second: u64,
+    /// One window per [`DenyReason`] (indexed by its discriminant).
+    denied: [DenialWindow; DenyReason::ALL.len()],
+}
+
+/// Denial lines of one reason in the current second. Approximate under races (two threads may
+/// both start a new second), which only moves the limit by a line or two.
+#[derive(Debug, Default)]
+struct DenialWindow {
+    second: AtomicU64,
+    written: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl DenialWindow {
+    /// `Some(lines dropped since the last one written)` when this line may be written.
+    fn admit(&self, limit: u64, second: u64) -> Option<u64> {
+        if limit == 0 {
+            return Some(0);
+        }
+        if self.second.load(Ordering::Relaxed) != second {
+            self.second.store(second, Ordering::Relaxed);
+            self.written.store(0, Ordering::Relaxed);
+        }
+        if self.written.fetch_add(1, Ordering::Relaxed) < limit {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 impl DecisionLog {
@@ -52,7 +94,15 @@ impl DecisionLog {
         DecisionLog {
             allowed_every,
             allowed_seen: AtomicU64::new(0),
+            denied_per_second: DEFAULT_DENIED_LINES_PER_SECOND,
+            denied: Default::default(),
         }
+    }
+
+    /// Writes at most `lines` denial lines per second for each reason (0: every denial).
+    pub fn with_denied_per_second(mut self, lines: u64) -> DecisionLog {
+        self.denied_per_second = lines;
+        self
     }
 
     /// Whether this allow is one of the sampled ones.
@@ -93,19 +143,39 @@ impl DecisionLog {
                 dry_run,
                 "allowed"
             ),
-            Err(deny) => tracing::info!(
-                decision = "deny",
-                route,
-                reason = deny.reason.as_str(),
-                subject,
-                workload,
-                session,
-                latency_us,
-                dry_run,
-                enforced = !dry_run,
-                "{}",
-                deny.description
-            ),
+            Err(deny) => {
+                let window = &self.denied[deny.reason as usize];
+                match window.admit(self.denied_per_second, UnixTime::now().as_secs()) {
+                    Some(0) => tracing::info!(
+                        decision = "deny",
+                        route,
+                        reason = deny.reason.as_str(),
+                        subject,
+                        workload,
+                        session,
+                        latency_us,
+                        dry_run,
+                        enforced = !dry_run,
+                        "{}",
+                        deny.description
+                    ),
+                    Some(suppressed) => tracing::info!(
+                        decision = "deny",
+                        route,
+                        reason = deny.reason.as_str(),
+                        subject,
+                        workload,
+                        session,
+                        latency_us,
+                        dry_run,
+                        enforced = !dry_run,
+                        suppressed,
+                        "{}",
+                        deny.description
+                    ),
+                    None => {}
+                }
+            }
         }
     }
 }
@@ -116,6 +186,28 @@ mod tests {
 
     fn sampled(log: &DecisionLog, allows: usize) -> usize {
         (0..allows).filter(|_| log.sample_allow()).count()
+    }
+
+    #[test]
+    fn denial_lines_are_limited_per_reason_and_second_and_the_dropped_ones_counted() {
+        let window = DenialWindow::default();
+        let admitted: Vec<Option<u64>> = (0..5).map(|_| window.admit(3, 100)).collect();
+        assert_eq!(admitted, [Some(0), Some(0), Some(0), None, None]);
+        assert_eq!(
+            window.admit(3, 101),
+            Some(2),
+            "the next second says what was dropped"
+        );
+        assert_eq!(window.admit(3, 101), Some(0));
+        assert!((0..1000).all(|_| DenialWindow::default().admit(0, 7) == Some(0)));
+        let log = DecisionLog::new(0.0).with_denied_per_second(1);
+        assert_eq!(log.denied.len(), DenyReason::ALL.len());
+        for (index, reason) in DenyReason::ALL.into_iter().enumerate() {
+            assert_eq!(
+                reason as usize, index,
+                "windows are indexed by discriminant"
+            );
+        }
     }
 
     #[test]

@@ -79,8 +79,11 @@ fn restart_only(config: &Config) -> RestartOnly {
         ("listen.http", config.ops.http_listen.to_string()),
         ("shutdown_grace", format!("{:?}", config.ops.shutdown_grace)),
         (
-            "telemetry.log_allowed_sample_rate",
-            config.ops.log_allowed_sample_rate.to_string(),
+            "telemetry.log_allowed_sample_rate/log_denied_per_second",
+            format!(
+                "{} {}",
+                config.ops.log_allowed_sample_rate, config.ops.log_denied_per_second
+            ),
         ),
         ("session.cache_capacity", config.cache_capacity.to_string()),
         ("admin", format!("{:?}", config.admin)),

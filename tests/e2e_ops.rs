@@ -486,3 +486,41 @@ fn readyz_is_503_as_soon_as_sigterm_arrives_while_in_flight_calls_drain() {
         );
     });
 }
+
+/// A flood of bad requests is not a flood of log lines: within one second at most
+/// `telemetry.log_denied_per_second` lines per reason are written, while the metrics count
+/// every denial; the next line written says how many were dropped.
+#[test]
+fn denial_lines_are_limited_per_reason_and_metrics_count_every_denial() {
+    run(async {
+        let yaml = format!(
+            "{}telemetry:\n  log_denied_per_second: 3\n",
+            sessiongate_yaml(None)
+        );
+        let stack = Stack::start(&yaml).await;
+        for _ in 0..20 {
+            stack
+                .get(Workload::Frontend, "/orders/1")
+                .reply()
+                .await
+                .assert_denied(401, "missing_token");
+        }
+        let metrics = scrape(&stack).await;
+        assert_eq!(
+            metrics.value(&decisions("deny", "missing_token", "orders-read", false)),
+            20.0
+        );
+        let lines = |log: &str| {
+            log.lines()
+                .filter(|line| line.contains(r#""reason":"missing_token""#))
+                .count()
+        };
+        let log = stack.output();
+        // Twenty requests fall into one second, or straddle two: three lines each at most.
+        assert!(
+            (3..=6).contains(&lines(&log)),
+            "{} denial lines for 20 denials\n{log}",
+            lines(&log)
+        );
+    });
+}

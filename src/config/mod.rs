@@ -195,6 +195,8 @@ pub struct OpsSettings {
     pub shutdown_grace: Duration,
     /// Fraction of allowed checks written to the decision log (denials always are).
     pub log_allowed_sample_rate: f64,
+    /// Most denial lines written per second for each reason (0: every denial).
+    pub log_denied_per_second: u64,
 }
 
 /// Bounds on what callers can make sessiongate hold, bound at start-up (`limits`).
@@ -725,10 +727,15 @@ impl Compiler<'_> {
                 format!("`{rate}` is not a fraction between 0 and 1 (e.g. 0.01)"),
             ));
         }
+        let log_denied_per_second = raw
+            .telemetry
+            .log_denied_per_second
+            .unwrap_or(crate::decision_log::DEFAULT_DENIED_LINES_PER_SECOND);
         Ok(OpsSettings {
             http_listen,
             shutdown_grace: raw.shutdown_grace,
             log_allowed_sample_rate: rate,
+            log_denied_per_second,
         })
     }
 

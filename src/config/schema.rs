@@ -143,6 +143,8 @@ pub struct TelemetrySection {
     pub service_name: Option<String>,
     /// Fraction of allowed checks written to the decision log (denials always are).
     pub log_allowed_sample_rate: Option<f64>,
+    /// Most denial lines per second and reason (0: every denial).
+    pub log_denied_per_second: Option<u64>,
 }
 
 /// `admin`.

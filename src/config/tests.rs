@@ -724,6 +724,11 @@ fn shutdown_grace_and_the_allow_sample_rate_are_bounded() {
     let ops = config.unwrap().ops;
     assert_eq!(ops.shutdown_grace, Duration::from_secs(25));
     assert_eq!(ops.log_allowed_sample_rate, 0.01);
+    assert_eq!(ops.log_denied_per_second, 100, "the default");
+    let (config, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}telemetry:\n  log_denied_per_second: 0\n"
+    ));
+    assert_eq!(config.unwrap().ops.log_denied_per_second, 0);
     assert_invalid(
         &format!("{MINIMAL}shutdown_grace: 1h\n"),
         "shutdown_grace",
