@@ -31,6 +31,7 @@
 //! - [`telemetry`]: OpenTelemetry spans of Checks, continuing W3C / B3 trace context.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
+//! - [`fuzzing`]: the fuzz targets' invariants (`fuzz/`), replayed by the normal tests.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,6 +44,7 @@ pub mod decision_log;
 pub mod deny;
 pub mod dry_run;
 pub mod envoy;
+pub mod fuzzing;
 pub mod gate;
 pub mod health;
 pub mod intern;
