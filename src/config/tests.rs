@@ -124,6 +124,17 @@ fn unknown_keys_are_errors() {
 }
 
 #[test]
+fn an_empty_key_is_named_not_left_blank() {
+    // Found by fuzzing (fuzz/regressions/config/): the error named no key at all.
+    assert_invalid(&format!("{MINIMAL}\"\": 1\n"), "\"\"", "unknown field ``");
+    assert_invalid(
+        &MINIMAL.replace("    audiences:", "    \"\": 1\n    audiences:"),
+        "issuers[0].\"\"",
+        "unknown field ``",
+    );
+}
+
+#[test]
 fn durations_must_parse() {
     assert_invalid(
         &format!("{MINIMAL}session:\n  max_token_age: soon\n"),
