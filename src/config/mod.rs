@@ -264,18 +264,25 @@ pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
 }
 
 /// The key at which parsing failed, written as `serde_path_to_error` writes it
-/// (`routes[2].scopes[0]`), except that an empty YAML key (`"": 1`) is written `""` (else the
-/// error would name no key at all) and the document itself is `(top level)`.
+/// (`routes[2].scopes[0]`), except that a key which is empty, blank or holds a separator is
+/// quoted (`issuers[0]." "`): unquoted, the error would name no key, or a misleading path. The
+/// document itself is `(top level)`.
 fn key_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
+    let needs_quotes = |name: &str| {
+        name.is_empty()
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '[' | ']' | '"'))
+    };
     let mut key = String::new();
     for segment in path.iter() {
         if !key.is_empty() && !matches!(segment, Segment::Seq { .. }) {
             key.push('.');
         }
         match segment {
-            Segment::Map { key: name } | Segment::Enum { variant: name } if name.is_empty() => {
-                key.push_str("\"\"");
+            Segment::Map { key: name } | Segment::Enum { variant: name } if needs_quotes(name) => {
+                key.push_str(&format!("{name:?}"));
             }
             other => key.push_str(&other.to_string()),
         }

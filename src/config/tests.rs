@@ -124,13 +124,19 @@ fn unknown_keys_are_errors() {
 }
 
 #[test]
-fn an_empty_key_is_named_not_left_blank() {
-    // Found by fuzzing (fuzz/regressions/config/): the error named no key at all.
+fn a_blank_or_odd_key_is_quoted_in_the_error() {
+    // Found by fuzzing (fuzz/regressions/config/): the error named no key at all, or a blank.
     assert_invalid(&format!("{MINIMAL}\"\": 1\n"), "\"\"", "unknown field ``");
     assert_invalid(
         &MINIMAL.replace("    audiences:", "    \"\": 1\n    audiences:"),
         "issuers[0].\"\"",
         "unknown field ``",
+    );
+    assert_invalid(&format!("{MINIMAL}' ': 1\n"), "\" \"", "unknown field ` `");
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  'a.b': 1\n"),
+        "session.\"a.b\"",
+        "unknown field",
     );
 }
 
