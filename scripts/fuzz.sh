@@ -59,6 +59,8 @@ for target in "${targets[@]}"; do
   artifacts="fuzz/artifacts/$target"
   log="fuzz/artifacts/$target.log"
   mkdir -p "$corpus" "$artifacts"
+  # Inputs of earlier runs were kept in fuzz/regressions/ already.
+  rm -f "$artifacts"/crash-* "$artifacts"/timeout-* "$artifacts"/oom-* "$artifacts"/leak-*
   echo "== fuzzing $target for ${seconds}s"
   status=0
   "${fuzz[@]}" run "$target" "$corpus" "fuzz/seeds/$target" -- \

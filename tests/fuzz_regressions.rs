@@ -185,13 +185,7 @@ fn write_seed_corpus() {
             root.join("../shared/fixtures/check_request_via_egress.json"),
         ),
     ] {
-        let json = std::fs::read_to_string(&json)
-            .or_else(|_| {
-                std::fs::read_to_string(
-                    Path::new("/work/shared/fixtures").join(json.file_name().unwrap()),
-                )
-            })
-            .unwrap();
+        let json = std::fs::read_to_string(&json).unwrap();
         write(
             "check_request",
             name,
