@@ -35,6 +35,7 @@
 //!   admin and ops listeners' server, with that cap and header, body and idle timeouts.
 //! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
+//! - [`fuzzing`]: the fuzz targets' invariants (`fuzz/`), replayed by the normal tests.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -49,6 +50,7 @@ pub mod decision_log;
 pub mod deny;
 pub mod dry_run;
 pub mod envoy;
+pub mod fuzzing;
 pub mod gate;
 pub mod health;
 pub mod http_server;

@@ -124,6 +124,23 @@ fn unknown_keys_are_errors() {
 }
 
 #[test]
+fn a_blank_or_odd_key_is_quoted_in_the_error() {
+    // Found by fuzzing (fuzz/regressions/config/): the error named no key at all, or a blank.
+    assert_invalid(&format!("{MINIMAL}\"\": 1\n"), "\"\"", "unknown field ``");
+    assert_invalid(
+        &MINIMAL.replace("    audiences:", "    \"\": 1\n    audiences:"),
+        "issuers[0].\"\"",
+        "unknown field ``",
+    );
+    assert_invalid(&format!("{MINIMAL}' ': 1\n"), "\" \"", "unknown field ` `");
+    assert_invalid(
+        &format!("{MINIMAL}session:\n  'a.b': 1\n"),
+        "session.\"a.b\"",
+        "unknown field",
+    );
+}
+
+#[test]
 fn durations_must_parse() {
     assert_invalid(
         &format!("{MINIMAL}session:\n  max_token_age: soon\n"),

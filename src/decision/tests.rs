@@ -701,3 +701,5 @@ fn an_assurance_change_requires_reauthentication() {
             .starts_with(r#"Bearer error="insufficient_user_authentication""#)
     );
 }
+
+mod properties;

@@ -49,11 +49,11 @@ use crate::time::UnixTime;
 pub const MAGIC: &[u8; 8] = b"SGREVL\x00\x01";
 
 /// Length prefix + length checksum + body checksum.
-const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = 12;
 
 /// Largest body accepted. A revocation is a few hundred bytes; a checksummed length beyond this
 /// is damage, not data, and must not make the loader allocate gigabytes.
-const MAX_BODY_LEN: u32 = 64 * 1024;
+pub const MAX_BODY_LEN: u32 = 64 * 1024;
 
 /// The embedded store: an append-only, checksummed log (see the module docs).
 pub struct FileStore {

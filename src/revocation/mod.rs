@@ -11,7 +11,7 @@
 //! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
 
 pub mod backend;
-mod file;
+pub mod file;
 mod origin;
 pub mod redis;
 mod set;
