@@ -261,6 +261,10 @@ fn revocation(i: usize, text: &str) -> Revocation {
         recorded_at: UnixTime::from_millis(at * 1000 + 1),
         origin: "fuzzing".into(),
         reason: text.into(),
+        // Some revocations carry an issuer scope (as SSF ones do), some none (as admin ones).
+        issuers: i
+            .is_multiple_of(3)
+            .then(|| vec![issuer()].into_boxed_slice()),
     }
 }
 

@@ -61,6 +61,11 @@ struct Harness {
     signed: HashSet<String>,
 }
 
+/// The token issuer both transmitters act for (their SETs' subjects name it).
+fn acts_for() -> [std::sync::Arc<str>; 1] {
+    [crate::fuzzing::token::FIXTURE_ISSUER.into()]
+}
+
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
@@ -70,8 +75,13 @@ fn harness() -> &'static Harness {
             .keys;
         Harness {
             verifier: SetVerifier::new([
-                Transmitter::new(FIXTURE_TRANSMITTER, AUDIENCE, fixture),
-                Transmitter::new(HARNESS_TRANSMITTER, AUDIENCE, signing::key_set()),
+                Transmitter::new(FIXTURE_TRANSMITTER, AUDIENCE, fixture, acts_for()),
+                Transmitter::new(
+                    HARNESS_TRANSMITTER,
+                    AUDIENCE,
+                    signing::key_set(),
+                    acts_for(),
+                ),
             ]),
             signed: SIGNED_SETS
                 .iter()
