@@ -340,3 +340,97 @@ fn out_of_range_scalars_and_non_jws_text_hash_as_they_are() {
         assert_eq!(canonical_digest(text), plain_digest(text));
     }
 }
+
+/// Property tests: whatever a thief does to a signed token without the key, either the result
+/// does not verify, or it is the same session.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What an attacker can do to a token's text without any key.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        /// Replace the character at (position modulo length) by another base64url character.
+        Replace(usize, u8),
+        /// Replace `s` by `n − s` (ECDSA's own malleability).
+        Negate,
+        /// Append base64 padding to the signature.
+        Pad,
+        /// Negate, then replace a character.
+        NegateThenReplace(usize, u8),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<usize>(), 0u8..64).prop_map(|(at, c)| Edit::Replace(at, c)),
+            Just(Edit::Negate),
+            Just(Edit::Pad),
+            (any::<usize>(), 0u8..64).prop_map(|(at, c)| Edit::NegateThenReplace(at, c)),
+        ]
+    }
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    fn replace(token: &str, at: usize, c: u8) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        let at = at % bytes.len();
+        if bytes[at] != b'.' {
+            bytes[at] = ALPHABET[usize::from(c)];
+        }
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn apply(token: &str, edit: &Edit, order: &[u8]) -> String {
+        match edit {
+            Edit::Replace(at, c) => replace(token, *at, *c),
+            Edit::Negate => ecdsa_twin(token, order),
+            Edit::Pad => format!("{token}="),
+            Edit::NegateThenReplace(at, c) => replace(&ecdsa_twin(token, order), *at, *c),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_keyless_re_encoding_that_verifies_is_the_same_session(
+            sub in "[a-z]{1,12}",
+            n in any::<u32>(),
+            alg in prop_oneof![Just(0u8), Just(1u8), Just(2u8), Just(3u8)],
+            edits in proptest::collection::vec(edit(), 1..4),
+        ) {
+            let mut claims = claims();
+            claims["sub"] = json!(sub);
+            claims["jti"] = json!(format!("p{n}"));
+            let (es384_ring, es384_sign) = es384_issuer();
+            let (token, ring, order): (String, KeyRing, &[u8]) = match alg {
+                0 => (mint(Algorithm::ES256, "es256.pem", "test-es256", &claims), ring(), &P256_ORDER),
+                1 => (es384_sign(&claims), es384_ring, &P384_ORDER),
+                2 => (mint(Algorithm::EdDSA, "eddsa.pem", "test-eddsa", &claims), ring(), &P256_ORDER),
+                _ => (mint(Algorithm::RS256, "rs256.pem", "test-rs256", &claims), ring(), &P256_ORDER),
+            };
+            prop_assert!(verifier().verify(&token, &ring).is_ok());
+            for edit in &edits {
+                // Negation only applies to 64- and 96-byte signatures; elsewhere it is skipped.
+                let signature_len = URL_SAFE_NO_PAD
+                    .decode(token.rsplit_once('.').unwrap().1)
+                    .unwrap()
+                    .len();
+                if matches!(edit, Edit::Negate | Edit::NegateThenReplace(..))
+                    && signature_len != order.len() * 2
+                {
+                    continue;
+                }
+                let variant = apply(&token, edit, order);
+                if verifier().verify(&variant, &ring).is_ok() {
+                    prop_assert_eq!(
+                        canonical_digest(&variant),
+                        canonical_digest(&token),
+                        "{:?} made a second session of one token", edit
+                    );
+                }
+            }
+        }
+    }
+}
