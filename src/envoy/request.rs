@@ -39,7 +39,7 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> Result<Reque
     let source = attributes.and_then(|a| a.source.as_ref());
     let address = source
         .and_then(|peer| peer.address.as_ref())
-        .and_then(|address| address.socket_address.as_ref())
+        .and_then(|address| address.socket_address())
         .map(|socket| field(&socket.address, "source.address"))
         .transpose()?;
     let path = pseudo_header(http, &http.path, "request.http.path", ":path")?;

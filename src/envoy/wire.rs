@@ -70,13 +70,43 @@ pub struct Peer {
 }
 
 /// `envoy.config.core.v3.Address`, of which only the `socket_address` member of its `oneof`
-/// is read (a pipe or an internal address is no IP address).
+/// is read (a pipe or an internal address is no IP address). The other members are declared,
+/// unread, so that the `oneof` reads as the full message reads it: the last member on the wire
+/// wins (a socket address followed by a pipe is a pipe, not an IP address).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Address {
-    /// `socket_address = 1`.
-    #[prost(message, optional, tag = "1")]
-    pub socket_address: Option<SocketAddress>,
+    /// `oneof address`.
+    #[prost(oneof = "AddressMember", tags = "1, 2, 3")]
+    pub member: Option<AddressMember>,
 }
+
+impl Address {
+    /// The socket address, when that is the member the message carries.
+    pub fn socket_address(&self) -> Option<&SocketAddress> {
+        match &self.member {
+            Some(AddressMember::SocketAddress(socket)) => Some(socket),
+            _ => None,
+        }
+    }
+}
+
+/// The members of `Address.address`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum AddressMember {
+    /// `socket_address = 1`.
+    #[prost(message, tag = "1")]
+    SocketAddress(SocketAddress),
+    /// `pipe = 2` (not read).
+    #[prost(message, tag = "2")]
+    Pipe(Unread),
+    /// `envoy_internal_address = 3` (not read).
+    #[prost(message, tag = "3")]
+    EnvoyInternalAddress(Unread),
+}
+
+/// A message whose fields sessiongate does not read: all of them are skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Unread {}
 
 /// `envoy.config.core.v3.SocketAddress`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -206,7 +236,7 @@ mod tests {
             panic!("fixture has a socket address")
         };
         assert_eq!(
-            text(&source.address.unwrap().socket_address.unwrap().address),
+            text(&source.address.unwrap().socket_address().unwrap().address),
             Some(socket.address.as_str())
         );
         assert_eq!(
