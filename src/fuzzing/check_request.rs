@@ -6,7 +6,9 @@
 //! credential is read without panicking; a request is refused (not UTF-8 where read) only when
 //! the full message refuses its bytes too; and when the full `envoy-types` message decodes the
 //! same bytes, the lean one decodes them too and yields the same facts (the promise in
-//! [`crate::envoy::wire`]: a value Envoy sends is read exactly as the full message reads it).
+//! [`crate::envoy::wire`]: a value Envoy sends is read exactly as the full message reads it,
+//! and so are bytes Envoy never sends, such as an `Address` carrying two members of its
+//! `oneof`, which this target found reading differently).
 
 use envoy_types::ext_authz::v3::pb as full;
 use prost::Message;
