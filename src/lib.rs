@@ -24,7 +24,8 @@
 //!   rejected tokens, never verified twice.
 //! - [`envoy`]: the thin ext_authz v3 gRPC adapter.
 //! - [`admin`]: the admin gRPC API (revoke, list, explain) on its own listener, and its CLI client.
-//! - [`config`]: YAML configuration, validated with errors naming file and key.
+//! - [`config`]: YAML configuration, validated with errors naming file and key; [`files`]:
+//!   reading the files it names, bounded.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
 //! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
 //! - [`metrics`]: Prometheus metrics with bounded labels; [`ops`]: `/metrics`, `/healthz`,
@@ -50,6 +51,7 @@ pub mod decision_log;
 pub mod deny;
 pub mod dry_run;
 pub mod envoy;
+pub mod files;
 pub mod fuzzing;
 pub mod gate;
 pub mod health;

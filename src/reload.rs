@@ -121,7 +121,7 @@ impl Reloader {
     /// A reloader for a process started with `running` (generation 0).
     pub fn new(running: RunningSettings, gate: Arc<Gate>, keys: Arc<KeyManager>) -> Reloader {
         Reloader {
-            last_seen: std::fs::read(&running.file)
+            last_seen: crate::files::read_bounded(&running.file, config::MAX_CONFIG_BYTES)
                 .ok()
                 .map(|bytes| digest(&bytes)),
             file: running.file,
@@ -170,10 +170,14 @@ impl Reloader {
     /// Reads the file and, if it is valid and its keys load, installs it.
     pub async fn reload(&mut self, trigger: Trigger) -> Reloaded {
         let file = self.file.clone();
-        let content = tokio::fs::read(&file)
-            .await
-            .ok()
-            .map(|bytes| digest(&bytes));
+        let read = file.clone();
+        let content = tokio::task::spawn_blocking(move || {
+            crate::files::read_bounded(&read, config::MAX_CONFIG_BYTES)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|bytes| digest(&bytes));
         if trigger == Trigger::FileChanged && content.is_some() && content == self.last_seen {
             return Reloaded::Unchanged;
         }

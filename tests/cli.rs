@@ -145,3 +145,36 @@ fn sigterm_drains_and_exits_0() {
         "{rest:?}"
     );
 }
+
+/// A config naming a device as a key file (or as itself) is refused at once instead of read
+/// forever: `/dev/zero` never ends.
+#[test]
+fn check_config_refuses_a_device_as_a_key_file_instead_of_reading_it_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace(r#"jwks_file: "jwks.json""#, r#"jwks_file: "/dev/zero""#);
+    let file = dir.path().join("device.yaml");
+    std::fs::write(&file, text).unwrap();
+    for config in [file.to_str().unwrap(), "/dev/zero"] {
+        let mut child = Command::new(BINARY)
+            .args(["check-config", config])
+            .env_remove("SESSIONGATE_CONFIG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (done, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text).unwrap();
+            let _ = done.send(text);
+        });
+        let Ok(stderr) = exited.recv_timeout(std::time::Duration::from_secs(30)) else {
+            child.kill().unwrap();
+            panic!("check-config {config} still reading after 30 s");
+        };
+        assert_eq!(child.wait().unwrap().code(), Some(2), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+    }
+}

@@ -106,9 +106,12 @@ impl AdminCredential {
 pub fn read_token(token_file: Option<&Path>) -> Result<(String, String), CredentialError> {
     match token_file {
         Some(file) => {
-            let text = std::fs::read_to_string(file).map_err(|e| CredentialError::Unreadable {
-                file: file.to_owned(),
-                message: e.to_string(),
+            // A token is a line of text: 64 KiB is far more than any, and bounds a mistake.
+            let text = crate::files::read_bounded_text(file, 64 * 1024).map_err(|e| {
+                CredentialError::Unreadable {
+                    file: file.to_owned(),
+                    message: e.to_string(),
+                }
             })?;
             Ok((
                 format!("admin.token_file {}", file.display()),

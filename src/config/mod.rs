@@ -29,7 +29,7 @@ use crate::workload::WorkloadPattern;
 pub const MAX_CACHE_CAPACITY: u64 = 50_000_000;
 
 /// Largest config file read (1 MiB); a bigger one is a mistake, not a policy.
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// A configuration problem, always naming file, key and problem.
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +332,10 @@ const MAX_TRACKED_CALLERS: usize = 1_000_000;
 /// Longest `limits.rejected_tokens.ttl`: a rejection is remembered so a flood of the same bytes
 /// is cheap, not to outlive a key rotation that a refresh could miss.
 const MAX_REJECTION_TTL: Duration = Duration::from_secs(600);
+/// Largest `revocation.tls_ca_file` read: a CA bundle is a few KiB, a whole system store
+/// about 200 KiB.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Most rejections `limits.rejected_tokens.capacity` may remember.
 const MAX_REJECTION_CAPACITY: u64 = 10_000_000;
 
@@ -342,11 +346,8 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
         file: file.to_owned(),
         message,
     };
-    let metadata = std::fs::metadata(file).map_err(|e| unreadable(e.to_string()))?;
-    if metadata.len() > MAX_CONFIG_BYTES {
-        return Err(unreadable(format!("larger than {MAX_CONFIG_BYTES} bytes")));
-    }
-    let text = std::fs::read_to_string(file).map_err(|e| unreadable(e.to_string()))?;
+    let text = crate::files::read_bounded_text(file, MAX_CONFIG_BYTES)
+        .map_err(|e| unreadable(e.to_string()))?;
     let raw = parse(file, &text)?;
     let base = file.parent().unwrap_or(Path::new("."));
     Compiler { file, base }.compile(raw)
@@ -930,7 +931,7 @@ impl Compiler<'_> {
             return Err(self.invalid(KEY, "only applies to a rediss:// (TLS) revocation.url"));
         }
         let file = self.base.join(path);
-        let pem = std::fs::read(&file)
+        let pem = crate::files::read_bounded(&file, MAX_CA_FILE_BYTES)
             .map_err(|e| self.invalid(KEY, format!("cannot read {}: {e}", file.display())))?;
         if !pem
             .windows(CERTIFICATE_PEM.len())

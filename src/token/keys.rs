@@ -525,10 +525,12 @@ impl JwksFile {
 
     /// Reads and parses the file synchronously (config validation uses this).
     pub fn load_now(&self) -> Result<ParsedJwks, KeySourceError> {
-        let bytes = std::fs::read(&self.path).map_err(|e| KeySourceError::Unreachable {
-            origin: self.describe(),
-            message: e.to_string(),
-        })?;
+        let bytes =
+            crate::files::read_bounded(&self.path, crate::keys::source::MAX_DOCUMENT_BYTES as u64)
+                .map_err(|e| KeySourceError::Unreachable {
+                    origin: self.describe(),
+                    message: e.to_string(),
+                })?;
         KeySet::from_jwks_json(&bytes).map_err(|source| KeySourceError::Invalid {
             origin: self.describe(),
             source,
