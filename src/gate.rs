@@ -576,36 +576,13 @@ mod tests {
         assert_eq!(gate.verifications(), 1);
     }
 
-    /// The thief's re-encoding of a stolen ES256 token: `s` replaced by `n − s`, which still
-    /// verifies and needs no key.
-    fn high_s_twin(token: &str) -> String {
-        use base64::Engine;
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        const P256_ORDER: [u8; 32] = [
-            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
-            0xfc, 0x63, 0x25, 0x51,
-        ];
-        let (input, signature) = token.rsplit_once('.').unwrap();
-        let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-        let mut borrow = 0i16;
-        for i in (0..32).rev() {
-            let mut d = i16::from(P256_ORDER[i]) - i16::from(signature[32 + i]) - borrow;
-            borrow = i16::from(d < 0);
-            if d < 0 {
-                d += 256;
-            }
-            signature[32 + i] = d as u8;
-        }
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-    }
-
     #[test]
     fn a_re_encoded_ecdsa_token_is_the_same_session_with_the_same_pin() {
         let gate = gate();
         let now = UnixTime::now();
         let stolen = token(now);
-        let twin = high_s_twin(&stolen);
+        // The thief's re-encoding: `s` replaced by `n − s`, which verifies and needs no key.
+        let twin = crate::testing::ecdsa_twin(&stolen, &crate::token::P256_ORDER);
         assert_ne!(stolen, twin);
         let owner = check(&gate, &request(&format!("Bearer {stolen}"), FRONTEND), now);
         assert_eq!(reason(&owner), None);

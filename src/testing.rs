@@ -42,3 +42,30 @@ pub fn mint(alg: Algorithm, file: &str, kid: &str, claims: &Value) -> String {
 pub fn mint_es256(claims: &Value) -> String {
     mint(Algorithm::ES256, "es256.pem", "test-es256", claims)
 }
+
+/// `token` with its signature bytes replaced by `edit` of them.
+pub fn with_signature(token: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    edit(&mut bytes);
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// An ECDSA token's twin that anyone can compute without the key: `s` replaced by `n − s`
+/// (`order` is the curve's `n`, big-endian, e.g. [`crate::token::P256_ORDER`]).
+pub fn ecdsa_twin(token: &str, order: &[u8]) -> String {
+    with_signature(token, |signature| {
+        let s = &mut signature[order.len()..];
+        let mut borrow = 0i16;
+        for i in (0..s.len()).rev() {
+            let mut digit = i16::from(order[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(digit < 0);
+            if digit < 0 {
+                digit += 256;
+            }
+            s[i] = digit as u8;
+        }
+    })
+}

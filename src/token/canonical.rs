@@ -37,11 +37,11 @@ use super::algorithm::SigningAlgorithm;
 use super::jws::CompactJws;
 
 /// The order `n` of the P-256 group, big-endian.
-const P256_ORDER: [u8; 32] =
+pub(crate) const P256_ORDER: [u8; 32] =
     hex32(b"FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
 
 /// The order `n` of the P-384 group, big-endian.
-const P384_ORDER: [u8; 48] = hex48(
+pub(crate) const P384_ORDER: [u8; 48] = hex48(
     b"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
 );
 

@@ -18,6 +18,8 @@ mod verifier;
 use std::sync::Arc;
 
 pub use algorithm::{KeyFamily, SigningAlgorithm};
+#[cfg(test)]
+pub(crate) use canonical::P256_ORDER;
 pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, Confirmation, Scopes};
 pub use credential::{CredentialError, MAX_AUTHORIZATION_LEN, bearer_token};

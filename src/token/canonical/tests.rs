@@ -3,8 +3,8 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    RSA_PSS_SHA256, RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    EcdsaSigningAlgorithm, KeyPair, RSA_PSS_SHA256, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::testing::{ISSUER, mint, ring};
+use crate::testing::{ISSUER, ecdsa_twin, mint, ring, with_signature};
 use crate::token::{ClaimRules, IssuerRules, KeyRing, KeySet, TokenError, TokenVerifier, TypRule};
 
 fn verifier() -> TokenVerifier {
@@ -37,31 +37,6 @@ fn claims() -> Value {
 
 fn plain_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// The token with its signature bytes replaced by `edit` of them.
-fn with_signature(token: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
-    let (signing_input, signature) = token.rsplit_once('.').unwrap();
-    let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
-    edit(&mut bytes);
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// `s` replaced by `n − s`: the twin anyone can compute from an ECDSA signature.
-fn ecdsa_twin(token: &str, order: &[u8]) -> String {
-    with_signature(token, |signature| {
-        let half = signature.len() / 2;
-        let s = &mut signature[half..];
-        let mut borrow = 0i16;
-        for i in (0..s.len()).rev() {
-            let mut d = i16::from(order[i]) - i16::from(s[i]) - borrow;
-            borrow = i16::from(d < 0);
-            if d < 0 {
-                d += 256;
-            }
-            s[i] = d as u8;
-        }
-    })
 }
 
 /// Which of a token and its twin is the low-S one.
@@ -97,42 +72,67 @@ fn an_es256_token_and_its_high_s_twin_share_one_identity() {
     }
 }
 
-/// A fresh P-384 key, its JWKS and a signer of compact JWS over it.
-fn es384_issuer() -> (KeyRing, impl Fn(&Value) -> String) {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref();
-    let (x, y) = point[1..].split_at(48);
-    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "p384", "alg": "ES384",
-        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
-    let ring = KeyRing::new();
-    ring.replace(
-        ISSUER,
-        KeySet::from_jwks_json(jwks.to_string().as_bytes())
-            .unwrap()
-            .keys,
-    );
-    let sign = move |claims: &Value| {
-        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES384","kid":"p384"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let input = format!("{header}.{payload}");
-        let signature = pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
-    };
-    (ring, sign)
+/// A fresh EC key of the issuer, published as the only key of its JWKS (`kid` "ec", no
+/// `alg`), and a signer of compact JWS over any header.
+struct EcIssuer {
+    ring: KeyRing,
+    pair: EcdsaKeyPair,
 }
+
+impl EcIssuer {
+    fn p256() -> EcIssuer {
+        EcIssuer::new(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")
+    }
+
+    fn p384() -> EcIssuer {
+        EcIssuer::new(&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")
+    }
+
+    fn new(curve: &'static EcdsaSigningAlgorithm, name: &str) -> EcIssuer {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(curve, &SystemRandom::new()).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(curve, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let (x, y) = point[1..].split_at((point.len() - 1) / 2);
+        let jwks = json!({"keys": [{"kty": "EC", "crv": name, "kid": "ec",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
+        let ring = KeyRing::new();
+        ring.replace(
+            ISSUER,
+            KeySet::from_jwks_json(jwks.to_string().as_bytes())
+                .unwrap()
+                .keys,
+        );
+        EcIssuer { ring, pair }
+    }
+
+    /// `claims` signed under the JOSE header `header` (JSON text, as is).
+    fn sign(&self, header: &str, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
+
+const ES384_HEADER: &str = r#"{"alg":"ES384","kid":"ec"}"#;
 
 #[test]
 fn an_es384_token_and_its_high_s_twin_share_one_identity() {
-    let (ring, sign) = es384_issuer();
+    let issuer = EcIssuer::p384();
+    let ring = &issuer.ring;
     for n in 0..8 {
         let mut claims = claims();
         claims["jti"] = json!(format!("t{n}"));
-        let token = sign(&claims);
+        let token = issuer.sign(ES384_HEADER, &claims);
         let twin = ecdsa_twin(&token, &P384_ORDER);
-        assert!(verifier().verify(&token, &ring).is_ok());
-        assert!(verifier().verify(&twin, &ring).is_ok(), "the twin verifies");
+        assert!(verifier().verify(&token, ring).is_ok());
+        assert!(verifier().verify(&twin, ring).is_ok(), "the twin verifies");
         assert_eq!(canonical_digest(&token), canonical_digest(&twin));
         let (low, _) = low_and_high(token, twin);
         assert_eq!(canonical_digest(&low), plain_digest(&low));
@@ -143,37 +143,19 @@ fn an_es384_token_and_its_high_s_twin_share_one_identity() {
 fn an_unusual_header_is_read_by_the_verifiers_parser_and_its_twin_still_shares_the_identity() {
     // `alg` written with an escape, and a header too long for the stack buffer: both take the
     // verifier's own parser.
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let (x, y) = pair.public_key().as_ref()[1..].split_at(32);
-    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "p256",
-        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
-    let ring = KeyRing::new();
-    ring.replace(
-        ISSUER,
-        KeySet::from_jwks_json(jwks.to_string().as_bytes())
-            .unwrap()
-            .keys,
-    );
+    let issuer = EcIssuer::p256();
     let long = format!(
-        r#"{{"alg":"ES256","kid":"p256","x-pad":"{}"}}"#,
+        r#"{{"alg":"ES256","kid":"ec","x-pad":"{}"}}"#,
         "a".repeat(600)
     );
-    for header in [r#"{"alg":"\u0045S256","kid":"p256"}"#, long.as_str()] {
+    for header in [r#"{"alg":"\u0045S256","kid":"ec"}"#, long.as_str()] {
         for n in 0..4 {
             let mut claims = claims();
             claims["jti"] = json!(format!("u{n}"));
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(header),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let signature = pair.sign(&rng, input.as_bytes()).unwrap();
-            let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+            let token = issuer.sign(header, &claims);
             let twin = ecdsa_twin(&token, &P256_ORDER);
-            assert!(verifier().verify(&token, &ring).is_ok(), "{header}");
-            assert!(verifier().verify(&twin, &ring).is_ok(), "{header}");
+            assert!(verifier().verify(&token, &issuer.ring).is_ok(), "{header}");
+            assert!(verifier().verify(&twin, &issuer.ring).is_ok(), "{header}");
             assert_eq!(
                 canonical_digest(&token),
                 canonical_digest(&twin),
@@ -403,10 +385,10 @@ mod properties {
             let mut claims = claims();
             claims["sub"] = json!(sub);
             claims["jti"] = json!(format!("p{n}"));
-            let (es384_ring, es384_sign) = es384_issuer();
+            let es384 = EcIssuer::p384();
             let (token, ring, order): (String, KeyRing, &[u8]) = match alg {
                 0 => (mint(Algorithm::ES256, "es256.pem", "test-es256", &claims), ring(), &P256_ORDER),
-                1 => (es384_sign(&claims), es384_ring, &P384_ORDER),
+                1 => (es384.sign(ES384_HEADER, &claims), es384.ring, &P384_ORDER),
                 2 => (mint(Algorithm::EdDSA, "eddsa.pem", "test-eddsa", &claims), ring(), &P256_ORDER),
                 _ => (mint(Algorithm::RS256, "rs256.pem", "test-rs256", &claims), ring(), &P256_ORDER),
             };
