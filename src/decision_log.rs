@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::deny::{Deny, DenyReason};
+use crate::logging::LinesPerSecond;
 use crate::time::UnixTime;
 
 /// Default `telemetry.log_denied_per_second`.
@@ -52,35 +53,7 @@ pub struct DecisionLog {
     /// Most denial lines per second and reason; 0: no limit.
     denied_per_second: u64,
     /// One window per [`DenyReason`] (indexed by its discriminant).
-    denied: [DenialWindow; DenyReason::ALL.len()],
-}
-
-/// Denial lines of one reason in the current second. Approximate under races (two threads may
-/// both start a new second), which only moves the limit by a line or two.
-#[derive(Debug, Default)]
-struct DenialWindow {
-    second: AtomicU64,
-    written: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl DenialWindow {
-    /// `Some(lines dropped since the last one written)` when this line may be written.
-    fn admit(&self, limit: u64, second: u64) -> Option<u64> {
-        if limit == 0 {
-            return Some(0);
-        }
-        if self.second.load(Ordering::Relaxed) != second {
-            self.second.store(second, Ordering::Relaxed);
-            self.written.store(0, Ordering::Relaxed);
-        }
-        if self.written.fetch_add(1, Ordering::Relaxed) < limit {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
+    denied: [LinesPerSecond; DenyReason::ALL.len()],
 }
 
 impl DecisionLog {
@@ -189,17 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn denial_lines_are_limited_per_reason_and_second_and_the_dropped_ones_counted() {
-        let window = DenialWindow::default();
-        let admitted: Vec<Option<u64>> = (0..5).map(|_| window.admit(3, 100)).collect();
-        assert_eq!(admitted, [Some(0), Some(0), Some(0), None, None]);
-        assert_eq!(
-            window.admit(3, 101),
-            Some(2),
-            "the next second says what was dropped"
-        );
-        assert_eq!(window.admit(3, 101), Some(0));
-        assert!((0..1000).all(|_| DenialWindow::default().admit(0, 7) == Some(0)));
+    fn denial_lines_are_limited_per_reason() {
         let log = DecisionLog::new(0.0).with_denied_per_second(1);
         assert_eq!(log.denied.len(), DenyReason::ALL.len());
         for (index, reason) in DenyReason::ALL.into_iter().enumerate() {

@@ -24,6 +24,7 @@ use axum::routing::post;
 
 use super::{Receipt, ReceiveError, SetError, SsfReceiver};
 use crate::budget::CallerKey;
+use crate::logging::LinesPerSecond;
 use crate::time::UnixTime;
 
 /// Largest SET accepted. A CAEP SET is well under 2 KiB; 64 KiB leaves room for complex subjects
@@ -103,9 +104,23 @@ fn is_set_media_type(value: Option<&HeaderValue>) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(SET_MEDIA_TYPE))
 }
 
+/// At most this many "SET refused" lines a second: anyone who can reach the endpoint can
+/// send SETs that are refused.
+const REFUSED_LINES_PER_SECOND: u64 = 10;
+
 /// RFC 8935 section 2.3: 400 with a JSON body naming the error.
 fn refuse(error: &SetError) -> Response {
-    tracing::warn!(err = error.code(), description = %error, "SET refused");
+    static LINES: LinesPerSecond = LinesPerSecond::new();
+    match LINES.admit(REFUSED_LINES_PER_SECOND, UnixTime::now().as_secs()) {
+        Some(0) => tracing::warn!(err = error.code(), description = %error, "SET refused"),
+        Some(suppressed) => tracing::warn!(
+            err = error.code(),
+            description = %error,
+            suppressed,
+            "SET refused"
+        ),
+        None => {}
+    }
     let body = serde_json::json!({ "err": error.code(), "description": error.to_string() });
     (
         StatusCode::BAD_REQUEST,
