@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use crate::logging::LinesPerSecond;
+use crate::time::UnixTime;
+
 /// The environment variable holding the admin token when no `admin.token_file` is configured
 /// (and the CLI's default).
 pub const TOKEN_ENV: &str = "SESSIONGATE_ADMIN_TOKEN";
@@ -83,22 +86,24 @@ impl AdminCredential {
                 let (scheme, token) = value.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        match presented {
-            Some(token) if self.matches(token) => Ok(request),
-            Some(_) => {
-                tracing::warn!(listener = "admin", "admin call refused: wrong credential");
-                Err(Status::unauthenticated("wrong admin credential"))
+        let (why, answer) = match presented {
+            Some(token) if self.matches(token) => return Ok(request),
+            Some(_) => ("wrong credential", "wrong admin credential"),
+            None => (
+                "no bearer credential",
+                "admin credential required: authorization: Bearer <admin token>",
+            ),
+        };
+        // Anyone who can reach the port can be refused: at most 10 lines a second.
+        static LINES: LinesPerSecond = LinesPerSecond::new();
+        match LINES.admit(10, UnixTime::now().as_secs()) {
+            Some(0) => tracing::warn!(listener = "admin", "admin call refused: {why}"),
+            Some(suppressed) => {
+                tracing::warn!(listener = "admin", suppressed, "admin call refused: {why}")
             }
-            None => {
-                tracing::warn!(
-                    listener = "admin",
-                    "admin call refused: no bearer credential"
-                );
-                Err(Status::unauthenticated(
-                    "admin credential required: authorization: Bearer <admin token>",
-                ))
-            }
+            None => {}
         }
+        Err(Status::unauthenticated(answer))
     }
 }
 
