@@ -20,8 +20,10 @@
 # sessiongate verified during each run, and p99 under flood / p99 baseline against the target
 # (at most 2x, with the bounds on).
 #
-# Knobs (environment): DURATION (s, per run, default 5), WARMUP (s, 1), FLOOD_CONNECTIONS (2),
-# FLOOD_STREAMS (16), BASE_PORT (19500). Run it on a quiet machine.
+# Knobs (environment): DURATION (s, per run, default 5), WARMUP (s, 1), FLOOD_CONNECTIONS (2:
+# with sessiongate's one thread per CPU on two cores, the legitimate connection then shares a
+# thread with an attacker connection; 1 gives it a thread of its own), FLOOD_STREAMS (16),
+# BASE_PORT (19500). Run it on a quiet machine.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
