@@ -17,12 +17,11 @@
 //! bucket share one overflow bucket with the per-caller rate.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::time::UnixTime;
-use crate::workload::Thumbprint;
+use crate::workload::{CallerIdentity, Thumbprint};
 
 /// Tokens in thousandths, so refills of a fraction of a token per millisecond stay exact.
 const MILLI: u64 = 1000;
@@ -68,7 +67,8 @@ impl Default for BudgetLimits {
     }
 }
 
-/// Who asks for a verification: the strongest identity the request shows, as for pinning.
+/// Who asks for a verification: the caller's strongest identity
+/// ([`crate::workload::Caller::identity`], the rule pinning uses), owned so a bucket can keep it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CallerKey {
     /// The caller's SPIFFE ID.
@@ -76,9 +76,20 @@ pub enum CallerKey {
     /// The SHA-256 of the caller's certificate, when it carries no SPIFFE ID.
     Certificate(Thumbprint),
     /// The caller's IP address, without a certificate.
-    Address(IpAddr),
+    Address(Box<str>),
     /// Nothing identifies the caller (no certificate, no address): all such share one budget.
     Unknown,
+}
+
+impl From<Option<CallerIdentity<'_>>> for CallerKey {
+    fn from(identity: Option<CallerIdentity<'_>>) -> CallerKey {
+        match identity {
+            Some(CallerIdentity::Spiffe(id)) => CallerKey::Spiffe(id.into()),
+            Some(CallerIdentity::Certificate(thumbprint)) => CallerKey::Certificate(thumbprint),
+            Some(CallerIdentity::Address(address)) => CallerKey::Address(address.into()),
+            None => CallerKey::Unknown,
+        }
+    }
 }
 
 /// Why a verification was refused.

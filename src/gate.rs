@@ -357,19 +357,12 @@ impl Gate {
         }
     }
 
-    /// Whom a verification is charged to: the caller's SPIFFE ID, else its certificate, else
-    /// its address (the identities pinning uses, in the same order).
+    /// Whom a verification is charged to: the caller's strongest identity (the thumbprint is
+    /// computed only for a caller without a SPIFFE ID).
     fn caller_key(&self, request: &RequestFacts<'_>) -> CallerKey {
-        if let Some(id) = SpiffeId::parse(request.peer.principal) {
-            return CallerKey::Spiffe(id.as_str().into());
-        }
-        if let Some(thumbprint) = self.thumbprints.thumbprint(request.peer.certificate) {
-            return CallerKey::Certificate(thumbprint);
-        }
-        match request.peer.address.and_then(|a| a.parse().ok()) {
-            Some(address) => CallerKey::Address(address),
-            None => CallerKey::Unknown,
-        }
+        self.identify(request, |has_spiffe_id| !has_spiffe_id)
+            .identity()
+            .into()
     }
 
     /// The caller's identity; the certificate is only thumbprinted when a rule needs it.
@@ -379,10 +372,21 @@ impl Gate {
         session: &Session,
         pinning: bool,
     ) -> Caller<'r> {
+        let bound = !matches!(session.token.confirmation, Confirmation::None);
+        self.identify(request, |has_spiffe_id| {
+            bound || (pinning && !has_spiffe_id)
+        })
+    }
+
+    /// The caller of `request`, with its certificate thumbprinted only when `needs_thumbprint`
+    /// says so (given whether the caller has a SPIFFE ID).
+    fn identify<'r>(
+        &self,
+        request: &RequestFacts<'r>,
+        needs_thumbprint: impl FnOnce(bool) -> bool,
+    ) -> Caller<'r> {
         let spiffe_id = SpiffeId::parse(request.peer.principal);
-        let needs_thumbprint = !matches!(session.token.confirmation, Confirmation::None)
-            || (pinning && spiffe_id.is_none());
-        let thumbprint = if needs_thumbprint {
+        let thumbprint = if needs_thumbprint(spiffe_id.is_some()) {
             self.thumbprints.thumbprint(request.peer.certificate)
         } else {
             None

@@ -53,7 +53,7 @@ async fn push(
     let source = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(CallerKey::Unknown, |ConnectInfo(peer)| {
-            CallerKey::Address(peer.ip())
+            CallerKey::Address(peer.ip().to_string().into())
         });
     if !is_set_media_type(headers.get(header::CONTENT_TYPE)) {
         return refuse(&SetError::invalid(format!(

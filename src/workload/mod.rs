@@ -55,18 +55,43 @@ pub struct Caller<'a> {
     pub address: Option<&'a str>,
 }
 
+/// The strongest identity a caller shows, borrowed from the request: a SPIFFE ID, else its
+/// certificate's thumbprint, else its source IP. One rule, shared by pinning (which keeps it,
+/// see [`PinnedWorkload`]) and by verification budgets (which charge it, before any token is
+/// verified, so nothing is interned for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerIdentity<'a> {
+    /// A validated SPIFFE ID.
+    Spiffe(&'a str),
+    /// SHA-256 of the leaf certificate, for certificates without a SPIFFE ID.
+    Certificate(Thumbprint),
+    /// The source IP, for callers without a certificate.
+    Address(&'a str),
+}
+
 impl Caller<'_> {
-    /// The identity this caller would pin a session to, if it has any.
-    pub fn pin_identity(&self) -> Option<PinnedWorkload> {
+    /// The strongest identity this caller shows, if it has any.
+    pub fn identity(&self) -> Option<CallerIdentity<'_>> {
         if let Some(id) = &self.spiffe_id {
-            return Some(PinnedWorkload::Spiffe(intern(id.as_str())));
+            return Some(CallerIdentity::Spiffe(id.as_str()));
         }
         if let Some(thumbprint) = self.thumbprint {
-            return Some(PinnedWorkload::Certificate(Box::new(thumbprint)));
+            return Some(CallerIdentity::Certificate(thumbprint));
         }
         self.address
             .filter(|address| !address.is_empty())
-            .map(|address| PinnedWorkload::Address(intern(address)))
+            .map(CallerIdentity::Address)
+    }
+
+    /// The identity this caller would pin a session to, if it has any.
+    pub fn pin_identity(&self) -> Option<PinnedWorkload> {
+        self.identity().map(|identity| match identity {
+            CallerIdentity::Spiffe(id) => PinnedWorkload::Spiffe(intern(id)),
+            CallerIdentity::Certificate(thumbprint) => {
+                PinnedWorkload::Certificate(Box::new(thumbprint))
+            }
+            CallerIdentity::Address(address) => PinnedWorkload::Address(intern(address)),
+        })
     }
 
     /// Whether this caller is the workload `pinned` names.
