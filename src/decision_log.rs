@@ -118,36 +118,26 @@ impl DecisionLog {
             ),
             Err(deny) => {
                 let window = &self.denied[deny.reason as usize];
-                match window.admit(self.denied_per_second, UnixTime::now().as_secs()) {
-                    Some(0) => tracing::info!(
-                        decision = "deny",
-                        route,
-                        reason = deny.reason.as_str(),
-                        subject,
-                        workload,
-                        session,
-                        latency_us,
-                        dry_run,
-                        enforced = !dry_run,
-                        "{}",
-                        deny.description
-                    ),
-                    Some(suppressed) => tracing::info!(
-                        decision = "deny",
-                        route,
-                        reason = deny.reason.as_str(),
-                        subject,
-                        workload,
-                        session,
-                        latency_us,
-                        dry_run,
-                        enforced = !dry_run,
-                        suppressed,
-                        "{}",
-                        deny.description
-                    ),
-                    None => {}
-                }
+                let Some(dropped) = window.admit(self.denied_per_second, UnixTime::now().as_secs())
+                else {
+                    return;
+                };
+                // Recorded only when lines were dropped (tracing leaves out a `None`).
+                let suppressed = (dropped > 0).then_some(dropped);
+                tracing::info!(
+                    decision = "deny",
+                    route,
+                    reason = deny.reason.as_str(),
+                    subject,
+                    workload,
+                    session,
+                    latency_us,
+                    dry_run,
+                    enforced = !dry_run,
+                    suppressed,
+                    "{}",
+                    deny.description
+                );
             }
         }
     }

@@ -96,12 +96,9 @@ impl AdminCredential {
         };
         // Anyone who can reach the port can be refused: at most 10 lines a second.
         static LINES: LinesPerSecond = LinesPerSecond::new();
-        match LINES.admit(10, UnixTime::now().as_secs()) {
-            Some(0) => tracing::warn!(listener = "admin", "admin call refused: {why}"),
-            Some(suppressed) => {
-                tracing::warn!(listener = "admin", suppressed, "admin call refused: {why}")
-            }
-            None => {}
+        if let Some(dropped) = LINES.admit(10, UnixTime::now().as_secs()) {
+            let suppressed = (dropped > 0).then_some(dropped);
+            tracing::warn!(listener = "admin", suppressed, "admin call refused: {why}");
         }
         Err(Status::unauthenticated(answer))
     }

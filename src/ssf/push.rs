@@ -111,15 +111,9 @@ const REFUSED_LINES_PER_SECOND: u64 = 10;
 /// RFC 8935 section 2.3: 400 with a JSON body naming the error.
 fn refuse(error: &SetError) -> Response {
     static LINES: LinesPerSecond = LinesPerSecond::new();
-    match LINES.admit(REFUSED_LINES_PER_SECOND, UnixTime::now().as_secs()) {
-        Some(0) => tracing::warn!(err = error.code(), description = %error, "SET refused"),
-        Some(suppressed) => tracing::warn!(
-            err = error.code(),
-            description = %error,
-            suppressed,
-            "SET refused"
-        ),
-        None => {}
+    if let Some(dropped) = LINES.admit(REFUSED_LINES_PER_SECOND, UnixTime::now().as_secs()) {
+        let suppressed = (dropped > 0).then_some(dropped);
+        tracing::warn!(err = error.code(), description = %error, suppressed, "SET refused");
     }
     let body = serde_json::json!({ "err": error.code(), "description": error.to_string() });
     (
