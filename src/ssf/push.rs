@@ -143,6 +143,13 @@ mod tests {
     const PATH: &str = "/ssf/events";
 
     async fn app() -> (Router, Arc<Revocations>) {
+        app_with(|receiver| receiver).await
+    }
+
+    /// The push endpoint over a receiver set up by `setup`, and the revocations it feeds.
+    async fn app_with(
+        setup: impl FnOnce(SsfReceiver) -> SsfReceiver,
+    ) -> (Router, Arc<Revocations>) {
         let revocations = Arc::new(
             Revocations::open(
                 Box::new(MemoryStore::default()),
@@ -153,7 +160,7 @@ mod tests {
             .unwrap(),
         );
         let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations.clone());
-        (router(Arc::new(receiver), PATH), revocations)
+        (router(Arc::new(setup(receiver)), PATH), revocations)
     }
 
     async fn post(
@@ -274,29 +281,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_over_its_verification_budget_gets_429_and_others_do_not() {
-        let revocations = Arc::new(
-            Revocations::open(
-                Box::new(MemoryStore::default()),
-                Duration::from_secs(3600),
-                UnixTime::now(),
-            )
-            .await
-            .unwrap(),
-        );
         let one = crate::budget::Rate {
             per_second: 1,
             burst: 2,
         };
-        let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations.clone())
-            .with_budget(crate::budget::BudgetLimits {
+        let (app, revocations) = app_with(|receiver| {
+            receiver.with_budget(crate::budget::BudgetLimits {
                 per_caller: one,
                 total: crate::budget::Rate {
                     per_second: 100,
                     burst: 100,
                 },
                 callers: 10,
-            });
-        let app = router(Arc::new(receiver), PATH);
+            })
+        })
+        .await;
         let attacker = "192.0.2.66:40000";
         for _ in 0..2 {
             let (status, _) =
