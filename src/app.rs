@@ -141,8 +141,9 @@ pub async fn open_revocations(
     Ok(opened)
 }
 
-/// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more,
-/// following the current policy's longest token age (it may change on reload), and cached
+/// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more (past
+/// both the retention horizon, which policy reloads only widen, and what each entry was
+/// promised when recorded: [`crate::revocation::Revocation::forget_after`]), and cached
 /// sessions whose token expired (the cache never hands them out, but holds their memory until
 /// then).
 async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
@@ -154,7 +155,6 @@ async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
         if sessions > 0 {
             tracing::debug!(sessions, "expired sessions dropped from the cache");
         }
-        revocations.set_horizon(gate.policy().revocation_horizon());
         match revocations.prune(UnixTime::now()).await {
             Ok(0) => {}
             Ok(forgotten) => tracing::info!(forgotten, "expired revocations forgotten"),

@@ -114,8 +114,10 @@ impl Gate {
         self
     }
 
-    /// Judges sessions against `revocations` too.
+    /// Judges sessions against `revocations` too, and keeps their retention horizon at least as
+    /// wide as every policy this gate runs (see [`Revocations::widen_horizon`]).
     pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Gate {
+        revocations.widen_horizon(self.policy.load().revocation_horizon());
         self.revocations = Some(revocations);
         self
     }
@@ -128,9 +130,14 @@ impl Gate {
     /// Installs a new policy; the next request (and every cached session) is judged by it.
     /// When what verification checks changed (issuers, audiences, algorithms, claim mapping),
     /// cached sessions were verified under rules that no longer hold, so they are dropped and
-    /// re-verified on their next request.
+    /// re-verified on their next request. A policy that accepts older tokens widens the
+    /// revocations' retention before it takes effect, so no entry is forgotten while a token it
+    /// matches is accepted.
     pub fn replace_policy(&self, policy: Policy) {
         let verification_changed = self.policy.load().verifier != policy.verifier;
+        if let Some(revocations) = &self.revocations {
+            revocations.widen_horizon(policy.revocation_horizon());
+        }
         self.policy.store(Arc::new(policy));
         if verification_changed {
             self.sessions.clear();
@@ -837,6 +844,7 @@ mod tests {
                 origin: "test".into(),
                 reason: "".into(),
                 issuers: None,
+                retain_until: None,
             }))
             .unwrap();
         let report = gate.explain(&jwt, now).unwrap();

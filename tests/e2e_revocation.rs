@@ -311,6 +311,83 @@ fn a_revocation_survives_kill_9_right_after_the_acknowledgement() {
     });
 }
 
+/// Issue 11: retention is fixed when a revocation is recorded, not recomputed from whatever
+/// policy runs later. Narrow `max_token_age` (here across a restart, which drops what the
+/// current policy calls expired), widen it again by a hot reload: the revoked token, still
+/// young enough for the wide policy, must stay revoked until the `forget_after` that `Revoke`
+/// answered.
+#[test]
+fn a_revocation_outlives_a_policy_that_narrows_and_widens_again() {
+    run(async {
+        let wide = admin::with_admin(&support::policy::sessiongate_yaml(None));
+        let mut stack = Stack::start_in(admin::prepared_dir(), &wide).await;
+        // Ten minutes old: accepted by the 15-minute policy, not by a 1-minute one.
+        let victim = token().sub("narrowed-user").iat_age(10 * 60).sign();
+        let witness = token().sub("narrowed-witness").iat_age(10 * 60).sign();
+        order(&stack, Frontend, &victim).await.assert_allowed();
+
+        let first = stack.sessiongate.as_ref().expect("sessiongate");
+        let (grpc, admin_at) = (first.grpc_addr, first.admin_addr.expect("admin"));
+        let mut client = admin::client(admin_at).await;
+        let cut_off_ms = u64::try_from(support::tokens::now() - 9 * 60).unwrap() * 1000;
+        let recorded = admin::revoke(
+            &mut client,
+            admin::subject(ISSUER, "narrowed-user"),
+            Some(cut_off_ms),
+        )
+        .await;
+        let promised_ms = cut_off_ms
+            + u64::try_from(support::policy::MAX_TOKEN_AGE_SECS + support::policy::CLOCK_SKEW_SECS)
+                .unwrap()
+                * 1000;
+        assert_eq!(recorded.forget_after_unix_ms, promised_ms, "{recorded:?}");
+        assert_revoked(&order(&stack, Frontend, &victim).await);
+        stack
+            .sessiongate
+            .as_mut()
+            .expect("sessiongate")
+            .kill_hard()
+            .await;
+
+        // Restarted with every max_token_age at most 2 minutes: the cut-off (9 minutes ago) is
+        // past that horizon, so a horizon recomputed from this policy would forget the entry.
+        let narrow = wide.replace("max_token_age: 15m", "max_token_age: 1m");
+        assert_ne!(narrow, wide);
+        let narrow_on_ports = admin::on_ports(&narrow, grpc, admin_at);
+        stack.sessiongate =
+            Some(support::sessiongate::Sessiongate::start(stack.dir(), &narrow_on_ports).await);
+        order_once_back(&stack, Frontend, &witness)
+            .await
+            .assert_denied(401, "token_too_old");
+
+        // Widened again by a hot reload: the witness (same age, not revoked) shows when it
+        // applied; the victim must still be revoked.
+        std::fs::write(
+            stack.dir().join("sessiongate.yaml"),
+            admin::on_ports(&wide, grpc, admin_at),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while order(&stack, Frontend, &witness).await.status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the widening reload never applied\n{}",
+                stack.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_revoked(&order(&stack, Frontend, &victim).await);
+        let listed = admin::client(admin_at)
+            .await
+            .list_revocations(proto::ListRevocationsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.revocations.len(), 1, "{listed:?}");
+        assert_eq!(listed.revocations[0].forget_after_unix_ms, promised_ms);
+    });
+}
+
 #[test]
 fn a_corrupt_revocation_log_stops_start_up_with_a_clear_message() {
     let dir = admin::prepared_dir();

@@ -182,7 +182,8 @@ impl From<&Selector> for proto::Selector {
     }
 }
 
-/// A revocation for the API; `horizon` is how long after its cut-off it is kept.
+/// A revocation for the API; `horizon` is the retention horizon now in force (see
+/// [`Revocation::forget_after`]).
 pub fn revocation_to_proto(revocation: &Revocation, horizon: Duration) -> proto::Revocation {
     proto::Revocation {
         selector: Some((&revocation.selector).into()),
@@ -194,7 +195,7 @@ pub fn revocation_to_proto(revocation: &Revocation, horizon: Duration) -> proto:
         recorded_at_unix_ms: revocation.recorded_at.as_millis(),
         origin: revocation.origin.to_string(),
         reason: revocation.reason.to_string(),
-        forget_after_unix_ms: revocation.issued_before.plus(horizon).as_millis(),
+        forget_after_unix_ms: revocation.forget_after(horizon).as_millis(),
         issuers: revocation
             .issuers
             .iter()

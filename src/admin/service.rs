@@ -53,6 +53,7 @@ impl AdminService {
             origin: ORIGIN.into(),
             reason: convert::reason(request.reason)?,
             issuers: None,
+            retain_until: None,
         })
     }
 }
@@ -71,21 +72,17 @@ impl proto::admin_server::Admin for AdminService {
         let revocation = self
             .revocation(request.into_inner(), now)
             .map_err(invalid)?;
-        let wire = convert::revocation_to_proto(
-            &revocation,
-            self.state.gate.policy().revocation_horizon(),
-        );
-        let selector = wire
-            .selector
-            .as_ref()
-            .map(convert::describe_selector)
-            .unwrap_or_default();
-        if let Err(error) = self.state.revocations.revoke(revocation).await {
-            tracing::error!(%error, selector, "revocation NOT recorded");
-            return Err(Status::unavailable(format!(
-                "revocation not recorded: {error}"
-            )));
-        }
+        let selector = convert::describe_selector(&(&revocation.selector).into());
+        let stored = match self.state.revocations.revoke(revocation).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, selector, "revocation NOT recorded");
+                return Err(Status::unavailable(format!(
+                    "revocation not recorded: {error}"
+                )));
+            }
+        };
+        let wire = convert::revocation_to_proto(&stored, self.state.revocations.horizon());
         tracing::info!(
             selector,
             issued_before = wire.issued_before_unix_ms,
@@ -102,7 +99,7 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         _request: Request<proto::ListRevocationsRequest>,
     ) -> Result<Response<proto::ListRevocationsResponse>, Status> {
-        let horizon = self.state.gate.policy().revocation_horizon();
+        let horizon = self.state.revocations.horizon();
         let revocations = self
             .state
             .revocations

@@ -265,6 +265,8 @@ fn revocation(i: usize, text: &str) -> Revocation {
         issuers: i
             .is_multiple_of(3)
             .then(|| vec![issuer()].into_boxed_slice()),
+        // Some carry the retention promised when they were recorded, some (older) none.
+        retain_until: i.is_multiple_of(2).then(|| UnixTime::from_secs(at + 900)),
     }
 }
 

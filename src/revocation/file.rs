@@ -385,6 +385,7 @@ mod tests {
             origin: "test".into(),
             reason: "leaked laptop".into(),
             issuers: None,
+            retain_until: None,
         }
     }
 

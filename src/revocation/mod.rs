@@ -4,7 +4,8 @@
 //! to tokens *issued at or before* `issued_before` (by default, the moment of revocation). So
 //! "revoke alice" kills every session alice has now, and alice can sign in again; and every
 //! entry can be forgotten once no token it could match can still pass the age rule
-//! ([`Revocation::forget_after`]), which bounds the set's growth.
+//! ([`Revocation::forget_after`]), which bounds the set's growth. That moment is fixed when the
+//! entry is recorded and only ever extended, never recomputed from a narrower policy.
 //!
 //! [`RevocationSet`] is the in-memory index the decision reads; it is pure and immutable
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
@@ -117,6 +118,16 @@ pub struct Revocation {
     /// before scopes existed (the member is absent from its JSON), which keeps its meaning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Box<[Arc<str>]>>,
+    /// The earliest instant this entry may be forgotten, fixed when it was recorded (the
+    /// cut-off plus the retention horizon then; see [`Revocations::revoke`]).
+    ///
+    /// Stored with the entry so that a later, narrower policy (a reload, a restart with another
+    /// config, a replica of a fleet mid-rollout) can never shorten what `Revoke` promised: the
+    /// horizon is a property of the moment of recording, not recomputed from whatever policy
+    /// runs when the entry is pruned. `None` for entries stored before it existed (their
+    /// retention follows the horizon alone, as it did then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<UnixTime>,
 }
 
 impl Revocation {
@@ -128,9 +139,19 @@ impl Revocation {
             .is_none_or(|scope| scope.iter().any(|own| &**own == issuer))
     }
 
-    /// When this entry can be forgotten: once every token it could match is older than the
-    /// longest token age any route accepts (plus skew), the age rule denies them anyway.
-    pub fn forget_after(&self, longest_token_age: Duration, clock_skew: Duration) -> UnixTime {
-        self.issued_before.plus(longest_token_age).plus(clock_skew)
+    /// When this entry can be forgotten, given the retention `horizon` now in force (the
+    /// longest token age any route accepts, plus skew: past it the age rule denies every token
+    /// the entry could match): the later of that and what was promised at recording
+    /// ([`Revocation::retain_until`]). A wider horizon extends retention; a narrower one never
+    /// shortens it.
+    pub fn forget_after(&self, horizon: Duration) -> UnixTime {
+        let by_horizon = self.issued_before.plus(horizon);
+        self.retain_until
+            .map_or(by_horizon, |promised| promised.max(by_horizon))
+    }
+
+    /// Whether this entry must still be kept at `now` under `horizon`.
+    pub fn is_kept(&self, horizon: Duration, now: UnixTime) -> bool {
+        now <= self.forget_after(horizon)
     }
 }

@@ -284,6 +284,7 @@ mod tests {
             origin: "test".into(),
             reason: "".into(),
             issuers: None,
+            retain_until: None,
         }
     }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -54,27 +55,45 @@ pub struct Revocations {
     store: Box<dyn RevocationStore>,
     /// Serialises writers so the set and the store agree on order; readers never wait.
     write: tokio::sync::Mutex<()>,
-    /// How long after its cut-off an entry can still match a token the age rule accepts.
-    horizon: ArcSwap<Duration>,
+    /// The retention horizon, in milliseconds: how long after its cut-off an entry is kept.
+    /// The widest of every policy horizon this process applied and of the horizons the loaded
+    /// entries were recorded under; it only grows (see [`Revocations::widen_horizon`]).
+    horizon_ms: AtomicU64,
     /// Revocations recorded through this process, by origin kind (for metrics).
     added: super::AddedByOrigin,
 }
 
 impl Revocations {
     /// Loads everything `store` holds. `horizon` is the longest token age any route accepts,
-    /// plus clock skew: entries older than that are dropped.
+    /// plus clock skew; an entry is dropped only once past both that horizon and the moment
+    /// promised when it was recorded ([`Revocation::forget_after`]), so a restart under a
+    /// narrower policy forgets nothing early.
+    ///
+    /// The retention horizon starts as the widest of `horizon` and of those the kept entries
+    /// were recorded under: a policy widened before the restart keeps counting for every entry,
+    /// as long as one recorded under it is held.
     pub async fn open(
         store: Box<dyn RevocationStore>,
         horizon: Duration,
         now: UnixTime,
     ) -> Result<Revocations, StoreError> {
         let entries = store.load().await?;
-        let set = RevocationSet::from_entries(entries, |r| r.issued_before.plus(horizon) >= now);
+        let recorded_under = entries
+            .iter()
+            .filter_map(|r| {
+                r.retain_until
+                    .filter(|&until| now <= until)
+                    .map(|until| until.since(r.issued_before))
+            })
+            .max()
+            .unwrap_or_default();
+        let horizon = horizon.max(recorded_under);
+        let set = RevocationSet::from_entries(entries, |r| r.is_kept(horizon, now));
         Ok(Revocations {
             current: ArcSwap::from_pointee(set),
             store,
             write: tokio::sync::Mutex::new(()),
-            horizon: ArcSwap::from_pointee(horizon),
+            horizon_ms: AtomicU64::new(millis(horizon)),
             added: super::AddedByOrigin::default(),
         })
     }
@@ -84,14 +103,21 @@ impl Revocations {
         self.current.load()
     }
 
-    /// Stores `revocation` durably, then applies it. When this returns `Ok`, the next request
-    /// of every matching session is denied and the revocation survives a crash.
-    pub async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
+    /// Stores `revocation` durably, then applies it, and returns the entry as stored. When this
+    /// returns `Ok`, the next request of every matching session is denied and the revocation
+    /// survives a crash.
+    ///
+    /// The stored entry carries its retention ([`Revocation::retain_until`]): the cut-off plus
+    /// the retention horizon now, so what the caller is told (`forget_after`) holds whatever
+    /// the policy does later.
+    pub async fn revoke(&self, mut revocation: Revocation) -> Result<Revocation, StoreError> {
+        let promised = revocation.forget_after(self.horizon());
+        revocation.retain_until = Some(promised);
         let _writer = self.write.lock().await;
         self.store.append(&revocation).await?;
         self.added.record(&revocation.origin);
-        self.apply(revocation);
-        Ok(())
+        self.apply(revocation.clone());
+        Ok(revocation)
     }
 
     /// Applies a revocation already stored elsewhere (e.g. fanned out by a shared store). An
@@ -113,20 +139,27 @@ impl Revocations {
         self.added.get(kind)
     }
 
-    /// Updates the horizon after a policy reload changed the longest accepted token age.
-    pub fn set_horizon(&self, horizon: Duration) {
-        self.horizon.store(Arc::new(horizon));
+    /// Takes a policy's horizon into account after a reload changed the longest accepted token
+    /// age. The retention horizon only grows: a policy that widens extends every held entry;
+    /// one that narrows shortens nothing, because it may widen again before the tokens the
+    /// entries match have expired (narrow for a moment, prune, widen: without this, a revoked,
+    /// unexpired token would be admitted again).
+    pub fn widen_horizon(&self, horizon: Duration) {
+        self.horizon_ms
+            .fetch_max(millis(horizon), Ordering::Relaxed);
     }
 
-    /// Drops entries no live token can match any more, in memory and in the store.
+    /// How long after its cut-off an entry is kept now (see [`Revocations::widen_horizon`]).
+    pub fn horizon(&self) -> Duration {
+        Duration::from_millis(self.horizon_ms.load(Ordering::Relaxed))
+    }
+
+    /// Drops entries no live token can match any more, in memory and in the store: those past
+    /// both the retention horizon and the moment promised when they were recorded.
     pub async fn prune(&self, now: UnixTime) -> Result<usize, StoreError> {
         let _writer = self.write.lock().await;
-        let horizon = **self.horizon.load();
-        let Some(pruned) = self
-            .current
-            .load()
-            .pruned(|r| r.issued_before.plus(horizon) >= now)
-        else {
+        let horizon = self.horizon();
+        let Some(pruned) = self.current.load().pruned(|r| r.is_kept(horizon, now)) else {
             return Ok(0);
         };
         let dropped = self.current.load().len() - pruned.len();
@@ -141,11 +174,162 @@ impl Revocations {
     }
 }
 
+/// `duration` in whole milliseconds, saturating (a horizon is at most days).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl fmt::Debug for Revocations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Revocations")
             .field("store", &self.store.describe())
             .field("live", &self.current.load().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::{Effect, FileStore, Selector};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+    /// The cut-off of every revocation here.
+    const CUT_OFF: UnixTime = UnixTime::from_secs(1_000_000);
+
+    fn revocation(sub: &str) -> Revocation {
+        Revocation {
+            selector: Selector::Subject {
+                issuer: "https://idp".into(),
+                sub: sub.into(),
+            },
+            issued_before: CUT_OFF,
+            effect: Effect::Revoke,
+            recorded_at: CUT_OFF,
+            origin: "test".into(),
+            reason: String::new().into(),
+            issuers: None,
+            retain_until: None,
+        }
+    }
+
+    fn at_minute(minutes: u64) -> UnixTime {
+        CUT_OFF.plus(MINUTE * u32::try_from(minutes).unwrap())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Opens (or re-opens, as a restart does) the log in `dir` with `horizon`, at `now`.
+    async fn open(dir: &tempfile::TempDir, horizon: Duration, now: UnixTime) -> Revocations {
+        let store = FileStore::open(&dir.path().join("revocations")).unwrap();
+        Revocations::open(Box::new(store), horizon, now)
+            .await
+            .unwrap()
+    }
+
+    fn subjects(revocations: &Revocations) -> Vec<String> {
+        revocations
+            .current()
+            .entries()
+            .iter()
+            .map(|r| match &r.selector {
+                Selector::Subject { sub, .. } => sub.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_revocation_is_stored_with_the_retention_it_was_promised() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let revocations = open(&dir, 15 * MINUTE, CUT_OFF).await;
+            let stored = revocations.revoke(revocation("alice")).await.unwrap();
+            assert_eq!(stored.retain_until, Some(at_minute(15)));
+            assert_eq!(stored.forget_after(revocations.horizon()), at_minute(15));
+            drop(revocations);
+            let reopened = open(&dir, 15 * MINUTE, at_minute(1)).await;
+            assert_eq!(
+                reopened.current().entries()[0].retain_until,
+                Some(at_minute(15)),
+                "the promise is durable"
+            );
+        });
+    }
+
+    #[test]
+    fn a_restart_under_a_narrower_policy_forgets_nothing_before_its_promise() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let revocations = open(&dir, 15 * MINUTE, CUT_OFF).await;
+            revocations.revoke(revocation("alice")).await.unwrap();
+            drop(revocations);
+
+            // Restarted with max_token_age narrowed to 1 minute, 5 minutes after the cut-off.
+            let narrowed = open(&dir, MINUTE, at_minute(5)).await;
+            assert_eq!(subjects(&narrowed), ["alice"], "kept at the restart");
+            assert_eq!(narrowed.prune(at_minute(5)).await.unwrap(), 0);
+            assert_eq!(narrowed.prune(at_minute(15)).await.unwrap(), 0);
+            assert_eq!(subjects(&narrowed), ["alice"], "kept up to its promise");
+            assert_eq!(narrowed.prune(at_minute(16)).await.unwrap(), 1);
+            assert!(subjects(&narrowed).is_empty(), "forgotten after it");
+        });
+    }
+
+    #[test]
+    fn a_policy_that_narrows_for_a_moment_shortens_no_retention() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let revocations = open(&dir, 15 * MINUTE, CUT_OFF).await;
+            revocations.revoke(revocation("alice")).await.unwrap();
+            // A reload narrows to 1 minute, a prune runs, a reload widens again.
+            revocations.widen_horizon(MINUTE);
+            assert_eq!(revocations.horizon(), 15 * MINUTE);
+            assert_eq!(revocations.prune(at_minute(5)).await.unwrap(), 0);
+            revocations.widen_horizon(15 * MINUTE);
+            assert_eq!(subjects(&revocations), ["alice"]);
+        });
+    }
+
+    #[test]
+    fn a_wider_policy_extends_every_held_entry_and_survives_a_restart_through_new_entries() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let revocations = open(&dir, 15 * MINUTE, CUT_OFF).await;
+            revocations.revoke(revocation("alice")).await.unwrap();
+            revocations.widen_horizon(60 * MINUTE);
+            assert_eq!(revocations.prune(at_minute(30)).await.unwrap(), 0);
+            let listed = revocations.current().entries()[0].clone();
+            assert_eq!(listed.forget_after(revocations.horizon()), at_minute(60));
+            let bob = revocations.revoke(revocation("bob")).await.unwrap();
+            assert_eq!(bob.retain_until, Some(at_minute(60)));
+            drop(revocations);
+
+            // Restarted under the old, narrower policy: bob's entry remembers the wider
+            // horizon, and alice (recorded before the widening) keeps it too.
+            let restarted = open(&dir, 15 * MINUTE, at_minute(30)).await;
+            assert_eq!(restarted.horizon(), 60 * MINUTE);
+            assert_eq!(subjects(&restarted), ["alice", "bob"]);
+            assert_eq!(restarted.prune(at_minute(60)).await.unwrap(), 0);
+            assert_eq!(restarted.prune(at_minute(61)).await.unwrap(), 2);
+        });
+    }
+
+    #[test]
+    fn an_entry_stored_before_retention_was_recorded_follows_the_horizon() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileStore::open(&dir.path().join("revocations")).unwrap();
+            store.append(&revocation("legacy")).await.unwrap();
+            drop(store);
+            let revocations = open(&dir, 15 * MINUTE, at_minute(10)).await;
+            assert_eq!(subjects(&revocations), ["legacy"]);
+            assert_eq!(revocations.prune(at_minute(16)).await.unwrap(), 1);
+        });
     }
 }

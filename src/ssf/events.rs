@@ -106,6 +106,7 @@ pub fn interpret(set: &SecurityEvent, now: UnixTime) -> Result<Interpretation, S
                 // Whatever the selector, never beyond the issuers the transmitter acts for: an
                 // `email` names no issuer of its own.
                 issuers: Some(set.acts_for.iter().cloned().collect()),
+                retain_until: None,
             });
         }
     }
@@ -240,6 +241,7 @@ mod tests {
                 origin: format!("ssf:{TRANSMITTER}").into(),
                 reason: SESSION_REVOKED.into(),
                 issuers: Some(vec![Arc::from(IDP)].into()),
+                retain_until: None,
             }
         );
     }

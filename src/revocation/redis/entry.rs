@@ -152,6 +152,7 @@ mod tests {
             origin: "ssf:https://idp".into(),
             reason: "laptop \"stolen\"\n".into(),
             issuers: Some(vec!["https://idp".into(), "https://idp/tenant-b".into()].into()),
+            retain_until: None,
         }
     }
 
