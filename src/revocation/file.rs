@@ -17,6 +17,8 @@
 //! [`FileStore::append`] writes the whole record with one `write` and `fsync`s the file before it
 //! returns, so an acknowledged revocation survives `kill -9` (and power loss) right after the
 //! acknowledgement. Creating the file also `fsync`s its directory, so the file itself survives.
+//! An append that fails (a full disk, an I/O error) is cut back off the log before the error is
+//! returned, so "not recorded" is true and the next append never follows a partial record.
 //!
 //! # Damage
 //!
@@ -55,6 +57,18 @@ pub const HEADER_LEN: usize = 12;
 /// is damage, not data, and must not make the loader allocate gigabytes.
 pub const MAX_BODY_LEN: u32 = 64 * 1024;
 
+/// The open log and where its last whole record ends.
+struct Log {
+    file: File,
+    /// The length of the log's whole records: a failed append (disk full, I/O error) is cut
+    /// back to it, so the next append never lands after a partial record, which would read as
+    /// corruption in the middle of the log and stop the next start-up.
+    whole_len: u64,
+    /// A failed append whose partial record could not be cut off yet: retried before the next
+    /// append, which is refused while it fails.
+    tail_pending: bool,
+}
+
 /// The embedded store: an append-only, checksummed log (see the module docs).
 pub struct FileStore {
     inner: Arc<Inner>,
@@ -64,7 +78,7 @@ struct Inner {
     path: PathBuf,
     /// The log opened for appending; replaced when compaction swaps the file. A std `Mutex`
     /// because it is only held inside blocking tasks, never across an `.await`.
-    log: Mutex<File>,
+    log: Mutex<Log>,
     /// Held (and locked) for the store's lifetime; dropping it releases the lock.
     _lock: File,
 }
@@ -104,12 +118,11 @@ impl FileStore {
             .create(true)
             .open(path)
             .map_err(|e| unavailable("opening", e))?;
-        let empty = log
+        let len = log
             .metadata()
             .map_err(|e| unavailable("reading its size", e))?
-            .len()
-            == 0;
-        if empty {
+            .len();
+        if len == 0 {
             // New, or created by a process that died before writing the header.
             log.write_all(MAGIC)
                 .and_then(|()| log.sync_all())
@@ -119,7 +132,11 @@ impl FileStore {
         Ok(FileStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                log: Mutex::new(log),
+                log: Mutex::new(Log {
+                    file: log,
+                    whole_len: len.max(MAGIC.len() as u64),
+                    tail_pending: false,
+                }),
                 _lock: lock,
             }),
         })
@@ -168,11 +185,47 @@ impl Inner {
         StoreError::Unavailable(format!("{}: {what}: {error}", self.path.display()))
     }
 
+    /// Appends one record and syncs it. On failure (a full disk, an I/O error) the partial
+    /// record is cut off again, so the log holds exactly the acknowledged records and the
+    /// failure is truthfully "not recorded"; when even the cut fails, the error says the
+    /// record may still be there, and the next append first retries the cut.
     fn append(&self, record: &[u8]) -> Result<(), StoreError> {
         let mut log = self.log.lock().expect("revocation log lock poisoned");
-        log.write_all(record)
-            .map_err(|e| self.unavailable("appending", e))?;
-        log.sync_data().map_err(|e| self.unavailable("syncing", e))
+        if log.tail_pending {
+            self.cut_back(&mut log).map_err(|e| {
+                self.unavailable(
+                    "removing the partial record a failed append left (appends wait for it)",
+                    e,
+                )
+            })?;
+        }
+        let written = log.file.write_all(record).map_err(|e| ("appending", e));
+        let synced = written.and_then(|()| log.file.sync_data().map_err(|e| ("syncing", e)));
+        match synced {
+            Ok(()) => {
+                log.whole_len += record.len() as u64;
+                Ok(())
+            }
+            Err((what, error)) => match self.cut_back(&mut log) {
+                Ok(()) => Err(self.unavailable(what, error)),
+                Err(cut) => {
+                    log.tail_pending = true;
+                    Err(StoreError::Unavailable(format!(
+                        "{}: {what}: {error}; the partial record could not be removed ({cut}): \
+                         not confirmed, it may still apply after a restart",
+                        self.path.display()
+                    )))
+                }
+            },
+        }
+    }
+
+    /// Truncates the log to its whole records and syncs that.
+    fn cut_back(&self, log: &mut Log) -> std::io::Result<()> {
+        log.file.set_len(log.whole_len)?;
+        log.file.sync_data()?;
+        log.tail_pending = false;
+        Ok(())
     }
 
     fn load(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -209,18 +262,24 @@ impl Inner {
                 .map_err(|e| self.unavailable("saving the torn tail", e))?;
             let keep = if torn_at < MAGIC.len() {
                 // The header itself was torn: the file was being created.
-                log.set_len(0)
-                    .and_then(|()| log.write_all(MAGIC))
+                log.file
+                    .set_len(0)
+                    .and_then(|()| log.file.write_all(MAGIC))
                     .map_err(|e| self.unavailable("rewriting the header", e))?;
                 MAGIC.len()
             } else {
                 torn_at
             };
-            log.set_len(keep as u64)
-                .and_then(|()| log.sync_all())
+            log.file
+                .set_len(keep as u64)
+                .and_then(|()| log.file.sync_all())
                 .map_err(|e| self.unavailable("truncating the torn tail", e))?;
             sync_dir(&parent_dir(&self.path)).map_err(|e| self.unavailable("syncing", e))?;
+            log.whole_len = keep as u64;
+        } else {
+            log.whole_len = bytes.len() as u64;
         }
+        log.tail_pending = false;
         Ok(parsed.revocations)
     }
 
@@ -229,15 +288,22 @@ impl Inner {
     fn replace(&self, contents: &[u8]) -> Result<(), StoreError> {
         let mut log = self.log.lock().expect("revocation log lock poisoned");
         let temporary = sibling(&self.path, ".compacting");
-        write_synced(&temporary, contents)
-            .map_err(|e| self.unavailable("writing the compacted log", e))?;
+        if let Err(error) = write_synced(&temporary, contents) {
+            // On a full disk the partial copy would only take more of the space appends need.
+            let _ = fs::remove_file(&temporary);
+            return Err(self.unavailable("writing the compacted log", error));
+        }
         fs::rename(&temporary, &self.path).map_err(|e| self.unavailable("replacing the log", e))?;
         sync_dir(&parent_dir(&self.path)).map_err(|e| self.unavailable("syncing", e))?;
-        *log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| self.unavailable("reopening", e))?;
+        *log = Log {
+            file: OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| self.unavailable("reopening", e))?,
+            whole_len: contents.len() as u64,
+            tail_pending: false,
+        };
         Ok(())
     }
 }
