@@ -426,3 +426,31 @@ fn the_structural_check_rejects_broken_custom_resources() {
             .contains("fail closed")
     );
 }
+
+/// The shipped Prometheus alert rules (`docs/prometheus/alerts.yaml`) load in Prometheus
+/// (`promtool check rules`) and pass their unit tests (`promtool test rules`), among them that
+/// the rejected-reload alert fires on the FIRST rejected reload when the series exists at 0
+/// from start-up (and would not if it were born with that reload).
+#[test]
+fn the_shipped_alert_rules_load_and_fire_on_the_first_event() {
+    let dir = repo().join("docs/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool is needed ({e}); scripts/test.sh installs it (apt-get install prometheus)")
+            });
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
