@@ -315,9 +315,6 @@ fn a_replica_waiting_for_redis_accepts_no_connection_until_every_revocation_is_l
         let yaml = admin::on_ports(&old.yaml, grpc, admin_at);
         let (process, mut lines, _) = support::sessiongate::spawn(old.stack.dir(), &yaml);
         let output = || process.output();
-        let http = await_line(&mut lines, &[r#""listener":"http""#, "listening"], output).await;
-        let http: serde_json::Value = serde_json::from_str(&http).unwrap();
-        let http = http["fields"]["addr"].as_str().unwrap().to_owned();
         await_line(&mut lines, &["Redis unreachable"], output).await;
 
         for (port, address) in [("ext_authz", grpc), ("admin", admin_at)] {
@@ -330,7 +327,16 @@ fn a_replica_waiting_for_redis_accepts_no_connection_until_every_revocation_is_l
                 output()
             );
         }
-        let alive = reqwest::get(format!("http://{http}/healthz")).await.unwrap();
+        // The ops listener serves from start-up (it logged `listening` before Redis failed).
+        let http = output()
+            .lines()
+            .find(|line| line.contains(r#""listener":"http""#) && line.contains("listening"))
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .unwrap_or_else(|| panic!("the ops listener is not serving\n{}", output()));
+        let http = http["fields"]["addr"].as_str().unwrap().to_owned();
+        let alive = reqwest::get(format!("http://{http}/healthz"))
+            .await
+            .unwrap();
         assert_eq!(alive.status(), 200, "alive while waiting for Redis");
         let ready = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
         assert_eq!(ready.status(), 503);
