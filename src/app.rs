@@ -18,12 +18,14 @@ use crate::envoy::report::CheckReporter;
 use crate::envoy::threads::ConnectionBounds;
 use crate::envoy::{AuthorizationService, CheckServer, threads};
 use crate::gate::Gate;
+use crate::grpc_health::GrpcHealth;
 use crate::health::Readiness;
 use crate::http_server::HttpBounds;
 use crate::keys::KeyManager;
 use crate::metrics::{ConnectionMetrics, Metrics, StateSources};
 use crate::ops::{OpsServer, OpsState};
 use crate::pinning::PinStore;
+use crate::port::ReservedPort;
 use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::{Revocations, backend};
 use crate::session::SessionCache;
@@ -32,6 +34,8 @@ use crate::ssf::{self, SsfReceiver};
 use crate::telemetry::Tracing;
 use crate::time::UnixTime;
 use crate::token::KeyRing;
+
+pub use crate::grpc_health::REVOCATION_STORE_HEALTH;
 
 /// How long in-flight checks may take to finish after a stop signal before the server exits
 /// anyway, for [`serve`]; [`run`] uses the configured `shutdown_grace` (same default). Envoy's
@@ -72,10 +76,18 @@ pub struct Started {
 /// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
 /// builds the gate.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
+    start_with(config, Readiness::new(), Metrics::new()).await
+}
+
+/// [`start`], recording into `readiness` and `metrics`, which the ops listener already serves
+/// while this loads (see [`run`]).
+pub async fn start_with(
+    config: Config,
+    readiness: Readiness,
+    metrics: Metrics,
+) -> anyhow::Result<Started> {
     let running = RunningSettings::of(&config);
-    let readiness = Readiness::new();
     let ring = Arc::new(KeyRing::new());
-    let metrics = Metrics::new();
     let keys = Arc::new(
         KeyManager::start_counted(
             &config.keys,
@@ -248,34 +260,14 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    report_health(&reporter, readiness.is_ready()).await;
-    let mut changes = readiness.subscribe();
-    let follower = reporter.clone();
-    tokio::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let ready = *changes.borrow_and_update();
-            tracing::info!(ready, "readiness changed");
-            report_health(&follower, ready).await;
-        }
-    });
-    report_store_health(&reporter, readiness.is_store_reachable()).await;
-    let mut store_changes = readiness.subscribe_store();
-    let store_follower = reporter.clone();
-    tokio::spawn(async move {
-        while store_changes.changed().await.is_ok() {
-            let reachable = *store_changes.borrow_and_update();
-            tracing::info!(reachable, "revocation store reachability changed");
-            report_store_health(&store_follower, reachable).await;
-        }
-    });
     tracing::info!(listener = "grpc", addr = %address, threads, "listening");
     let stop = StopSignal::new(async move {
         shutdown.await;
         tracing::info!("stop requested; draining in-flight checks");
-        // Load balancers that probe health stop sending new work while we drain.
-        report_health(&reporter, false).await;
     });
+    // NOT_SERVING at once on stop, and every Watch stream ended, so the drain waits only for
+    // in-flight Checks.
+    let health_service = GrpcHealth::new(&readiness, &stop).service();
     let server = threads::serve_on_threads(
         listener,
         threads,
@@ -298,19 +290,28 @@ pub async fn serve_with(
 
 /// Runs the sidecar for `config` until `shutdown` completes, serving ext_authz connections on
 /// `connection_threads` threads (default: [`threads::default_threads`]).
+///
+/// Start-up order, and why:
+/// 1. the ext_authz and admin ports are bound but not listening ([`ReservedPort`]): a taken
+///    port fails at once, and nothing can connect to them yet;
+/// 2. the ops listener serves at once: `/healthz` 200 (alive), `/readyz` 503 `loading`,
+///    `/metrics` with `sessiongate_ready 0`;
+/// 3. keys and every revocation are loaded (with Redis, this waits until Redis answers; a stop
+///    requested meanwhile ends the process cleanly);
+/// 4. the ext_authz and admin ports start listening, and readiness turns ready.
+///
+/// So a port that accepts a connection is a port that answers it: a `tcpSocket` probe or an
+/// Envoy health check never takes a replica that is still loading for a ready one.
 pub async fn run(
     config: Config,
     connection_threads: Option<NonZeroUsize>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = bind(config.grpc_listen).await?;
+    let grpc_port = ReservedPort::bind("grpc", config.grpc_listen)?;
     let admin = match &config.admin {
         Some(settings) => {
             let credential = AdminCredential::load(settings.token_file.as_deref())?;
-            let listener = TcpListener::bind(settings.listen)
-                .await
-                .with_context(|| format!("binding the admin listener to {}", settings.listen))?;
-            Some((listener, credential))
+            Some((ReservedPort::bind("admin", settings.listen)?, credential))
         }
         None => None,
     };
@@ -322,26 +323,18 @@ pub async fn run(
         .await
         .with_context(|| format!("binding the ops listener to {}", ops_settings.http_listen))?;
     let tracing = Tracing::start(&config.telemetry)?;
-    let started = start(config).await?;
-    let ssf_routes = ssf_router(ssf_settings.as_ref(), ssf_budget, &started.revocations).await?;
-    let _reloads = started
-        .reloader
-        .spawn()
-        .context("watching the config file and SIGHUP")?;
     let stop = StopSignal::new(shutdown);
-    let registry = started.metrics.registry(StateSources {
-        gate: Arc::clone(&started.gate),
-        revocations: Arc::clone(&started.revocations),
-        readiness: started.readiness.clone(),
-    });
-    let connections = started.metrics.connections.clone();
+    let readiness = Readiness::loading();
+    let metrics = Metrics::new();
+    let sources = StateSources::new(readiness.clone());
+    let connections = metrics.connections.clone();
     let ops_server = OpsServer::spawn(
         ops_listener,
         OpsState {
-            registry: Arc::new(registry),
-            readiness: started.readiness.clone(),
+            registry: Arc::new(metrics.registry(sources.clone())),
+            readiness: readiness.clone(),
             stop: stop.clone(),
-            config: started.metrics.config.clone(),
+            config: metrics.config.clone(),
         },
         http_bounds(
             "http",
@@ -350,10 +343,37 @@ pub async fn run(
             connections.clone(),
         ),
     );
+    let started = tokio::select! {
+        started = start_with(config, readiness.clone(), metrics) => started,
+        () = stop.stopped() => {
+            tracing::info!("stop requested while loading; exiting");
+            ops_server.stop().await;
+            return Ok(());
+        }
+    };
+    let started = match started {
+        Ok(started) => started,
+        Err(error) => {
+            ops_server.stop().await;
+            return Err(error);
+        }
+    };
+    let ssf_routes = ssf_router(ssf_settings.as_ref(), ssf_budget, &started.revocations).await?;
+    let _reloads = started
+        .reloader
+        .spawn()
+        .context("watching the config file and SIGHUP")?;
+    sources.loaded(Arc::clone(&started.gate), Arc::clone(&started.revocations));
     let pruning = tokio::spawn(prune_expired(
         Arc::clone(&started.gate),
         Arc::clone(&started.revocations),
     ));
+    let listener = grpc_port.listen()?;
+    let admin = match admin {
+        Some((port, credential)) => Some((port.listen()?, credential)),
+        None => None,
+    };
+    readiness.set_loaded();
     let admin_server = admin.map(|(listener, credential)| {
         let state = AdminState {
             gate: Arc::clone(&started.gate),
@@ -407,37 +427,6 @@ pub async fn run(
         tracing.shutdown().await;
     }
     served
-}
-
-/// Sets the health status of the whole server and of the ext_authz service.
-async fn report_health(reporter: &tonic_health::server::HealthReporter, ready: bool) {
-    let status = if ready {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    };
-    reporter.set_service_status("", status).await;
-    reporter
-        .set_service_status(<CheckServer as tonic::server::NamedService>::NAME, status)
-        .await;
-}
-
-/// The health service name that reports the shared revocation store (Redis): NOT_SERVING while
-/// it is unreachable or this replica is catching up with it. Apart from `""` and the ext_authz
-/// service, which stay SERVING: a replica cut off from Redis still enforces every revocation it
-/// knows, and a fleet whose shared Redis failed must not drop out of rotation all at once.
-pub const REVOCATION_STORE_HEALTH: &str = "sessiongate.revocations";
-
-/// Sets the health status of [`REVOCATION_STORE_HEALTH`].
-async fn report_store_health(reporter: &tonic_health::server::HealthReporter, reachable: bool) {
-    let status = if reachable {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    };
-    reporter
-        .set_service_status(REVOCATION_STORE_HEALTH, status)
-        .await;
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,

@@ -1,7 +1,9 @@
 //! Readiness: whether this sidecar can judge requests right now.
 //!
-//! Ready means every configured issuer has keys fresh enough to trust (see
-//! [`crate::keys`]'s `max_stale`).
+//! Ready means the state the rules need is loaded (every issuer's keys, every revocation) and
+//! every configured issuer has keys fresh enough to trust (see [`crate::keys`]'s `max_stale`).
+//! A serving process starts [`Readiness::loading`]: until [`Readiness::set_loaded`], `/readyz`
+//! says 503 `loading` while `/healthz` already answers (waiting for Redis is not a wedge).
 //!
 //! The link to a shared revocation store (Redis) is reported apart, as its own component
 //! ([`Readiness::set_store_reachable`]): while Redis is down a replica still enforces every
@@ -25,14 +27,28 @@ pub struct Readiness {
 
 #[derive(Debug)]
 struct Inner {
-    /// Issuers whose keys are past `max_stale` (or never loaded). A std `Mutex`: held for a set
-    /// insert, never across an await.
-    unready: Mutex<HashSet<Arc<str>>>,
+    /// What holds readiness back. A std `Mutex`: held for a set insert, never across an await.
+    components: Mutex<Components>,
     /// `true` while ready; watchers (the gRPC health service) follow it.
     ready: watch::Sender<bool>,
     /// `true` while the shared revocation store is reachable and this replica has caught up
     /// with it (always `true` for the embedded store).
     store: watch::Sender<bool>,
+}
+
+/// What readiness is made of.
+#[derive(Debug, Default)]
+struct Components {
+    /// Issuers whose keys are past `max_stale` (or never loaded).
+    unready: HashSet<Arc<str>>,
+    /// The state (keys, revocations) is still being loaded at start-up.
+    loading: bool,
+}
+
+impl Components {
+    fn ready(&self) -> bool {
+        !self.loading && self.unready.is_empty()
+    }
 }
 
 impl Default for Readiness {
@@ -42,32 +58,60 @@ impl Default for Readiness {
 }
 
 impl Readiness {
-    /// Ready, with no issuer known yet.
+    /// Ready, with no issuer known yet: for a gate whose state is already loaded.
     pub fn new() -> Readiness {
+        Readiness::with(Components::default())
+    }
+
+    /// Not ready until [`Readiness::set_loaded`]: what a serving process starts with, so that
+    /// `/readyz` says "loading" while keys and revocations are loaded (Redis may be down).
+    pub fn loading() -> Readiness {
+        Readiness::with(Components {
+            loading: true,
+            ..Components::default()
+        })
+    }
+
+    fn with(components: Components) -> Readiness {
+        let ready = components.ready();
         Readiness {
             inner: Arc::new(Inner {
-                unready: Mutex::new(HashSet::new()),
-                ready: watch::channel(true).0,
+                components: Mutex::new(components),
+                ready: watch::channel(ready).0,
                 store: watch::channel(true).0,
             }),
         }
     }
 
+    /// The state is loaded: from now on readiness follows the issuers' keys alone.
+    pub fn set_loaded(&self) {
+        self.update(|components| components.loading = false);
+    }
+
+    /// Whether the state is still being loaded at start-up.
+    pub fn is_loading(&self) -> bool {
+        self.inner
+            .components
+            .lock()
+            .expect("readiness lock")
+            .loading
+    }
+
     /// Records whether `issuer`'s keys are fresh enough to trust.
     pub fn set_issuer_fresh(&self, issuer: &str, fresh: bool) {
-        self.update(|unready| {
+        self.update(|components| {
             if fresh {
-                unready.remove(issuer);
+                components.unready.remove(issuer);
             } else {
-                unready.insert(Arc::from(issuer));
+                components.unready.insert(Arc::from(issuer));
             }
         });
     }
 
     /// Stops tracking `issuer` (removed from the configuration).
     pub fn forget_issuer(&self, issuer: &str) {
-        self.update(|unready| {
-            unready.remove(issuer);
+        self.update(|components| {
+            components.unready.remove(issuer);
         });
     }
 
@@ -93,8 +137,8 @@ impl Readiness {
     /// The issuers whose keys are past `max_stale` (or never loaded), sorted: what `/readyz`
     /// names when not ready.
     pub fn unready_issuers(&self) -> Vec<Arc<str>> {
-        let unready = self.inner.unready.lock().expect("readiness lock");
-        let mut issuers: Vec<Arc<str>> = unready.iter().cloned().collect();
+        let components = self.inner.components.lock().expect("readiness lock");
+        let mut issuers: Vec<Arc<str>> = components.unready.iter().cloned().collect();
         issuers.sort();
         issuers
     }
@@ -109,10 +153,10 @@ impl Readiness {
         self.inner.ready.subscribe()
     }
 
-    fn update(&self, change: impl FnOnce(&mut HashSet<Arc<str>>)) {
-        let mut unready = self.inner.unready.lock().expect("readiness lock");
-        change(&mut unready);
-        let ready = unready.is_empty();
+    fn update(&self, change: impl FnOnce(&mut Components)) {
+        let mut components = self.inner.components.lock().expect("readiness lock");
+        change(&mut components);
+        let ready = components.ready();
         self.inner.ready.send_if_modified(|current| {
             let changed = *current != ready;
             *current = ready;
@@ -154,6 +198,17 @@ mod tests {
         assert!(store.has_changed().unwrap());
         readiness.set_store_reachable(true);
         assert!(readiness.is_store_reachable());
+    }
+
+    #[test]
+    fn a_loading_process_is_not_ready_until_its_state_is_loaded() {
+        let readiness = Readiness::loading();
+        let changes = readiness.subscribe();
+        readiness.set_issuer_fresh("a", true);
+        assert!(!readiness.is_ready() && readiness.is_loading());
+        readiness.set_loaded();
+        assert!(readiness.is_ready() && !readiness.is_loading());
+        assert!(changes.has_changed().unwrap());
     }
 
     #[test]

@@ -27,14 +27,16 @@
 //! - [`config`]: YAML configuration, validated with errors naming file and key; [`files`]:
 //!   reading the files it names, bounded.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
-//! - [`health`]: readiness, served as `grpc.health.v1`; [`watch`]: Kubernetes-proof file watching.
+//! - [`health`]: readiness (loading, issuers' keys); [`grpc_health`]: served as
+//!   `grpc.health.v1`, Watch streams ended on stop; [`watch`]: Kubernetes-proof file watching.
 //! - [`metrics`]: Prometheus metrics with bounded labels; [`ops`]: `/metrics`, `/healthz`,
 //!   `/readyz` on the ops HTTP listener; [`decision_log`]: one line per judged check.
 //! - [`dry_run`]: report denials without enforcing them, for rollouts.
 //! - [`telemetry`]: OpenTelemetry spans of Checks, continuing W3C / B3 trace context.
 //! - [`connections`]: each listener's cap on concurrent connections; [`http_server`]: the
 //!   admin and ops listeners' server, with that cap and header, body and idle timeouts.
-//! - [`app`]: wiring and the server's life cycle; [`logging`]: log output.
+//! - [`app`]: wiring and the server's life cycle; [`port`]: ports bound at start-up that accept
+//!   only once the state is loaded; [`logging`]: log output.
 //! - [`time`]: wall-clock instants passed into the decision.
 //! - [`fuzzing`]: the fuzz targets' invariants (`fuzz/`), replayed by the normal tests.
 
@@ -54,6 +56,7 @@ pub mod envoy;
 pub mod files;
 pub mod fuzzing;
 pub mod gate;
+pub mod grpc_health;
 pub mod health;
 pub mod http_server;
 pub mod intern;
@@ -63,6 +66,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pinning;
 pub mod policy;
+pub mod port;
 pub mod rejections;
 pub mod reload;
 pub mod request;

@@ -278,9 +278,12 @@ impl CheckMetrics {
         }
     }
 
-    /// Creates the allow series of each configured route (and whether it is in dry-run) at
-    /// zero, so a dashboard's rate and an alert's `increase()` see the route before its first
-    /// request.
+    /// Creates, at zero, the series an alert or a dashboard reads before the first request:
+    /// each configured route's allows and its denials for every reason (in the route's dry-run
+    /// mode), the "no route" denials, and both latency histograms. A counter that appears only
+    /// with its first increment hides that increment from `rate()` and `increase()`, so an alert
+    /// like `rate(sessiongate_decisions_total{reason="unknown_key"}[5m]) > 0` would miss the first
+    /// event. Bounded: (routes + 1) × reasons series.
     pub fn declare_routes<'a>(&self, routes: impl IntoIterator<Item = (&'a Arc<str>, bool)>) {
         for (route, dry_run) in routes {
             let _ = self.inner.decisions.get_or_create(&DecisionLabels {
@@ -289,7 +292,26 @@ impl CheckMetrics {
                 route: Arc::clone(route),
                 dry_run,
             });
+            for reason in DenyReason::ALL {
+                self.declare_deny(route, reason, dry_run);
+            }
         }
+        // Requests no route matched, or that could not be read, are enforced (never dry-run).
+        let no_route = &self.inner.no_route;
+        for reason in [DenyReason::NoRoute, DenyReason::BadRequest] {
+            self.declare_deny(no_route, reason, false);
+        }
+        let _ = self.duration(&self.inner.allow_duration, "allow");
+        let _ = self.duration(&self.inner.deny_duration, "deny");
+    }
+
+    fn declare_deny(&self, route: &Arc<str>, reason: DenyReason, dry_run: bool) {
+        let _ = self.inner.decisions.get_or_create(&DecisionLabels {
+            decision: "deny",
+            reason: reason.as_str(),
+            route: Arc::clone(route),
+            dry_run,
+        });
     }
 
     fn route(&self, route: Option<&Arc<str>>) -> Arc<str> {
@@ -447,13 +469,19 @@ impl KeyMetrics {
         }
     }
 
+    /// Counts one fetch of `issuer`'s keys. Both results' series exist from the issuer's first
+    /// fetch (made at start-up, or when a reload adds it): `increase(…{result="failure"}[15m])`
+    /// must see the first failure, so that series must be there, at 0, before it.
     fn count(&self, issuer: &Arc<str>, result: &'static str) {
-        self.refreshes
-            .get_or_create(&IssuerResult {
+        for declared in ["success", "failure"] {
+            let series = self.refreshes.get_or_create(&IssuerResult {
                 issuer: Arc::clone(issuer),
-                result,
-            })
-            .inc();
+                result: declared,
+            });
+            if declared == result {
+                series.inc();
+            }
+        }
     }
 }
 
@@ -501,10 +529,26 @@ impl ConnectionMetrics {
 }
 
 /// The running config's generation and reload outcomes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ConfigMetrics {
     generation: Gauge,
     reloads: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+impl Default for ConfigMetrics {
+    /// Both reload outcomes exist at 0 from start-up: the README's
+    /// `increase(sessiongate_config_reloads_total{result="rejected"}[10m]) > 0` must fire on the
+    /// first rejected reload, which a series born at 1 would hide.
+    fn default() -> Self {
+        let metrics = ConfigMetrics {
+            generation: Gauge::default(),
+            reloads: Family::default(),
+        };
+        for result in ["applied", "rejected"] {
+            let _ = metrics.reloads.get_or_create(&[("result", result)]);
+        }
+        metrics
+    }
 }
 
 impl ConfigMetrics {
@@ -526,38 +570,72 @@ impl ConfigMetrics {
     }
 }
 
-/// What the collector reads on each scrape.
+/// What the collector reads on each scrape: readiness from start-up, the gate and the
+/// revocations once loaded ([`StateSources::loaded`]). `/metrics` is served while a replica
+/// still loads its state (waiting for Redis, say), so that `sessiongate_ready` reads 0 then and
+/// every series an alert reads exists from the first scrape; until loaded, the gate's and the
+/// revocations' series read 0.
 #[derive(Clone, Debug)]
 pub struct StateSources {
-    /// The session cache and signature verifications.
-    pub gate: Arc<Gate>,
-    /// Live revocations and how many were added.
-    pub revocations: Arc<Revocations>,
-    /// Readiness and the revocation store's reachability.
-    pub readiness: Readiness,
+    readiness: Readiness,
+    loaded: Arc<OnceLock<LoadedState>>,
+}
+
+/// The state read once loaded.
+#[derive(Debug)]
+struct LoadedState {
+    gate: Arc<Gate>,
+    revocations: Arc<Revocations>,
+}
+
+impl StateSources {
+    /// Sources with only `readiness` known so far.
+    pub fn new(readiness: Readiness) -> StateSources {
+        StateSources {
+            readiness,
+            loaded: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The gate (session cache, verifications) and the live revocations are loaded; scrapes
+    /// read them from now on. Only the first call counts.
+    pub fn loaded(&self, gate: Arc<Gate>, revocations: Arc<Revocations>) {
+        let _ = self.loaded.set(LoadedState { gate, revocations });
+    }
 }
 
 impl Collector for StateSources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let sessions = self.gate.sessions();
-        let stats = sessions.stats();
+        let loaded = self.loaded.get();
+        // Entries, hits, misses, size evictions, expiries.
+        let [entries, hits, misses, evicted, expired] = loaded.map_or([0; 5], |state| {
+            let sessions = state.gate.sessions();
+            let stats = sessions.stats();
+            [
+                sessions.len(),
+                stats.hits(),
+                stats.misses(),
+                stats.evicted(),
+                stats.expired(),
+            ]
+        });
         gauge(
             &mut encoder,
             "sessiongate_session_cache_entries",
             "Sessions in the cache (approximate).",
-            sessions.len(),
+            entries,
         )?;
         counter(
             &mut encoder,
             "sessiongate_session_cache_hits",
             "Checks whose session was cached (no signature verification).",
-            stats.hits(),
+            hits,
         )?;
         counter(
             &mut encoder,
             "sessiongate_session_cache_misses",
             "Checks whose token was not cached (verified, then cached if valid).",
-            stats.misses(),
+            misses,
         )?;
         let mut evictions = encoder.encode_descriptor(
             "sessiongate_session_cache_evictions",
@@ -565,20 +643,20 @@ impl Collector for StateSources {
             None,
             MetricType::Counter,
         )?;
-        for (cause, count) in [("size", stats.evicted()), ("expired", stats.expired())] {
+        for (cause, count) in [("size", evicted), ("expired", expired)] {
             ConstCounter::new(count).encode(evictions.encode_family(&[("cause", cause)])?)?;
         }
         counter(
             &mut encoder,
             "sessiongate_signature_verifications",
             "Token signatures verified (once per new session, ideally).",
-            self.gate.verifications(),
+            loaded.map_or(0, |state| state.gate.verifications()),
         )?;
         gauge(
             &mut encoder,
             "sessiongate_revocations_live",
             "Revocations currently enforced.",
-            self.revocations.current().len() as u64,
+            loaded.map_or(0, |state| state.revocations.current().len() as u64),
         )?;
         let mut added = encoder.encode_descriptor(
             "sessiongate_revocations_added",
@@ -587,13 +665,13 @@ impl Collector for StateSources {
             MetricType::Counter,
         )?;
         for kind in OriginKind::ALL {
-            ConstCounter::new(self.revocations.added(kind))
+            ConstCounter::new(loaded.map_or(0, |state| state.revocations.added(kind)))
                 .encode(added.encode_family(&[("origin", kind.as_str())])?)?;
         }
         gauge(
             &mut encoder,
             "sessiongate_ready",
-            "1 while this replica is ready to judge requests (every issuer's keys fresh), else 0.",
+            "1 while this replica is ready to judge requests (state loaded, every issuer's keys fresh), else 0.",
             u64::from(self.readiness.is_ready()),
         )?;
         gauge(

@@ -6,11 +6,15 @@
 //! Envoy's checks.
 //!
 //! What must stay true:
+//! - The listener is served from start-up, before keys and revocations are loaded (the ext_authz
+//!   and admin ports accept nothing until then): a replica waiting for Redis is alive, not
+//!   wedged, so a liveness probe must not restart it, and `/readyz` says why it is not ready.
 //! - `/healthz` answers 200 while the process runs (a liveness probe restarts a wedged process,
 //!   never a merely unready one).
-//! - `/readyz` answers 200 only while every issuer's keys are fresh and no stop was requested;
-//!   otherwise 503 naming what is not ready. It follows the same [`Readiness`] as the
-//!   `grpc.health.v1` service on the ext_authz port, so both agree.
+//! - `/readyz` answers 200 only once the state is loaded, while every issuer's keys are fresh
+//!   and no stop was requested; otherwise 503 naming what is not ready (`loading`,
+//!   `keys_stale`, `stopping`). It follows the same [`Readiness`] as the `grpc.health.v1`
+//!   service on the ext_authz port, so both agree.
 //! - The listener outlives the ext_authz drain: after SIGTERM it keeps answering (`/readyz` 503
 //!   `stopping`) until the gRPC server has drained, so probes see "not ready", not "refused".
 
@@ -56,6 +60,8 @@ pub struct ReadyReport {
     pub ready: bool,
     /// A stop was requested; the replica is draining.
     pub stopping: bool,
+    /// Start-up is still loading keys and revocations (the ext_authz port is not open yet).
+    pub loading: bool,
     /// Issuers whose keys are past `max_stale` (their tokens are denied).
     pub keys_stale: Vec<Arc<str>>,
     /// `up` or `unreachable`. An unreachable shared store does not make the replica unready:
@@ -74,6 +80,7 @@ impl ReadyReport {
         ReadyReport {
             ready: !stopping && keys_stale.is_empty() && state.readiness.is_ready(),
             stopping,
+            loading: state.readiness.is_loading(),
             keys_stale,
             revocation_store: if state.readiness.is_store_reachable() {
                 "up"
@@ -197,6 +204,19 @@ mod tests {
             stop,
             config: ConfigMetrics::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn not_ready_while_loading() {
+        let state = OpsState {
+            readiness: Readiness::loading(),
+            ..state(StopSignal::new(std::future::pending()))
+        };
+        let report = ReadyReport::of(&state);
+        assert!(!report.ready && report.loading && !report.stopping);
+        state.readiness.set_loaded();
+        let report = ReadyReport::of(&state);
+        assert!(report.ready && !report.loading);
     }
 
     #[tokio::test]

@@ -178,3 +178,35 @@ fn check_config_refuses_a_device_as_a_key_file_instead_of_reading_it_forever() {
         assert!(stderr.contains("not a regular file"), "{stderr}");
     }
 }
+
+/// Issue 11, point 6: a config error names the config file, the key once, and the problem
+/// (it read `admin.token_file: admin.token_file: cannot read …`).
+#[test]
+fn check_config_names_an_unreadable_admin_token_file_and_its_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\nadmin:\n  listen: \"127.0.0.1:9193\"\n  token_file: \"missing.token\"\n",
+        std::fs::read_to_string(EXAMPLE).unwrap()
+    );
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).with_file_name("jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    let out = sessiongate(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token = dir.path().join("missing.token");
+    let expected = format!(
+        "error: {}: admin.token_file: cannot read {}: ",
+        file.display(),
+        token.display()
+    );
+    assert!(
+        stderr.starts_with(&expected),
+        "expected `{expected}…`, got: {stderr}"
+    );
+    assert_eq!(stderr.matches("admin.token_file").count(), 1, "{stderr}");
+}

@@ -426,3 +426,180 @@ fn the_structural_check_rejects_broken_custom_resources() {
             .contains("fail closed")
     );
 }
+
+/// The shipped Prometheus alert rules (`docs/prometheus/alerts.yaml`) load in Prometheus
+/// (`promtool check rules`) and pass their unit tests (`promtool test rules`), among them that
+/// the rejected-reload alert fires on the FIRST rejected reload when the series exists at 0
+/// from start-up (and would not if it were born with that reload).
+#[test]
+fn the_shipped_alert_rules_load_and_fire_on_the_first_event() {
+    let dir = repo().join("docs/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool is needed ({e}); scripts/test.sh installs it (apt-get install prometheus)")
+            });
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Secrets a shipped manifest mounts that cannot be shipped as a placeholder, and why: the
+/// workload's mTLS certificate must be issued for it (k8s/README.md, "Before applying").
+const ISSUED_SECRETS: [(&str, &str); 1] = [(
+    "shop-tls",
+    "the workload's mTLS certificate (cert-manager or a SPIFFE CSI driver)",
+)];
+
+/// The workloads (Deployments, StatefulSets) among `docs`, with the folder they were found in.
+fn workloads(folder: &[Value]) -> impl Iterator<Item = &Value> {
+    folder.iter().filter(|doc| {
+        matches!(
+            doc["kind"].as_str(),
+            Some("Deployment" | "StatefulSet" | "DaemonSet")
+        )
+    })
+}
+
+/// Every shipped folder of `k8s/` with the documents of all its manifests.
+fn folders() -> Vec<(PathBuf, Vec<Value>)> {
+    let mut folders: Vec<(PathBuf, Vec<Value>)> = Vec::new();
+    for manifest in manifests() {
+        let folder = manifest.parent().expect("a folder").to_path_buf();
+        let docs = documents(&manifest);
+        match folders.iter_mut().find(|(path, _)| *path == folder) {
+            Some((_, all)) => all.extend(docs),
+            None => folders.push((folder, docs)),
+        }
+    }
+    folders
+}
+
+/// The Secrets and ConfigMaps a workload's pods mount (volumes, projected volumes) or read
+/// (`envFrom`, `valueFrom`) that are not `optional: true`: (kind, name).
+fn required_references(workload: &Value) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    let spec = &workload["spec"]["template"]["spec"];
+    let mut add = |kind: &'static str, reference: &Value, name_key: &str| {
+        if reference["optional"].as_bool() != Some(true)
+            && let Some(name) = reference[name_key].as_str()
+        {
+            found.push((kind, name.to_owned()));
+        }
+    };
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        add("Secret", &volume["secret"], "secretName");
+        add("ConfigMap", &volume["configMap"], "name");
+        for source in volume["projected"]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            add("Secret", &source["secret"], "name");
+            add("ConfigMap", &source["configMap"], "name");
+        }
+    }
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|key| spec[*key].as_array().into_iter().flatten());
+    for container in containers {
+        for from in container["envFrom"].as_array().into_iter().flatten() {
+            add("Secret", &from["secretRef"], "name");
+            add("ConfigMap", &from["configMapRef"], "name");
+        }
+        for env in container["env"].as_array().into_iter().flatten() {
+            add("Secret", &env["valueFrom"]["secretKeyRef"], "name");
+            add("ConfigMap", &env["valueFrom"]["configMapKeyRef"], "name");
+        }
+    }
+    found
+}
+
+/// Issue 11, point 6: applied as-is, a folder's pods start: every Secret and ConfigMap they
+/// mount or read is shipped in the same folder and namespace (a placeholder Secret says what
+/// to replace), or is optional, or is an issued certificate listed in [`ISSUED_SECRETS`].
+#[test]
+fn every_secret_and_config_map_a_workload_needs_is_shipped_beside_it() {
+    let mut checked = 0;
+    for (folder, docs) in folders() {
+        for workload in workloads(&docs) {
+            let namespace = workload["metadata"]["namespace"].as_str();
+            for (kind, name) in required_references(workload) {
+                checked += 1;
+                if kind == "Secret" && ISSUED_SECRETS.iter().any(|(issued, _)| *issued == name) {
+                    continue;
+                }
+                let shipped = docs.iter().any(|doc| {
+                    doc["kind"].as_str() == Some(kind)
+                        && doc["metadata"]["name"].as_str() == Some(&name)
+                        && doc["metadata"]["namespace"].as_str() == namespace
+                });
+                assert!(
+                    shipped,
+                    "{}: {} {} mounts the {kind} `{name}`, which no manifest in that folder \
+                     ships (in namespace {namespace:?}) and which is not optional: applied \
+                     as-is, its pods never start",
+                    folder.display(),
+                    workload["kind"].as_str().unwrap_or_default(),
+                    workload["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    assert!(checked >= 5, "the shipped workloads mount their configs");
+}
+
+/// The `revocation.backend` of a sessiongate config (`file` when not set).
+fn revocation_backend(config: &str) -> String {
+    let config: Value = serde_yaml_ng::from_str(config).expect("a sessiongate config is YAML");
+    config["revocation"]["backend"]
+        .as_str()
+        .unwrap_or("file")
+        .to_owned()
+}
+
+/// Issue 11, point 6: with `revocation.backend: file` every replica keeps its own revocations,
+/// so a revocation sent to one pod leaves the others admitting the session. A shipped workload
+/// that mounts such a config runs one replica; more need the Redis backend.
+#[test]
+fn no_shipped_workload_runs_several_replicas_on_the_file_revocation_backend() {
+    let mut checked = 0;
+    for (folder, docs) in folders() {
+        for workload in workloads(&docs) {
+            let replicas = workload["spec"]["replicas"].as_u64().unwrap_or(1);
+            for (kind, name) in required_references(workload) {
+                let Some(config) = docs
+                    .iter()
+                    .filter(|doc| kind == "ConfigMap" && doc["kind"].as_str() == Some(kind))
+                    .filter(|doc| doc["metadata"]["name"].as_str() == Some(&name))
+                    .find_map(|doc| doc.pointer("/data/sessiongate.yaml")?.as_str())
+                else {
+                    continue;
+                };
+                checked += 1;
+                let backend = revocation_backend(config);
+                assert!(
+                    replicas <= 1 || backend == "redis",
+                    "{}: {} {} runs {replicas} replicas on the ConfigMap `{name}` with \
+                     revocation.backend: {backend}: a revocation would reach one pod only \
+                     (use 1 replica, or the redis backend)",
+                    folder.display(),
+                    workload["kind"].as_str().unwrap_or_default(),
+                    workload["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    assert!(checked >= 2, "the sidecar and shared sessiongate workloads");
+}

@@ -271,6 +271,102 @@ fn a_restarted_replica_loads_every_revocation_before_it_serves() {
     });
 }
 
+/// Waits for the first line of `lines` containing every one of `needles`.
+async fn await_line(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needles: &[&str],
+    output: impl Fn() -> String,
+) -> String {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.recv().await {
+            if needles.iter().all(|needle| line.contains(needle)) {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(line)) => line,
+        Ok(None) => panic!("exited before logging {needles:?}\n{}", output()),
+        Err(_) => panic!("never logged {needles:?}\n{}", output()),
+    }
+}
+
+/// Issue 11, point 4: a replica waiting for Redis at start-up accepts no connection on its
+/// ext_authz or admin port (a `tcpSocket` probe or Envoy must not take it for ready), while its
+/// ops port answers `/healthz` 200 and `/readyz` 503 `loading`; once Redis answers it loads
+/// every revocation, opens its ports, and its first Check through Envoy already enforces them.
+#[test]
+fn a_replica_waiting_for_redis_accepts_no_connection_until_every_revocation_is_loaded() {
+    let _serial = serial();
+    run(async {
+        let mut redis = RedisServer::start().await;
+        let replica = Replica::start(&redis.url()).await;
+        let revoked = token().sub("waiting-revoked").sign();
+        let bystander = token().sub("waiting-bystander").sign();
+        revoke_subject(&replica, "waiting-revoked").await.unwrap();
+        let (grpc, admin_at) = (replica.sessiongate().grpc_addr, replica.admin_addr());
+        redis.stop().await;
+
+        // A new sessiongate on the ports this replica's Envoy points at, Redis down.
+        let mut old = replica;
+        old.stack.sessiongate.as_mut().unwrap().kill_hard().await;
+        let yaml = admin::on_ports(&old.yaml, grpc, admin_at);
+        let (process, mut lines, _) = support::sessiongate::spawn(old.stack.dir(), &yaml);
+        let output = || process.output();
+        await_line(&mut lines, &["Redis unreachable"], output).await;
+
+        for (port, address) in [("ext_authz", grpc), ("admin", admin_at)] {
+            let connected = tokio::net::TcpStream::connect(address).await;
+            assert_eq!(
+                connected.as_ref().map_err(std::io::Error::kind).err(),
+                Some(std::io::ErrorKind::ConnectionRefused),
+                "the {port} port accepted a connection while revocations were not loaded: \
+                 {connected:?}\n{}",
+                output()
+            );
+        }
+        // The ops listener serves from start-up (it logged `listening` before Redis failed).
+        let http = output()
+            .lines()
+            .find(|line| line.contains(r#""listener":"http""#) && line.contains("listening"))
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .unwrap_or_else(|| panic!("the ops listener is not serving\n{}", output()));
+        let http = http["fields"]["addr"].as_str().unwrap().to_owned();
+        let alive = reqwest::get(format!("http://{http}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(alive.status(), 200, "alive while waiting for Redis");
+        let ready = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let report: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(report["loading"], true, "{report}");
+        assert_eq!(report["ready"], false, "{report}");
+        let metrics = reqwest::get(format!("http://{http}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("\nsessiongate_ready 0\n"), "{metrics}");
+        // Envoy cannot reach it either: fail closed.
+        let reply = old.order(Frontend, &bystander).await;
+        assert!(
+            reply.status == 503 && !reply.reached_upstream(),
+            "Envoy must fail closed while sessiongate loads, got {reply}"
+        );
+
+        redis.restart().await;
+        await_line(&mut lines, &[r#""listener":"grpc""#, "listening"], output).await;
+        assert_revoked(&old.order(Frontend, &revoked).await);
+        old.order(Frontend, &bystander).await.assert_allowed();
+        let ready = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+        drop(process);
+    });
+}
+
 #[test]
 fn redis_stopped_and_restarted_mid_test() {
     let _serial = serial();

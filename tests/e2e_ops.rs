@@ -19,6 +19,7 @@ use support::policy::{sessiongate_yaml, with_first_issuer_keys};
 use support::tokens::{ISSUER, token};
 use support::{SendExt as _, Stack, Workload, run};
 use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use Workload::Frontend;
@@ -131,6 +132,134 @@ fn orders_read_in_dry_run(yaml: &str) -> String {
 }
 
 // ----- metrics ----------------------------------------------------------------------------
+
+/// The shipped alert rules (`docs/prometheus/alerts.yaml`).
+fn alert_rules() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/prometheus/alerts.yaml");
+    let text = std::fs::read_to_string(path).expect("read the alert rules");
+    let rules: Value = serde_yaml_ng::from_str(&text).expect("the alert rules are YAML");
+    let groups = rules["groups"].as_array().expect("groups");
+    groups
+        .iter()
+        .flat_map(|group| group["rules"].as_array().expect("rules").iter())
+        .map(|rule| {
+            let name = rule["alert"].as_str().expect("an alert name").to_owned();
+            (name, rule["expr"].as_str().expect("an expr").to_owned())
+        })
+        .collect()
+}
+
+/// Every `sessiongate_…` series selector in a PromQL expression: the metric name and its
+/// equality matchers (`{decision="deny",reason="unknown_key"}`).
+fn selectors(expr: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("sessiongate_") {
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = rest[..end].to_owned();
+        rest = &rest[end..];
+        let mut matchers = Vec::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let close = inner.find('}').expect("a closed selector");
+            for matcher in inner[..close].split(',').filter(|m| !m.trim().is_empty()) {
+                let (label, value) = matcher.split_once('=').expect("an equality matcher");
+                assert!(!label.ends_with('!'), "only equality matchers: {expr}");
+                matchers.push((
+                    label.trim().to_owned(),
+                    value.trim().trim_matches('"').to_owned(),
+                ));
+            }
+            rest = &inner[close..];
+        }
+        found.push((name, matchers));
+    }
+    found
+}
+
+/// `name{a="x",b="y"}` as exposed: the name and its labels.
+fn parse_series(series: &str) -> (&str, HashMap<&str, &str>) {
+    let Some((name, labels)) = series.split_once('{') else {
+        return (series, HashMap::new());
+    };
+    let labels = labels.strip_suffix('}').expect("labels end with }");
+    let mut parsed = HashMap::new();
+    let mut rest = labels;
+    while let Some((label, value)) = rest.split_once("=\"") {
+        let end = value.find('"').expect("a quoted label value");
+        parsed.insert(label.trim_start_matches(','), &value[..end]);
+        rest = &value[end + 1..];
+    }
+    (name, parsed)
+}
+
+/// Issue 11, point 5: every series an alert selects exists from the first scrape, a counter at
+/// 0, so `increase()` and `rate()` see its first event. The list is read from the shipped alert
+/// rules, so an alert added on a series that appears late fails here.
+#[test]
+fn every_series_the_shipped_alerts_select_exists_at_0_from_start_up() {
+    run(async {
+        let stack = Stack::start(&sessiongate_yaml(None)).await;
+        let scraped = scrape(&stack).await;
+        let samples: Vec<(&str, HashMap<&str, &str>, f64)> = scraped
+            .samples
+            .iter()
+            .map(|(series, value)| {
+                let (name, labels) = parse_series(series);
+                (name, labels, *value)
+            })
+            .collect();
+        // The two the issue names, exactly.
+        for series in [
+            r#"sessiongate_config_reloads_total{result="rejected"}"#.to_owned(),
+            format!(r#"sessiongate_key_refreshes_total{{issuer="{ISSUER}",result="failure"}}"#),
+            format!(
+                r#"sessiongate_key_refreshes_total{{issuer="{}",result="failure"}}"#,
+                support::tokens::ES256_ONLY_ISSUER
+            ),
+        ] {
+            assert_eq!(
+                scraped.samples.get(&series),
+                Some(&0.0),
+                "{series} at start-up\n{}",
+                scraped.text
+            );
+        }
+        let rules = alert_rules();
+        assert!(rules.len() >= 8, "the shipped alerts: {rules:?}");
+        let mut checked = Vec::new();
+        for (alert, expr) in &rules {
+            for (name, matchers) in selectors(expr) {
+                let matching: Vec<f64> = samples
+                    .iter()
+                    .filter(|(sample, labels, _)| {
+                        *sample == name
+                            && matchers.iter().all(|(label, value)| {
+                                labels.get(label.as_str()) == Some(&value.as_str())
+                            })
+                    })
+                    .map(|(_, _, value)| *value)
+                    .collect();
+                assert!(
+                    !matching.is_empty(),
+                    "alert {alert}: no series {name}{matchers:?} at start-up, so its first \
+                     event is invisible to `{expr}`\n{}",
+                    scraped.text
+                );
+                if name.ends_with("_total") || name.ends_with("_bucket") {
+                    assert!(
+                        matching.iter().all(|value| *value == 0.0),
+                        "alert {alert}: {name}{matchers:?} is not 0 at start-up: {matching:?}"
+                    );
+                }
+                checked.push(name);
+            }
+        }
+        eprintln!("series checked at start-up: {checked:?}");
+    });
+}
 
 #[test]
 fn metrics_count_every_decision_by_reason_and_route_and_parse_with_promtool() {
@@ -437,6 +566,60 @@ fn readyz_is_503_while_an_issuers_keys_are_stale_and_names_the_issuer() {
     });
 }
 
+/// Opens a `Check` call on the ext_authz port whose request body never arrives: a call in
+/// flight that the drain must wait for (up to `shutdown_grace`, or `limits.body_timeout`).
+/// Dropping the returned sender ends the body.
+async fn stalled_check(
+    address: std::net::SocketAddr,
+) -> tokio::sync::mpsc::Sender<
+    Result<hyper::body::Frame<hyper::body::Bytes>, std::convert::Infallible>,
+> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the gRPC port");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let (body, frames) = tokio::sync::mpsc::channel(1);
+    let request = hyper::Request::post(format!(
+        "http://{address}/envoy.service.auth.v3.Authorization/Check"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(frames),
+    ))
+    .expect("request");
+    tokio::spawn(async move {
+        let _ = sender.send_request(request).await;
+    });
+    // Half a gRPC frame header: the call has started, its message has not arrived.
+    body.send(Ok(hyper::body::Frame::data(
+        hyper::body::Bytes::from_static(&[0, 0]),
+    )))
+    .await
+    .expect("send the first bytes");
+    body
+}
+
+/// Polls until the process exited; how long that took since `since`.
+async fn wait_for_exit(stack: &Stack, since: Instant, within: Duration) -> Duration {
+    let sessiongate = stack.sessiongate.as_ref().expect("stack runs sessiongate");
+    while !sessiongate.exited() {
+        assert!(
+            since.elapsed() < within,
+            "still running {within:?} after SIGTERM\n{}",
+            stack.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    since.elapsed()
+}
+
 #[test]
 fn readyz_is_503_as_soon_as_sigterm_arrives_while_in_flight_calls_drain() {
     run(async {
@@ -444,7 +627,40 @@ fn readyz_is_503_as_soon_as_sigterm_arrives_while_in_flight_calls_drain() {
         let stack = Stack::start(&yaml).await;
         let sessiongate = stack.sessiongate.as_ref().expect("stack runs sessiongate");
         wait_for_readyz(&stack, 200).await;
-        // An in-flight call the drain must wait for: a grpc.health.v1 Watch stream.
+        // An in-flight call the drain must wait for: a Check whose body has not arrived.
+        let _held = stalled_check(sessiongate.grpc_addr).await;
+
+        sessiongate.signal("TERM");
+        let signalled = Instant::now();
+        let report = wait_for_readyz(&stack, 503).await;
+        eprintln!("figure: SIGTERM -> /readyz 503: {:?}", signalled.elapsed());
+        assert_eq!(report["stopping"], true);
+        assert_eq!(report["ready"], false);
+        let (status, _) = get(&stack, "/healthz").await;
+        assert_eq!(status, 200, "alive while draining");
+
+        let took = wait_for_exit(&stack, signalled, WAIT).await;
+        eprintln!("figure: SIGTERM -> exit with a call in flight: {took:?} (shutdown_grace 3 s)");
+        assert!(
+            took >= Duration::from_secs(2),
+            "the in-flight call was given its grace: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(8),
+            "the configured grace bounds the drain: {took:?}"
+        );
+    });
+}
+
+/// Issue 11, point 4: an open `grpc.health.v1.Health/Watch` stream (a health checker) does not
+/// hold SIGTERM for `shutdown_grace`: on stop the watcher is sent NOT_SERVING, its stream ends,
+/// and with no Check in flight the process exits at once.
+#[test]
+fn a_health_watch_stream_sees_not_serving_and_ends_and_does_not_delay_sigterm() {
+    run(async {
+        let yaml = format!("{}\nshutdown_grace: 30s\n", sessiongate_yaml(None));
+        let stack = Stack::start(&yaml).await;
+        let sessiongate = stack.sessiongate.as_ref().expect("stack runs sessiongate");
         let channel =
             tonic::transport::Endpoint::from_shared(format!("http://{}", sessiongate.grpc_addr))
                 .expect("endpoint")
@@ -458,31 +674,32 @@ fn readyz_is_503_as_soon_as_sigterm_arrives_while_in_flight_calls_drain() {
             .await
             .expect("Watch")
             .into_inner();
-        watch.message().await.expect("first status");
+        let first = watch
+            .message()
+            .await
+            .expect("first status")
+            .expect("a status");
+        assert_eq!(first.status, ServingStatus::Serving as i32);
 
         sessiongate.signal("TERM");
         let signalled = Instant::now();
-        let report = wait_for_readyz(&stack, 503).await;
-        eprintln!("figure: SIGTERM -> /readyz 503: {:?}", signalled.elapsed());
-        assert_eq!(report["stopping"], true);
-        assert_eq!(report["ready"], false);
-        let (status, _) = get(&stack, "/healthz").await;
-        assert_eq!(status, 200, "alive while draining");
-
-        let deadline = Instant::now() + WAIT;
-        while !sessiongate.exited() {
-            assert!(
-                Instant::now() < deadline,
-                "never exited\n{}",
-                stack.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let took = signalled.elapsed();
-        eprintln!("figure: SIGTERM -> exit with a held stream: {took:?} (shutdown_grace 3 s)");
+        let took = wait_for_exit(&stack, signalled, Duration::from_secs(5)).await;
+        eprintln!(
+            "figure: SIGTERM -> exit with a Watch stream open: {took:?} (shutdown_grace 30 s)"
+        );
+        let last = watch.message().await.expect("the stream ends cleanly");
+        assert_eq!(
+            last.map(|status| status.status),
+            Some(ServingStatus::NotServing as i32),
+            "the watcher is told NOT_SERVING"
+        );
         assert!(
-            took < Duration::from_secs(8),
-            "the configured grace bounds the drain: {took:?}"
+            watch
+                .message()
+                .await
+                .expect("ends with status OK")
+                .is_none(),
+            "then the stream ends"
         );
     });
 }

@@ -411,6 +411,39 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// The admin credential's error as a config error: the key named once, by this error
+    /// (the credential's own message names it too, for the CLI, where it stands alone).
+    fn credential_invalid(
+        &self,
+        error: crate::admin::CredentialError,
+        token_file: Option<&Path>,
+    ) -> ConfigError {
+        use crate::admin::CredentialError;
+        use crate::admin::credential::{MIN_TOKEN_LEN, TOKEN_ENV};
+        match error {
+            CredentialError::Unreadable { file, message } => self.invalid(
+                "admin.token_file",
+                format!("cannot read {}: {message}", file.display()),
+            ),
+            CredentialError::Missing => self.invalid(
+                "admin.token_file",
+                format!(
+                    "no admin token: set admin.token_file or the {TOKEN_ENV} environment variable"
+                ),
+            ),
+            CredentialError::TooShort { .. } => {
+                let origin =
+                    token_file.map_or(TOKEN_ENV.to_owned(), |file| file.display().to_string());
+                self.invalid(
+                    "admin.token_file",
+                    format!(
+                        "the admin token in {origin} must be at least {MIN_TOKEN_LEN} bytes long"
+                    ),
+                )
+            }
+        }
+    }
+
     fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
@@ -833,7 +866,7 @@ impl Compiler<'_> {
         // The credential is read again when the listener starts; checking it here makes a
         // missing or short token a config error (exit 2) that `check-config` catches too.
         crate::admin::AdminCredential::load(token_file.as_deref())
-            .map_err(|e| self.invalid("admin.token_file", e.to_string()))?;
+            .map_err(|error| self.credential_invalid(error, token_file.as_deref()))?;
         Ok(Some(AdminSettings { listen, token_file }))
     }
 
