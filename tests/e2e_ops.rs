@@ -594,8 +594,9 @@ async fn stalled_check(
         tokio_stream::wrappers::ReceiverStream::new(frames),
     ))
     .expect("request");
+    let mut stalled = sender.clone();
     tokio::spawn(async move {
-        let _ = sender.send_request(request).await;
+        let _ = stalled.send_request(request).await;
     });
     // Half a gRPC frame header: the call has started, its message has not arrived.
     body.send(Ok(hyper::body::Frame::data(
@@ -603,6 +604,29 @@ async fn stalled_check(
     )))
     .await
     .expect("send the first bytes");
+    // The server reads one connection's frames in order: once a health Check sent after the
+    // stalled call is answered, the stalled call is in flight at the server (not merely
+    // queued in a socket), so a stop must wait for it.
+    let (probe_body, probe_frames) = tokio::sync::mpsc::channel(1);
+    probe_body
+        .send(Ok(hyper::body::Frame::data(
+            hyper::body::Bytes::from_static(&[0, 0, 0, 0, 0]),
+        )))
+        .await
+        .expect("queue the probe");
+    drop(probe_body);
+    let probe = hyper::Request::post(format!("http://{address}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(probe_frames),
+        ))
+        .expect("probe request");
+    let answered = sender
+        .send_request(probe)
+        .await
+        .expect("health Check answered");
+    assert_eq!(answered.status(), 200);
     body
 }
 
