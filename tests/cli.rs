@@ -210,3 +210,62 @@ fn check_config_names_an_unreadable_admin_token_file_and_its_key_once() {
     );
     assert_eq!(stderr.matches("admin.token_file").count(), 1, "{stderr}");
 }
+
+/// A replica waiting for Redis at start-up (it never serves without every revocation) still
+/// stops at once on SIGTERM, exit 0, instead of ignoring the signal until Redis answers: a
+/// rollout or a scale-down must not hang on a pod that never became ready.
+#[test]
+fn sigterm_while_waiting_for_redis_exits_0_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: Redis is down for the whole test.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace("127.0.0.1:9191", "127.0.0.1:0")
+        .replace("127.0.0.1:9192", "127.0.0.1:0")
+        + &format!("\nrevocation:\n  backend: redis\n  url: \"redis://{closed}/0\"\n");
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::copy(
+        Path::new(EXAMPLE).with_file_name("jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    let mut child = Command::new(BINARY)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.contains("Redis unreachable"));
+    assert!(waiting.is_some(), "never waited for Redis");
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert!(
+        !rest.iter().any(|line| line.contains(r#""listener":"grpc""#)),
+        "never listened on the ext_authz port: {rest:?}"
+    );
+}
