@@ -40,6 +40,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `revocation.timeout` of every fleet in this file.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The e2e policy with an admin listener and the Redis backend at `url`.
 fn fleet_yaml(url: &str) -> String {
     format!(
@@ -109,6 +112,21 @@ impl Replica {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The value of `sessiongate_revocation_store_up` on the ops listener's `/metrics`.
+    async fn store_up(&self) -> String {
+        let metrics = reqwest::get(format!("http://{}/metrics", self.sessiongate().http_addr))
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("sessiongate_revocation_store_up "))
+            .unwrap_or_else(|| panic!("no sessiongate_revocation_store_up in\n{metrics}"))
+            .to_owned()
     }
 
     /// Restarts this replica's sessiongate (after `kill -9`) on the same ports, Envoy untouched.
@@ -458,5 +476,139 @@ fn memory_one_revocation_and_one_pin_cost_in_redis() {
             stream_bytes / count < 1024,
             "a revocation should cost well under 1 KiB"
         );
+    });
+}
+
+/// Redis crashes (SIGKILL: its connections die without a word) and comes back on the same port.
+/// Once a replica reports the store up again, the writers' connection works too: the first
+/// `Revoke` is acknowledged and the first new session is pinned (200), at every replica, with
+/// no "broken pipe" from a connection that died with the old Redis.
+#[test]
+fn after_redis_crashes_and_returns_the_first_revoke_and_the_first_new_session_succeed() {
+    let _serial = serial();
+    run(async {
+        let mut redis = RedisServer::start().await;
+        let fleet = [
+            Replica::start(&redis.url()).await,
+            Replica::start(&redis.url()).await,
+        ];
+        // Each replica's shared connection carries a pin before the crash.
+        let warm = token().sub("crash-warm").sign();
+        for replica in &fleet {
+            replica.order(Frontend, &warm).await.assert_allowed();
+        }
+
+        redis.kill_hard().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::NotServing).await;
+            assert_eq!(replica.store_up().await, "0");
+        }
+        redis.restart().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::Serving).await;
+            assert_eq!(replica.store_up().await, "1");
+        }
+
+        // Replica 0's first command after recovery is a Revoke; replica 1's is a new session.
+        // Then the other way round, so each kind of write works at each replica.
+        let fresh = [
+            token().sub("crash-fresh-0").sign(),
+            token().sub("crash-fresh-1").sign(),
+        ];
+        revoke_subject(&fleet[0], "crash-revoked-0")
+            .await
+            .expect("the first Revoke after recovery is acknowledged");
+        fleet[1].order(Frontend, &fresh[1]).await.assert_allowed();
+        fleet[0].order(Frontend, &fresh[0]).await.assert_allowed();
+        revoke_subject(&fleet[1], "crash-revoked-1")
+            .await
+            .expect("Revoke acknowledged");
+        // The pins are in Redis: each fresh session is a replay from another workload at the
+        // other replica.
+        fleet[0]
+            .order(Batch, &fresh[1])
+            .await
+            .assert_denied(401, "session_replayed");
+        fleet[1]
+            .order(Batch, &fresh[0])
+            .await
+            .assert_denied(401, "session_replayed");
+    });
+}
+
+/// Redis frozen (SIGSTOP: connections stay open, nothing is answered): a `Revoke` waits
+/// `revocation.timeout`, then is answered `UNAVAILABLE` "not confirmed ... it may still apply",
+/// because the `XADD` sits in Redis' socket buffer; when Redis resumes it runs, and the
+/// revocation is enforced fleet-wide, as the answer warned. Meanwhile a new session waits the
+/// same bounded time and is refused 503, and a session pinned before keeps working.
+#[test]
+fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let fleet = [
+            Replica::start(&redis.url()).await,
+            Replica::start(&redis.url()).await,
+        ];
+        let victim = token().sub("frozen-victim").sign();
+        for replica in &fleet {
+            replica.order(Frontend, &victim).await.assert_allowed();
+        }
+
+        redis.freeze();
+        let asked = Instant::now();
+        let refused = revoke_subject(&fleet[0], "frozen-victim")
+            .await
+            .expect_err("nothing is acknowledged while Redis does not answer");
+        let revoke_waited = asked.elapsed();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(
+            refused.message().starts_with("revocation not confirmed: ")
+                && refused
+                    .message()
+                    .ends_with("; it may still apply (check with list before retrying)"),
+            "{refused:?}"
+        );
+        assert!(
+            revoke_waited >= REDIS_TIMEOUT && revoke_waited < REDIS_TIMEOUT * 3,
+            "Revoke answered after {revoke_waited:?}"
+        );
+
+        let fresh = token().sub("frozen-fresh").sign();
+        let asked = Instant::now();
+        let denied = fleet[1].order(Frontend, &fresh).await;
+        let session_waited = asked.elapsed();
+        denied.assert_denied(503, "internal_error");
+        assert!(
+            session_waited < REDIS_TIMEOUT * 3,
+            "a new session waited {session_waited:?}"
+        );
+        fleet[1].order(Frontend, &victim).await.assert_allowed();
+        println!(
+            "Redis frozen: Revoke answered after {revoke_waited:?}: {:?}; a new session \
+             answered after {session_waited:?}: {} {}",
+            refused.message(),
+            denied.status,
+            denied.body
+        );
+
+        redis.thaw();
+        for replica in &fleet {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let reply = replica.order(Frontend, &victim).await;
+                if reply.reason() == Some("revoked") {
+                    assert_revoked(&reply);
+                    break;
+                }
+                reply.assert_allowed();
+                assert!(
+                    Instant::now() < deadline,
+                    "the unconfirmed revocation never applied\n{}",
+                    replica.stack.output()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     });
 }

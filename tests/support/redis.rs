@@ -142,6 +142,31 @@ impl RedisServer {
         }
     }
 
+    /// SIGKILL: a crash, no chance to close connections cleanly or write anything; waits until
+    /// it is gone.
+    pub async fn kill_hard(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_hard().await;
+        }
+    }
+
+    /// SIGSTOP: the process is frozen, its sockets stay open and the kernel keeps accepting
+    /// connections and buffering commands, none of which is answered until [`Self::thaw`].
+    pub fn freeze(&self) {
+        self.process
+            .as_ref()
+            .expect("a running redis")
+            .signal("STOP");
+    }
+
+    /// SIGCONT: resumes a frozen server; it then runs what was buffered meanwhile.
+    pub fn thaw(&self) {
+        self.process
+            .as_ref()
+            .expect("a running redis")
+            .signal("CONT");
+    }
+
     /// Starts it again on the same port and data.
     pub async fn restart(&mut self) {
         self.launch().await;
