@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use sessiongate::admin::proto;
 use sessiongate::app::REVOCATION_STORE_HEALTH;
-use support::redis::{Cut, RedisServer};
+use support::redis::{Cut, RedisServer, Sever, SeverWhen};
 use support::sessiongate::Sessiongate;
 use support::tokens::{self, Alg, ISSUER, token};
 use support::{SendExt as _, Stack, Workload, admin, run};
@@ -610,5 +610,95 @@ fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply()
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    });
+}
+
+/// The revocations `replica` lists, by subject.
+async fn listed_subjects(replica: &Replica) -> Vec<String> {
+    let mut client = admin::client(replica.admin_addr()).await;
+    client
+        .list_revocations(proto::ListRevocationsRequest {})
+        .await
+        .expect("ListRevocations")
+        .into_inner()
+        .revocations
+        .into_iter()
+        .filter_map(|revocation| match revocation.selector?.kind? {
+            proto::selector::Kind::Subject(subject) => Some(subject.sub),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The shared connection drops with a write in flight that never reached Redis: the write is
+/// sent once more on a fresh connection, and the caller never sees the failure (a Revoke is
+/// acknowledged, a new session is pinned and allowed).
+#[test]
+fn a_write_lost_with_its_connection_is_sent_again_on_a_fresh_one() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let replica = Replica::start(&sever.url()).await;
+
+        sever.arm("XADD", SeverWhen::BeforeRedis);
+        revoke_subject(&replica, "lost-in-flight")
+            .await
+            .expect("Revoke acknowledged after one resend");
+        assert!(sever.fired(), "the XADD went through the severing proxy");
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 1, "the first XADD never reached Redis");
+
+        sever.arm("e2e:pin:", SeverWhen::BeforeRedis);
+        let fresh = token().sub("lost-pin").sign();
+        replica.order(Frontend, &fresh).await.assert_allowed();
+        assert!(
+            sever.fired(),
+            "the pin's SET went through the severing proxy"
+        );
+        replica
+            .order(Batch, &fresh)
+            .await
+            .assert_denied(401, "session_replayed");
+        let pins: Vec<String> = redis.query(redis::cmd("KEYS").arg("e2e:pin:*")).await;
+        assert_eq!(pins.len(), 1, "{pins:?}");
+    });
+}
+
+/// The shared connection drops after Redis ran a revocation's `XADD` but before its reply
+/// arrived: the resend lands a second, equal entry. The revocation is acknowledged, and listed
+/// once: at the writer, at another replica (the follower ignores the equal echo), and after a
+/// restart (loading drops the duplicate).
+#[test]
+fn a_revocation_resent_after_its_reply_was_lost_is_listed_once() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let mut writer = Replica::start(&sever.url()).await;
+        let other = Replica::start(&redis.url()).await;
+        let victim = token().sub("twice").sign();
+        other.order(Frontend, &victim).await.assert_allowed();
+
+        sever.arm("XADD", SeverWhen::AfterReply);
+        revoke_subject(&writer, "twice")
+            .await
+            .expect("Revoke acknowledged after one resend");
+        assert!(sever.fired(), "the XADD went through the severing proxy");
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 2, "Redis ran both the lost XADD and its resend");
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while other.order(Frontend, &victim).await.reason() != Some("revoked") {
+            assert!(
+                Instant::now() < deadline,
+                "never revoked at the other replica"
+            );
+        }
+        assert_eq!(listed_subjects(&writer).await, ["twice"]);
+        assert_eq!(listed_subjects(&other).await, ["twice"]);
+        writer.restart().await;
+        assert_eq!(listed_subjects(&writer).await, ["twice"], "loaded once");
+        assert_revoked(&writer.order(Frontend, &victim).await);
     });
 }

@@ -1,6 +1,7 @@
 //! A real `redis-server` (the Debian package; `scripts/test.sh` installs it) on a loopback port
 //! of its own, with an append-only file in a temporary folder, that a test can stop and start
-//! again on the same port and data; and a proxy that cuts one replica off from it.
+//! again on the same port and data, kill (`SIGKILL`) or freeze (`SIGSTOP`); a proxy that cuts
+//! one replica off from it; and a proxy that loses one command on its way ([`Sever`]).
 //!
 //! A server can also demand a password (`--requirepass`) and speak only TLS (`--port 0
 //! --tls-port`), with a certificate from a CA generated for it alone (so a client trusts it
@@ -10,9 +11,11 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -308,5 +311,116 @@ async fn serve(listener: TcpListener, upstream: SocketAddr) {
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
             }
         });
+    }
+}
+
+/// When [`Sever`] closes the connection carrying the command it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeverWhen {
+    /// Before forwarding it: Redis never sees the command.
+    BeforeRedis,
+    /// After Redis answered it, without relaying the answer: Redis ran it, the client cannot
+    /// know.
+    AfterReply,
+}
+
+/// A TCP proxy in front of Redis that loses one command: once armed with [`Sever::arm`], the
+/// first connection to send bytes containing a marker is closed (both ways) at the chosen
+/// moment; every other connection and every later command passes through. Lets a test drop
+/// the shared connection exactly while a given write is in flight.
+pub struct Sever {
+    pub addr: SocketAddr,
+    plan: Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>,
+    task: JoinHandle<()>,
+}
+
+impl Sever {
+    pub async fn start(upstream: SocketAddr) -> Sever {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let plan = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(serve_severing(listener, upstream, Arc::clone(&plan)));
+        Sever { addr, plan, task }
+    }
+
+    /// `redis://<proxy>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Closes the next connection that sends `marker` (e.g. `XADD`), at `when`.
+    pub fn arm(&self, marker: &str, when: SeverWhen) {
+        *self.plan.lock().expect("plan lock") = Some((marker.as_bytes().to_vec(), when));
+    }
+
+    /// Whether the armed command has come by (and its connection was closed).
+    pub fn fired(&self) -> bool {
+        self.plan.lock().expect("plan lock").is_none()
+    }
+}
+
+impl Drop for Sever {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Plan = Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>;
+
+async fn serve_severing(listener: TcpListener, upstream: SocketAddr, plan: Plan) {
+    let mut pipes = tokio::task::JoinSet::new();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        pipes.spawn(pipe_severing(client, upstream, Arc::clone(&plan)));
+    }
+}
+
+/// Relays both ways; returning closes both sockets.
+async fn pipe_severing(mut client: TcpStream, upstream: SocketAddr, plan: Plan) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            read = from_client.read(&mut up) => {
+                let Ok(n @ 1..) = read else { return };
+                let chunk = &up[..n];
+                let hit = {
+                    let mut plan = plan.lock().expect("plan lock");
+                    let hit = plan.as_ref().and_then(|(marker, when)| {
+                        chunk.windows(marker.len()).any(|w| w == marker.as_slice()).then_some(*when)
+                    });
+                    if hit.is_some() {
+                        *plan = None;
+                    }
+                    hit
+                };
+                match hit {
+                    Some(SeverWhen::BeforeRedis) => return,
+                    Some(SeverWhen::AfterReply) => {
+                        if to_server.write_all(chunk).await.is_ok() {
+                            let _ = from_server.read(&mut down).await;
+                        }
+                        return;
+                    }
+                    None => {
+                        if to_server.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            read = from_server.read(&mut down) => {
+                let Ok(n @ 1..) = read else { return };
+                if to_client.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
