@@ -332,20 +332,45 @@ mod tests {
         assert_eq!(revocations.current().len(), 1);
     }
 
-    #[tokio::test]
-    async fn a_store_failure_is_503_not_acknowledged() {
+    /// The push endpoint over a store failing as `fail` sets it up.
+    async fn app_over_failing(fail: impl FnOnce(&MemoryStore)) -> Router {
         let store = MemoryStore::default();
-        store
-            .failing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        fail(&store);
         let revocations = Arc::new(
             Revocations::open(Box::new(store), Duration::from_secs(3600), UnixTime::now())
                 .await
                 .unwrap(),
         );
         let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations);
-        let app = router(Arc::new(receiver), PATH);
-        let (status, _) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        router(Arc::new(receiver), PATH)
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_503_not_acknowledged() {
+        let app = app_over_failing(|store| {
+            store
+                .failing
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "revocation store unavailable; retry\n");
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_store_write_is_503_saying_it_may_still_apply() {
+        let app = app_over_failing(|store| {
+            store
+                .unconfirmed
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "revocation store did not confirm; the revocations may still apply; retry\n"
+        );
     }
 }
