@@ -307,6 +307,7 @@ fn redis_stopped_and_restarted_mid_test() {
         redis.stop().await;
         for replica in &fleet {
             replica.await_store(ServingStatus::NotServing).await;
+            assert_eq!(replica.store_up().await, "0");
             assert_eq!(
                 replica.health("").await,
                 ServingStatus::Serving as i32,
@@ -319,23 +320,33 @@ fn redis_stopped_and_restarted_mid_test() {
         }
         // A new session cannot be pinned fleet-wide: fail closed, 503.
         let fresh = token().sub("outage-fresh").sign();
-        fleet[1]
-            .order(Frontend, &fresh)
-            .await
-            .assert_denied(503, "internal_error");
+        let asked = Instant::now();
+        let denied = fleet[1].order(Frontend, &fresh).await;
+        let session_waited = asked.elapsed();
+        denied.assert_denied(503, "internal_error");
         // Revoke is refused, clearly, rather than acknowledged and lost.
         let refused = revoke_subject(&fleet[0], "outage-after")
             .await
             .expect_err("no revocation is acknowledged while Redis is down");
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         assert!(
-            refused.message().contains("revocation not recorded"),
+            refused
+                .message()
+                .starts_with("revocation not recorded: revocation store unavailable: "),
             "{refused:?}"
+        );
+        println!(
+            "Redis down: Revoke refused: {:?}; a new session answered after {session_waited:?}: \
+             {} {}",
+            refused.message(),
+            denied.status,
+            denied.body
         );
 
         redis.restart().await;
         for replica in &fleet {
             replica.await_store(ServingStatus::Serving).await;
+            assert_eq!(replica.store_up().await, "1");
         }
         fleet[1].order(Frontend, &fresh).await.assert_allowed();
         revoke_subject(&fleet[0], "outage-after").await.unwrap();
@@ -551,8 +562,10 @@ fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply()
             Replica::start(&redis.url()).await,
         ];
         let victim = token().sub("frozen-victim").sign();
+        let spared = token().sub("frozen-spared").sign();
         for replica in &fleet {
             replica.order(Frontend, &victim).await.assert_allowed();
+            replica.order(Frontend, &spared).await.assert_allowed();
         }
 
         redis.freeze();
@@ -584,12 +597,27 @@ fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply()
             "a new session waited {session_waited:?}"
         );
         fleet[1].order(Frontend, &victim).await.assert_allowed();
+        // The timed-out connection was dropped; a new one cannot be set up with a frozen Redis
+        // (its handshake is not answered), so the next XADD is never sent: "not recorded".
+        let asked = Instant::now();
+        let not_sent = revoke_subject(&fleet[0], "frozen-spared")
+            .await
+            .expect_err("nothing is acknowledged while Redis does not answer");
+        let second_waited = asked.elapsed();
+        assert!(
+            not_sent
+                .message()
+                .starts_with("revocation not recorded: revocation store unavailable: "),
+            "{not_sent:?}"
+        );
         println!(
             "Redis frozen: Revoke answered after {revoke_waited:?}: {:?}; a new session \
-             answered after {session_waited:?}: {} {}",
+             answered after {session_waited:?}: {} {}; a second Revoke answered after \
+             {second_waited:?}: {:?}",
             refused.message(),
             denied.status,
-            denied.body
+            denied.body,
+            not_sent.message()
         );
 
         redis.thaw();
@@ -609,7 +637,10 @@ fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply()
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            replica.order(Frontend, &spared).await.assert_allowed();
         }
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 1, "only the unconfirmed revocation reached Redis");
     });
 }
 
