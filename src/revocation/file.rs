@@ -168,11 +168,35 @@ impl Inner {
         StoreError::Unavailable(format!("{}: {what}: {error}", self.path.display()))
     }
 
+    /// A failed write is "not recorded": a partial record can never load, and it is cut off
+    /// again, because left in place the next acknowledged record would follow it and the log
+    /// would load as corrupt. A failed `fsync` is not: the record is whole in the file and may
+    /// well be loaded after a restart, so it is [`StoreError::Unconfirmed`].
     fn append(&self, record: &[u8]) -> Result<(), StoreError> {
         let mut log = self.log.lock().expect("revocation log lock poisoned");
-        log.write_all(record)
-            .map_err(|e| self.unavailable("appending", e))?;
-        log.sync_data().map_err(|e| self.unavailable("syncing", e))
+        let before = log
+            .metadata()
+            .map_err(|e| self.unavailable("appending", e))?
+            .len();
+        if let Err(error) = log.write_all(record) {
+            if let Err(truncating) = log.set_len(before) {
+                tracing::error!(
+                    file = %self.path.display(),
+                    offset = before,
+                    %truncating,
+                    "cannot cut off a partial revocation record: if another record follows \
+                     it, the log will not load (move the bytes from this offset aside)"
+                );
+            }
+            return Err(self.unavailable("appending", error));
+        }
+        log.sync_data().map_err(|e| {
+            StoreError::Unconfirmed(format!(
+                "{}: syncing: {e} (the record is written but not known to be on disk; it may \
+                 be loaded at the next start)",
+                self.path.display()
+            ))
+        })
     }
 
     fn load(&self) -> Result<Vec<Revocation>, StoreError> {
