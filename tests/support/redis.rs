@@ -324,13 +324,16 @@ pub enum SeverWhen {
     AfterReply,
 }
 
+/// The armed marker and when to sever; `None` once it fired.
+type Plan = Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>;
+
 /// A TCP proxy in front of Redis that loses one command: once armed with [`Sever::arm`], the
 /// first connection to send bytes containing a marker is closed (both ways) at the chosen
 /// moment; every other connection and every later command passes through. Lets a test drop
 /// the shared connection exactly while a given write is in flight.
 pub struct Sever {
     pub addr: SocketAddr,
-    plan: Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>,
+    plan: Plan,
     task: JoinHandle<()>,
 }
 
@@ -364,8 +367,6 @@ impl Drop for Sever {
         self.task.abort();
     }
 }
-
-type Plan = Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>;
 
 async fn serve_severing(listener: TcpListener, upstream: SocketAddr, plan: Plan) {
     let mut pipes = tokio::task::JoinSet::new();
