@@ -733,3 +733,32 @@ fn a_revocation_resent_after_its_reply_was_lost_is_listed_once() {
         assert_revoked(&writer.order(Frontend, &victim).await);
     });
 }
+
+/// A middlebox between a replica and Redis forgets its flows: the replica's open connections go
+/// silent (never closed), new ones work. The follower's blocking read times out (store down),
+/// reconnects and catches up; before it reports the store up again it replaces the writers'
+/// silent connection too, so the first `Revoke` after SERVING is acknowledged, not left
+/// waiting for a reply that never comes.
+#[test]
+fn recovery_is_reported_only_once_the_writers_connection_answers() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let replica = Replica::start(&sever.url()).await;
+        let warm = token().sub("silent-warm").sign();
+        replica.order(Frontend, &warm).await.assert_allowed();
+
+        sever.stall_open_connections();
+        replica.await_store(ServingStatus::NotServing).await;
+        replica.await_store(ServingStatus::Serving).await;
+        assert_eq!(replica.store_up().await, "1");
+
+        revoke_subject(&replica, "silent-warm")
+            .await
+            .expect("the first Revoke after recovery is acknowledged");
+        assert_revoked(&replica.order(Frontend, &warm).await);
+        let fresh = token().sub("silent-fresh").sign();
+        replica.order(Frontend, &fresh).await.assert_allowed();
+    });
+}

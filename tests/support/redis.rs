@@ -11,6 +11,7 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -331,9 +332,14 @@ type Plan = Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>;
 /// first connection to send bytes containing a marker is closed (both ways) at the chosen
 /// moment; every other connection and every later command passes through. Lets a test drop
 /// the shared connection exactly while a given write is in flight.
+///
+/// [`Sever::stall_open_connections`] models a middlebox (NAT, load balancer, failover address)
+/// that forgot its flows: the connections open now go silent, never closed, while new ones work.
 pub struct Sever {
     pub addr: SocketAddr,
     plan: Plan,
+    /// Connections accepted before the current epoch relay nothing more.
+    epoch: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -342,8 +348,19 @@ impl Sever {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let plan = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(serve_severing(listener, upstream, Arc::clone(&plan)));
-        Sever { addr, plan, task }
+        let epoch = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(serve_severing(
+            listener,
+            upstream,
+            Arc::clone(&plan),
+            Arc::clone(&epoch),
+        ));
+        Sever {
+            addr,
+            plan,
+            epoch,
+            task,
+        }
     }
 
     /// `redis://<proxy>/0`.
@@ -354,6 +371,11 @@ impl Sever {
     /// Closes the next connection that sends `marker` (e.g. `XADD`), at `when`.
     pub fn arm(&self, marker: &str, when: SeverWhen) {
         *self.plan.lock().expect("plan lock") = Some((marker.as_bytes().to_vec(), when));
+    }
+
+    /// Every connection open now stops relaying (both ways) but stays open; new ones work.
+    pub fn stall_open_connections(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Whether the armed command has come by (and its connection was closed).
@@ -368,21 +390,39 @@ impl Drop for Sever {
     }
 }
 
-async fn serve_severing(listener: TcpListener, upstream: SocketAddr, plan: Plan) {
+async fn serve_severing(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    plan: Plan,
+    epoch: Arc<AtomicU64>,
+) {
     let mut pipes = tokio::task::JoinSet::new();
     loop {
         let Ok((client, _)) = listener.accept().await else {
             return;
         };
-        pipes.spawn(pipe_severing(client, upstream, Arc::clone(&plan)));
+        pipes.spawn(pipe_severing(
+            client,
+            upstream,
+            Arc::clone(&plan),
+            Arc::clone(&epoch),
+        ));
     }
 }
 
-/// Relays both ways; returning closes both sockets.
-async fn pipe_severing(mut client: TcpStream, upstream: SocketAddr, plan: Plan) {
+/// Relays both ways; returning closes both sockets. Once the epoch moves on, whatever arrives
+/// next is held forever, with both sockets open.
+async fn pipe_severing(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    plan: Plan,
+    epoch: Arc<AtomicU64>,
+) {
+    let born = epoch.load(Ordering::SeqCst);
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
+    let stalled = || epoch.load(Ordering::SeqCst) != born;
     let (mut from_client, mut to_client) = client.split();
     let (mut from_server, mut to_server) = server.split();
     let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
@@ -390,6 +430,9 @@ async fn pipe_severing(mut client: TcpStream, upstream: SocketAddr, plan: Plan) 
         tokio::select! {
             read = from_client.read(&mut up) => {
                 let Ok(n @ 1..) = read else { return };
+                if stalled() {
+                    return std::future::pending().await;
+                }
                 let chunk = &up[..n];
                 let hit = {
                     let mut plan = plan.lock().expect("plan lock");
@@ -418,6 +461,9 @@ async fn pipe_severing(mut client: TcpStream, upstream: SocketAddr, plan: Plan) 
             }
             read = from_server.read(&mut down) => {
                 let Ok(n @ 1..) = read else { return };
+                if stalled() {
+                    return std::future::pending().await;
+                }
                 if to_client.write_all(&down[..n]).await.is_err() {
                     return;
                 }
