@@ -9,7 +9,14 @@
 //!   service says NOT_SERVING; Redis restarted: all of it recovers by itself;
 //! - a replica cut off from Redis (while the others are not) catches up on what was revoked
 //!   meanwhile: nothing is lost;
-//! - a token pinned to one workload at one replica is a replay (`session_replayed`) at another.
+//! - a token pinned to one workload at one replica is a replay (`session_replayed`) at another;
+//! - Redis crashed (SIGKILL) and back, or a middlebox silently dropping open connections: once
+//!   `sessiongate.revocations` is SERVING again the first `Revoke` and the first new session
+//!   work (the writers' connection was replaced before recovery was reported);
+//! - Redis frozen (SIGSTOP): a `Revoke` it does not answer in time is "not confirmed; it may
+//!   still apply", and it does apply once Redis resumes; one never sent is "not recorded";
+//! - a write whose connection drops in flight is sent again on a fresh connection; a revocation
+//!   that thereby lands twice is listed once.
 //!
 //! Each test runs its own fleet (3 Envoys, 3 sessiongates, 1 Redis) and they run one at a time,
 //! so the latency figures are not measured on a machine busy with another fleet.

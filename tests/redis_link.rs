@@ -20,7 +20,7 @@ use support::redis::{RedisServer, Sever, SeverWhen};
 use support::run;
 
 /// The link's bound on connecting and on each reply.
-const TIMEOUT: Duration = Duration::from_millis(300);
+const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn link(url: &str) -> RedisLink {
     RedisLink::new(url, None, TIMEOUT).expect("a link")

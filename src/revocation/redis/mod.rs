@@ -27,7 +27,8 @@
 //!
 //! # Layout
 //! - [`entry`]: key names and the stream entry format (pure).
-//! - [`link`]: the connection, re-connected after failures, bounded in time.
+//! - [`link`]: the connection, replaced after failures (a write lost with it is resent once
+//!   when idempotent), bounded in time; its errors say whether Redis may have run a command.
 //! - [`follower`]: the fan-out task.
 
 pub mod entry;
