@@ -16,7 +16,8 @@
 //! - Redis frozen (SIGSTOP): a `Revoke` it does not answer in time is "not confirmed; it may
 //!   still apply", and it does apply once Redis resumes; one never sent is "not recorded";
 //! - a write whose connection drops in flight is sent again on a fresh connection; a revocation
-//!   that thereby lands twice is listed once.
+//!   that thereby lands twice is listed once;
+//! - with `wait_replicas`, a revocation no Redis replica confirmed is "not confirmed", and applies.
 //!
 //! Each test runs its own fleet (3 Envoys, 3 sessiongates, 1 Redis) and they run one at a time,
 //! so the latency figures are not measured on a machine busy with another fleet.
@@ -66,7 +67,10 @@ struct Replica {
 
 impl Replica {
     async fn start(redis_url: &str) -> Replica {
-        let yaml = fleet_yaml(redis_url);
+        Replica::start_with(fleet_yaml(redis_url)).await
+    }
+
+    async fn start_with(yaml: String) -> Replica {
         let stack = Stack::start_in(admin::prepared_dir(), &yaml).await;
         Replica { stack, yaml }
     }
@@ -767,5 +771,52 @@ fn recovery_is_reported_only_once_the_writers_connection_answers() {
         assert_revoked(&replica.order(Frontend, &warm).await);
         let fresh = token().sub("silent-fresh").sign();
         replica.order(Frontend, &fresh).await.assert_allowed();
+    });
+}
+
+/// With `wait_replicas: 1`, a revocation is acknowledged once a Redis replica holds it. With the
+/// Redis replica gone, `WAIT` counts 0: the revocation is on the primary, so it is answered
+/// "not confirmed; it may still apply", and it does apply (the followers read the primary).
+#[test]
+fn a_revocation_no_redis_replica_confirmed_is_not_confirmed_and_applies() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let mut copy = RedisServer::start_replica_of(&redis).await;
+        let replica =
+            Replica::start_with(format!("{}  wait_replicas: 1\n", fleet_yaml(&redis.url()))).await;
+        let victim = token().sub("waited-victim").sign();
+        replica.order(Frontend, &victim).await.assert_allowed();
+        revoke_subject(&replica, "waited-first")
+            .await
+            .expect("acknowledged once the Redis replica holds it");
+
+        copy.stop().await;
+        redis.await_replicas(0).await;
+        let unconfirmed = revoke_subject(&replica, "waited-victim")
+            .await
+            .expect_err("no Redis replica can confirm it");
+        assert_eq!(unconfirmed.code(), tonic::Code::Unavailable);
+        assert!(
+            unconfirmed
+                .message()
+                .starts_with("revocation not confirmed: ")
+                && unconfirmed
+                    .message()
+                    .contains("only 0 of 1 Redis replicas confirmed the write in time"),
+            "{unconfirmed:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = replica.order(Frontend, &victim).await;
+            if reply.reason() == Some("revoked") {
+                break;
+            }
+            reply.assert_allowed();
+            assert!(
+                Instant::now() < deadline,
+                "the revocation on the primary never applied"
+            );
+        }
     });
 }

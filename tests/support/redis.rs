@@ -62,6 +62,8 @@ pub struct RedisServer {
     dir: TempDir,
     process: Option<ChildProcess>,
     password: Option<String>,
+    /// `--replicaof 127.0.0.1 <port>`: a replica of the server on that port.
+    primary: Option<u16>,
     /// With TLS: the PEM of the CA its certificate chains to.
     ca_pem: Option<String>,
 }
@@ -85,10 +87,46 @@ impl RedisServer {
             dir,
             process: None,
             password: security.password,
+            primary: None,
             ca_pem,
         };
         server.launch().await;
         server
+    }
+
+    /// A replica of the open server `primary`, returned once `primary` counts it as in sync.
+    pub async fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis temp dir"),
+            process: None,
+            password: None,
+            primary: Some(primary.port),
+            ca_pem: None,
+        };
+        server.launch().await;
+        primary.await_replicas(1).await;
+        server
+    }
+
+    /// Waits until this server has `count` replicas online and in sync (`INFO replication`).
+    pub async fn await_replicas(&self, count: usize) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let info: String = self.query(redis::cmd("INFO").arg("replication")).await;
+            let online = info
+                .lines()
+                .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+                .count();
+            if online == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {count} replicas online:\n{info}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://:<password>@…` as the server is secured.
@@ -199,6 +237,9 @@ impl RedisServer {
             "",
             "--appendonly",
             "yes",
+            // A replica started by a test is in sync at once, not after the 5 s default.
+            "--repl-diskless-sync-delay",
+            "0",
             "--dir",
             dir.to_str().expect("utf-8 temp dir"),
         ]
@@ -225,6 +266,13 @@ impl RedisServer {
             );
         } else {
             args.extend(["--port".to_owned(), port]);
+        }
+        if let Some(primary) = self.primary {
+            args.extend([
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary.to_string(),
+            ]);
         }
         if let Some(password) = &self.password {
             args.extend(["--requirepass".to_owned(), password.clone()]);

@@ -139,13 +139,14 @@ impl RedisStore {
             return Ok(());
         }
         // `WAIT` counts the replicas holding its own connection's writes: it must travel with
-        // the `XADD`, and the pair is resent together or not at all.
+        // the `XADD`, and the pair is resent together or not at all. It waits three quarters of
+        // the reply bound, so its count arrives before the link stops waiting for it.
         let timeout_ms = u64::try_from(self.link.timeout().as_millis()).unwrap_or(u64::MAX);
         let mut pair = redis::pipe();
         pair.add_command(xadd)
             .cmd("WAIT")
             .arg(self.wait_replicas)
-            .arg(timeout_ms.max(1));
+            .arg((timeout_ms - timeout_ms / 4).max(1));
         let (_id, acknowledged): (String, u32) = self
             .link
             .query(&pair, Retry::Idempotent)
