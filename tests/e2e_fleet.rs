@@ -9,7 +9,15 @@
 //!   service says NOT_SERVING; Redis restarted: all of it recovers by itself;
 //! - a replica cut off from Redis (while the others are not) catches up on what was revoked
 //!   meanwhile: nothing is lost;
-//! - a token pinned to one workload at one replica is a replay (`session_replayed`) at another.
+//! - a token pinned to one workload at one replica is a replay (`session_replayed`) at another;
+//! - Redis crashed (SIGKILL) and back, or a middlebox silently dropping open connections: once
+//!   `sessiongate.revocations` is SERVING again the first `Revoke` and the first new session
+//!   work (the writers' connection was replaced before recovery was reported);
+//! - Redis frozen (SIGSTOP): a `Revoke` it does not answer in time is "not confirmed; it may
+//!   still apply", and it does apply once Redis resumes; one never sent is "not recorded";
+//! - a write whose connection drops in flight is sent again on a fresh connection; a revocation
+//!   that thereby lands twice is listed once;
+//! - with `wait_replicas`, a revocation no Redis replica confirmed is "not confirmed", and applies.
 //!
 //! Each test runs its own fleet (3 Envoys, 3 sessiongates, 1 Redis) and they run one at a time,
 //! so the latency figures are not measured on a machine busy with another fleet.
@@ -22,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use sessiongate::admin::proto;
 use sessiongate::app::REVOCATION_STORE_HEALTH;
-use support::redis::{Cut, RedisServer};
+use support::redis::{Cut, RedisServer, Sever, SeverWhen};
 use support::sessiongate::Sessiongate;
 use support::tokens::{self, Alg, ISSUER, token};
 use support::{SendExt as _, Stack, Workload, admin, run};
@@ -40,6 +48,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `revocation.timeout` of every fleet in this file.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The e2e policy with an admin listener and the Redis backend at `url`.
 fn fleet_yaml(url: &str) -> String {
     format!(
@@ -56,7 +67,10 @@ struct Replica {
 
 impl Replica {
     async fn start(redis_url: &str) -> Replica {
-        let yaml = fleet_yaml(redis_url);
+        Replica::start_with(fleet_yaml(redis_url)).await
+    }
+
+    async fn start_with(yaml: String) -> Replica {
         let stack = Stack::start_in(admin::prepared_dir(), &yaml).await;
         Replica { stack, yaml }
     }
@@ -109,6 +123,21 @@ impl Replica {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The value of `sessiongate_revocation_store_up` on the ops listener's `/metrics`.
+    async fn store_up(&self) -> String {
+        let metrics = reqwest::get(format!("http://{}/metrics", self.sessiongate().http_addr))
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("sessiongate_revocation_store_up "))
+            .unwrap_or_else(|| panic!("no sessiongate_revocation_store_up in\n{metrics}"))
+            .to_owned()
     }
 
     /// Restarts this replica's sessiongate (after `kill -9`) on the same ports, Envoy untouched.
@@ -385,6 +414,7 @@ fn redis_stopped_and_restarted_mid_test() {
         redis.stop().await;
         for replica in &fleet {
             replica.await_store(ServingStatus::NotServing).await;
+            assert_eq!(replica.store_up().await, "0");
             assert_eq!(
                 replica.health("").await,
                 ServingStatus::Serving as i32,
@@ -397,23 +427,33 @@ fn redis_stopped_and_restarted_mid_test() {
         }
         // A new session cannot be pinned fleet-wide: fail closed, 503.
         let fresh = token().sub("outage-fresh").sign();
-        fleet[1]
-            .order(Frontend, &fresh)
-            .await
-            .assert_denied(503, "internal_error");
+        let asked = Instant::now();
+        let denied = fleet[1].order(Frontend, &fresh).await;
+        let session_waited = asked.elapsed();
+        denied.assert_denied(503, "internal_error");
         // Revoke is refused, clearly, rather than acknowledged and lost.
         let refused = revoke_subject(&fleet[0], "outage-after")
             .await
             .expect_err("no revocation is acknowledged while Redis is down");
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         assert!(
-            refused.message().contains("revocation not recorded"),
+            refused
+                .message()
+                .starts_with("revocation not recorded: revocation store unavailable: "),
             "{refused:?}"
+        );
+        println!(
+            "Redis down: Revoke refused: {:?}; a new session answered after {session_waited:?}: \
+             {} {}",
+            refused.message(),
+            denied.status,
+            denied.body
         );
 
         redis.restart().await;
         for replica in &fleet {
             replica.await_store(ServingStatus::Serving).await;
+            assert_eq!(replica.store_up().await, "1");
         }
         fleet[1].order(Frontend, &fresh).await.assert_allowed();
         revoke_subject(&fleet[0], "outage-after").await.unwrap();
@@ -554,5 +594,325 @@ fn memory_one_revocation_and_one_pin_cost_in_redis() {
             stream_bytes / count < 1024,
             "a revocation should cost well under 1 KiB"
         );
+    });
+}
+
+/// Redis crashes (SIGKILL: its connections die without a word) and comes back on the same port.
+/// Once a replica reports the store up again, the writers' connection works too: the first
+/// `Revoke` is acknowledged and the first new session is pinned (200), at every replica, with
+/// no "broken pipe" from a connection that died with the old Redis.
+#[test]
+fn after_redis_crashes_and_returns_the_first_revoke_and_the_first_new_session_succeed() {
+    let _serial = serial();
+    run(async {
+        let mut redis = RedisServer::start().await;
+        let fleet = [
+            Replica::start(&redis.url()).await,
+            Replica::start(&redis.url()).await,
+        ];
+        // Each replica's shared connection carries a pin before the crash.
+        let warm = token().sub("crash-warm").sign();
+        for replica in &fleet {
+            replica.order(Frontend, &warm).await.assert_allowed();
+        }
+
+        redis.kill_hard().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::NotServing).await;
+            assert_eq!(replica.store_up().await, "0");
+        }
+        redis.restart().await;
+        for replica in &fleet {
+            replica.await_store(ServingStatus::Serving).await;
+            assert_eq!(replica.store_up().await, "1");
+        }
+
+        // Replica 0's first command after recovery is a Revoke; replica 1's is a new session.
+        // Then the other way round, so each kind of write works at each replica.
+        let fresh = [
+            token().sub("crash-fresh-0").sign(),
+            token().sub("crash-fresh-1").sign(),
+        ];
+        revoke_subject(&fleet[0], "crash-revoked-0")
+            .await
+            .expect("the first Revoke after recovery is acknowledged");
+        fleet[1].order(Frontend, &fresh[1]).await.assert_allowed();
+        fleet[0].order(Frontend, &fresh[0]).await.assert_allowed();
+        revoke_subject(&fleet[1], "crash-revoked-1")
+            .await
+            .expect("Revoke acknowledged");
+        // The pins are in Redis: each fresh session is a replay from another workload at the
+        // other replica.
+        fleet[0]
+            .order(Batch, &fresh[1])
+            .await
+            .assert_denied(401, "session_replayed");
+        fleet[1]
+            .order(Batch, &fresh[0])
+            .await
+            .assert_denied(401, "session_replayed");
+    });
+}
+
+/// Redis frozen (SIGSTOP: connections stay open, nothing is answered): a `Revoke` waits
+/// `revocation.timeout`, then is answered `UNAVAILABLE` "not confirmed ... it may still apply",
+/// because the `XADD` sits in Redis' socket buffer; when Redis resumes it runs, and the
+/// revocation is enforced fleet-wide, as the answer warned. Meanwhile a new session waits the
+/// same bounded time and is refused 503, and a session pinned before keeps working.
+#[test]
+fn a_revoke_redis_does_not_answer_in_time_is_not_confirmed_and_may_still_apply() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let fleet = [
+            Replica::start(&redis.url()).await,
+            Replica::start(&redis.url()).await,
+        ];
+        let victim = token().sub("frozen-victim").sign();
+        let spared = token().sub("frozen-spared").sign();
+        for replica in &fleet {
+            replica.order(Frontend, &victim).await.assert_allowed();
+            replica.order(Frontend, &spared).await.assert_allowed();
+        }
+
+        redis.freeze();
+        let asked = Instant::now();
+        let refused = revoke_subject(&fleet[0], "frozen-victim")
+            .await
+            .expect_err("nothing is acknowledged while Redis does not answer");
+        let revoke_waited = asked.elapsed();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(
+            refused.message().starts_with("revocation not confirmed: ")
+                && refused
+                    .message()
+                    .ends_with("; it may still apply (check with list before retrying)"),
+            "{refused:?}"
+        );
+        assert!(
+            revoke_waited >= REDIS_TIMEOUT && revoke_waited < REDIS_TIMEOUT * 3,
+            "Revoke answered after {revoke_waited:?}"
+        );
+
+        let fresh = token().sub("frozen-fresh").sign();
+        let asked = Instant::now();
+        let denied = fleet[1].order(Frontend, &fresh).await;
+        let session_waited = asked.elapsed();
+        denied.assert_denied(503, "internal_error");
+        assert!(
+            session_waited < REDIS_TIMEOUT * 3,
+            "a new session waited {session_waited:?}"
+        );
+        fleet[1].order(Frontend, &victim).await.assert_allowed();
+        // The timed-out connection was dropped; a new one cannot be set up with a frozen Redis
+        // (its handshake is not answered), so the next XADD is never sent: "not recorded".
+        let asked = Instant::now();
+        let not_sent = revoke_subject(&fleet[0], "frozen-spared")
+            .await
+            .expect_err("nothing is acknowledged while Redis does not answer");
+        let second_waited = asked.elapsed();
+        assert!(
+            not_sent
+                .message()
+                .starts_with("revocation not recorded: revocation store unavailable: "),
+            "{not_sent:?}"
+        );
+        println!(
+            "Redis frozen: Revoke answered after {revoke_waited:?}: {:?}; a new session \
+             answered after {session_waited:?}: {} {}; a second Revoke answered after \
+             {second_waited:?}: {:?}",
+            refused.message(),
+            denied.status,
+            denied.body,
+            not_sent.message()
+        );
+
+        redis.thaw();
+        for replica in &fleet {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let reply = replica.order(Frontend, &victim).await;
+                if reply.reason() == Some("revoked") {
+                    assert_revoked(&reply);
+                    break;
+                }
+                reply.assert_allowed();
+                assert!(
+                    Instant::now() < deadline,
+                    "the unconfirmed revocation never applied\n{}",
+                    replica.stack.output()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            replica.order(Frontend, &spared).await.assert_allowed();
+        }
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 1, "only the unconfirmed revocation reached Redis");
+    });
+}
+
+/// The revocations `replica` lists, by subject.
+async fn listed_subjects(replica: &Replica) -> Vec<String> {
+    let mut client = admin::client(replica.admin_addr()).await;
+    client
+        .list_revocations(proto::ListRevocationsRequest {})
+        .await
+        .expect("ListRevocations")
+        .into_inner()
+        .revocations
+        .into_iter()
+        .filter_map(|revocation| match revocation.selector?.kind? {
+            proto::selector::Kind::Subject(subject) => Some(subject.sub),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The shared connection drops with a write in flight that never reached Redis: the write is
+/// sent once more on a fresh connection, and the caller never sees the failure (a Revoke is
+/// acknowledged, a new session is pinned and allowed).
+#[test]
+fn a_write_lost_with_its_connection_is_sent_again_on_a_fresh_one() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let replica = Replica::start(&sever.url()).await;
+
+        sever.arm("XADD", SeverWhen::BeforeRedis);
+        revoke_subject(&replica, "lost-in-flight")
+            .await
+            .expect("Revoke acknowledged after one resend");
+        assert!(sever.fired(), "the XADD went through the severing proxy");
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 1, "the first XADD never reached Redis");
+
+        sever.arm("e2e:pin:", SeverWhen::BeforeRedis);
+        let fresh = token().sub("lost-pin").sign();
+        replica.order(Frontend, &fresh).await.assert_allowed();
+        assert!(
+            sever.fired(),
+            "the pin's SET went through the severing proxy"
+        );
+        replica
+            .order(Batch, &fresh)
+            .await
+            .assert_denied(401, "session_replayed");
+        let pins: Vec<String> = redis.query(redis::cmd("KEYS").arg("e2e:pin:*")).await;
+        assert_eq!(pins.len(), 1, "{pins:?}");
+    });
+}
+
+/// The shared connection drops after Redis ran a revocation's `XADD` but before its reply
+/// arrived: the resend lands a second, equal entry. The revocation is acknowledged, and listed
+/// once: at the writer, at another replica (the follower ignores the equal echo), and after a
+/// restart (loading drops the duplicate).
+#[test]
+fn a_revocation_resent_after_its_reply_was_lost_is_listed_once() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let mut writer = Replica::start(&sever.url()).await;
+        let other = Replica::start(&redis.url()).await;
+        let victim = token().sub("twice").sign();
+        other.order(Frontend, &victim).await.assert_allowed();
+
+        sever.arm("XADD", SeverWhen::AfterReply);
+        revoke_subject(&writer, "twice")
+            .await
+            .expect("Revoke acknowledged after one resend");
+        assert!(sever.fired(), "the XADD went through the severing proxy");
+        let entries: u64 = redis.query(redis::cmd("XLEN").arg("e2e:revocations")).await;
+        assert_eq!(entries, 2, "Redis ran both the lost XADD and its resend");
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while other.order(Frontend, &victim).await.reason() != Some("revoked") {
+            assert!(
+                Instant::now() < deadline,
+                "never revoked at the other replica"
+            );
+        }
+        assert_eq!(listed_subjects(&writer).await, ["twice"]);
+        assert_eq!(listed_subjects(&other).await, ["twice"]);
+        writer.restart().await;
+        assert_eq!(listed_subjects(&writer).await, ["twice"], "loaded once");
+        assert_revoked(&writer.order(Frontend, &victim).await);
+    });
+}
+
+/// A middlebox between a replica and Redis forgets its flows: the replica's open connections go
+/// silent (never closed), new ones work. The follower's blocking read times out (store down),
+/// reconnects and catches up; before it reports the store up again it replaces the writers'
+/// silent connection too, so the first `Revoke` after SERVING is acknowledged, not left
+/// waiting for a reply that never comes.
+#[test]
+fn recovery_is_reported_only_once_the_writers_connection_answers() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let sever = Sever::start(redis.addr()).await;
+        let replica = Replica::start(&sever.url()).await;
+        let warm = token().sub("silent-warm").sign();
+        replica.order(Frontend, &warm).await.assert_allowed();
+
+        sever.stall_open_connections();
+        replica.await_store(ServingStatus::NotServing).await;
+        replica.await_store(ServingStatus::Serving).await;
+        assert_eq!(replica.store_up().await, "1");
+
+        revoke_subject(&replica, "silent-warm")
+            .await
+            .expect("the first Revoke after recovery is acknowledged");
+        assert_revoked(&replica.order(Frontend, &warm).await);
+        let fresh = token().sub("silent-fresh").sign();
+        replica.order(Frontend, &fresh).await.assert_allowed();
+    });
+}
+
+/// With `wait_replicas: 1`, a revocation is acknowledged once a Redis replica holds it. With the
+/// Redis replica gone, `WAIT` counts 0: the revocation is on the primary, so it is answered
+/// "not confirmed; it may still apply", and it does apply (the followers read the primary).
+#[test]
+fn a_revocation_no_redis_replica_confirmed_is_not_confirmed_and_applies() {
+    let _serial = serial();
+    run(async {
+        let redis = RedisServer::start().await;
+        let mut copy = RedisServer::start_replica_of(&redis).await;
+        let replica =
+            Replica::start_with(format!("{}  wait_replicas: 1\n", fleet_yaml(&redis.url()))).await;
+        let victim = token().sub("waited-victim").sign();
+        replica.order(Frontend, &victim).await.assert_allowed();
+        revoke_subject(&replica, "waited-first")
+            .await
+            .expect("acknowledged once the Redis replica holds it");
+
+        copy.stop().await;
+        redis.await_replicas(0).await;
+        let unconfirmed = revoke_subject(&replica, "waited-victim")
+            .await
+            .expect_err("no Redis replica can confirm it");
+        assert_eq!(unconfirmed.code(), tonic::Code::Unavailable);
+        assert!(
+            unconfirmed
+                .message()
+                .starts_with("revocation not confirmed: ")
+                && unconfirmed
+                    .message()
+                    .contains("only 0 of 1 Redis replicas confirmed the write in time"),
+            "{unconfirmed:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = replica.order(Frontend, &victim).await;
+            if reply.reason() == Some("revoked") {
+                break;
+            }
+            reply.assert_allowed();
+            assert!(
+                Instant::now() < deadline,
+                "the revocation on the primary never applied"
+            );
+        }
     });
 }

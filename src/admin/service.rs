@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, InvalidInput};
 use super::proto;
 use super::server::AdminState;
-use crate::revocation::{Effect, Revocation, Selector};
+use crate::revocation::{Effect, Revocation, Selector, StoreError};
 use crate::time::UnixTime;
 
 /// Who a revocation made through this API is attributed to.
@@ -62,6 +62,25 @@ fn invalid(error: InvalidInput) -> Status {
     Status::invalid_argument(error.to_string())
 }
 
+/// `UNAVAILABLE`, saying what became of a revocation the store did not acknowledge: certainly
+/// not recorded (the store was unreachable or refused it), or sent but not confirmed, in which
+/// case it may still apply; an operator told "not recorded" would not expect that.
+fn not_acknowledged(error: &StoreError, selector: &str) -> Status {
+    match error {
+        StoreError::Unconfirmed(cause) => {
+            tracing::error!(%error, selector, "revocation NOT confirmed; it may still apply");
+            Status::unavailable(format!(
+                "revocation not confirmed: {cause}; it may still apply (check with list before \
+                 retrying)"
+            ))
+        }
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            tracing::error!(%error, selector, "revocation NOT recorded");
+            Status::unavailable(format!("revocation not recorded: {error}"))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
     async fn revoke(
@@ -75,12 +94,7 @@ impl proto::admin_server::Admin for AdminService {
         let selector = convert::describe_selector(&(&revocation.selector).into());
         let stored = match self.state.revocations.revoke(revocation).await {
             Ok(stored) => stored,
-            Err(error) => {
-                tracing::error!(%error, selector, "revocation NOT recorded");
-                return Err(Status::unavailable(format!(
-                    "revocation not recorded: {error}"
-                )));
-            }
+            Err(error) => return Err(not_acknowledged(&error, &selector)),
         };
         let wire = convert::revocation_to_proto(&stored, self.state.revocations.horizon());
         tracing::info!(

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{PinError, PinFuture, PinStore};
-use crate::revocation::StoreError;
 use crate::revocation::redis::entry::Keys;
-use crate::revocation::redis::link::RedisLink;
+use crate::revocation::redis::link::{RedisLink, Retry};
 use crate::session::{Session, SessionKey};
 use crate::workload::{PinnedWorkload, Thumbprint};
 
@@ -46,11 +45,13 @@ impl RedisPins {
                     .arg("GET")
                     .arg("PX")
                     .arg(ttl_ms),
+                // Sent again after a lost connection, it answers as the first would have: if
+                // the first set the pin, the second returns it (our own identity: the claim
+                // won); if not, it claims now. The expiry is only set when the pin is.
+                Retry::Idempotent,
             )
             .await
-            .map_err(|error| match error {
-                StoreError::Unavailable(e) | StoreError::Corrupt(e) => PinError::Unavailable(e),
-            })?;
+            .map_err(|error| PinError::Unavailable(error.to_string()))?;
         match previous {
             None => Ok(identity),
             Some(stored) => decode(&stored).ok_or_else(|| {

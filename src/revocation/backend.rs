@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::redis::entry::Keys;
 use super::redis::follower::Follower;
-use super::redis::link::RedisLink;
+use super::redis::link::{RedisLink, Retry};
 use super::{FileStore, RedisStore, Revocations, StoreError};
 use crate::config::{RedisSettings, RevocationBackend};
 use crate::health::Readiness;
@@ -81,7 +81,8 @@ async fn open_redis(
                 let after = *cursor.lock().expect("cursor lock");
                 break (revocations, after);
             }
-            Err(StoreError::Unavailable(error)) => {
+            // A read that got no answer changed nothing: wait and read again.
+            Err(StoreError::Unavailable(error) | StoreError::Unconfirmed(error)) => {
                 readiness.set_store_reachable(false);
                 tracing::warn!(
                     %error,
@@ -115,7 +116,10 @@ async fn open_redis(
 /// said.)
 async fn warn_unless_persistent(link: &RedisLink) {
     let reply: Result<Vec<String>, _> = link
-        .query(redis::cmd("CONFIG").arg("GET").arg("appendonly"))
+        .query(
+            redis::cmd("CONFIG").arg("GET").arg("appendonly"),
+            Retry::Idempotent,
+        )
         .await;
     if let Ok(pair) = reply
         && pair.get(1).is_some_and(|value| value == "no")

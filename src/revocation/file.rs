@@ -210,9 +210,9 @@ impl Inner {
                 Ok(()) => Err(self.unavailable(what, error)),
                 Err(cut) => {
                     log.tail_pending = true;
-                    Err(StoreError::Unavailable(format!(
-                        "{}: {what}: {error}; the partial record could not be removed ({cut}): \
-                         not confirmed, it may still apply after a restart",
+                    Err(StoreError::Unconfirmed(format!(
+                        "{}: {what}: {error}; the partial record could not be removed ({cut}), \
+                         so it may be loaded at the next start",
                         self.path.display()
                     )))
                 }

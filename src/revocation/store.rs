@@ -41,9 +41,16 @@ pub trait RevocationStore: Send + Sync + 'static {
 /// Why a store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend cannot be reached or written (disk full, Redis down).
+    /// The backend cannot be reached or refused the write (disk full, Redis down): nothing
+    /// was stored.
     #[error("revocation store unavailable: {0}")]
     Unavailable(String),
+    /// The write was sent but not confirmed (no reply in time, the connection was lost, or
+    /// fewer Redis replicas than required confirmed it): it may still take effect. Reported as
+    /// such, never as "not recorded", so nobody takes a revocation for refused that then
+    /// applies.
+    #[error("revocation store did not confirm the write: {0}")]
+    Unconfirmed(String),
     /// Stored data is damaged; the message says where.
     #[error("revocation store is corrupt: {0}")]
     Corrupt(String),

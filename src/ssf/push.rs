@@ -3,7 +3,9 @@
 //! Thin: it checks the HTTP envelope (media type, size), hands the SET to the
 //! [`SsfReceiver`], and maps the outcome onto RFC 8935 section 2: `202 Accepted` with an empty
 //! body once the revocations are durable (replays included), `400` with `{"err", "description"}`
-//! for a refused SET, `503` when the store is down, so the transmitter retries.
+//! for a refused SET, `503` when the store is down, so the transmitter retries (its body says
+//! whether the revocations were certainly not stored, or sent without confirmation and may
+//! still apply).
 //!
 //! There is no HTTP authentication on this route: a SET authenticates itself by its signature,
 //! which is what RFC 8935 leaves to the receiver, and what a transmitter can always provide.
@@ -25,6 +27,7 @@ use axum::routing::post;
 use super::{Receipt, ReceiveError, SetError, SsfReceiver};
 use crate::budget::CallerKey;
 use crate::logging::LinesPerSecond;
+use crate::revocation::StoreError;
 use crate::time::UnixTime;
 
 /// Largest SET accepted. A CAEP SET is well under 2 KiB; 64 KiB leaves room for complex subjects
@@ -75,11 +78,22 @@ async fn push(
         Ok(Receipt::Applied { .. } | Receipt::Replayed) => StatusCode::ACCEPTED.into_response(),
         Err(ReceiveError::Refused(error)) => refuse(&error),
         Err(ReceiveError::Store(error)) => {
-            tracing::error!(%error, "SET not acknowledged: revocations could not be stored");
+            // 503 either way: the transmitter retries, and applying a revocation again is
+            // harmless. The body says whether this attempt may still take effect.
+            let body = match error {
+                StoreError::Unconfirmed(_) => {
+                    tracing::error!(%error, "SET not acknowledged: revocations not confirmed by the store; they may still apply");
+                    "revocation store did not confirm; the revocations may still apply; retry\n"
+                }
+                StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+                    tracing::error!(%error, "SET not acknowledged: revocations could not be stored");
+                    "revocation store unavailable; retry\n"
+                }
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-                "revocation store unavailable; retry\n",
+                body,
             )
                 .into_response()
         }
@@ -318,20 +332,45 @@ mod tests {
         assert_eq!(revocations.current().len(), 1);
     }
 
-    #[tokio::test]
-    async fn a_store_failure_is_503_not_acknowledged() {
+    /// The push endpoint over a store failing as `fail` sets it up.
+    async fn app_over_failing(fail: impl FnOnce(&MemoryStore)) -> Router {
         let store = MemoryStore::default();
-        store
-            .failing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        fail(&store);
         let revocations = Arc::new(
             Revocations::open(Box::new(store), Duration::from_secs(3600), UnixTime::now())
                 .await
                 .unwrap(),
         );
         let receiver = SsfReceiver::with_transmitters(vec![transmitter()], revocations);
-        let app = router(Arc::new(receiver), PATH);
-        let (status, _) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        router(Arc::new(receiver), PATH)
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_503_not_acknowledged() {
+        let app = app_over_failing(|store| {
+            store
+                .failing
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "revocation store unavailable; retry\n");
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_store_write_is_503_saying_it_may_still_apply() {
+        let app = app_over_failing(|store| {
+            store
+                .unconfirmed
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        let (status, body) = post(&app, Some(SET_MEDIA_TYPE), fresh_set().sign()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "revocation store did not confirm; the revocations may still apply; retry\n"
+        );
     }
 }

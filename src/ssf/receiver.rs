@@ -237,6 +237,7 @@ mod tests {
         let handle = MemoryStore {
             appended: Arc::clone(&store.appended),
             failing: Arc::clone(&store.failing),
+            unconfirmed: Arc::clone(&store.unconfirmed),
         };
         let revocations = Revocations::open(
             Box::new(store),

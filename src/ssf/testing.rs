@@ -177,6 +177,8 @@ pub struct MemoryStore {
     pub appended: Arc<Mutex<Vec<Revocation>>>,
     /// When set, appends fail as if the disk were full.
     pub failing: Arc<std::sync::atomic::AtomicBool>,
+    /// When set, appends fail as a write sent to Redis without a reply does: unconfirmed.
+    pub unconfirmed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RevocationStore for MemoryStore {
@@ -192,6 +194,9 @@ impl RevocationStore for MemoryStore {
         Box::pin(async move {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("disk full".into()));
+            }
+            if self.unconfirmed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unconfirmed("timed out".into()));
             }
             self.appended.lock().unwrap().push(revocation.clone());
             Ok(())

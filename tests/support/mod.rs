@@ -16,7 +16,8 @@
 //! - [`ssf`]: a Shared Signals transmitter: minting SETs and pushing them to the admin listener.
 //! - [`admin`]: an admin listener and revocation log for a stack, and an admin client.
 //! - [`redis`]: a real `redis-server` (optionally TLS-only and with a password) that can be
-//!   stopped and restarted, and a proxy to cut one replica off from it.
+//!   stopped, killed, frozen and restarted; a proxy to cut one replica off from it; and one
+//!   that loses a chosen command or silences the connections open at a moment (`Sever`).
 //!
 //! Every test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]

@@ -122,6 +122,16 @@ impl ChildProcess {
     /// Sends SIGKILL to the child itself (not the watchdog) and waits until it is gone: a crash
     /// with no chance to flush or clean up.
     pub async fn kill_hard(&mut self) {
+        self.signal("KILL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.exited() {
+            assert!(Instant::now() < deadline, "{} survived SIGKILL", self.name);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) to the child itself, not the watchdog.
+    pub fn signal(&self, signal: &str) {
         let watchdog = self.watchdog.id().to_string();
         let children: Vec<String> = std::fs::read_dir("/proc")
             .expect("read /proc")
@@ -140,20 +150,15 @@ impl ChildProcess {
             .collect();
         assert!(
             !children.is_empty(),
-            "{} has no running child to kill",
+            "{} has no running child to signal",
             self.name
         );
         for pid in &children {
             let status = Command::new("kill")
-                .args(["-KILL", pid])
+                .args([&format!("-{signal}"), pid])
                 .status()
                 .expect("run kill");
-            assert!(status.success(), "kill -KILL {pid} failed");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.exited() {
-            assert!(Instant::now() < deadline, "{} survived SIGKILL", self.name);
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(status.success(), "kill -{signal} {pid} failed");
         }
     }
 

@@ -1,6 +1,7 @@
 //! A real `redis-server` (the Debian package; `scripts/test.sh` installs it) on a loopback port
 //! of its own, with an append-only file in a temporary folder, that a test can stop and start
-//! again on the same port and data; and a proxy that cuts one replica off from it.
+//! again on the same port and data, kill (`SIGKILL`) or freeze (`SIGSTOP`); a proxy that cuts
+//! one replica off from it; and a proxy that loses one command on its way ([`Sever`]).
 //!
 //! A server can also demand a password (`--requirepass`) and speak only TLS (`--port 0
 //! --tls-port`), with a certificate from a CA generated for it alone (so a client trusts it
@@ -10,9 +11,12 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -58,6 +62,8 @@ pub struct RedisServer {
     dir: TempDir,
     process: Option<ChildProcess>,
     password: Option<String>,
+    /// `--replicaof 127.0.0.1 <port>`: a replica of the server on that port.
+    primary: Option<u16>,
     /// With TLS: the PEM of the CA its certificate chains to.
     ca_pem: Option<String>,
 }
@@ -81,10 +87,46 @@ impl RedisServer {
             dir,
             process: None,
             password: security.password,
+            primary: None,
             ca_pem,
         };
         server.launch().await;
         server
+    }
+
+    /// A replica of the open server `primary`, returned once `primary` counts it as in sync.
+    pub async fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis temp dir"),
+            process: None,
+            password: None,
+            primary: Some(primary.port),
+            ca_pem: None,
+        };
+        server.launch().await;
+        primary.await_replicas(1).await;
+        server
+    }
+
+    /// Waits until this server has `count` replicas online and in sync (`INFO replication`).
+    pub async fn await_replicas(&self, count: usize) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let info: String = self.query(redis::cmd("INFO").arg("replication")).await;
+            let online = info
+                .lines()
+                .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+                .count();
+            if online == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {count} replicas online:\n{info}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://:<password>@…` as the server is secured.
@@ -142,6 +184,31 @@ impl RedisServer {
         }
     }
 
+    /// SIGKILL: a crash, no chance to close connections cleanly or write anything; waits until
+    /// it is gone.
+    pub async fn kill_hard(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_hard().await;
+        }
+    }
+
+    /// SIGSTOP: the process is frozen, its sockets stay open and the kernel keeps accepting
+    /// connections and buffering commands, none of which is answered until [`Self::thaw`].
+    pub fn freeze(&self) {
+        self.process
+            .as_ref()
+            .expect("a running redis")
+            .signal("STOP");
+    }
+
+    /// SIGCONT: resumes a frozen server; it then runs what was buffered meanwhile.
+    pub fn thaw(&self) {
+        self.process
+            .as_ref()
+            .expect("a running redis")
+            .signal("CONT");
+    }
+
     /// Starts it again on the same port and data.
     pub async fn restart(&mut self) {
         self.launch().await;
@@ -170,6 +237,9 @@ impl RedisServer {
             "",
             "--appendonly",
             "yes",
+            // A replica started by a test is in sync at once, not after the 5 s default.
+            "--repl-diskless-sync-delay",
+            "0",
             "--dir",
             dir.to_str().expect("utf-8 temp dir"),
         ]
@@ -196,6 +266,13 @@ impl RedisServer {
             );
         } else {
             args.extend(["--port".to_owned(), port]);
+        }
+        if let Some(primary) = self.primary {
+            args.extend([
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary.to_string(),
+            ]);
         }
         if let Some(password) = &self.password {
             args.extend(["--requirepass".to_owned(), password.clone()]);
@@ -283,5 +360,162 @@ async fn serve(listener: TcpListener, upstream: SocketAddr) {
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
             }
         });
+    }
+}
+
+/// When [`Sever`] closes the connection carrying the command it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeverWhen {
+    /// Before forwarding it: Redis never sees the command.
+    BeforeRedis,
+    /// After Redis answered it, without relaying the answer: Redis ran it, the client cannot
+    /// know.
+    AfterReply,
+}
+
+/// The armed marker and when to sever; `None` once it fired.
+type Plan = Arc<Mutex<Option<(Vec<u8>, SeverWhen)>>>;
+
+/// A TCP proxy in front of Redis that loses one command: once armed with [`Sever::arm`], the
+/// first connection to send bytes containing a marker is closed (both ways) at the chosen
+/// moment; every other connection and every later command passes through. Lets a test drop
+/// the shared connection exactly while a given write is in flight.
+///
+/// [`Sever::stall_open_connections`] models a middlebox (NAT, load balancer, failover address)
+/// that forgot its flows: the connections open now go silent, never closed, while new ones work.
+pub struct Sever {
+    pub addr: SocketAddr,
+    plan: Plan,
+    /// Connections accepted before the current epoch relay nothing more.
+    epoch: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Sever {
+    pub async fn start(upstream: SocketAddr) -> Sever {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let plan = Arc::new(Mutex::new(None));
+        let epoch = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(serve_severing(
+            listener,
+            upstream,
+            Arc::clone(&plan),
+            Arc::clone(&epoch),
+        ));
+        Sever {
+            addr,
+            plan,
+            epoch,
+            task,
+        }
+    }
+
+    /// `redis://<proxy>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Closes the next connection that sends `marker` (e.g. `XADD`), at `when`.
+    pub fn arm(&self, marker: &str, when: SeverWhen) {
+        *self.plan.lock().expect("plan lock") = Some((marker.as_bytes().to_vec(), when));
+    }
+
+    /// Every connection open now stops relaying (both ways) but stays open; new ones work.
+    pub fn stall_open_connections(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether the armed command has come by (and its connection was closed).
+    pub fn fired(&self) -> bool {
+        self.plan.lock().expect("plan lock").is_none()
+    }
+}
+
+impl Drop for Sever {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_severing(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    plan: Plan,
+    epoch: Arc<AtomicU64>,
+) {
+    let mut pipes = tokio::task::JoinSet::new();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        pipes.spawn(pipe_severing(
+            client,
+            upstream,
+            Arc::clone(&plan),
+            Arc::clone(&epoch),
+        ));
+    }
+}
+
+/// Relays both ways; returning closes both sockets. Once the epoch moves on, whatever arrives
+/// next is held forever, with both sockets open.
+async fn pipe_severing(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    plan: Plan,
+    epoch: Arc<AtomicU64>,
+) {
+    let born = epoch.load(Ordering::SeqCst);
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let stalled = || epoch.load(Ordering::SeqCst) != born;
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            read = from_client.read(&mut up) => {
+                let Ok(n @ 1..) = read else { return };
+                if stalled() {
+                    return std::future::pending().await;
+                }
+                let chunk = &up[..n];
+                let hit = {
+                    let mut plan = plan.lock().expect("plan lock");
+                    let hit = plan.as_ref().and_then(|(marker, when)| {
+                        chunk.windows(marker.len()).any(|w| w == marker.as_slice()).then_some(*when)
+                    });
+                    if hit.is_some() {
+                        *plan = None;
+                    }
+                    hit
+                };
+                match hit {
+                    Some(SeverWhen::BeforeRedis) => return,
+                    Some(SeverWhen::AfterReply) => {
+                        if to_server.write_all(chunk).await.is_ok() {
+                            let _ = from_server.read(&mut down).await;
+                        }
+                        return;
+                    }
+                    None => {
+                        if to_server.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            read = from_server.read(&mut down) => {
+                let Ok(n @ 1..) = read else { return };
+                if stalled() {
+                    return std::future::pending().await;
+                }
+                if to_client.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! The follower blocks in `XREAD` after the last entry id it applied. When the connection fails
 //! (Redis stopped, network partition: a blocking read that outlives its deadline counts too), it
 //! reports the store unreachable, logs it once, and reconnects with capped exponential back-off;
-//! after reconnecting it first reads everything after its last id (catch-up) and only then
-//! reports the store reachable again. Meanwhile the mirror keeps enforcing everything known.
+//! after reconnecting it first reads everything after its last id (catch-up), then replaces the
+//! writers' shared connection and checks it answers ([`RedisLink::renew`]), and only then
+//! reports the store reachable again: SERVING promises that the next `Revoke` and the next pin
+//! work. Meanwhile the mirror keeps enforcing everything known.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +85,9 @@ impl Follower {
         }
         *backoff = BACKOFF_MIN;
         if !*reachable {
+            // The writers' shared connection may be dead too (a restarted Redis closed it):
+            // replace it and see it answer before saying Redis is back.
+            self.link.renew().await?;
             *reachable = true;
             self.readiness.set_store_reachable(true);
             tracing::info!(

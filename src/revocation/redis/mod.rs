@@ -3,9 +3,15 @@
 //! # Design
 //!
 //! - **Durable write**: [`RedisStore::append`] is one `XADD` to `<prefix>revocations`
-//!   (optionally followed by `WAIT` for replicas); it returns `Ok` only once Redis answered, so
-//!   an acknowledged revocation is in Redis (how durable Redis itself is, is its persistence
-//!   configuration: `appendonly yes`, `appendfsync always` for no loss on power failure).
+//!   (pipelined with `WAIT` for replicas on the same connection, since `WAIT` covers only its
+//!   own connection's writes); it returns `Ok` only once Redis answered, so an acknowledged
+//!   revocation is in Redis (how durable Redis itself is, is its persistence configuration:
+//!   `appendonly yes`, `appendfsync always` for no loss on power failure). A write sent without
+//!   a reply is [`StoreError::Unconfirmed`], not "unavailable": Redis may still apply it.
+//! - **Idempotent write**: when the connection drops with the `XADD` in flight, it is sent
+//!   again on a fresh connection ([`link::Retry::Idempotent`]). If both landed, the stream holds
+//!   two equal entries; the mirror ignores an entry equal to one it holds, and loading drops
+//!   the duplicate, so it is applied, listed and counted once.
 //! - **Fan-out**: every replica runs a [`follower`] that blocks in `XREAD` after the last entry
 //!   id it applied and applies each new entry to its local mirror with
 //!   [`Revocations::apply`](super::Revocations::apply). The hot path reads only the mirror.
@@ -21,21 +27,22 @@
 //!
 //! # Layout
 //! - [`entry`]: key names and the stream entry format (pure).
-//! - [`link`]: the connection, re-connected after failures, bounded in time.
+//! - [`link`]: the connection, replaced after failures (a write lost with it is resent once
+//!   when idempotent), bounded in time; its errors say whether Redis may have run a command.
 //! - [`follower`]: the fan-out task.
 
 pub mod entry;
 pub mod follower;
 pub mod link;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
 
 use self::entry::{EntryId, Keys};
-use self::link::RedisLink;
+use self::link::{LinkError, RedisLink, Retry};
 use super::Revocation;
 use super::store::{RevocationStore, StoreError, StoreFuture};
 use crate::time::UnixTime;
@@ -90,6 +97,7 @@ impl RedisStore {
                     .arg("+")
                     .arg("COUNT")
                     .arg(PAGE),
+                Retry::Idempotent,
             )
             .await?;
         decode_entries(self.keys.stream(), reply.ids)
@@ -97,13 +105,19 @@ impl RedisStore {
 
     async fn load_all(&self) -> Result<Vec<Revocation>, StoreError> {
         let mut all = Vec::new();
+        // The JSON of each revocation kept: a write retried after a lost connection may have
+        // landed twice (see the module docs), and the copy must not be listed twice.
+        let mut seen = HashSet::new();
         let mut cursor = EntryId::START;
         loop {
             let page = self.read_after(cursor).await?;
             let done = page.len() < PAGE;
             for (id, revocation) in page {
                 cursor = id;
-                all.push(revocation);
+                let json = serde_json::to_string(&revocation).expect("a revocation serialises");
+                if seen.insert(json) {
+                    all.push(revocation);
+                }
             }
             if done {
                 break;
@@ -119,24 +133,37 @@ impl RedisStore {
         for (field, value) in entry::encode(revocation) {
             xadd.arg(field).arg(value);
         }
-        let _id: String = self.link.query(&xadd).await?;
-        if self.wait_replicas > 0 {
-            let timeout_ms = u64::try_from(self.link.timeout().as_millis()).unwrap_or(u64::MAX);
-            let acknowledged: u32 = self
-                .link
-                .query(
-                    redis::cmd("WAIT")
-                        .arg(self.wait_replicas)
-                        .arg(timeout_ms.max(1)),
-                )
-                .await?;
-            if acknowledged < self.wait_replicas {
-                return Err(StoreError::Unavailable(format!(
-                    "{}: only {acknowledged} of {} Redis replicas confirmed the write in time",
-                    self.link.describe(),
-                    self.wait_replicas
-                )));
-            }
+        if self.wait_replicas == 0 {
+            // Sent twice at most, and a duplicate entry is ignored (see the module docs).
+            let _id: String = self.link.query(&xadd, Retry::Idempotent).await?;
+            return Ok(());
+        }
+        // `WAIT` counts the replicas holding its own connection's writes: it must travel with
+        // the `XADD`, and the pair is resent together or not at all. It waits three quarters of
+        // the reply bound, so its count arrives before the link stops waiting for it.
+        let timeout_ms = u64::try_from(self.link.timeout().as_millis()).unwrap_or(u64::MAX);
+        let mut pair = redis::pipe();
+        pair.add_command(xadd)
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg((timeout_ms - timeout_ms / 4).max(1));
+        let (_id, acknowledged): (String, u32) = self
+            .link
+            .query(&pair, Retry::Idempotent)
+            .await
+            .map_err(|error| match error {
+                // Either command's error comes back alone: if it was `WAIT`'s, the `XADD` ran.
+                LinkError::Refused(why) => StoreError::Unconfirmed(why),
+                other => other.into(),
+            })?;
+        if acknowledged < self.wait_replicas {
+            return Err(StoreError::Unconfirmed(format!(
+                "{}: only {acknowledged} of {} Redis replicas confirmed the write in time (it is \
+                 on the primary, so it applies unless the primary fails over before a replica \
+                 copies it)",
+                self.link.describe(),
+                self.wait_replicas
+            )));
         }
         Ok(())
     }
@@ -157,6 +184,7 @@ impl RedisStore {
                     .arg(self.keys.stream())
                     .arg("MINID")
                     .arg(keep_from),
+                Retry::Idempotent,
             )
             .await?;
         Ok(())
