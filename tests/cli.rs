@@ -99,20 +99,28 @@ fn version_and_help() {
     );
 }
 
-#[test]
-fn sigterm_drains_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes the shipped example, on ephemeral ports and followed by `extra` YAML, with its JWKS
+/// into `dir`; returns the config's path.
+fn example_on_ephemeral_ports(dir: &Path, extra: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(EXAMPLE)
         .unwrap()
         .replace("127.0.0.1:9191", "127.0.0.1:0")
-        .replace("127.0.0.1:9192", "127.0.0.1:0");
-    let file = dir.path().join("sessiongate.yaml");
+        .replace("127.0.0.1:9192", "127.0.0.1:0")
+        + extra;
+    let file = dir.join("sessiongate.yaml");
     std::fs::write(&file, text).unwrap();
     std::fs::copy(
         Path::new(EXAMPLE).with_file_name("jwks.json"),
-        dir.path().join("jwks.json"),
+        dir.join("jwks.json"),
     )
     .unwrap();
+    file
+}
+
+#[test]
+fn sigterm_drains_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example_on_ephemeral_ports(dir.path(), "");
     let mut child = Command::new(BINARY)
         .args([
             "--log-format",
@@ -184,17 +192,10 @@ fn check_config_refuses_a_device_as_a_key_file_instead_of_reading_it_forever() {
 #[test]
 fn check_config_names_an_unreadable_admin_token_file_and_its_key_once() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}\nadmin:\n  listen: \"127.0.0.1:9193\"\n  token_file: \"missing.token\"\n",
-        std::fs::read_to_string(EXAMPLE).unwrap()
+    let file = example_on_ephemeral_ports(
+        dir.path(),
+        "\nadmin:\n  listen: \"127.0.0.1:9193\"\n  token_file: \"missing.token\"\n",
     );
-    let file = dir.path().join("sessiongate.yaml");
-    std::fs::write(&file, text).unwrap();
-    std::fs::copy(
-        Path::new(EXAMPLE).with_file_name("jwks.json"),
-        dir.path().join("jwks.json"),
-    )
-    .unwrap();
     let out = sessiongate(&["check-config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -222,18 +223,10 @@ fn sigterm_while_waiting_for_redis_exits_0_at_once() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let text = std::fs::read_to_string(EXAMPLE)
-        .unwrap()
-        .replace("127.0.0.1:9191", "127.0.0.1:0")
-        .replace("127.0.0.1:9192", "127.0.0.1:0")
-        + &format!("\nrevocation:\n  backend: redis\n  url: \"redis://{closed}/0\"\n");
-    let file = dir.path().join("sessiongate.yaml");
-    std::fs::write(&file, text).unwrap();
-    std::fs::copy(
-        Path::new(EXAMPLE).with_file_name("jwks.json"),
-        dir.path().join("jwks.json"),
-    )
-    .unwrap();
+    let file = example_on_ephemeral_ports(
+        dir.path(),
+        &format!("\nrevocation:\n  backend: redis\n  url: \"redis://{closed}/0\"\n"),
+    );
     let mut child = Command::new(BINARY)
         .args([
             "--log-format",
@@ -271,7 +264,9 @@ fn sigterm_while_waiting_for_redis_exits_0_at_once() {
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert_eq!(exited.code(), Some(0), "{rest:?}");
     assert!(
-        !rest.iter().any(|line| line.contains(r#""listener":"grpc""#)),
+        !rest
+            .iter()
+            .any(|line| line.contains(r#""listener":"grpc""#)),
         "never listened on the ext_authz port: {rest:?}"
     );
 }

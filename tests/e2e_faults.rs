@@ -14,7 +14,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use sessiongate::admin::client::Client;
 use sessiongate::admin::proto;
@@ -30,18 +29,6 @@ async fn order(stack: &Stack, jwt: &str) -> support::reply::Reply {
         .bearer_auth(jwt)
         .reply()
         .await
-}
-
-/// Sends requests until sessiongate answers again (Envoy says 503 while it is down).
-async fn order_once_back(stack: &Stack, jwt: &str) -> support::reply::Reply {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = order(stack, jwt).await;
-        if reply.status != 503 || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A token of `sub` issued a minute ago: before every revocation here, whose cut-off is the
@@ -167,32 +154,19 @@ fn a_full_disk_refuses_revocations_truthfully_and_corrupts_nothing() {
         recorded.push("after-full".into());
 
         // A restart reads the log back whole: nothing corrupt, nothing lost, nothing invented.
+        stack.kill_sessiongate().await;
         stack
-            .sessiongate
-            .as_mut()
-            .expect("sessiongate")
-            .kill_hard()
+            .restart_sessiongate(&admin::on_ports(&yaml, grpc, admin_at))
             .await;
-        stack.sessiongate = Some(
-            support::sessiongate::Sessiongate::start(
-                stack.dir(),
-                &admin::on_ports(&yaml, grpc, admin_at),
-            )
-            .await,
-        );
-        order_once_back(&stack, &refused_token)
+        stack
+            .get_once_back(Frontend, "/orders/1", &refused_token)
             .await
             .assert_allowed();
         for sub in &recorded {
             assert_revoked(&order(&stack, &issued_before_the_revocations(sub)).await);
         }
-        let listed = admin::client(admin_at)
-            .await
-            .list_revocations(proto::ListRevocationsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(listed.revocations.len(), recorded.len(), "{listed:?}");
+        let listed = admin::list(admin_at).await;
+        assert_eq!(listed.len(), recorded.len(), "{listed:?}");
     });
 }
 
@@ -231,37 +205,29 @@ fn sigkill_while_revocations_stream_in_loses_no_acknowledged_one() {
             for _ in 0..20 {
                 acknowledged.push(received.recv().await.expect("a writer acknowledged"));
             }
-            stack
-                .sessiongate
-                .as_mut()
-                .expect("sessiongate")
-                .kill_hard()
-                .await;
+            stack.kill_sessiongate().await;
             for writer in writers {
                 writer.await.unwrap();
             }
             while let Ok(sub) = received.try_recv() {
                 acknowledged.push(sub);
             }
-            stack.sessiongate =
-                Some(support::sessiongate::Sessiongate::start(stack.dir(), &on_ports).await);
+            stack.restart_sessiongate(&on_ports).await;
         }
 
         let bystander = token().sub("streamed-bystander").sign();
-        order_once_back(&stack, &bystander).await.assert_allowed();
+        stack
+            .get_once_back(Frontend, "/orders/1", &bystander)
+            .await
+            .assert_allowed();
         for sub in &acknowledged {
             assert_revoked(&order(&stack, &issued_before_the_revocations(sub)).await);
         }
-        let listed = admin::client(admin_at)
-            .await
-            .list_revocations(proto::ListRevocationsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let listed = admin::list(admin_at).await;
         assert!(
-            listed.revocations.len() >= acknowledged.len(),
+            listed.len() >= acknowledged.len(),
             "{} listed, {} acknowledged",
-            listed.revocations.len(),
+            listed.len(),
             acknowledged.len()
         );
     });

@@ -263,18 +263,6 @@ fn bad_admin_credentials_are_refused_and_change_nothing() {
     });
 }
 
-/// Sends requests until sessiongate answers again (Envoy says 503 while it is down).
-async fn order_once_back(stack: &Stack, workload: Workload, jwt: &str) -> support::reply::Reply {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = order(stack, workload, jwt).await;
-        if reply.status != 503 || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[test]
 fn a_revocation_survives_kill_9_right_after_the_acknowledgement() {
     run(async {
@@ -292,22 +280,14 @@ fn a_revocation_survives_kill_9_right_after_the_acknowledgement() {
         first.kill_hard().await;
 
         // A new process on the same ports and the same revocation log; Envoy is untouched.
-        let restarted = support::sessiongate::Sessiongate::start(
-            stack.dir(),
-            &admin::on_ports(&yaml, grpc, admin_at),
-        )
-        .await;
-        stack.sessiongate = Some(restarted);
+        stack
+            .restart_sessiongate(&admin::on_ports(&yaml, grpc, admin_at))
+            .await;
 
-        assert_revoked(&order_once_back(&stack, Frontend, &victim).await);
+        assert_revoked(&stack.get_once_back(Frontend, "/orders/1", &victim).await);
         order(&stack, Frontend, &bystander).await.assert_allowed();
-        let listed = admin::client(admin_at)
-            .await
-            .list_revocations(proto::ListRevocationsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(listed.revocations.len(), 1, "{listed:?}");
+        let listed = admin::list(admin_at).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
     });
 }
 
@@ -342,21 +322,16 @@ fn a_revocation_outlives_a_policy_that_narrows_and_widens_again() {
                 * 1000;
         assert_eq!(recorded.forget_after_unix_ms, promised_ms, "{recorded:?}");
         assert_revoked(&order(&stack, Frontend, &victim).await);
-        stack
-            .sessiongate
-            .as_mut()
-            .expect("sessiongate")
-            .kill_hard()
-            .await;
+        stack.kill_sessiongate().await;
 
         // Restarted with every max_token_age at most 2 minutes: the cut-off (9 minutes ago) is
         // past that horizon, so a horizon recomputed from this policy would forget the entry.
         let narrow = wide.replace("max_token_age: 15m", "max_token_age: 1m");
         assert_ne!(narrow, wide);
         let narrow_on_ports = admin::on_ports(&narrow, grpc, admin_at);
-        stack.sessiongate =
-            Some(support::sessiongate::Sessiongate::start(stack.dir(), &narrow_on_ports).await);
-        order_once_back(&stack, Frontend, &witness)
+        stack.restart_sessiongate(&narrow_on_ports).await;
+        stack
+            .get_once_back(Frontend, "/orders/1", &witness)
             .await
             .assert_denied(401, "token_too_old");
 
@@ -377,14 +352,9 @@ fn a_revocation_outlives_a_policy_that_narrows_and_widens_again() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_revoked(&order(&stack, Frontend, &victim).await);
-        let listed = admin::client(admin_at)
-            .await
-            .list_revocations(proto::ListRevocationsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(listed.revocations.len(), 1, "{listed:?}");
-        assert_eq!(listed.revocations[0].forget_after_unix_ms, promised_ms);
+        let listed = admin::list(admin_at).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].forget_after_unix_ms, promised_ms);
     });
 }
 

@@ -84,3 +84,14 @@ pub async fn revoke(
         .revocation
         .expect("Revoke answers the recorded revocation")
 }
+
+/// Every revocation the server at `addr` lists; panics if it refuses.
+pub async fn list(addr: SocketAddr) -> Vec<proto::Revocation> {
+    client(addr)
+        .await
+        .list_revocations(proto::ListRevocationsRequest {})
+        .await
+        .unwrap_or_else(|status| panic!("ListRevocations refused: {status:?}"))
+        .into_inner()
+        .revocations
+}

@@ -120,6 +120,40 @@ impl Stack {
         self.client(workload).post(self.url(path))
     }
 
+    /// GET `path` as `workload` with `jwt`, sent again while Envoy answers 503 because
+    /// sessiongate is not listening (yet): the first answer once it is back, after a restart.
+    pub async fn get_once_back(
+        &self,
+        workload: Workload,
+        path: &str,
+        jwt: &str,
+    ) -> super::reply::Reply {
+        use super::reply::SendExt as _;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reply = self.get(workload, path).bearer_auth(jwt).reply().await;
+            if reply.status != 503 || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9` of this stack's sessiongate (Envoy stays up and answers 503 meanwhile).
+    pub async fn kill_sessiongate(&mut self) {
+        self.sessiongate
+            .as_mut()
+            .expect("the stack runs sessiongate")
+            .kill_hard()
+            .await;
+    }
+
+    /// Starts a new sessiongate with `config_yaml` in this stack's folder (its revocation log,
+    /// its config file), after the previous one was killed or stopped: a restart.
+    pub async fn restart_sessiongate(&mut self, config_yaml: &str) {
+        self.sessiongate = Some(Sessiongate::start(self.dir(), config_yaml).await);
+    }
+
     /// Recent Envoy and sessiongate output, for a test that wants to explain a failure.
     pub fn output(&self) -> String {
         let sessiongate = self
