@@ -111,15 +111,9 @@ pub async fn start_with(
             .with_rejection_memory(config.verification.rejections),
     );
     let reloader = Reloader::new(running, Arc::clone(&gate), Arc::clone(&keys))
-        .with_metrics(metrics.config.clone());
-    let policy = gate.policy();
-    metrics.checks.declare_routes(
-        policy
-            .routes
-            .iter()
-            .map(|route| (&route.name, policy.dry_run.covers(Some(&route.name)))),
-    );
-    drop(policy);
+        .with_metrics(metrics.config.clone())
+        .with_check_metrics(metrics.checks.clone());
+    metrics.checks.declare_policy(&gate.policy());
     Ok(Started {
         gate,
         keys,

@@ -283,7 +283,19 @@ impl CheckMetrics {
     /// mode), the "no route" denials, and both latency histograms. A counter that appears only
     /// with its first increment hides that increment from `rate()` and `increase()`, so an alert
     /// like `rate(sessiongate_decisions_total{reason="unknown_key"}[5m]) > 0` would miss the first
-    /// event. Bounded: (routes + 1) × reasons series.
+    /// event. Called at start-up and for every applied reload, so a route a reload adds (or
+    /// moves into dry-run) is declared too. Bounded: (route names ever configured + 1) ×
+    /// reasons series; the operator's config, not a caller, decides how many.
+    pub fn declare_policy(&self, policy: &crate::policy::Policy) {
+        self.declare_routes(
+            policy
+                .routes
+                .iter()
+                .map(|route| (&route.name, policy.dry_run.covers(Some(&route.name)))),
+        );
+    }
+
+    /// Declares `routes` (name, whether dry-run covers it) at 0; see [`CheckMetrics::declare_policy`].
     pub fn declare_routes<'a>(&self, routes: impl IntoIterator<Item = (&'a Arc<str>, bool)>) {
         for (route, dry_run) in routes {
             let _ = self.inner.decisions.get_or_create(&DecisionLabels {

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::config::{self, Config, ConfigError};
 use crate::gate::Gate;
 use crate::keys::KeyManager;
-use crate::metrics::ConfigMetrics;
+use crate::metrics::{CheckMetrics, ConfigMetrics};
 use crate::watch::FileWatcher;
 
 /// Why a reload was attempted.
@@ -115,6 +115,9 @@ pub struct Reloader {
     last_seen: Option<[u8; 32]>,
     /// Counts applied and rejected reloads; holds the running generation for `/readyz`.
     metrics: ConfigMetrics,
+    /// Where a reloaded policy's routes are declared at 0 (see [`CheckMetrics::declare_policy`]),
+    /// so a route added by a reload is as visible to alerts as one present at start-up.
+    checks: Option<CheckMetrics>,
 }
 
 impl Reloader {
@@ -130,12 +133,19 @@ impl Reloader {
             running: running.restart_only,
             generation: 0,
             metrics: ConfigMetrics::default(),
+            checks: None,
         }
     }
 
     /// Counts reloads in `metrics`.
     pub fn with_metrics(mut self, metrics: ConfigMetrics) -> Reloader {
         self.metrics = metrics;
+        self
+    }
+
+    /// Declares every applied policy's routes in `checks`.
+    pub fn with_check_metrics(mut self, checks: CheckMetrics) -> Reloader {
+        self.checks = Some(checks);
         self
     }
 
@@ -217,6 +227,9 @@ impl Reloader {
             );
             self.metrics.rejected();
             return Reloaded::Rejected;
+        }
+        if let Some(checks) = &self.checks {
+            checks.declare_policy(&config.policy);
         }
         self.gate.replace_policy(config.policy);
         self.generation += 1;

@@ -198,6 +198,39 @@ fn parse_series(series: &str) -> (&str, HashMap<&str, &str>) {
 /// Issue 11, point 5: every series an alert selects exists from the first scrape, a counter at
 /// 0, so `increase()` and `rate()` see its first event. The list is read from the shipped alert
 /// rules, so an alert added on a series that appears late fails here.
+/// A route a reload adds is declared at 0 like one present at start-up: an alert on its first
+/// denial must not miss it.
+#[test]
+fn a_route_added_by_a_reload_has_its_series_at_0() {
+    run(async {
+        let stack = Stack::start(&sessiongate_yaml(None)).await;
+        let series = r#"sessiongate_decisions_total{decision="deny",reason="revoked",route="added-by-reload",dry_run="false"}"#;
+        assert_eq!(scrape(&stack).await.samples.get(series), None);
+        let sessiongate = stack.sessiongate.as_ref().expect("sessiongate");
+        let yaml = std::fs::read_to_string(&sessiongate.config_path).unwrap();
+        let added = yaml.replace(
+            "routes:\n",
+            "routes:\n  - name: added-by-reload\n    path_prefix: /added\n",
+        );
+        assert_ne!(added, yaml);
+        std::fs::write(&sessiongate.config_path, added).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let scraped = loop {
+            let scraped = scrape(&stack).await;
+            if scraped.samples.get("sessiongate_config_generation") == Some(&1.0) {
+                break scraped;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the reload never applied\n{}",
+                stack.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(scraped.samples.get(series), Some(&0.0), "{}", scraped.text);
+    });
+}
+
 #[test]
 fn every_series_the_shipped_alerts_select_exists_at_0_from_start_up() {
     run(async {
