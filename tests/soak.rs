@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use soak::fleet::{self, Fleet};
 use soak::load::{self, Pool, Rng, Run, Tally, unix_ms};
 use soak::model::{
-    Change, Event, Fault, FaultKind, PROPAGATION_BOUND, REPLICAS, Revocation, State, Timeline,
-    Variant,
+    Change, Event, Fault, FaultKind, PROPAGATION_BOUND, REPLICA_NAMES, REPLICAS, Revocation, State,
+    Timeline, Variant,
 };
 use soak::report;
 use soak::samples::{self, Sample};
@@ -45,7 +45,6 @@ use soak::samples::{self, Sample};
 const SMOKE_SECONDS: u64 = 40;
 /// Client tasks sharing the total rate.
 const CLIENT_TASKS: usize = 4;
-const REPLICA_NAMES: [&str; REPLICAS] = ["a", "b"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
@@ -450,12 +449,13 @@ async fn revoke(
         }
         Err(error) => {
             let at = run.started.elapsed().as_secs_f64();
+            let name = REPLICA_NAMES[origin];
             eprintln!(
-                "soak: {how:?} of {sub} at replica {origin} refused at {at:.3}s (fault declared: {in_fault}): {error}"
+                "soak: {how:?} of {sub} at replica {name} refused at {at:.3}s (fault declared: {in_fault}): {error}"
             );
             conducted.refused.push((
                 at,
-                format!("{how:?} {sub} at replica {origin}: {error}"),
+                format!("{how:?} {sub} at replica {name}: {error}"),
                 in_fault,
             ));
         }

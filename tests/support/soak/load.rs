@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::fleet::Front;
-use super::model::{Outcome, RequestFacts, Target, Timeline, TokenFacts};
+use super::model::{Outcome, REPLICA_NAMES, RequestFacts, Target, Timeline, TokenFacts};
 use crate::support::Workload;
 use crate::support::reply::Reply;
 use crate::support::tokens::{Alg, Signer, token};
@@ -416,6 +416,8 @@ pub struct Wrong {
     pub class: &'static str,
     pub expected: String,
     pub got: String,
+    /// The denial's `error_description`, if any: what sessiongate said went wrong.
+    pub detail: String,
     pub revocation_lost: bool,
 }
 
@@ -538,6 +540,7 @@ async fn one_request(run: &Run, class: Class, replica: usize, rng: &mut Rng) {
             class: picked.class.name(),
             expected: judgement.describe(),
             got: "transport error".into(),
+            detail: String::new(),
             revocation_lost: false,
         });
         return;
@@ -564,16 +567,23 @@ async fn one_request(run: &Run, class: Class, replica: usize, rng: &mut Rng) {
             class: picked.class.name(),
             expected: judgement.describe(),
             got: got.to_string(),
+            detail: reply
+                .as_ref()
+                .and_then(|r| r.body.get("error_description"))
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_owned(),
             revocation_lost,
         };
         eprintln!(
-            "soak: WRONG request {} at {:.3}s replica {} class {}: expected {}, got {}{}",
+            "soak: WRONG request {} at {:.3}s replica {} class {}: expected {}, got {} ({}){}",
             wrong.request,
             wrong.at_s,
-            wrong.replica,
+            REPLICA_NAMES[wrong.replica],
             wrong.class,
             wrong.expected,
             wrong.got,
+            wrong.detail,
             if revocation_lost {
                 " (REVOCATION LOST)"
             } else {

@@ -24,6 +24,8 @@ use crate::support::Workload;
 
 /// Replicas in the fleet: one revokes, the other must enforce.
 pub const REPLICAS: usize = 2;
+/// How reports name them.
+pub const REPLICA_NAMES: [&str; REPLICAS] = ["a", "b"];
 /// How long after its acknowledgement at one replica a revocation may take to reach the other:
 /// the README's promise for the fleet (p99 within 100 ms; measured p99 ~4 ms).
 pub const PROPAGATION_BOUND: std::time::Duration = std::time::Duration::from_millis(100);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::load::{Counts, Tally};
-use super::model::{Change, FaultKind, Timeline};
+use super::model::{Change, FaultKind, REPLICA_NAMES, Timeline};
 use super::plot::{self, Window};
 use super::samples::{self, LevelOff, Sample};
 use crate::Conducted;
@@ -79,7 +79,9 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
         .map(|f| {
             let kind = match f.kind {
                 FaultKind::RedisDown => "redis down".to_owned(),
-                FaultKind::ReplicaDown(r) => format!("replica {} killed (SIGKILL)", ["a", "b"][r]),
+                FaultKind::ReplicaDown(r) => {
+                    format!("replica {} killed (SIGKILL)", REPLICA_NAMES[r])
+                }
             };
             let end = f
                 .ended
@@ -266,13 +268,14 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
         for wrong in tally.wrong.iter().take(50) {
             writeln!(
                 w,
-                "- request {} at {:.3} s, replica {}, class {}: expected {}, got {}{}",
+                "- request {} at {:.3} s, replica {}, class {}: expected {}, got {} (`{}`){}",
                 wrong.request,
                 wrong.at_s,
-                ["a", "b"][wrong.replica],
+                REPLICA_NAMES[wrong.replica],
                 wrong.class,
                 wrong.expected,
                 wrong.got,
+                wrong.detail,
                 if wrong.revocation_lost {
                     " (revocation lost)"
                 } else {
