@@ -48,6 +48,14 @@ pub fn config(variant: Variant, jwks: &Path, redis_url: &str) -> String {
             1,
         )
         .replacen(
+            "    max_token_age: 2m\n",
+            &format!(
+                "    max_token_age: {}s\n",
+                variant.write_max_token_age_secs()
+            ),
+            1,
+        )
+        .replacen(
             "    scopes: [\"orders:read\"]\n",
             &format!("    scopes: [{read_scopes}]\n"),
             1,

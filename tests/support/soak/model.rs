@@ -34,11 +34,9 @@ pub const PROPAGATION_BOUND: std::time::Duration = std::time::Duration::from_mil
 pub const CLOCK_TOLERANCE_MS: i64 = 1_000;
 /// `session.clock_skew` of the soak config.
 pub const CLOCK_SKEW_MS: i64 = 30_000;
-/// `max_token_age` of the `orders-write` route, whatever the variant.
-pub const WRITE_MAX_TOKEN_AGE_SECS: i64 = 120;
-
-/// The policies the soak reloads between: the base policy, one whose global `max_token_age`
-/// is narrowed to 60 s, and one whose `orders-read` route also needs `orders:audit`.
+/// The policies the soak reloads between: the base policy, one that narrows every route's
+/// `max_token_age` to 60 s (so revocations may be forgotten sooner, and must be remembered
+/// again when it widens), and one whose `orders-read` route also needs `orders:audit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     Base,
@@ -53,6 +51,21 @@ impl Variant {
             Variant::NarrowAge => 60,
             Variant::Base | Variant::NarrowScope => 15 * 60,
         }
+    }
+
+    /// The `orders-write` route's `max_token_age`, seconds.
+    pub fn write_max_token_age_secs(self) -> i64 {
+        match self {
+            Variant::NarrowAge => 60,
+            Variant::Base | Variant::NarrowScope => 2 * 60,
+        }
+    }
+
+    /// The longest token age any route accepts: a revocation may be forgotten this long (plus
+    /// skew) after its cut-off.
+    pub fn longest_token_age_secs(self) -> i64 {
+        self.max_token_age_secs()
+            .max(self.write_max_token_age_secs())
     }
 
     /// The scopes `orders-read` requires.
@@ -149,6 +162,21 @@ impl State {
         }
     }
 
+    /// This state without the revocations the current policy lets sessiongate forget at
+    /// `now_ms`: no token they match passes the age rule of any route any more.
+    fn forgetting(&self, now_ms: i64) -> State {
+        let horizon_ms = self.variant.longest_token_age_secs() * 1000 + CLOCK_SKEW_MS;
+        State {
+            revocations: self
+                .revocations
+                .iter()
+                .filter(|r| r.issued_before_ms + horizon_ms >= now_ms)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     pub fn is_revoked(&self, token: &TokenFacts) -> bool {
         self.revocations
             .iter()
@@ -166,7 +194,11 @@ impl State {
                 self.variant.read_scopes(),
                 false,
             ),
-            Target::OrdersWrite => (WRITE_MAX_TOKEN_AGE_SECS, &["orders:write"], true),
+            Target::OrdersWrite => (
+                self.variant.write_max_token_age_secs(),
+                &["orders:write"],
+                true,
+            ),
         };
         let Some(token) = &request.token else {
             return Outcome::deny(401, "missing_token");
@@ -264,9 +296,11 @@ pub struct Judgement {
     pub expected: Vec<Outcome>,
     /// The pending changes make a difference: more than one answer is expected.
     pub in_transition: bool,
-    /// For a replay: the denial of the first rule after the pin, which a replica that has not
-    /// cached the session answers (it asks Redis for the owner only before an allow).
-    pub unseen_pin: Vec<Outcome>,
+    /// Denials the documentation also allows, never an allow: for a replay, the first rule
+    /// after the pin that fails (a replica that has not cached the session asks Redis for the
+    /// owner only before an allow); for a revoked session past the revocation's horizon under
+    /// the current policy, the age rule's (the revocation may have been pruned).
+    pub alternatives: Vec<Outcome>,
     /// Answers acceptable only because a fault overlapped the request.
     pub fault_allowed: Vec<Outcome>,
     /// A revocation of this session was applied at this replica before the request was sent.
@@ -276,13 +310,13 @@ pub struct Judgement {
 impl Judgement {
     pub fn accepts(&self, got: &Outcome) -> bool {
         self.expected.contains(got)
-            || self.unseen_pin.contains(got)
+            || self.alternatives.contains(got)
             || self.fault_allowed.contains(got)
     }
 
     /// Accepted without a fault's help.
     pub fn accepts_without_fault(&self, got: &Outcome) -> bool {
-        self.expected.contains(got) || self.unseen_pin.contains(got)
+        self.expected.contains(got) || self.alternatives.contains(got)
     }
 
     pub fn in_fault(&self) -> bool {
@@ -299,11 +333,8 @@ impl Judgement {
                 .join(" | ")
         };
         let mut text = list(&self.expected);
-        if !self.unseen_pin.is_empty() {
-            text.push_str(&format!(
-                " (or, at a replica without the pin: {})",
-                list(&self.unseen_pin)
-            ));
+        if !self.alternatives.is_empty() {
+            text.push_str(&format!(" (or, documented: {})", list(&self.alternatives)));
         }
         if self.in_fault() {
             text.push_str(&format!(" (or in fault: {})", list(&self.fault_allowed)));
@@ -357,7 +388,7 @@ impl Timeline {
                 .collect()
         };
         let mut expected = Vec::new();
-        let mut unseen_pin = Vec::new();
+        let mut alternatives = Vec::new();
         let mut base_state = None;
         for mask in masks {
             let mut state = self.initial.clone();
@@ -375,6 +406,11 @@ impl Timeline {
                 answered_ms + CLOCK_TOLERANCE_MS,
             ] {
                 let outcome = state.decide(request, now_ms);
+                // A revocation past its horizon may have been pruned: the age rule answers.
+                let pruned = state.forgetting(now_ms).decide(request, now_ms);
+                if pruned != outcome {
+                    alternatives.push(pruned);
+                }
                 if outcome == Outcome::deny(401, "session_replayed") {
                     // A replica that has not seen the session learns its owner from Redis only
                     // when the request would otherwise be allowed: a later rule's denial is
@@ -385,7 +421,7 @@ impl Timeline {
                     };
                     let later = state.decide(&unpinned, now_ms);
                     if later != Outcome::Allow {
-                        unseen_pin.push(later);
+                        alternatives.push(later);
                     }
                 }
                 expected.push(outcome);
@@ -397,15 +433,15 @@ impl Timeline {
         expected.sort();
         expected.dedup();
         let in_transition = expected.len() > 1;
-        unseen_pin.retain(|o| !expected.contains(o));
-        unseen_pin.sort();
-        unseen_pin.dedup();
+        alternatives.retain(|o| !expected.contains(o));
+        alternatives.sort();
+        alternatives.dedup();
         let mut fault_allowed: Vec<Outcome> = self
             .faults
             .iter()
             .filter(|f| f.overlaps(sent, answered))
             .filter_map(|f| f.allows(r))
-            .filter(|o| !expected.contains(o) && !unseen_pin.contains(o))
+            .filter(|o| !expected.contains(o) && !alternatives.contains(o))
             .collect();
         fault_allowed.sort();
         fault_allowed.dedup();
@@ -416,7 +452,7 @@ impl Timeline {
         Judgement {
             expected,
             in_transition,
-            unseen_pin,
+            alternatives,
             fault_allowed,
             revoked_before_sent,
         }
@@ -511,5 +547,34 @@ mod tests {
         let judgement = timeline.judge(&request, (t0, 1_000_001_000), (answered, 1_000_001_005));
         assert!(!judgement.accepts(&Outcome::Allow));
         assert!(judgement.accepts(&Outcome::deny(503, "internal_error")));
+    }
+
+    #[test]
+    fn a_revocation_past_its_horizon_may_be_pruned_under_a_narrow_policy_but_never_under_a_wide_one()
+     {
+        let t0 = Instant::now();
+        let cutoff_ms = 1_000_000_000;
+        let revoked = read(token("u", cutoff_ms / 1000 - 5));
+        let at = |variant| {
+            let mut timeline = timeline();
+            timeline.initial.variant = variant;
+            timeline.initial.revocations.push(Revocation {
+                sub: "u".into(),
+                issued_before_ms: cutoff_ms,
+            });
+            // 100 s after the cut-off: past the narrow horizon (60 s + 30 s skew).
+            let now = cutoff_ms + 100_000;
+            timeline.judge(&revoked, (t0, now), (t0 + Duration::from_millis(5), now))
+        };
+        let narrow = at(Variant::NarrowAge);
+        assert_eq!(narrow.expected, vec![Outcome::deny(401, "revoked")]);
+        assert_eq!(
+            narrow.alternatives,
+            vec![Outcome::deny(401, "token_too_old")]
+        );
+        let wide = at(Variant::Base);
+        assert_eq!(wide.expected, vec![Outcome::deny(401, "revoked")]);
+        assert!(wide.alternatives.is_empty(), "{wide:?}");
+        assert!(!wide.accepts(&Outcome::Allow));
     }
 }
