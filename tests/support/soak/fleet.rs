@@ -272,9 +272,7 @@ fn pid_of(program: &Path, arg: &Path) -> Option<u32> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let ours = *args.first()? == program.as_os_str().as_encoded_bytes()
-            && args
-                .iter()
-                .any(|a| *a == arg.as_os_str().as_encoded_bytes());
+            && args.contains(&arg.as_os_str().as_encoded_bytes());
         ours.then_some(pid)
     })
 }

@@ -15,6 +15,9 @@ const COLOURS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
+/// A panel: its label, and the value of a sample it plots.
+type Panel = (&'static str, fn(&Sample) -> f64);
+
 /// A shaded interval: seconds from the start, and what it was.
 pub struct Window {
     pub from_s: f64,
@@ -41,7 +44,7 @@ pub fn svg(samples: &[Sample], windows: &[Window], duration_s: f64, title: &str)
         escape(title)
     )
     .unwrap();
-    let panels: [(&str, fn(&Sample) -> f64); 2] = [
+    let panels: [Panel; 2] = [
         ("resident memory (MiB)", |s| s.rss_kib as f64 / 1024.0),
         ("open file descriptors", |s| s.fds as f64),
     ];
