@@ -38,7 +38,7 @@ use soak::model::{
     Change, Event, Fault, FaultKind, PROPAGATION_BOUND, REPLICA_NAMES, REPLICAS, Revocation, State,
     Timeline, Variant,
 };
-use soak::report;
+use soak::report::{self, Conducted};
 use soak::samples::{self, Sample};
 
 /// The CI smoke's load duration.
@@ -130,14 +130,6 @@ impl Settings {
             sample_every: Duration::from_secs(if short { 1 } else { 5 }),
         }
     }
-}
-
-/// What the schedule did, for the report.
-#[derive(Default)]
-pub struct Conducted {
-    pub actions: Vec<(f64, String)>,
-    /// Revocations refused: (seconds since start, how, whether a fault was declared).
-    pub refused: Vec<(f64, String, bool)>,
 }
 
 #[test]

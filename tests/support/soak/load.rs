@@ -402,6 +402,8 @@ pub struct Counts {
     pub exact: u64,
     /// Matched, overlapping a trust change whose old and new state disagree.
     pub in_transition: u64,
+    /// Matched a denial the documentation also allows (see `Judgement::alternatives`).
+    pub alternative: u64,
     /// Matched only through a fault's fail-closed answer.
     pub fail_closed_in_fault: u64,
     pub wrong: u64,
@@ -545,12 +547,14 @@ async fn one_request(run: &Run, class: Class, replica: usize, rng: &mut Rng) {
         });
         return;
     };
-    if judgement.accepts_without_fault(&got) {
+    if judgement.expected.contains(&got) {
         if judgement.in_transition {
             counts.in_transition += 1;
         } else {
             counts.exact += 1;
         }
+    } else if judgement.alternatives.contains(&got) {
+        counts.alternative += 1;
     } else if judgement.accepts(&got) {
         counts.fail_closed_in_fault += 1;
     } else {

@@ -314,11 +314,6 @@ impl Judgement {
             || self.fault_allowed.contains(got)
     }
 
-    /// Accepted without a fault's help.
-    pub fn accepts_without_fault(&self, got: &Outcome) -> bool {
-        self.expected.contains(got) || self.alternatives.contains(got)
-    }
-
     pub fn in_fault(&self) -> bool {
         !self.fault_allowed.is_empty()
     }

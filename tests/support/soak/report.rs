@@ -12,7 +12,14 @@ use super::load::{Counts, Tally};
 use super::model::{Change, FaultKind, REPLICA_NAMES, Timeline};
 use super::plot::{self, Window};
 use super::samples::{self, LevelOff, Sample};
-use crate::Conducted;
+
+/// What the schedule did, for the report.
+#[derive(Default)]
+pub struct Conducted {
+    pub actions: Vec<(f64, String)>,
+    /// Revocations refused: (seconds since start, how, whether a fault was declared).
+    pub refused: Vec<(f64, String, bool)>,
+}
 
 pub struct Inputs<'a> {
     pub seconds: u64,
@@ -66,9 +73,10 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
     let tally = inputs.tally;
     let requests: u64 = tally.by_class.values().map(|c| c.requests).sum();
     let total = |f: fn(&Counts) -> u64| tally.by_class.values().map(f).sum::<u64>();
-    let (exact, transition, fault, wrong) = (
+    let (exact, transition, alternative, fault, wrong) = (
         total(|c| c.exact),
         total(|c| c.in_transition),
+        total(|c| c.alternative),
         total(|c| c.fail_closed_in_fault),
         total(|c| c.wrong),
     );
@@ -129,6 +137,7 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
         "requests": requests,
         "exact": exact,
         "in_transition": transition,
+        "documented_alternative": alternative,
         "fail_closed_in_fault": fault,
         "wrong_answers": wrong,
         "revocations_lost": tally.revocations_lost,
@@ -165,21 +174,21 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
     .unwrap();
     writeln!(
         w,
-        "**Wrong answers: {wrong}. Revocations lost: {}.** Exact: {exact}; in transition (overlapping a change, either state accepted): {transition}; fail-closed inside a declared fault: {fault}; transport errors: {}.\n",
+        "**Wrong answers: {wrong}. Revocations lost: {}.** Exact: {exact}; in transition (overlapping a change, either state accepted): {transition}; a denial the documentation also allows (replay at a replica without the pin, pruned revocation): {alternative}; fail-closed inside a declared fault: {fault}; transport errors: {}.\n",
         tally.revocations_lost, tally.transport_errors
     )
     .unwrap();
     writeln!(
         w,
-        "| class | requests | exact | in transition | fail-closed in fault | wrong |"
+        "| class | requests | exact | in transition | documented alternative | fail-closed in fault | wrong |"
     )
     .unwrap();
-    writeln!(w, "|---|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
     for (class, c) in &tally.by_class {
         writeln!(
             w,
-            "| {class} | {} | {} | {} | {} | {} |",
-            c.requests, c.exact, c.in_transition, c.fail_closed_in_fault, c.wrong
+            "| {class} | {} | {} | {} | {} | {} | {} |",
+            c.requests, c.exact, c.in_transition, c.alternative, c.fail_closed_in_fault, c.wrong
         )
         .unwrap();
     }
