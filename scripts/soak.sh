@@ -9,8 +9,8 @@
 # Defaults: 1800 s (30 minutes), 100 req/s, output in target/soak/<date>. Builds in release
 # mode, installs Envoy when missing (redis-server must be installed: scripts/test.sh does it),
 # runs `cargo test --release --test soak`, then prints the summary. Exit status: the test's
-# (non-zero on any wrong answer, lost revocation, or, for runs of 10 minutes or more, memory
-# or file descriptors that do not level off).
+# (non-zero on any wrong answer, lost revocation, revocation refused outside a declared fault,
+# or, for runs of 10 minutes or more, memory or file descriptors that do not level off).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "soak.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -206,6 +206,11 @@ fn soak() {
             "wrong answers (listed above and in summary.md)"
         );
         assert_eq!(summary.revocations_lost, 0, "revocations lost");
+        let refused: Vec<_> = conducted.refused.iter().filter(|r| !r.2).collect();
+        assert!(
+            refused.is_empty(),
+            "revocations refused while no fault was declared: {refused:?}"
+        );
         for action in CYCLE {
             assert!(
                 conducted
@@ -356,7 +361,8 @@ async fn conduct(
                         .await_metric("sessiongate_revocation_store_up", |up| up == 0.0)
                         .await;
                 }
-                // A revocation attempted now must be refused, never acknowledged and lost.
+                // Refused (nothing acknowledged can be lost); if it were acknowledged, the model
+                // holds sessiongate to it like any other.
                 revocations += 1;
                 revoke(
                     fleet,
@@ -376,6 +382,18 @@ async fn conduct(
                         .await;
                 }
                 end_fault(run, fault);
+                // Redis is back and every replica says so: a revocation must be acknowledged.
+                revocations += 1;
+                revoke(
+                    fleet,
+                    run,
+                    &mut rng,
+                    Action::AdminRevoke,
+                    revocations % REPLICAS,
+                    &mut conducted,
+                    false,
+                )
+                .await;
             }
             Action::KillReplica => {
                 let r = KILLED_REPLICA;
