@@ -423,6 +423,29 @@ pub struct Wrong {
     pub revocation_lost: bool,
 }
 
+/// One line: request, time, replica, class, what the model accepted, what came back, and
+/// sessiongate's own description; the log and the report print the same.
+impl std::fmt::Display for Wrong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "request {} at {:.3} s, replica {}, class {}: expected {}, got {} (`{}`){}",
+            self.request,
+            self.at_s,
+            REPLICA_NAMES[self.replica],
+            self.class,
+            self.expected,
+            self.got,
+            self.detail,
+            if self.revocation_lost {
+                " (REVOCATION LOST)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// What every task adds to.
 #[derive(Default)]
 pub struct Tally {
@@ -579,21 +602,7 @@ async fn one_request(run: &Run, class: Class, replica: usize, rng: &mut Rng) {
                 .to_owned(),
             revocation_lost,
         };
-        eprintln!(
-            "soak: WRONG request {} at {:.3}s replica {} class {}: expected {}, got {} ({}){}",
-            wrong.request,
-            wrong.at_s,
-            REPLICA_NAMES[wrong.replica],
-            wrong.class,
-            wrong.expected,
-            wrong.got,
-            wrong.detail,
-            if revocation_lost {
-                " (REVOCATION LOST)"
-            } else {
-                ""
-            }
-        );
+        eprintln!("soak: WRONG {wrong}");
         tally.wrong.push(wrong);
     }
     *tally.answers.entry(got.to_string()).or_default() += 1;

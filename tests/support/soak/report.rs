@@ -275,23 +275,7 @@ pub fn write(out: &Path, inputs: &Inputs) -> Summary {
     if !tally.wrong.is_empty() {
         writeln!(w, "\nWrong answers (first 50):\n").unwrap();
         for wrong in tally.wrong.iter().take(50) {
-            writeln!(
-                w,
-                "- request {} at {:.3} s, replica {}, class {}: expected {}, got {} (`{}`){}",
-                wrong.request,
-                wrong.at_s,
-                REPLICA_NAMES[wrong.replica],
-                wrong.class,
-                wrong.expected,
-                wrong.got,
-                wrong.detail,
-                if wrong.revocation_lost {
-                    " (revocation lost)"
-                } else {
-                    ""
-                }
-            )
-            .unwrap();
+            writeln!(w, "- {wrong}").unwrap();
         }
     }
     std::fs::write(out.join("summary.md"), &md).expect("write summary.md");
