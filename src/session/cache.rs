@@ -4,7 +4,7 @@
 //! is handed out only until its token expires (`exp` plus clock skew), capacity is bounded, and
 //! every time-based rule is judged by the decision with an explicit clock. An evicted session
 //! simply gets verified again; what is lost then is its idle history and its local pin (see
-//! README "Cache sizing").
+//! docs/operations.md, "Sizing the session cache").
 //!
 //! It is a purpose-built map rather than a general cache library because a cached session is
 //! what sessiongate's memory is made of (one million sessions must fit in 512 MiB) and a lookup
