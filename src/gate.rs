@@ -43,6 +43,10 @@ pub struct Outcome {
     /// caller records the pin through a [`crate::pinning::PinStore`] and finishes with
     /// [`Gate::settle_pin`]. Until then the verdict is provisional.
     pub pin: Option<PinClaim>,
+    /// Whether a denial is only reported, not enforced: decided by the same policy the verdict
+    /// came from, so a reload that lands while the pin is being recorded never judges a
+    /// request by one generation and enforces another's `dry_run`.
+    pub dry_run: bool,
 }
 
 /// A fresh session to be pinned to the workload that presented it.
@@ -198,9 +202,17 @@ impl Gate {
         })
     }
 
-    /// Judges one request at `now`.
+    /// Judges one request at `now`, under one policy generation from start to finish (the
+    /// answer's dry-run mode included).
     pub fn check(&self, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
         let policy = self.policy.load();
+        let mut outcome = self.judge(&policy, request, now);
+        outcome.dry_run = policy.dry_run.covers(outcome.route.as_deref());
+        outcome
+    }
+
+    /// The verdict of `policy` on one request (enforced; [`Gate::check`] settles dry-run).
+    fn judge(&self, policy: &Policy, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
         let (route, requirements, token) = match decision::admit(&policy.routes, request) {
             Ok(Admission::Public(route)) => {
                 return Outcome {
@@ -208,6 +220,7 @@ impl Gate {
                     verdict: Ok(()),
                     session: None,
                     pin: None,
+                    dry_run: false,
                 };
             }
             Ok(Admission::Bearer {
@@ -222,6 +235,7 @@ impl Gate {
                     verdict: Err(deny),
                     session: None,
                     pin: None,
+                    dry_run: false,
                 };
             }
         };
@@ -229,7 +243,7 @@ impl Gate {
         let key = SessionKey::of_token(token);
         let session = match self.sessions.get(&key, now) {
             Some(session) => session,
-            None => match self.first_sight(&policy, token, key, request, now) {
+            None => match self.first_sight(policy, token, key, request, now) {
                 Ok(session) => session,
                 Err(deny) => {
                     return Outcome {
@@ -237,6 +251,7 @@ impl Gate {
                         verdict: Err(deny),
                         session: None,
                         pin: None,
+                        dry_run: false,
                     };
                 }
             },
@@ -291,6 +306,7 @@ impl Gate {
             verdict,
             session: Some((key, session)),
             pin,
+            dry_run: false,
         }
     }
 
@@ -516,6 +532,37 @@ mod tests {
             .pin(claim.identity)
             .clone();
         gate.settle_pin(outcome, Ok(owner), now)
+    }
+
+    /// The README promises that a request in flight finishes under the policy it started with:
+    /// a reload landing while a new session's pin is recorded (the one await of a check) must
+    /// not turn an enforced denial into a dry-run one, nor the reverse. (Before, the adapter
+    /// read `dry_run` from the policy again after the await.)
+    #[test]
+    fn dry_run_is_settled_with_the_verdict_by_the_policy_the_request_started_with() {
+        let gate = gate();
+        let now = UnixTime::now();
+        let header = format!("Bearer {}", token(now));
+        let outcome = gate.check(&request(&header, FRONTEND), now);
+        assert!(outcome.pin.is_some(), "a fresh session waits for its pin");
+        assert!(!outcome.dry_run, "the starting policy enforces");
+
+        let mut in_dry_run = policy(&["orders:read"], "shop-api");
+        in_dry_run.dry_run = crate::dry_run::DryRun {
+            everywhere: true,
+            routes: Box::default(),
+        };
+        gate.replace_policy(in_dry_run);
+        let settled = gate.settle_pin(
+            outcome,
+            Err(crate::pinning::PinError::Unavailable("Redis down".into())),
+            now,
+        );
+        assert_eq!(reason(&settled), Some(DenyReason::InternalError));
+        assert!(!settled.dry_run, "still enforced: judged before the reload");
+
+        let later = gate.check(&request(&header, BATCH), now);
+        assert!(later.dry_run, "the next request runs under the new policy");
     }
 
     #[test]

@@ -272,6 +272,7 @@ mod tests {
             verdict: Ok(()),
             session: None,
             pin: None,
+            dry_run: false,
         };
         let names = [
             "x-sessiongate-subject",

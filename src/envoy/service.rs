@@ -147,8 +147,9 @@ impl AuthorizationService {
         };
         let outcome = self.pin(outcome).await;
         // Dry-run changes only the answer: the outcome, its metrics, span and log line are
-        // those of enforcement.
-        let dry_run = self.gate.policy().dry_run.covers(outcome.route.as_deref());
+        // those of enforcement. Whether it applies was settled with the verdict, under the
+        // same policy (a reload during the pin claim above changes neither).
+        let dry_run = outcome.dry_run;
         telemetry::record(span, &outcome, dry_run);
         let answer = match &outcome.verdict {
             Err(deny) if dry_run => response::dry_run_denial(deny, request::header_names(http)),
