@@ -145,7 +145,8 @@ pub struct Rules<'p> {
 }
 
 /// Step 2: judge a verified session for this request. `Ok(())` allows it; the caller then
-/// records the allowed request and pins the session (see [`crate::gate`]).
+/// records the allowed request and pins the session (see [`crate::gate`]). Stops at the first
+/// of [`RULES`] that denies.
 pub fn decide(
     token: &VerifiedToken,
     state: SessionState<'_>,
@@ -153,15 +154,73 @@ pub fn decide(
     rules: Rules<'_>,
     clock: Clock,
 ) -> Result<(), Deny> {
-    let now = clock.now;
-    let skew = rules.session.clock_skew;
-    if token.key.is_retired() {
+    let facts = Facts {
+        token,
+        state,
+        clock,
+        session: rules.session,
+        max_token_age: rules.requirements.max_token_age,
+        request: Some(RequestRules { caller, rules }),
+    };
+    RULES.iter().try_for_each(|rule| rule(&facts))
+}
+
+/// Everything a rule reads. `request` is `None` when a session is judged without a request
+/// (the admin API's `ExplainSession`, see [`session_denials`]): the rules that need a route
+/// or a caller then have nothing to say.
+struct Facts<'a> {
+    token: &'a VerifiedToken,
+    state: SessionState<'a>,
+    clock: Clock,
+    session: &'a SessionRules,
+    /// The route's `max_token_age` for a request; the longest any route accepts otherwise.
+    max_token_age: Duration,
+    request: Option<RequestRules<'a>>,
+}
+
+/// The request-specific half of [`Facts`].
+struct RequestRules<'a> {
+    caller: &'a Caller<'a>,
+    rules: Rules<'a>,
+}
+
+/// One rule: `Err` with the denial when the session fails it.
+type Rule = fn(&Facts<'_>) -> Result<(), Deny>;
+
+/// Every rule a verified session is judged by, in order: [`decide`] stops at the first that
+/// denies, [`session_denials`] collects every one (those that need a request are silent
+/// there). One list, so the two can never disagree on what a rule says or on its order.
+/// Authentication failures (401) come before authorization failures (403).
+const RULES: &[Rule] = &[
+    key_still_trusted,
+    keys_fresh,
+    not_revoked,
+    not_expired,
+    not_before,
+    issued_at_known_and_past,
+    young_enough,
+    authenticated_in_the_past,
+    authenticated_recently_enough,
+    not_idle,
+    certificate_bound,
+    not_replayed,
+    binding_claim_matches,
+    workload_allowed,
+    scopes_granted,
+];
+
+fn key_still_trusted(facts: &Facts<'_>) -> Result<(), Deny> {
+    if facts.token.key.is_retired() {
         return Err(Deny::new(
             DenyReason::UnknownKey,
             "signing key was removed from the issuer's key set",
         ));
     }
-    if state.keys_stale {
+    Ok(())
+}
+
+fn keys_fresh(facts: &Facts<'_>) -> Result<(), Deny> {
+    if facts.state.keys_stale {
         // 503, not 401: the fault is ours (the key source is unreachable), the token may well be
         // fine, and a 401 would send every client to its identity provider for a new token,
         // which would be judged the same way.
@@ -170,103 +229,176 @@ pub fn decide(
             "the issuer's keys could not be refreshed in time; try again later",
         ));
     }
-    match state.revocation {
-        RevocationCheck::Clear => {}
-        RevocationCheck::Revoked => {
-            return Err(Deny::new(DenyReason::Revoked, "session has been revoked"));
-        }
-        RevocationCheck::ReauthenticationRequired => return Err(Deny::reauthentication_required()),
+    Ok(())
+}
+
+fn not_revoked(facts: &Facts<'_>) -> Result<(), Deny> {
+    match facts.state.revocation {
+        RevocationCheck::Clear => Ok(()),
+        RevocationCheck::Revoked => Err(Deny::new(DenyReason::Revoked, "session has been revoked")),
+        RevocationCheck::ReauthenticationRequired => Err(Deny::reauthentication_required()),
     }
-    if now > token.expires_at.plus(skew) {
+}
+
+fn not_expired(facts: &Facts<'_>) -> Result<(), Deny> {
+    if facts.clock.now > facts.token.expires_at.plus(facts.session.clock_skew) {
         return Err(Deny::new(DenyReason::Expired, "token has expired"));
     }
-    if token.not_before.is_some_and(|nbf| nbf > now.plus(skew)) {
+    Ok(())
+}
+
+fn not_before(facts: &Facts<'_>) -> Result<(), Deny> {
+    let latest = facts.clock.now.plus(facts.session.clock_skew);
+    if facts.token.not_before.is_some_and(|nbf| nbf > latest) {
         return Err(Deny::new(
             DenyReason::NotYetValid,
             "token is not valid yet (nbf)",
         ));
     }
-    let Some(issued_at) = token.issued_at else {
-        return Err(Deny::new(
+    Ok(())
+}
+
+/// `iat` when it is present and not in the future: what the age and idle rules measure from.
+fn issued_at(facts: &Facts<'_>) -> Option<UnixTime> {
+    facts
+        .token
+        .issued_at
+        .filter(|&iat| iat <= facts.clock.now.plus(facts.session.clock_skew))
+}
+
+fn issued_at_known_and_past(facts: &Facts<'_>) -> Result<(), Deny> {
+    match facts.token.issued_at {
+        None => Err(Deny::new(
             DenyReason::TokenTooOld,
             "token has no iat, so its age is unbounded",
-        ));
-    };
-    if issued_at > now.plus(skew) {
-        return Err(Deny::new(
+        )),
+        Some(iat) if iat > facts.clock.now.plus(facts.session.clock_skew) => Err(Deny::new(
             DenyReason::NotYetValid,
             "token is issued in the future (iat)",
-        ));
+        )),
+        Some(_) => Ok(()),
     }
-    if now.since(issued_at) > rules.requirements.max_token_age {
-        return Err(Deny::new(
-            DenyReason::TokenTooOld,
-            "token is older than the route allows",
-        ));
+}
+
+fn young_enough(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(iat) = issued_at(facts) else {
+        return Ok(()); // issued_at_known_and_past has said it
+    };
+    if facts.clock.now.since(iat) > facts.max_token_age {
+        let description = if facts.request.is_some() {
+            "token is older than the route allows"
+        } else {
+            "token is older than any route allows"
+        };
+        return Err(Deny::new(DenyReason::TokenTooOld, description));
     }
-    check_auth_time_not_in_future(token, now, skew)?;
-    if let (Some(max_auth_age), Some(auth_time)) =
-        (rules.requirements.max_auth_age, token.auth_time)
-        && now.since(auth_time) > max_auth_age
+    Ok(())
+}
+
+fn authenticated_in_the_past(facts: &Facts<'_>) -> Result<(), Deny> {
+    check_auth_time_not_in_future(facts.token, facts.clock.now, facts.session.clock_skew)
+}
+
+fn authenticated_recently_enough(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if let (Some(max_auth_age), Some(auth_time)) = (
+        request.rules.requirements.max_auth_age,
+        facts.token.auth_time,
+    ) && facts.clock.now.since(auth_time) > max_auth_age
     {
         return Err(Deny::auth_too_old(max_auth_age.as_secs()));
     }
-    if let Some(idle_timeout) = rules.session.idle_timeout {
-        check_idle(issued_at, state.last_allowed, idle_timeout, clock)?;
-    }
-    match &token.confirmation {
-        Confirmation::None => {}
-        Confirmation::Certificate(bound) => {
-            if caller.thumbprint != Some(**bound) {
-                return Err(Deny::new(
-                    DenyReason::CnfMismatch,
-                    "token is bound to a different client certificate",
-                ));
-            }
+    Ok(())
+}
+
+fn not_idle(facts: &Facts<'_>) -> Result<(), Deny> {
+    match (facts.session.idle_timeout, issued_at(facts)) {
+        (Some(idle_timeout), Some(iat)) => {
+            check_idle(iat, facts.state.last_allowed, idle_timeout, facts.clock)
         }
-        Confirmation::Unsupported => {
-            return Err(Deny::new(
-                DenyReason::CnfMismatch,
-                "token uses an unsupported confirmation method",
-            ));
-        }
+        _ => Ok(()),
     }
-    if rules.binding.pin_first_workload
-        && let Some(pinned) = state.pinned
-        && !caller.is(pinned)
+}
+
+fn certificate_bound(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    match &facts.token.confirmation {
+        Confirmation::None => Ok(()),
+        Confirmation::Certificate(bound) if request.caller.thumbprint == Some(**bound) => Ok(()),
+        Confirmation::Certificate(_) => Err(Deny::new(
+            DenyReason::CnfMismatch,
+            "token is bound to a different client certificate",
+        )),
+        Confirmation::Unsupported => Err(Deny::new(
+            DenyReason::CnfMismatch,
+            "token uses an unsupported confirmation method",
+        )),
+    }
+}
+
+fn not_replayed(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if request.rules.binding.pin_first_workload
+        && let Some(pinned) = facts.state.pinned
+        && !request.caller.is(pinned)
     {
         return Err(replayed());
     }
-    if rules.binding.claim.is_some() {
-        match (&token.binding_claim, caller.spiffe_id) {
-            (Some(claimed), Some(id)) if **claimed == *id.as_str() => {}
-            (Some(_), _) => {
-                return Err(Deny::new(
-                    DenyReason::WorkloadMismatch,
-                    "token is bound to another workload",
-                ));
-            }
-            (None, _) if rules.binding.require_claim => {
-                return Err(Deny::new(
-                    DenyReason::WorkloadMismatch,
-                    "token lacks the workload binding claim",
-                ));
-            }
-            (None, _) => {}
-        }
+    Ok(())
+}
+
+fn binding_claim_matches(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if request.rules.binding.claim.is_none() {
+        return Ok(());
     }
-    if !rules.route.admits_workload(caller.spiffe_id) {
+    match (&facts.token.binding_claim, request.caller.spiffe_id) {
+        (Some(claimed), Some(id)) if **claimed == *id.as_str() => Ok(()),
+        (Some(_), _) => Err(Deny::new(
+            DenyReason::WorkloadMismatch,
+            "token is bound to another workload",
+        )),
+        (None, _) if request.rules.binding.require_claim => Err(Deny::new(
+            DenyReason::WorkloadMismatch,
+            "token lacks the workload binding claim",
+        )),
+        (None, _) => Ok(()),
+    }
+}
+
+fn workload_allowed(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if !request
+        .rules
+        .route
+        .admits_workload(request.caller.spiffe_id)
+    {
         return Err(workload_not_allowed());
     }
-    if !rules
-        .requirements
+    Ok(())
+}
+
+fn scopes_granted(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let requirements = request.rules.requirements;
+    if !requirements
         .scopes
         .iter()
-        .all(|scope| token.scopes.contains(scope))
+        .all(|scope| facts.token.scopes.contains(scope))
     {
-        return Err(Deny::insufficient_scope(
-            &rules.requirements.scope_challenge,
-        ));
+        return Err(Deny::insufficient_scope(&requirements.scope_challenge));
     }
     Ok(())
 }
@@ -274,7 +406,7 @@ pub fn decide(
 /// An `auth_time` later than `now + skew` is refused whether or not a route sets a
 /// `max_auth_age`: the age of an authentication that has not happened yet reads as zero, so
 /// such a token would pass every `max_auth_age` (and every SSF assurance-level cut-off) for as
-/// long as it lives. Shared by [`decide`] and [`session_denials`], so both say the same.
+/// long as it lives. The rule `authenticated_in_the_past` of [`RULES`].
 fn check_auth_time_not_in_future(
     token: &VerifiedToken,
     now: UnixTime,

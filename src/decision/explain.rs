@@ -3,15 +3,16 @@
 //!
 //! [`decide`](super::decide) stops at the first failed rule of one request on one route. An
 //! operator asking about a session wants every session-wide problem at once, and no route is
-//! involved, so route rules (scopes, per-route ages, workloads, binding) are left out; the token
-//! age is judged against the longest age any route accepts.
+//! involved, so the same list of rules ([`super::RULES`]) is run to the end without a request:
+//! the route rules (per-route authentication age, `cnf`, pin, binding claim, workloads, scopes)
+//! have nothing to say, and the token age is judged against the longest age any route accepts.
+//! Being the same list, it cannot drift from what requests are told (stale keys included).
 
 use std::time::Duration;
 
-use super::{Clock, SessionState, check_auth_time_not_in_future, check_idle};
-use crate::deny::{Deny, DenyReason};
+use super::{Clock, Facts, RULES, SessionState};
+use crate::deny::Deny;
 use crate::policy::SessionRules;
-use crate::revocation::RevocationCheck;
 use crate::token::VerifiedToken;
 
 /// Every session-wide reason `token` would be denied at `clock.now`, in the order
@@ -25,60 +26,15 @@ pub fn session_denials(
     longest_token_age: Duration,
     clock: Clock,
 ) -> Vec<Deny> {
-    let (now, skew) = (clock.now, session.clock_skew);
-    let mut denials = Vec::new();
-    if token.key.is_retired() {
-        denials.push(Deny::new(
-            DenyReason::UnknownKey,
-            "signing key was removed from the issuer's key set",
-        ));
-    }
-    match state.revocation {
-        RevocationCheck::Clear => {}
-        RevocationCheck::Revoked => {
-            denials.push(Deny::new(DenyReason::Revoked, "session has been revoked"))
-        }
-        RevocationCheck::ReauthenticationRequired => {
-            denials.push(Deny::reauthentication_required())
-        }
-    }
-    if now > token.expires_at.plus(skew) {
-        denials.push(Deny::new(DenyReason::Expired, "token has expired"));
-    }
-    if token.not_before.is_some_and(|nbf| nbf > now.plus(skew)) {
-        denials.push(Deny::new(
-            DenyReason::NotYetValid,
-            "token is not valid yet (nbf)",
-        ));
-    }
-    match token.issued_at {
-        None => denials.push(Deny::new(
-            DenyReason::TokenTooOld,
-            "token has no iat, so its age is unbounded",
-        )),
-        Some(issued_at) if issued_at > now.plus(skew) => denials.push(Deny::new(
-            DenyReason::NotYetValid,
-            "token is issued in the future (iat)",
-        )),
-        Some(issued_at) => {
-            if now.since(issued_at) > longest_token_age {
-                denials.push(Deny::new(
-                    DenyReason::TokenTooOld,
-                    "token is older than any route allows",
-                ));
-            }
-            if let Some(idle_timeout) = session.idle_timeout
-                && let Err(idle) = check_idle(issued_at, state.last_allowed, idle_timeout, clock)
-            {
-                denials.push(idle);
-            }
-        }
-    }
-    // Whatever `iat` says: an authentication in the future is a problem of its own.
-    if let Err(future) = check_auth_time_not_in_future(token, now, skew) {
-        denials.push(future);
-    }
-    denials
+    let facts = Facts {
+        token,
+        state,
+        clock,
+        session,
+        max_token_age: longest_token_age,
+        request: None,
+    };
+    RULES.iter().filter_map(|rule| rule(&facts).err()).collect()
 }
 
 #[cfg(test)]
@@ -86,6 +42,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::deny::DenyReason;
+    use crate::revocation::RevocationCheck;
     use crate::time::UnixTime;
     use crate::token::{Confirmation, Identifiers, KeySet, Scopes, SigningAlgorithm};
 

@@ -160,6 +160,74 @@ impl Case {
     fn denied_for(&self) -> DenyReason {
         self.decide().expect_err("expected a denial").reason
     }
+
+    /// `ExplainSession`'s reasons for this case's session, judged as if the route's age were
+    /// the longest of all routes.
+    fn explained(&self) -> Vec<DenyReason> {
+        let RouteAccess::Session(requirements) = &self.route.access else {
+            unreachable!()
+        };
+        session_denials(
+            &self.token,
+            SessionState {
+                last_allowed: self.last_allowed,
+                pinned: self.pinned.as_ref(),
+                revocation: self.revocation,
+                keys_stale: self.keys_stale,
+            },
+            &self.session,
+            requirements.max_token_age,
+            Clock {
+                now: self.now,
+                started_at: self.started_at,
+            },
+        )
+        .into_iter()
+        .map(|deny| deny.reason)
+        .collect()
+    }
+}
+
+/// Issue 12: `ExplainSession` must say what a request of the session is told. For every
+/// session-wide fault, alone, the first reason explained is the reason `decide` denies with
+/// (explain once ignored stale keys: a session every request got 503 for was "sound").
+#[test]
+fn explain_names_first_what_decide_denies_for_every_session_wide_fault() {
+    type Fault = (&'static str, fn(&mut Case));
+    let faults: [Fault; 9] = [
+        ("stale keys", |c| c.keys_stale = true),
+        ("revoked", |c| c.revocation = RevocationCheck::Revoked),
+        ("re-authentication", |c| {
+            c.revocation = RevocationCheck::ReauthenticationRequired
+        }),
+        ("expired", |c| c.now = at(3_600)),
+        ("nbf", |c| c.token.not_before = Some(at(600))),
+        ("no iat", |c| c.token.issued_at = None),
+        ("iat in the future", |c| c.token.issued_at = Some(at(600))),
+        ("auth_time in the future", |c| {
+            c.token.auth_time = Some(at(600))
+        }),
+        ("idle", |c| {
+            c.session.idle_timeout = Some(minutes(1));
+            c.last_allowed = Some(at(0));
+            c.now = at(300);
+            c.token.expires_at = at(3_600);
+        }),
+    ];
+    let sound = Case::new();
+    assert_eq!(sound.decide(), Ok(()));
+    assert_eq!(sound.explained(), []);
+    for (fault, apply) in faults {
+        let mut case = Case::new();
+        apply(&mut case);
+        let denied = case.decide().map_err(|deny| deny.reason);
+        assert!(denied.is_err(), "{fault}: decide allowed it");
+        assert_eq!(
+            case.explained().first().copied(),
+            denied.err(),
+            "{fault}: explain disagrees with decide"
+        );
+    }
 }
 
 // ---- step 1: admit ----
