@@ -131,18 +131,29 @@ impl Case {
         }
     }
 
+    fn state(&self) -> SessionState<'_> {
+        SessionState {
+            last_allowed: self.last_allowed,
+            pinned: self.pinned.as_ref(),
+            revocation: self.revocation,
+            keys_stale: self.keys_stale,
+        }
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            now: self.now,
+            started_at: self.started_at,
+        }
+    }
+
     fn decide(&self) -> Result<(), Deny> {
         let RouteAccess::Session(requirements) = &self.route.access else {
             unreachable!()
         };
         decide(
             &self.token,
-            SessionState {
-                last_allowed: self.last_allowed,
-                pinned: self.pinned.as_ref(),
-                revocation: self.revocation,
-                keys_stale: self.keys_stale,
-            },
+            self.state(),
             &self.caller,
             Rules {
                 route: &self.route,
@@ -150,10 +161,7 @@ impl Case {
                 session: &self.session,
                 binding: &self.binding,
             },
-            Clock {
-                now: self.now,
-                started_at: self.started_at,
-            },
+            self.clock(),
         )
     }
 
@@ -169,18 +177,10 @@ impl Case {
         };
         session_denials(
             &self.token,
-            SessionState {
-                last_allowed: self.last_allowed,
-                pinned: self.pinned.as_ref(),
-                revocation: self.revocation,
-                keys_stale: self.keys_stale,
-            },
+            self.state(),
             &self.session,
             requirements.max_token_age,
-            Clock {
-                now: self.now,
-                started_at: self.started_at,
-            },
+            self.clock(),
         )
         .into_iter()
         .map(|deny| deny.reason)
