@@ -879,8 +879,10 @@ fn a_revocation_no_redis_replica_confirmed_is_not_confirmed_and_applies() {
     run(async {
         let redis = RedisServer::start().await;
         let mut copy = RedisServer::start_replica_of(&redis).await;
-        let replica =
-            Replica::start_with(format!("{}  wait_replicas: 1\n", fleet_yaml(&redis.url()))).await;
+        // A wider reply bound than the other tests': the confirmed case must not depend on a
+        // loaded machine answering `WAIT` within 375 ms.
+        let yaml = fleet_yaml(&redis.url()).replace("timeout: 500ms", "timeout: 2s");
+        let replica = Replica::start_with(format!("{yaml}  wait_replicas: 1\n")).await;
         let victim = token().sub("waited-victim").sign();
         replica.order(Frontend, &victim).await.assert_allowed();
         revoke_subject(&replica, "waited-first")

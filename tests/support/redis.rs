@@ -106,6 +106,27 @@ impl RedisServer {
         };
         server.launch().await;
         primary.await_replicas(1).await;
+        // `state=online` is the primary's view; the replica may still be loading what it was
+        // sent. A write the replica acknowledges (`WAIT`) is the event that says it copies
+        // writes now, so a test's first `WAIT` is not racing the end of the initial sync.
+        // One connection for both: `WAIT` counts the copies of its own connection's writes.
+        let mut connection = primary
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis");
+        let (copies,): (u64,) = redis::pipe()
+            .cmd("SET")
+            .arg("test:replica-in-sync")
+            .arg(1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(1)
+            .arg(START_TIMEOUT.as_millis() as u64)
+            .query_async(&mut connection)
+            .await
+            .expect("SET and WAIT on the primary");
+        assert_eq!(copies, 1, "the replica never acknowledged a write");
         server
     }
 
