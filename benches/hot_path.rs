@@ -18,16 +18,17 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use prost::Message;
-use sessiongate::decision::{self, Admission, Clock, Rules, SessionState};
 use sessiongate::envoy::wire::CheckRequest as LeanCheckRequest;
 use sessiongate::envoy::{request, response};
-use sessiongate::gate::Gate;
 use sessiongate::revocation::RevocationCheck;
-use sessiongate::session::SessionKey;
-use sessiongate::time::UnixTime;
-use sessiongate::token::{KeyRing, KeySet};
-use sessiongate::workload::{Caller, SpiffeId, Thumbprint, ThumbprintCache};
 use sessiongate::{app, config};
+use sessiongate_check::gate::Gate;
+use sessiongate_check::session::SessionKey;
+use sessiongate_check::thumbprints::ThumbprintCache;
+use sessiongate_core::decision::{self, Admission, Clock, Rules, SessionState};
+use sessiongate_core::time::UnixTime;
+use sessiongate_core::workload::{Caller, SpiffeId, Thumbprint};
+use sessiongate_token::{KeyRing, KeySet};
 use support::{Alg, FRONTEND, ISSUER, Minter};
 
 /// The gate of the example policy, with the example keys, built as `serve` builds it.
@@ -110,7 +111,7 @@ fn cached_session(c: &mut Criterion) {
     let (mut low, mut high) = (None, None);
     for n in 2.. {
         let token = minter.token(Alg::Es256, n);
-        if sessiongate::token::canonical_digest(&token) == plain(&token) {
+        if sessiongate_token::canonical_digest(&token) == plain(&token) {
             low.get_or_insert(token);
         } else {
             high.get_or_insert(token);

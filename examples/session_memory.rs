@@ -16,8 +16,8 @@ mod support;
 
 use std::time::Instant;
 
-use sessiongate::gate::Gate;
 use sessiongate::{app, config};
+use sessiongate_check::gate::Gate;
 use support::{Alg, Minter};
 
 /// Resident set size in KiB (Linux).
@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     let grown = after.saturating_sub(before) * 1024;
     println!(
         "{{\"sessions\":{sessions},\"session_struct_bytes\":{},\"cached\":{cached},\"rss_before_mib\":{:.1},\"rss_after_mib\":{:.1},\"grown_mib\":{:.1},\"bytes_per_session\":{:.0},\"seconds\":{:.1}}}",
-        std::mem::size_of::<sessiongate::session::Session>(),
+        std::mem::size_of::<sessiongate_check::session::Session>(),
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         grown as f64 / (1024.0 * 1024.0),

@@ -11,7 +11,8 @@
 # - promtool (the Debian package `prometheus`) when missing, to parse /metrics (tests/e2e_ops.rs);
 # - kubernetes-validate (PyPI, bundles the Kubernetes schemas) into .venv-tools/ (git-ignored),
 #   for the offline checks of the manifests in k8s/ (tests/deploy_configs.rs);
-# - formatting check, then unit, gRPC integration and end-to-end tests (cargo test).
+# - formatting check, then unit (every crate of the workspace), gRPC integration and
+#   end-to-end tests (cargo test --workspace).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,7 +60,7 @@ echo "== tests"
 cargo build --locked --examples
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+cargo test --locked --workspace --lib --bins --tests 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one per test binary, the last of which may
 # be a binary without tests.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }

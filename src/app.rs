@@ -10,30 +10,30 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminCredential, AdminState};
-use crate::budget::BudgetLimits;
 use crate::config::{Config, LimitSettings, SsfSettings};
 use crate::connections::ConnectionCap;
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
 use crate::envoy::threads::ConnectionBounds;
 use crate::envoy::{AuthorizationService, CheckServer, threads};
-use crate::gate::Gate;
 use crate::grpc_health::GrpcHealth;
 use crate::health::Readiness;
 use crate::http_server::HttpBounds;
 use crate::keys::KeyManager;
 use crate::metrics::{ConnectionMetrics, Metrics, StateSources};
 use crate::ops::{OpsServer, OpsState};
-use crate::pinning::PinStore;
 use crate::port::ReservedPort;
 use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::{Revocations, backend};
-use crate::session::SessionCache;
 use crate::shutdown::{self, StopSignal};
 use crate::ssf::{self, SsfReceiver};
 use crate::telemetry::Tracing;
-use crate::time::UnixTime;
-use crate::token::KeyRing;
+use sessiongate_check::budget::BudgetLimits;
+use sessiongate_check::gate::Gate;
+use sessiongate_check::pinning::PinStore;
+use sessiongate_check::session::SessionCache;
+use sessiongate_core::time::UnixTime;
+use sessiongate_token::KeyRing;
 
 pub use crate::grpc_health::REVOCATION_STORE_HEALTH;
 
@@ -106,7 +106,7 @@ pub async fn start_with(
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
     let gate = Arc::new(
         Gate::new(config.policy, ring, sessions, UnixTime::now())
-            .with_revocations(Arc::clone(&revocations))
+            .with_revocations(Arc::clone(revocations.in_force()))
             .with_verification_budget(config.verification.budget)
             .with_rejection_memory(config.verification.rejections),
     );
@@ -389,7 +389,7 @@ pub async fn run(
         ))
     });
     let service = AuthorizationService::new(started.gate)
-        .with_key_refresher(started.keys.refresher())
+        .with_key_refresh(Arc::new(started.keys.refresher()))
         .with_pin_store(Arc::clone(&started.pins));
     let service = service.with_tracing(tracing.clone());
     let service = service.with_reporter(CheckReporter::new(

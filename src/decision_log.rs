@@ -18,9 +18,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::deny::{Deny, DenyReason};
 use crate::logging::LinesPerSecond;
-use crate::time::UnixTime;
+use sessiongate_core::deny::{Deny, DenyReason};
+use sessiongate_core::time::UnixTime;
 
 /// Default `telemetry.log_denied_per_second`.
 pub const DEFAULT_DENIED_LINES_PER_SECOND: u64 = 100;

@@ -31,10 +31,10 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::deny::DenyReason;
-use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::revocation::{OriginKind, Revocations};
+use sessiongate_check::gate::Gate;
+use sessiongate_core::deny::DenyReason;
 
 /// Check latency buckets (seconds): a cached session is judged in microseconds, a new one
 /// costs a signature verification (sub-millisecond to a few ms), an unknown `kid` may wait up
@@ -286,7 +286,7 @@ impl CheckMetrics {
     /// event. Called at start-up and for every applied reload, so a route a reload adds (or
     /// moves into dry-run) is declared too. Bounded: (route names ever configured + 1) ×
     /// reasons series; the operator's config, not a caller, decides how many.
-    pub fn declare_policy(&self, policy: &crate::policy::Policy) {
+    pub fn declare_policy(&self, policy: &sessiongate_check::policy::Policy) {
         self.declare_routes(
             policy
                 .routes

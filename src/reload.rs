@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::config::{self, Config, ConfigError};
-use crate::gate::Gate;
 use crate::keys::KeyManager;
 use crate::metrics::{CheckMetrics, ConfigMetrics};
 use crate::watch::FileWatcher;
+use sessiongate_check::gate::Gate;
 
 /// Why a reload was attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,9 @@
 
 mod support;
 
-use sessiongate::request::{AuthorizationValues, PeerFacts, RequestFacts};
-use sessiongate::time::UnixTime;
 use sessiongate::{app, config};
+use sessiongate_core::request::{AuthorizationValues, PeerFacts, RequestFacts};
+use sessiongate_core::time::UnixTime;
 use support::policy::sessiongate_yaml;
 use support::tokens::{self, Alg, token};
 use support::{Workload, run};

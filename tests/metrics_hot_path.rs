@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sessiongate::deny::DenyReason;
 use sessiongate::metrics::Metrics;
+use sessiongate_core::deny::DenyReason;
 
 struct Counting;
 

@@ -71,8 +71,8 @@ impl Alg {
 
     /// The kid `examples/jwks.json` publishes this algorithm's key under.
     /// The algorithm as sessiongate names it.
-    pub fn signing(self) -> sessiongate::token::SigningAlgorithm {
-        use sessiongate::token::SigningAlgorithm;
+    pub fn signing(self) -> sessiongate_token::SigningAlgorithm {
+        use sessiongate_token::SigningAlgorithm;
         match self {
             Alg::Rs256 => SigningAlgorithm::Rs256,
             Alg::Es256 => SigningAlgorithm::Es256,
@@ -87,12 +87,12 @@ impl Alg {
         self,
         token: &str,
     ) -> (
-        std::sync::Arc<sessiongate::token::VerificationKey>,
+        std::sync::Arc<sessiongate_token::VerificationKey>,
         String,
         Vec<u8>,
     ) {
         let jwks = std::fs::read(examples_dir().join("jwks.json")).expect("example JWKS");
-        let keys = sessiongate::token::KeySet::from_jwks_json(&jwks)
+        let keys = sessiongate_token::KeySet::from_jwks_json(&jwks)
             .expect("example JWKS")
             .keys;
         let key = keys
@@ -296,11 +296,11 @@ pub fn lean(check: &CheckRequest) -> sessiongate::envoy::wire::CheckRequest {
 
 /// Judges `check` and settles a fresh session's pin the way the local pin store does (the first
 /// workload wins, in the session itself), asserting the request was allowed.
-pub fn allow_and_pin(gate: &sessiongate::gate::Gate, check: &CheckRequest) {
+pub fn allow_and_pin(gate: &sessiongate_check::gate::Gate, check: &CheckRequest) {
     let check = &lean(check);
     let http = sessiongate::envoy::request::http_request(check).unwrap();
     let facts = sessiongate::envoy::request::facts(check, http).unwrap();
-    let now = sessiongate::time::UnixTime::now();
+    let now = sessiongate_core::time::UnixTime::now();
     let outcome = gate.check(&facts, now);
     let outcome = match outcome.pin.clone() {
         Some(claim) => {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::proto;
 use crate::revocation::{Effect, Revocation, Selector};
-use crate::time::UnixTime;
-use crate::workload::SpiffeId;
+use sessiongate_core::time::UnixTime;
+use sessiongate_core::workload::SpiffeId;
 
 /// Longest accepted selector value or reason: identifiers are short, and records must stay far
 /// below the store's record size limit.

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
 use crate::logging::LinesPerSecond;
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// The environment variable holding the admin token when no `admin.token_file` is configured
 /// (and the CLI's default).

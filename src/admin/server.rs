@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use super::credential::AdminCredential;
 use super::proto::admin_server::AdminServer;
 use super::service::AdminService;
-use crate::gate::Gate;
 use crate::http_server::{self, HttpBounds};
 use crate::revocation::Revocations;
 use crate::shutdown::StopSignal;
+use sessiongate_check::gate::Gate;
 
 /// How long open admin connections may linger after a stop signal before the listener closes
 /// anyway: a CLI or an HTTP/2 client keeping its connection alive must not hold up a shutdown.

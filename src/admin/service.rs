@@ -1,6 +1,6 @@
 //! The `sessiongate.admin.v1.Admin` service: thin handlers over the gate and the revocations.
 //! Input is validated in [`super::convert`]; the judgement of a session is
-//! [`crate::decision::session_denials`]. Tokens sent to `ExplainSession` are hashed, never logged.
+//! [`sessiongate_core::decision::session_denials`]. Tokens sent to `ExplainSession` are hashed, never logged.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use super::convert::{self, InvalidInput};
 use super::proto;
 use super::server::AdminState;
 use crate::revocation::{Effect, Revocation, Selector, StoreError};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// Who a revocation made through this API is attributed to.
 const ORIGIN: &str = "admin";

@@ -15,14 +15,18 @@ use std::time::Duration;
 pub use schema::ConfigFile;
 use schema::{IssuerSection, RouteSection, TransmitterSection};
 
-use crate::budget::{BudgetLimits, Rate};
-use crate::dry_run::DryRun;
+use crate::keys::JwksFile;
 use crate::keys::{KeyOrigin, RefreshBounds};
-use crate::policy::{BindingRules, Policy, SessionRules};
-use crate::rejections::RejectionMemory;
-use crate::route::{Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements};
-use crate::token::{ClaimRules, IssuerRules, JwksFile, SigningAlgorithm, TokenVerifier, TypRule};
-use crate::workload::WorkloadPattern;
+use sessiongate_check::budget::{BudgetLimits, Rate};
+use sessiongate_check::policy::Policy;
+use sessiongate_check::rejections::RejectionMemory;
+use sessiongate_core::dry_run::DryRun;
+use sessiongate_core::policy::{BindingRules, SessionRules};
+use sessiongate_core::route::{
+    Route, RouteAccess, RouteConditions, RouteTable, SessionRequirements,
+};
+use sessiongate_core::workload::WorkloadPattern;
+use sessiongate_token::{ClaimRules, IssuerRules, SigningAlgorithm, TokenVerifier, TypRule};
 
 /// Largest accepted `session.cache_capacity`; beyond it a typo (an extra zero or three) would
 /// let the cache grow past any pod's memory limit.

@@ -9,7 +9,11 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sessiongate
 /// Writes `yaml` beside a copy of the fixture JWKS and loads it.
 fn load_yaml(yaml: &str) -> (Result<Config, ConfigError>, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("jwks.json"), crate::testing::jwks()).unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        sessiongate_token::testing::jwks(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("admin.token"),
         "a-test-admin-token-of-32-bytes!!\n",
@@ -426,7 +430,11 @@ fn a_private_redis_ca_is_read_beside_the_config_and_checked() {
         .cert
         .pem();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("jwks.json"), crate::testing::jwks()).unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        sessiongate_token::testing::jwks(),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("redis-ca.pem"), &ca).unwrap();
     let file = dir.path().join("sessiongate.yaml");
     std::fs::write(&file, redis(tls, "redis-ca.pem")).unwrap();
@@ -768,7 +776,7 @@ fn dry_run_applies_globally_or_to_named_routes() {
     let (config, _, _dir) = load_yaml(MINIMAL);
     assert_eq!(
         config.unwrap().policy.dry_run,
-        crate::dry_run::DryRun::off()
+        sessiongate_core::dry_run::DryRun::off()
     );
     let (config, _, _dir) = load_yaml(&with_route("    dry_run: true\n"));
     let dry_run = config.unwrap().policy.dry_run;

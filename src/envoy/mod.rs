@@ -1,8 +1,8 @@
 //! The Envoy ext_authz v3 adapter: translates, never decides.
 //!
 //! [`wire`] is the part of a `CheckRequest` sessiongate decodes; [`request`] turns it into
-//! [`crate::request::RequestFacts`]; [`response`] turns the gate's [`crate::gate::Outcome`] into
-//! a `CheckResponse`; [`service`] glues them to the [`crate::gate::Gate`], [`server`] serves
+//! [`sessiongate_core::request::RequestFacts`]; [`response`] turns the gate's [`sessiongate_check::gate::Outcome`] into
+//! a `CheckResponse`; [`service`] glues them to the [`sessiongate_check::gate::Gate`], [`server`] serves
 //! it over gRPC (one message in and out of each call, bounded: [`grpc`]), and [`threads`] runs
 //! each connection on one thread, under the listener's cap and a handshake deadline
 //! ([`connection`]).

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decision_log::{DecisionLog, Entry};
-use crate::deny::Deny;
-use crate::gate::Outcome;
 use crate::metrics::CheckMetrics;
-use crate::time::UnixTime;
+use sessiongate_check::gate::Outcome;
+use sessiongate_core::deny::Deny;
+use sessiongate_core::time::UnixTime;
 
 /// Records every check in metrics and the decision log; cheap to clone.
 #[derive(Clone, Debug)]

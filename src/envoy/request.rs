@@ -2,8 +2,8 @@
 //! [`super::wire`]).
 
 use super::wire::{CheckRequest, HttpRequest, Text, map_get, text};
-use crate::deny::{Deny, DenyReason};
-use crate::request::{
+use sessiongate_core::deny::{Deny, DenyReason};
+use sessiongate_core::request::{
     AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query,
 };
 

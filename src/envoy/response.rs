@@ -18,10 +18,10 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 
-use crate::deny::{Deny, DenyReason};
-use crate::dry_run;
-use crate::gate::Outcome;
-use crate::workload::SpiffeId;
+use sessiongate_check::gate::Outcome;
+use sessiongate_core::deny::{Deny, DenyReason};
+use sessiongate_core::dry_run;
+use sessiongate_core::workload::SpiffeId;
 
 /// Prefix of every header sessiongate owns; clients may never set one.
 pub const HEADER_PREFIX: &str = "x-sessiongate-";

@@ -29,7 +29,7 @@ use tonic::transport::server::Connected;
 use super::grpc::{self, BadMessage, MessageLimits};
 use super::service::AuthorizationService;
 use super::wire::CheckRequest;
-use crate::deny::{Deny, DenyReason};
+use sessiongate_core::deny::{Deny, DenyReason};
 
 /// The path of the one method.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";

@@ -1,49 +1,46 @@
 //! The `envoy.service.auth.v3.Authorization/Check` handler (served by [`super::server`]).
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::CheckResponse;
+use sessiongate_check::check::{CheckUseCase, KeyRefresh};
+use sessiongate_check::gate::Gate;
+use sessiongate_check::pinning::PinStore;
+use sessiongate_core::deny::{Deny, DenyReason};
 use tokio::time::Instant;
 
 use super::report::CheckReporter;
 use super::wire::CheckRequest;
 use super::{request, response};
-use crate::deny::{Deny, DenyReason};
-use crate::gate::{Gate, Outcome};
-use crate::keys::KeyRefresher;
-use crate::pinning::{LocalPins, PinStore};
-use crate::request::RequestFacts;
 use crate::telemetry::{self, Tracing};
-use crate::time::UnixTime;
-use crate::token::bearer_token;
+use sessiongate_core::time::UnixTime;
 
-/// Answers Envoy's `Check` calls by asking the [`Gate`].
+/// Answers Envoy's `Check` calls by running the [`CheckUseCase`] and translating its outcome.
 ///
 /// It never returns `Err(Status)` for a request it could judge: Envoy treats a failed call per
 /// `failure_mode_allow`, which an operator may have set to allow, so denials (including
 /// "cannot decide") are always `Ok` responses carrying a non-OK status.
 #[derive(Debug, Clone)]
 pub struct AuthorizationService {
-    gate: Arc<Gate>,
-    /// Asked for a prompt key refresh when a token names a key its issuer's set lacks.
-    refresher: Option<KeyRefresher>,
+    /// The check itself: everything that decides.
+    check: CheckUseCase,
     /// Makes each Check a span, when `telemetry.otlp_endpoint` is set.
     tracing: Option<Tracing>,
-    /// Records the first workload of each new session (`binding.pin_first_workload`).
-    pins: Arc<dyn PinStore>,
     /// Counts every check in metrics and writes its decision-log line.
     reporter: CheckReporter,
 }
 
 impl AuthorizationService {
-    /// A service judging with `gate`.
+    /// A service judging with `gate`, pinning in its cache, never refreshing keys.
     pub fn new(gate: Arc<Gate>) -> AuthorizationService {
+        AuthorizationService::with_check(CheckUseCase::new(gate))
+    }
+
+    /// A service answering with what `check` decides.
+    pub fn with_check(check: CheckUseCase) -> AuthorizationService {
         AuthorizationService {
-            gate,
-            refresher: None,
+            check,
             tracing: None,
-            pins: Arc::new(LocalPins),
             reporter: CheckReporter::default(),
         }
     }
@@ -56,21 +53,8 @@ impl AuthorizationService {
 
     /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
     pub fn with_pin_store(mut self, pins: Arc<dyn PinStore>) -> AuthorizationService {
-        self.pins = pins;
+        self.check = self.check.with_pin_store(pins);
         self
-    }
-
-    /// Records the pin a fresh session needs (the only await on the path of a check, once per
-    /// new session) and lets the gate settle the verdict.
-    async fn pin(&self, outcome: Outcome) -> Outcome {
-        let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
-            return outcome;
-        };
-        let owner = self
-            .pins
-            .claim(key, session, claim.identity.clone(), claim.ttl)
-            .await;
-        self.gate.settle_pin(outcome, owner, UnixTime::now())
     }
 
     /// Records each Check as a span continuing the request's trace.
@@ -79,23 +63,11 @@ impl AuthorizationService {
         self
     }
 
-    /// On an unknown `kid`, refresh the issuer's keys (rate-limited, briefly awaited) and
-    /// judge the request once more: the issuer may have rotated since the last refresh.
-    pub fn with_key_refresher(mut self, refresher: KeyRefresher) -> AuthorizationService {
-        self.refresher = Some(refresher);
+    /// On an unknown `kid`, asks `keys` for a refresh and judges the request once more: the
+    /// issuer may have rotated since the last refresh.
+    pub fn with_key_refresh(mut self, keys: Arc<dyn KeyRefresh>) -> AuthorizationService {
+        self.check = self.check.with_key_refresh(keys);
         self
-    }
-
-    /// Runs the gate; a panic becomes `None` (answered as a 503 denial).
-    fn judge(&self, facts: &RequestFacts<'_>) -> Option<Outcome> {
-        panic::catch_unwind(AssertUnwindSafe(|| self.gate.check(facts, UnixTime::now()))).ok()
-    }
-
-    /// The new token's `kid` is not in its issuer's set (not a cached session whose key was
-    /// retired: that one is gone for good).
-    fn worth_a_key_refresh(outcome: &Outcome) -> bool {
-        outcome.session.is_none()
-            && matches!(&outcome.verdict, Err(deny) if deny.reason == DenyReason::UnknownKey)
     }
 
     /// The answer to a `Check` call (arrived at `started`) whose request could not be read at
@@ -126,15 +98,7 @@ impl AuthorizationService {
         };
         // A panic must not become a failed call (which `failure_mode_allow` may turn into an
         // allow): it becomes a 503 denial.
-        let mut judged = self.judge(&facts);
-        if let (Some(refresher), Some(outcome)) = (&self.refresher, &judged)
-            && Self::worth_a_key_refresh(outcome)
-            && let Ok(Some(token)) = bearer_token(facts.authorization)
-            && refresher.refresh_for_unknown_key(token).await
-        {
-            judged = self.judge(&facts);
-        }
-        let Some(outcome) = judged else {
+        let Ok(outcome) = self.check.run(&facts).await else {
             tracing::error!(
                 decision = "deny",
                 reason = "internal_error",
@@ -145,10 +109,9 @@ impl AuthorizationService {
             telemetry::record_denied(span, DenyReason::InternalError);
             return response::internal_error("sessiongate failed to judge the request");
         };
-        let outcome = self.pin(outcome).await;
         // Dry-run changes only the answer: the outcome, its metrics, span and log line are
-        // those of enforcement. Whether it applies was settled with the verdict, under the
-        // same policy (a reload during the pin claim above changes neither).
+        // those of enforcement. Whether it applies was settled by the check use case with the
+        // verdict, under the policy the request was judged by.
         let dry_run = outcome.dry_run;
         telemetry::record(span, &outcome, dry_run);
         let answer = match &outcome.verdict {

@@ -1,5 +1,5 @@
 //! The `check_request` target: Envoy's `CheckRequest` bytes through the lean wire decoder
-//! ([`crate::envoy::wire`]) to the [`crate::request::RequestFacts`] the decision reads.
+//! ([`crate::envoy::wire`]) to the [`sessiongate_core::request::RequestFacts`] the decision reads.
 //!
 //! Invariants: decoding never panics; every fact is a slice of a decoded field, so no fact is
 //! longer than the input and there are no more header entries than input bytes; the bearer
@@ -15,8 +15,8 @@ use prost::Message;
 
 use crate::envoy::request::{facts, header_names, http_request};
 use crate::envoy::wire::CheckRequest;
-use crate::request::{AuthorizationValues, RequestFacts};
-use crate::token::bearer_token;
+use sessiongate_core::request::{AuthorizationValues, RequestFacts};
+use sessiongate_core::token::bearer_token;
 
 /// The `check_request` target (see the module docs). Returns whether the bytes decoded to a
 /// request with HTTP attributes.

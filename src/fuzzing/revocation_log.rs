@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use crate::revocation::file::{self as file_log, FileStore};
 use crate::revocation::{Effect, Revocation, RevocationStore, Selector, StoreError};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// The `revocation_log` target (see the module docs). Returns whether the replay succeeded.
 pub fn revocation_log(data: &[u8]) -> bool {

@@ -24,8 +24,8 @@ use super::signing;
 use crate::ssf::events::interpret;
 use crate::ssf::verify::{MAX_SET_AGE, SET_CLOCK_SKEW};
 use crate::ssf::{SecurityEvent, SetError, SetVerifier, Transmitter};
-use crate::time::UnixTime;
-use crate::token::KeySet;
+use sessiongate_core::time::UnixTime;
+use sessiongate_token::KeySet;
 
 /// The transmitter whose key is the fixture `transmitter-jwks.json`.
 pub const FIXTURE_TRANSMITTER: &str = "https://transmitter.example.test";

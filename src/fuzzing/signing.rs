@@ -10,7 +10,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::token::KeySet;
+use sessiongate_token::KeySet;
 
 /// The `kid` the harness key is published under.
 pub const KID: &str = "fuzzing-eddsa";

@@ -21,13 +21,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::signing;
-use crate::request::AuthorizationValues;
-use crate::time::UnixTime;
-use crate::token::{
-    ClaimRules, Confirmation, IssuerRules, KeyRing, KeySet, MAX_AUTHORIZATION_LEN,
-    SigningAlgorithm, TokenError, TokenVerifier, TypRule, VerifiedToken, bearer_token,
+use sessiongate_core::request::AuthorizationValues;
+use sessiongate_core::time::UnixTime;
+use sessiongate_core::token::{
+    Confirmation, MAX_AUTHORIZATION_LEN, TokenError, VerifiedToken, bearer_token,
 };
-use crate::workload::Thumbprint;
+use sessiongate_core::workload::Thumbprint;
+use sessiongate_token::{
+    ClaimRules, IssuerRules, KeyRing, KeySet, SigningAlgorithm, TokenVerifier, TypRule,
+};
 
 /// The issuer whose keys are the fixture JWKS (`tests/fixtures/keys/jwks.json`).
 pub const FIXTURE_ISSUER: &str = "https://idp.example.test";

@@ -11,14 +11,16 @@
 //!   [`KeyManager`] that starts and replaces them on reload, and the [`KeyRefresher`] handle the
 //!   ext_authz service uses when a token names a key the issuer's set lacks.
 //!
-//! Keys are installed only through [`crate::token::KeyRing::replace`], so a key that leaves its
+//! Keys are installed only through [`sessiongate_token::KeyRing::replace`], so a key that leaves its
 //! issuer's set retires at once, and every cached session verified with it is denied
 //! `unknown_key` on its next request.
 
+mod jwks_file;
 pub mod refresh;
 pub mod schedule;
 pub mod source;
 
+pub use jwks_file::{JwksFile, KeySource, KeySourceError};
 pub use refresh::{KeyLoadError, KeyManager, KeyRefresher, UNKNOWN_KEY_WAIT};
 pub use schedule::{RefreshBounds, cache_control_max_age};
 pub use source::{KeyOrigin, discovery_url, key_url};

@@ -19,9 +19,10 @@ use super::schedule::{Schedule, UnknownKeyLimiter, UnknownKeyTrigger};
 use super::source::{self, Fetched, KeyOrigin};
 use crate::config::IssuerKeys;
 use crate::health::Readiness;
+use crate::keys::KeySourceError;
 use crate::metrics::KeyMetrics;
-use crate::token::{CompactJws, KeyRing, KeySourceError};
 use crate::watch::FileWatcher;
+use sessiongate_token::{CompactJws, KeyRing};
 
 /// Longest a request that met an unknown `kid` waits for the refresh it triggered. Envoy's
 /// ext_authz timeout in the shipped configuration is 1 s, and the check itself must still fit
@@ -347,6 +348,16 @@ impl RefreshTask {
 #[derive(Clone, Default)]
 pub struct KeyRefresher {
     handles: Arc<Handles>,
+}
+
+/// The check use case's unknown-key retry, served by this process's refreshers.
+impl sessiongate_check::check::KeyRefresh for KeyRefresher {
+    fn refresh_for_unknown_key<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> sessiongate_check::check::RefreshFuture<'a> {
+        Box::pin(KeyRefresher::refresh_for_unknown_key(self, token))
+    }
 }
 
 impl KeyRefresher {

@@ -8,7 +8,8 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::schedule::cache_control_max_age;
-use crate::token::{JwksFile, KeySet, KeySourceError, ParsedJwks};
+use crate::keys::{JwksFile, KeySourceError};
+use sessiongate_token::{KeySet, ParsedJwks};
 
 /// Largest JWKS or discovery document read (1 MiB). Real ones are a few KiB; a bigger body is a
 /// misconfiguration or an attack, and is refused before it is parsed.

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{PinError, PinFuture, PinStore};
 use crate::revocation::redis::entry::Keys;
 use crate::revocation::redis::link::{RedisLink, Retry};
-use crate::session::{Session, SessionKey};
-use crate::workload::{PinnedWorkload, Thumbprint};
+use sessiongate_check::pinning::{PinError, PinFuture, PinStore};
+use sessiongate_check::session::{Session, SessionKey};
+use sessiongate_core::workload::{PinnedWorkload, Thumbprint};
 
 /// Pins in the shared Redis.
 #[derive(Debug)]

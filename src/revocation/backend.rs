@@ -10,8 +10,9 @@ use super::redis::link::{RedisLink, Retry};
 use super::{FileStore, RedisStore, Revocations, StoreError};
 use crate::config::{RedisSettings, RevocationBackend};
 use crate::health::Readiness;
-use crate::pinning::{LocalPins, PinStore, RedisPins};
-use crate::time::UnixTime;
+use crate::pinning::RedisPins;
+use sessiongate_check::pinning::{LocalPins, PinStore};
+use sessiongate_core::time::UnixTime;
 
 /// Longest pause between attempts to reach Redis at start-up.
 const START_RETRY_MAX: Duration = Duration::from_secs(2);

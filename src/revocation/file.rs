@@ -45,7 +45,7 @@ use fs4::fs_std::FileExt;
 
 use super::Revocation;
 use super::store::{RevocationStore, StoreError, StoreFuture};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// First bytes of every log: names the format and its version.
 pub const MAGIC: &[u8; 8] = b"SGREVL\x00\x01";

@@ -4,13 +4,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use sessiongate_check::revocations::RevocationsInForce;
 
 use super::{Revocation, RevocationSet};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// A boxed future, so stores can be used as trait objects.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -56,16 +55,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The live revocations of this process: the current [`RevocationSet`] and the store behind it.
+/// The live revocations of this process: the set in force (which checks read) and the store
+/// behind it.
 pub struct Revocations {
-    current: ArcSwap<RevocationSet>,
+    in_force: Arc<RevocationsInForce>,
     store: Box<dyn RevocationStore>,
     /// Serialises writers so the set and the store agree on order; readers never wait.
     write: tokio::sync::Mutex<()>,
-    /// The retention horizon, in milliseconds: how long after its cut-off an entry is kept.
-    /// The widest of every policy horizon this process applied and of the horizons the loaded
-    /// entries were recorded under; it only grows (see [`Revocations::widen_horizon`]).
-    horizon_ms: AtomicU64,
     /// Revocations recorded through this process, by origin kind (for metrics).
     added: super::AddedByOrigin,
 }
@@ -97,17 +93,21 @@ impl Revocations {
         let horizon = horizon.max(recorded_under);
         let set = RevocationSet::from_entries(entries, |r| r.is_kept(horizon, now));
         Ok(Revocations {
-            current: ArcSwap::from_pointee(set),
+            in_force: Arc::new(RevocationsInForce::new(set, horizon)),
             store,
             write: tokio::sync::Mutex::new(()),
-            horizon_ms: AtomicU64::new(millis(horizon)),
             added: super::AddedByOrigin::default(),
         })
     }
 
+    /// The set in force, shared with the gate that judges by it.
+    pub fn in_force(&self) -> &Arc<RevocationsInForce> {
+        &self.in_force
+    }
+
     /// The current set; cheap, lock-free, for the hot path.
     pub fn current(&self) -> arc_swap::Guard<Arc<RevocationSet>> {
-        self.current.load()
+        self.in_force.current()
     }
 
     /// Stores `revocation` durably, then applies it, and returns the entry as stored. When this
@@ -131,13 +131,7 @@ impl Revocations {
     /// entry equal to one already held is ignored, so a shared store's echo of this replica's
     /// own write (or a catch-up that overlaps what was applied) is applied exactly once.
     pub fn apply(&self, revocation: Revocation) {
-        self.current.rcu(|set| {
-            if set.entries().contains(&revocation) {
-                Arc::clone(set)
-            } else {
-                Arc::new(set.with(revocation.clone()))
-            }
-        });
+        self.in_force.apply(revocation);
     }
 
     /// How many revocations of `kind` were recorded through this process (not those fanned
@@ -146,19 +140,15 @@ impl Revocations {
         self.added.get(kind)
     }
 
-    /// Takes a policy's horizon into account after a reload changed the longest accepted token
-    /// age. The retention horizon only grows: a policy that widens extends every held entry;
-    /// one that narrows shortens nothing, because it may widen again before the tokens the
-    /// entries match have expired (narrow for a moment, prune, widen: without this, a revoked,
-    /// unexpired token would be admitted again).
+    /// Widens the retention horizon (see [`RevocationsInForce::widen_horizon`]).
     pub fn widen_horizon(&self, horizon: Duration) {
-        self.horizon_ms
-            .fetch_max(millis(horizon), Ordering::Relaxed);
+        self.in_force.widen_horizon(horizon);
     }
 
-    /// How long after its cut-off an entry is kept now (see [`Revocations::widen_horizon`]).
+    /// How long after its cut-off an entry is kept now (see
+    /// [`RevocationsInForce::widen_horizon`]).
     pub fn horizon(&self) -> Duration {
-        Duration::from_millis(self.horizon_ms.load(Ordering::Relaxed))
+        self.in_force.horizon()
     }
 
     /// Drops entries no live token can match any more, in memory and in the store: those past
@@ -166,12 +156,14 @@ impl Revocations {
     pub async fn prune(&self, now: UnixTime) -> Result<usize, StoreError> {
         let _writer = self.write.lock().await;
         let horizon = self.horizon();
-        let Some(pruned) = self.current.load().pruned(|r| r.is_kept(horizon, now)) else {
+        let current = self.in_force.current();
+        let Some(pruned) = current.pruned(|r| r.is_kept(horizon, now)) else {
             return Ok(0);
         };
-        let dropped = self.current.load().len() - pruned.len();
+        let dropped = current.len() - pruned.len();
+        drop(current);
         self.store.compact(pruned.entries()).await?;
-        self.current.store(Arc::new(pruned));
+        self.in_force.replace(pruned);
         Ok(dropped)
     }
 
@@ -181,16 +173,11 @@ impl Revocations {
     }
 }
 
-/// `duration` in whole milliseconds, saturating (a horizon is at most days).
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl fmt::Debug for Revocations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Revocations")
             .field("store", &self.store.describe())
-            .field("live", &self.current.load().len())
+            .field("live", &self.in_force.current().len())
             .finish()
     }
 }

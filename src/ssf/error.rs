@@ -3,7 +3,7 @@
 //! The transmitter reads the `err` code to decide whether retrying can help (a store outage can
 //! be retried; a bad signature cannot), so every refusal maps to exactly one registered code.
 
-use crate::token::TokenError;
+use sessiongate_core::token::TokenError;
 
 /// A SET that is refused. Refusing changes no state: nothing is revoked and the `jti` is not
 /// remembered, so a corrected SET with the same `jti` is still accepted.

@@ -23,7 +23,7 @@ use super::SetError;
 use super::subject::{self, Subject};
 use super::verify::{SET_CLOCK_SKEW, SecurityEvent};
 use crate::revocation::{Effect, Revocation, Selector};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
 /// CAEP 1.0 `session-revoked`.

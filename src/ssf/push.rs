@@ -25,10 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::{Receipt, ReceiveError, SetError, SsfReceiver};
-use crate::budget::CallerKey;
 use crate::logging::LinesPerSecond;
 use crate::revocation::StoreError;
-use crate::time::UnixTime;
+use sessiongate_check::budget::CallerKey;
+use sessiongate_core::time::UnixTime;
 
 /// Largest SET accepted. A CAEP SET is well under 2 KiB; 64 KiB leaves room for complex subjects
 /// and several events while bounding what an unauthenticated sender can make us buffer.
@@ -295,14 +295,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_source_over_its_verification_budget_gets_429_and_others_do_not() {
-        let one = crate::budget::Rate {
+        let one = sessiongate_check::budget::Rate {
             per_second: 1,
             burst: 2,
         };
         let (app, revocations) = app_with(|receiver| {
-            receiver.with_budget(crate::budget::BudgetLimits {
+            receiver.with_budget(sessiongate_check::budget::BudgetLimits {
                 per_caller: one,
-                total: crate::budget::Rate {
+                total: sessiongate_check::budget::Rate {
                     per_second: 100,
                     burst: 100,
                 },

@@ -12,13 +12,13 @@ use super::SetError;
 use super::events::{self, Interpretation};
 use super::replay::ReplayGuard;
 use super::verify::{SetVerifier, Transmitter};
-use crate::budget::{BudgetLimits, CallerKey, Rate, Throttled, VerificationBudget};
 use crate::config::{SsfSettings, TransmitterKeys};
 use crate::keys::source::{fetch, http_client};
 use crate::keys::{KeyOrigin, key_url};
+use crate::keys::{KeySource, KeySourceError};
 use crate::revocation::{Revocations, StoreError};
-use crate::time::UnixTime;
-use crate::token::{KeySource, KeySourceError};
+use sessiongate_check::budget::{BudgetLimits, CallerKey, Rate, Throttled, VerificationBudget};
+use sessiongate_core::time::UnixTime;
 
 /// Most `jti`s remembered per transmitter (see [`super::replay`]): a few minutes of a busy
 /// identity provider's events, a few MiB at most.

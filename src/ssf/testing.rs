@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::events::SESSION_REVOKED;
 use super::verify::{SetVerifier, Transmitter};
 use crate::revocation::{Revocation, RevocationStore, StoreError};
-use crate::token::KeySet;
+use sessiongate_token::KeySet;
 
 /// The fixture transmitter's `iss`.
 pub const TRANSMITTER: &str = "https://transmitter.example.test";

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::SetError;
-use crate::time::UnixTime;
-use crate::token::{CompactJws, KeySet, SigningAlgorithm, VerificationKey, audience_matches};
+use sessiongate_core::time::UnixTime;
+use sessiongate_token::{CompactJws, KeySet, SigningAlgorithm, VerificationKey, audience_matches};
 
 /// The oldest `iat` accepted. SETs carry no `exp`; without a bound, a SET captured once could be
 /// replayed forever, and the replay cache would have to remember every `jti` forever. Five

@@ -23,8 +23,8 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::config::TelemetrySettings;
-use crate::deny::DenyReason;
-use crate::gate::Outcome;
+use sessiongate_check::gate::Outcome;
+use sessiongate_core::deny::DenyReason;
 
 /// How long one export may take before it is abandoned (and logged); it runs off the Check
 /// path, so this only bounds how stale a backlog gets and how long shutdown can wait.

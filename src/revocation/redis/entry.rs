@@ -138,7 +138,7 @@ impl std::fmt::Display for EntryId {
 mod tests {
     use super::*;
     use crate::revocation::{Effect, Selector};
-    use crate::time::UnixTime;
+    use sessiongate_core::time::UnixTime;
 
     fn revocation() -> Revocation {
         Revocation {

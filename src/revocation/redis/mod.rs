@@ -45,7 +45,7 @@ use self::entry::{EntryId, Keys};
 use self::link::{LinkError, RedisLink, Retry};
 use super::Revocation;
 use super::store::{RevocationStore, StoreError, StoreFuture};
-use crate::time::UnixTime;
+use sessiongate_core::time::UnixTime;
 
 /// Entries read per round trip when loading or catching up.
 pub const PAGE: usize = 1000;

@@ -1,0 +1,134 @@
+//! **The check use case**: one request, from its facts to the final answer, in one place.
+//!
+//! Every adapter (the ext_authz gRPC server, the in-process Envoy module) calls
+//! [`CheckUseCase::run`] and only translates what comes back. The steps, in order:
+//! 1. load the policy once and judge the request with the [`Gate`] (session cache or one
+//!    verification, then the core's decision), synchronously;
+//! 2. when a new token names a key its issuer's set lacks, ask the [`KeyRefresh`] for a prompt
+//!    refresh and, if it installed keys, judge the request once more;
+//! 3. when a fresh session must be pinned, claim the pin through the [`PinStore`] and settle
+//!    the verdict ([`Gate::settle_pin`]);
+//! 4. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
+//!    policy the request was judged under.
+//!
+//! Only steps 2 and 3 wait, and what they wait for is a trait the adapter supplies, so this
+//! crate needs no async runtime.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sessiongate_core::deny::DenyReason;
+use sessiongate_core::request::RequestFacts;
+use sessiongate_core::time::UnixTime;
+use sessiongate_core::token::bearer_token;
+
+use crate::gate::{Gate, Outcome};
+use crate::pinning::{LocalPins, PinStore};
+
+/// A boxed future, so key refreshers can be trait objects.
+pub type RefreshFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Fetches an issuer's keys again when a new token names a key its set lacks: the issuer may
+/// have rotated since the last refresh.
+pub trait KeyRefresh: Send + Sync + 'static {
+    /// Refreshes the keys of `token`'s issuer if its rate limit allows, waiting briefly;
+    /// `true` when new keys were installed, so judging the request again may now succeed.
+    fn refresh_for_unknown_key<'a>(&'a self, token: &'a str) -> RefreshFuture<'a>;
+}
+
+/// The check could not be judged at all: the gate panicked. Adapters answer it as a 503
+/// denial, never as a failed call (which `failure_mode_allow` may turn into an allow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckPanicked;
+
+/// One request's check end to end, shared by every adapter.
+#[derive(Clone)]
+pub struct CheckUseCase {
+    gate: Arc<Gate>,
+    /// Asked for a prompt key refresh on an unknown `kid`; none: no retry.
+    keys: Option<Arc<dyn KeyRefresh>>,
+    /// Records the first workload of each new session (`binding.pin_first_workload`).
+    pins: Arc<dyn PinStore>,
+}
+
+impl CheckUseCase {
+    /// Checks with `gate`, pinning sessions in its own cache and never refreshing keys.
+    pub fn new(gate: Arc<Gate>) -> CheckUseCase {
+        CheckUseCase {
+            gate,
+            keys: None,
+            pins: Arc::new(LocalPins),
+        }
+    }
+
+    /// On an unknown `kid`, asks `keys` for a refresh and judges the request once more.
+    pub fn with_key_refresh(mut self, keys: Arc<dyn KeyRefresh>) -> CheckUseCase {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
+    pub fn with_pin_store(mut self, pins: Arc<dyn PinStore>) -> CheckUseCase {
+        self.pins = pins;
+        self
+    }
+
+    /// The gate this use case judges with (for the admin API's explain and for metrics).
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// The final outcome of one request: allowed or denied, under one policy generation, with
+    /// the pin claimed and dry-run settled.
+    pub async fn run(&self, request: &RequestFacts<'_>) -> Result<Outcome, CheckPanicked> {
+        let mut outcome = self.judge(request)?;
+        if let Some(keys) = &self.keys
+            && worth_a_key_refresh(&outcome)
+            && let Ok(Some(token)) = bearer_token(request.authorization)
+            && keys.refresh_for_unknown_key(token).await
+        {
+            outcome = self.judge(request)?;
+        }
+        Ok(self.claim_pin(outcome).await)
+    }
+
+    /// Runs the gate at the current time; a panic is [`CheckPanicked`].
+    fn judge(&self, request: &RequestFacts<'_>) -> Result<Outcome, CheckPanicked> {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            self.gate.check(request, UnixTime::now())
+        }))
+        .map_err(|_| CheckPanicked)
+    }
+
+    /// Records the pin a fresh session needs (the only wait on a cached session's path is
+    /// none; this one happens once per new session) and lets the gate settle the verdict.
+    async fn claim_pin(&self, outcome: Outcome) -> Outcome {
+        let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
+            return outcome;
+        };
+        let owner = self
+            .pins
+            .claim(key, session, claim.identity.clone(), claim.ttl)
+            .await;
+        self.gate.settle_pin(outcome, owner, UnixTime::now())
+    }
+}
+
+/// The new token's `kid` is not in its issuer's set (not a cached session whose key was
+/// retired: that one is gone for good).
+fn worth_a_key_refresh(outcome: &Outcome) -> bool {
+    outcome.session.is_none()
+        && matches!(&outcome.verdict, Err(deny) if deny.reason == DenyReason::UnknownKey)
+}
+
+impl std::fmt::Debug for CheckUseCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckUseCase")
+            .field("gate", &self.gate)
+            .field("key_refresh", &self.keys.is_some())
+            .field("pins", &self.pins)
+            .finish()
+    }
+}

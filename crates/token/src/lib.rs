@@ -1,0 +1,37 @@
+//! Verifying bearer tokens against issuers' keys: JWS parsing, signatures, claim mapping, JWKS.
+//!
+//! Verification happens once per session (the first time a token is seen); what it produces, a
+//! [`VerifiedToken`](sessiongate_core::token::VerifiedToken), is cached and re-judged by the
+//! core's decision on every request. So this crate checks only what cannot change while the
+//! token lives (structure, signature, issuer, audience, algorithm, `typ`); everything time- or
+//! policy-dependent is the decision's job. Keys live in a [`KeyRing`]; a verified token keeps
+//! only a [`KeyHandle`](sessiongate_core::token::KeyHandle) of the key, never the key itself.
+//!
+//! Where keys come from (files, `jwks_uri`, discovery) and when they are fetched again is the
+//! server's business: it parses what it fetched with [`KeySet::from_jwks_json`] and installs it
+//! with [`KeyRing::replace`]. This crate does no I/O.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod algorithm;
+mod canonical;
+mod claims;
+mod issuer;
+mod json;
+mod jws;
+mod keys;
+mod verifier;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use algorithm::{KeyFamily, SigningAlgorithm};
+#[cfg(any(test, feature = "testing"))]
+pub use canonical::P256_ORDER;
+pub use canonical::canonical_digest;
+pub use claims::{ClaimRules, JoseHeader, audience_matches};
+pub use issuer::{IssuerRules, TypRule};
+pub use jws::CompactJws;
+pub use keys::{JwksError, KeyRing, KeySet, ParsedJwks, VerificationKey};
+pub use verifier::TokenVerifier;
