@@ -37,11 +37,6 @@ use sessiongate_token::KeyRing;
 
 pub use crate::grpc_health::REVOCATION_STORE_HEALTH;
 
-/// How long in-flight checks may take to finish after a stop signal before the server exits
-/// anyway, for [`serve`]; [`run`] uses the configured `shutdown_grace` (same default). Envoy's
-/// own ext_authz timeout is far shorter, so nothing is cut off in practice.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
-
 /// How often revocations and cached sessions no token can match any more are forgotten (and
 /// the revocation store compacted).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -191,33 +186,6 @@ async fn ssf_router(
     Ok(ssf::router(Arc::new(receiver), &settings.push_path))
 }
 
-/// Binds the configured gRPC address.
-pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .with_context(|| format!("binding the gRPC listener to {address}"))
-}
-
-/// Serves ext_authz on `listener` until `shutdown` completes, then drains in-flight checks for
-/// at most [`DRAIN_GRACE`]. Every bound is its default ([`LimitSettings::default`]).
-pub async fn serve(
-    listener: TcpListener,
-    gate: Arc<Gate>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let limits = LimitSettings::default();
-    serve_with(
-        listener,
-        CheckServer::new(AuthorizationService::new(gate)).with_limits(limits.check_messages()),
-        Readiness::new(),
-        threads::default_threads(),
-        DRAIN_GRACE,
-        grpc_bounds(&limits, ConnectionMetrics::default()),
-        shutdown,
-    )
-    .await
-}
-
 /// The ext_authz listener's connection bounds under `limits`, counted into `metrics`.
 pub fn grpc_bounds(limits: &LimitSettings, metrics: ConnectionMetrics) -> ConnectionBounds {
     ConnectionBounds {
@@ -282,11 +250,57 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Runs the sidecar for `config` until `shutdown` completes, serving ext_authz connections on
+/// The server's ports, bound before anything is loaded (see [`run`] for why).
+///
+/// The binary binds the configured addresses; tests bind the same configuration with port 0
+/// and read back the addresses the kernel chose. Both then call [`run`]: there is no other
+/// way to serve, so tests exercise the wiring users run.
+#[derive(Debug)]
+pub struct Listeners {
+    grpc: ReservedPort,
+    admin: Option<ReservedPort>,
+    ops: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the ext_authz and admin ports (not yet accepting) and the ops listener (which
+    /// serves from start-up). Fails, naming the listener and address, when one is taken.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let grpc = ReservedPort::bind("grpc", config.grpc_listen)?;
+        let admin = match &config.admin {
+            Some(settings) => Some(ReservedPort::bind("admin", settings.listen)?),
+            None => None,
+        };
+        let address = config.ops.http_listen;
+        let ops = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the ops listener to {address}"))?;
+        Ok(Listeners { grpc, admin, ops })
+    }
+
+    /// Where ext_authz is served.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
+    /// Where the admin API is served, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(ReservedPort::local_addr)
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub fn ops_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.ops
+            .local_addr()
+            .context("reading the ops listener's address")
+    }
+}
+
+/// Runs the sidecar for `config` on `listeners` until `shutdown` completes, serving ext_authz connections on
 /// `connection_threads` threads (default: [`threads::default_threads`]).
 ///
 /// Start-up order, and why:
-/// 1. the ext_authz and admin ports are bound but not listening ([`ReservedPort`]): a taken
+/// 1. the ext_authz and admin ports are bound but not listening ([`Listeners::bind`]): a taken
 ///    port fails at once, and nothing can connect to them yet;
 /// 2. the ops listener serves at once: `/healthz` 200 (alive), `/readyz` 503 `loading`,
 ///    `/metrics` with `sessiongate_ready 0`;
@@ -298,24 +312,25 @@ pub async fn serve_with(
 /// Envoy health check never takes a replica that is still loading for a ready one.
 pub async fn run(
     config: Config,
+    listeners: Listeners,
     connection_threads: Option<NonZeroUsize>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grpc_port = ReservedPort::bind("grpc", config.grpc_listen)?;
-    let admin = match &config.admin {
-        Some(settings) => {
-            let credential = AdminCredential::load(settings.token_file.as_deref())?;
-            Some((ReservedPort::bind("admin", settings.listen)?, credential))
+    let Listeners {
+        grpc: grpc_port,
+        admin: admin_port,
+        ops: ops_listener,
+    } = listeners;
+    let admin = match (&config.admin, admin_port) {
+        (Some(settings), Some(port)) => {
+            Some((port, AdminCredential::load(settings.token_file.as_deref())?))
         }
-        None => None,
+        _ => None,
     };
     let ssf_settings = config.ssf.clone();
     let ssf_budget = config.verification.ssf;
     let ops_settings = config.ops.clone();
     let limits = config.limits.clone();
-    let ops_listener = TcpListener::bind(ops_settings.http_listen)
-        .await
-        .with_context(|| format!("binding the ops listener to {}", ops_settings.http_listen))?;
     let tracing = Tracing::start(&config.telemetry)?;
     let stop = StopSignal::new(shutdown);
     let readiness = Readiness::loading();

@@ -173,7 +173,11 @@ fn main() -> ExitCode {
                 let _inside = runtime.enter();
                 app::stop_signal()
             };
-            match runtime.block_on(app::run(loaded, threads, stop)) {
+            let served = runtime.block_on(async {
+                let listeners = app::Listeners::bind(&loaded).await?;
+                app::run(loaded, listeners, threads, stop).await
+            });
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(

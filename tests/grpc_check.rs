@@ -1,5 +1,6 @@
-//! `Check` over real gRPC against the in-process server: what Envoy would receive, including the
-//! cases Envoy itself cannot produce (a request without HTTP attributes).
+//! `Check` over real gRPC against the in-process server (started by `app::run`, as the binary
+//! starts it): what Envoy would receive, including the cases Envoy itself cannot produce (a
+//! request without HTTP attributes).
 
 mod support;
 
@@ -33,13 +34,19 @@ impl Server {
         let file = dir.path().join("sessiongate.yaml");
         std::fs::write(&file, sessiongate_yaml(None)).unwrap();
         let loaded = config::load(&file).unwrap();
-        let listener = app::bind(loaded.grpc_listen).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let gate = app::build_gate(loaded).await.unwrap();
+        let listeners = app::Listeners::bind(&loaded).await.unwrap();
+        let address = listeners.grpc_addr();
         let (stop, stop_rx) = oneshot::channel();
-        let stopped = tokio::spawn(app::serve(listener, gate, async {
+        let stopped = tokio::spawn(app::run(loaded, listeners, None, async {
             let _ = stop_rx.await;
         }));
+        // The port accepts once keys and revocations are loaded (until then it is bound, not
+        // listening): that is the event a check can be sent after.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(address).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "never listening");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Server {
             address,
             stop: Some(stop),
