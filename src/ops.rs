@@ -144,7 +144,7 @@ async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
 
 /// Serves the ops routes on `listener`, each connection within `bounds`, until `shutdown`
 /// completes. Requests are tiny and answered at once, so open connections get only
-/// [`DRAIN_GRACE`] to close.
+/// `DRAIN_GRACE` to close.
 pub async fn serve(
     listener: TcpListener,
     state: OpsState,

@@ -120,7 +120,7 @@ impl Tracing {
         CheckSpan(span)
     }
 
-    /// Exports what is queued and stops the exporter, waiting at most [`FLUSH_TIMEOUT`]. Runs
+    /// Exports what is queued and stops the exporter, waiting at most `FLUSH_TIMEOUT`. Runs
     /// on a blocking thread: the SDK waits synchronously for its export thread.
     pub async fn shutdown(self) {
         let provider = self.provider;

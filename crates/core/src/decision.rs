@@ -117,7 +117,7 @@ pub struct SessionState<'a> {
     /// Whether a revocation applies (see [`crate::revocation::RevocationSet::check`]).
     pub revocation: RevocationCheck,
     /// The issuer's keys could not be refreshed for longer than its `max_stale`
-    /// ([`crate::token::KeyRing::is_suspended`]): nothing says the key is still trusted.
+    /// (the token crate's `KeyRing::is_suspended`): nothing says the key is still trusted.
     pub keys_stale: bool,
 }
 
@@ -145,8 +145,8 @@ pub struct Rules<'p> {
 }
 
 /// Step 2: judge a verified session for this request. `Ok(())` allows it; the caller then
-/// records the allowed request and pins the session (see [`crate::gate`]). Stops at the first
-/// of [`RULES`] that denies.
+/// records the allowed request and pins the session (the check use case's `Gate`). Stops at the first
+/// of `RULES` that denies.
 pub fn decide(
     token: &VerifiedToken,
     state: SessionState<'_>,

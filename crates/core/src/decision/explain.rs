@@ -18,7 +18,7 @@ use crate::token::VerifiedToken;
 /// Every session-wide reason `token` would be denied at `clock.now`, in the order
 /// [`decide`](super::decide) checks them; empty when the session is sound on some route.
 /// `longest_token_age` is the largest `max_token_age` of any route
-/// ([`crate::policy::Policy::longest_token_age`]).
+/// (the check crate's `Policy::longest_token_age`).
 pub fn session_denials(
     token: &VerifiedToken,
     state: SessionState<'_>,

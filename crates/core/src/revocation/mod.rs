@@ -112,7 +112,7 @@ pub struct Revocation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Box<[Arc<str>]>>,
     /// The earliest instant this entry may be forgotten, fixed when it was recorded (the
-    /// cut-off plus the retention horizon then; see [`Revocations::revoke`]).
+    /// cut-off plus the retention horizon then; see the server's `Revocations::revoke`).
     ///
     /// Stored with the entry so that a later, narrower policy (a reload, a restart with another
     /// config, a replica of a fleet mid-rollout) can never shorten what `Revoke` promised: the
