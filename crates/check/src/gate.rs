@@ -1,4 +1,6 @@
-//! The gate: runs one check from request facts to an [`Outcome`], around the pure decision.
+//! The gate: the synchronous part of a check, from request facts to an [`Outcome`], around the
+//! core's pure decision. [`crate::check::CheckUseCase`] runs it and does what must wait (a key
+//! refresh, a pin claim); adapters call that, not the gate.
 //!
 //! It owns what the decision must not touch: the current policy (swappable), the key ring, the
 //! session cache and the thumbprint cache. It performs the side effects the decision asks for:
@@ -43,8 +45,8 @@ pub struct Outcome {
     /// The session the request belongs to, when a token was verified.
     pub session: Option<(SessionKey, Arc<Session>)>,
     /// Set when the request is allowed so far but its session must first be pinned: the
-    /// caller records the pin through a [`crate::pinning::PinStore`] and finishes with
-    /// [`Gate::settle_pin`]. Until then the verdict is provisional.
+    /// check use case records the pin through a [`crate::pinning::PinStore`] and finishes with
+    /// [`Gate::settle_pin`]; an outcome it returns never carries one.
     pub pin: Option<PinClaim>,
     /// Whether a denial is only reported, not enforced: decided by the same policy the verdict
     /// came from, so a reload that lands while the pin is being recorded never judges a
@@ -173,20 +175,7 @@ impl Gate {
             Some(PinnedWorkload::Spiffe(id)) => Some(&**id),
             _ => None,
         };
-        let revocation = self
-            .revocations
-            .as_ref()
-            .map_or(RevocationCheck::Clear, |revocations| {
-                revocations
-                    .current()
-                    .check(&session.token, pinned_spiffe_id)
-            });
-        let state = SessionState {
-            last_allowed: session.last_allowed(),
-            pinned: session.pinned(),
-            revocation,
-            keys_stale: self.keys.is_suspended(&session.token.issuer),
-        };
+        let state = self.state_of(&session, pinned_spiffe_id);
         let clock = Clock {
             now,
             started_at: self.started_at,
@@ -270,20 +259,7 @@ impl Gate {
             now,
             started_at: self.started_at,
         };
-        let revocation = self
-            .revocations
-            .as_ref()
-            .map_or(RevocationCheck::Clear, |revocations| {
-                revocations
-                    .current()
-                    .check(&session.token, caller.spiffe_id.map(|id| id.as_str()))
-            });
-        let state = SessionState {
-            last_allowed: session.last_allowed(),
-            pinned: session.pinned(),
-            revocation,
-            keys_stale: self.keys.is_suspended(&session.token.issuer),
-        };
+        let state = self.state_of(&session, caller.spiffe_id.map(|id| id.as_str()));
         let verdict = decision::decide(&session.token, state, &caller, rules, clock);
         // decide() already compared the caller with an existing pin; a fresh session is
         // pinned by the caller of this function, then settled.
@@ -348,6 +324,25 @@ impl Gate {
             }
         };
         outcome
+    }
+
+    /// What is known about `session` besides its token, for a request by (or, for explain, a
+    /// session pinned to) the workload `spiffe_id`: its history, its revocation status and
+    /// whether its issuer's keys are stale. One place for requests and `ExplainSession`, so
+    /// the two cannot judge by different facts.
+    fn state_of<'s>(&self, session: &'s Session, spiffe_id: Option<&str>) -> SessionState<'s> {
+        let revocation = self
+            .revocations
+            .as_ref()
+            .map_or(RevocationCheck::Clear, |revocations| {
+                revocations.current().check(&session.token, spiffe_id)
+            });
+        SessionState {
+            last_allowed: session.last_allowed(),
+            pinned: session.pinned(),
+            revocation,
+            keys_stale: self.keys.is_suspended(&session.token.issuer),
+        }
     }
 
     /// A token the cache does not hold: a recent rejection is answered again without
