@@ -132,3 +132,118 @@ impl std::fmt::Debug for CheckUseCase {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Waker};
+
+    use sessiongate_token::testing::{ISSUER, jwks};
+    use sessiongate_token::{KeyRing, KeySet};
+
+    use super::*;
+    use crate::gate::tests::{FRONTEND, policy, request, token};
+    use crate::session::SessionCache;
+
+    /// Runs a future that never waits (every trait here answers at once): no runtime needed.
+    fn now_or_never<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("the check waited on something that never answers"),
+        }
+    }
+
+    /// A refresher that installs `keys` (the issuer's rotated set) in `ring` when asked.
+    struct Rotation {
+        ring: Arc<KeyRing>,
+        keys: Option<Vec<u8>>,
+        asked: AtomicUsize,
+    }
+
+    impl KeyRefresh for Rotation {
+        fn refresh_for_unknown_key<'a>(&'a self, _token: &'a str) -> RefreshFuture<'a> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            let installed = self.keys.as_ref().is_some_and(|jwks| {
+                let keys = KeySet::from_jwks_json(jwks).unwrap().keys;
+                self.ring.replace(ISSUER, keys);
+                true
+            });
+            Box::pin(async move { installed })
+        }
+    }
+
+    /// A gate whose key ring holds no key of the fixture issuer yet (it rotated since), and a
+    /// use case that asks a [`Rotation`] installing `keys` on an unknown key.
+    fn rotated(keys: Option<Vec<u8>>) -> (CheckUseCase, Arc<Rotation>) {
+        let ring = Arc::new(KeyRing::new());
+        ring.replace(ISSUER, KeySet::default());
+        let gate = Gate::new(
+            policy(&["orders:read"], "shop-api"),
+            Arc::clone(&ring),
+            SessionCache::new(100, std::time::Duration::from_secs(30)),
+            UnixTime::now(),
+        );
+        let rotation = Arc::new(Rotation {
+            ring,
+            keys,
+            asked: AtomicUsize::new(0),
+        });
+        let check = CheckUseCase::new(Arc::new(gate)).with_key_refresh(rotation.clone());
+        (check, rotation)
+    }
+
+    #[test]
+    fn an_unknown_key_is_refreshed_once_and_the_request_judged_again() {
+        let (check, rotation) = rotated(Some(jwks()));
+        let header = format!("Bearer {}", token(UnixTime::now()));
+        let outcome = now_or_never(check.run(&request(&header, FRONTEND))).unwrap();
+        assert_eq!(outcome.verdict, Ok(()));
+        assert!(outcome.pin.is_none(), "the pin was claimed and settled");
+        assert_eq!(rotation.asked.load(Ordering::Relaxed), 1);
+
+        let again = now_or_never(check.run(&request(&header, FRONTEND))).unwrap();
+        assert_eq!(again.verdict, Ok(()));
+        assert_eq!(
+            rotation.asked.load(Ordering::Relaxed),
+            1,
+            "a cached session never asks again"
+        );
+    }
+
+    #[test]
+    fn a_refresh_that_installs_nothing_leaves_the_unknown_key_denial() {
+        let (check, rotation) = rotated(None);
+        let header = format!("Bearer {}", token(UnixTime::now()));
+        let outcome = now_or_never(check.run(&request(&header, FRONTEND))).unwrap();
+        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::UnknownKey);
+        assert_eq!(rotation.asked.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn without_a_refresher_an_unknown_key_is_denied_at_once() {
+        let (rotating, rotation) = rotated(Some(jwks()));
+        let check = CheckUseCase::new(Arc::clone(rotating.gate()));
+        let header = format!("Bearer {}", token(UnixTime::now()));
+        let outcome = now_or_never(check.run(&request(&header, FRONTEND))).unwrap();
+        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::UnknownKey);
+        assert_eq!(rotation.asked.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_second_workload_presenting_a_pinned_session_is_a_replay() {
+        let (check, _) = rotated(Some(jwks()));
+        let header = format!("Bearer {}", token(UnixTime::now()));
+        let first = now_or_never(check.run(&request(&header, FRONTEND))).unwrap();
+        assert_eq!(first.verdict, Ok(()));
+        let batch = "spiffe://cluster.local/ns/shop/sa/batch";
+        let replay = now_or_never(check.run(&request(&header, batch))).unwrap();
+        assert_eq!(
+            replay.verdict.unwrap_err().reason,
+            DenyReason::SessionReplayed
+        );
+    }
+}

@@ -430,8 +430,9 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// The gate's fixtures are the check use case's tests' too.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use serde_json::json;
@@ -446,10 +447,10 @@ mod tests {
     use sessiongate_token::testing::{ISSUER, mint_es256, ring};
     use sessiongate_token::{ClaimRules, IssuerRules, SigningAlgorithm, TokenVerifier, TypRule};
 
-    const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
+    pub(crate) const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
     const BATCH: &str = "spiffe://cluster.local/ns/shop/sa/batch";
 
-    fn policy(scopes: &[&str], audience: &str) -> Policy {
+    pub(crate) fn policy(scopes: &[&str], audience: &str) -> Policy {
         Policy {
             routes: RouteTable::new(vec![Route {
                 name: "orders".into(),
@@ -486,7 +487,7 @@ mod tests {
         }
     }
 
-    fn gate() -> Gate {
+    pub(crate) fn gate() -> Gate {
         let sessions = SessionCache::new(100, Duration::from_secs(30));
         Gate::new(
             policy(&["orders:read"], "shop-api"),
@@ -496,7 +497,7 @@ mod tests {
         )
     }
 
-    fn token(now: UnixTime) -> String {
+    pub(crate) fn token(now: UnixTime) -> String {
         let iat = now.as_secs();
         mint_es256(
             &json!({"iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
@@ -504,7 +505,7 @@ mod tests {
         )
     }
 
-    fn request<'a>(authorization: &'a str, principal: &'a str) -> RequestFacts<'a> {
+    pub(crate) fn request<'a>(authorization: &'a str, principal: &'a str) -> RequestFacts<'a> {
         RequestFacts {
             method: "GET",
             path: "/orders",
