@@ -15,8 +15,7 @@
 //! - `revocations`: the stream as a [`RevocationStore`](crate::revocation::RevocationStore):
 //!   durable and idempotent writes, loading, compaction.
 //! - `follower`: the fan-out task applying every new entry to the local mirror.
-//! - `pins`: fleet-wide pins (`SET NX GET`), the check crate's
-//!   [`PinStore`](sessiongate_check::pinning::PinStore).
+//! - `pins`: fleet-wide pins (`SET NX GET`), the check crate's [`PinStore`].
 
 mod entry;
 mod follower;

@@ -12,7 +12,7 @@
 //!
 //! [`RevocationSet`] is the in-memory index the decision reads; it is pure and immutable
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
-//! [`RevocationStore`], so the embedded file log ([`file`]) and a fleet's shared Redis stream
+//! [`RevocationStore`], so the embedded file log ([`file`](mod@file)) and a fleet's shared Redis stream
 //! ([`crate::fleet`]) slot in alike; [`crate::stores`] opens the configured one.
 
 pub mod file;
