@@ -16,6 +16,7 @@ use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
 use crate::envoy::threads::ConnectionBounds;
 use crate::envoy::{AuthorizationService, CheckServer, threads};
+use crate::fleet::FollowerTask;
 use crate::grpc_health::GrpcHealth;
 use crate::health::Readiness;
 use crate::http_server::HttpBounds;
@@ -24,9 +25,10 @@ use crate::metrics::{ConnectionMetrics, Metrics, StateSources};
 use crate::ops::{OpsServer, OpsState};
 use crate::port::ReservedPort;
 use crate::reload::{Reloader, RunningSettings};
-use crate::revocation::{Revocations, backend};
+use crate::revocation::Revocations;
 use crate::shutdown::{self, StopSignal};
 use crate::ssf::{self, SsfReceiver};
+use crate::stores::{self, Stores};
 use crate::telemetry::Tracing;
 use sessiongate_check::budget::BudgetLimits;
 use sessiongate_check::gate::Gate;
@@ -63,7 +65,7 @@ pub struct Started {
     /// Where new sessions are pinned (this process, or Redis fleet-wide).
     pub pins: Arc<dyn PinStore>,
     /// Keeps the local mirror of a shared store current; stops when dropped.
-    pub follower: Option<backend::FollowerTask>,
+    pub follower: Option<FollowerTask>,
     /// Metric handles (key refreshes and reloads already record into them).
     pub metrics: Metrics,
 }
@@ -93,7 +95,7 @@ pub async fn start_with(
         .await
         .context("loading issuers' keys")?,
     );
-    let backend::Backend {
+    let Stores {
         revocations,
         pins,
         follower,
@@ -123,12 +125,9 @@ pub async fn start_with(
 
 /// Opens the configured revocation store and loads every live revocation. A corrupt store is
 /// an error: starting without revocations an operator was promised would re-admit sessions.
-/// With Redis this waits until Redis answers (see [`backend::open`]).
-pub async fn open_revocations(
-    config: &Config,
-    readiness: &Readiness,
-) -> anyhow::Result<backend::Backend> {
-    let opened = backend::open(
+/// With Redis this waits until Redis answers (see [`stores::open`]).
+pub async fn open_revocations(config: &Config, readiness: &Readiness) -> anyhow::Result<Stores> {
+    let opened = stores::open(
         &config.revocation,
         config.policy.revocation_horizon(),
         readiness,

@@ -21,7 +21,9 @@
 //!
 //! - [`envoy`]: the ext_authz v3 gRPC adapter: translates, never decides.
 //! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
-//! - [`revocation`]: the revocation stores (file; Redis for fleets); [`pinning`]: pins in Redis.
+//! - [`revocation`]: the revocation store trait, the handle applying revocations, the file log.
+//! - [`fleet`]: the Redis fleet: every replica shares revocations and pins through one Redis.
+//! - [`stores`]: opening the configured stores (the file log, or the fleet).
 //! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
 //! - [`admin`]: the admin gRPC API (revoke, list, explain) on its own listener, and its CLI client.
 //! - [`config`]: YAML configuration, validated with errors naming file and key; [`files`]:
@@ -48,6 +50,7 @@ pub mod connections;
 pub mod decision_log;
 pub mod envoy;
 pub mod files;
+pub mod fleet;
 pub mod fuzzing;
 pub mod grpc_health;
 pub mod health;
@@ -56,11 +59,11 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
-pub mod pinning;
 pub mod port;
 pub mod reload;
 pub mod revocation;
 pub mod shutdown;
 pub mod ssf;
+pub mod stores;
 pub mod telemetry;
 pub mod watch;

@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use sessiongate::revocation::redis::link::{LinkError, RedisLink, Retry};
+use sessiongate::fleet::link::{LinkError, RedisLink, Retry};
 use support::redis::{RedisServer, Sever, SeverWhen};
 use support::run;
 

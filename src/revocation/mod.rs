@@ -12,14 +12,12 @@
 //!
 //! [`RevocationSet`] is the in-memory index the decision reads; it is pure and immutable
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
-//! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
+//! [`RevocationStore`], so the embedded file log ([`file`](mod@file)) and a fleet's shared Redis stream
+//! ([`crate::fleet`]) slot in alike; [`crate::stores`] opens the configured one.
 
-pub mod backend;
 pub mod file;
-pub mod redis;
 mod store;
 
-pub use self::redis::RedisStore;
 pub use file::FileStore;
 pub use sessiongate_core::revocation::*;
 pub use store::{RevocationStore, Revocations, StoreError, StoreFuture};

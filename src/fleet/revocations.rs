@@ -1,4 +1,4 @@
-//! The shared revocation store: a Redis Stream every replica of a fleet writes to and follows.
+//! The fleet's revocation store: a Redis Stream every replica writes to and follows.
 //!
 //! # Design
 //!
@@ -9,12 +9,13 @@
 //!   `appendonly yes`, `appendfsync always` for no loss on power failure). A write sent without
 //!   a reply is [`StoreError::Unconfirmed`], not "unavailable": Redis may still apply it.
 //! - **Idempotent write**: when the connection drops with the `XADD` in flight, it is sent
-//!   again on a fresh connection ([`link::Retry::Idempotent`]). If both landed, the stream holds
+//!   again on a fresh connection ([`Retry::Idempotent`]). If both landed, the stream holds
 //!   two equal entries; the mirror ignores an entry equal to one it holds, and loading drops
 //!   the duplicate, so it is applied, listed and counted once.
-//! - **Fan-out**: every replica runs a [`follower`] that blocks in `XREAD` after the last entry
-//!   id it applied and applies each new entry to its local mirror with
-//!   [`Revocations::apply`](super::Revocations::apply). The hot path reads only the mirror.
+//! - **Fan-out**: every replica runs a [`follower`](super::follower) that blocks in `XREAD`
+//!   after the last entry id it applied and applies each new entry to its local mirror with
+//!   [`Revocations::apply`](crate::revocation::Revocations::apply). The hot path reads only
+//!   the mirror.
 //! - **Exactly once locally**: the replica that wrote an entry applies it when the write is
 //!   acknowledged (so its own next request is denied at once) and then sees it again in the
 //!   stream; the mirror ignores an entry equal to one it holds, so the echo changes nothing.
@@ -24,16 +25,6 @@
 //!   and records where the follower must begin.
 //! - **Compaction** trims entries recorded well before the oldest live one (`XTRIM MINID`),
 //!   with a margin for clocks that disagree.
-//!
-//! # Layout
-//! - [`entry`]: key names and the stream entry format (pure).
-//! - [`link`]: the connection, replaced after failures (a write lost with it is resent once
-//!   when idempotent), bounded in time; its errors say whether Redis may have run a command.
-//! - [`follower`]: the fan-out task.
-
-pub mod entry;
-pub mod follower;
-pub mod link;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -41,10 +32,10 @@ use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
 
-use self::entry::{EntryId, Keys};
-use self::link::{LinkError, RedisLink, Retry};
-use super::Revocation;
-use super::store::{RevocationStore, StoreError, StoreFuture};
+use super::entry::{self, EntryId};
+use super::keys::Keys;
+use super::link::{LinkError, RedisLink, Retry};
+use crate::revocation::{Revocation, RevocationStore, StoreError, StoreFuture};
 use sessiongate_core::time::UnixTime;
 
 /// Entries read per round trip when loading or catching up.

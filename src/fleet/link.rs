@@ -29,7 +29,7 @@ use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, TlsCerti
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::super::StoreError;
+use crate::revocation::StoreError;
 
 /// After a failed connection attempt, further calls fail at once for this long instead of each
 /// waiting for its own attempt: during an outage, new sessions are refused in microseconds.

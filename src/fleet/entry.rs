@@ -1,13 +1,12 @@
-//! The Redis layout, pure: key names and how one revocation is written as a stream entry.
+//! How one revocation is written as an entry of the fleet's stream, pure.
 //!
 //! Kept apart from any I/O so the wire format is tested without a server, and so every process
-//! of a fleet (whatever its version) agrees on one documented shape:
+//! of a fleet (whatever its version) agrees on one documented shape (the stream's name is in
+//! [`super::keys`]):
 //!
 //! ```text
-//! <prefix>revocations            a Redis Stream; one entry per revocation:
-//!                                  v          = "1"  (format version)
-//!                                  revocation = the revocation as JSON (same as the file log)
-//! <prefix>pin:<session>          a string: the workload a session is pinned to (see pinning)
+//! v          = "1"  (format version)
+//! revocation = the revocation as JSON (same as the file log)
 //! ```
 //!
 //! Entry ids are Redis' own (`<ms>-<seq>`), so the stream's order is the order in which Redis
@@ -15,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::super::Revocation;
+use crate::revocation::Revocation;
 
 /// The entry field holding the format version.
 pub const VERSION_FIELD: &str = "v";
@@ -23,33 +22,6 @@ pub const VERSION_FIELD: &str = "v";
 pub const VERSION: &str = "1";
 /// The entry field holding the revocation.
 pub const REVOCATION_FIELD: &str = "revocation";
-
-/// Redis key names under one configured prefix, so several meshes can share a Redis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Keys {
-    prefix: Box<str>,
-    stream: Box<str>,
-}
-
-impl Keys {
-    /// The keys under `prefix` (e.g. `sessiongate:`; may be empty).
-    pub fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.into(),
-            stream: format!("{prefix}revocations").into(),
-        }
-    }
-
-    /// The revocation stream.
-    pub fn stream(&self) -> &str {
-        &self.stream
-    }
-
-    /// The pin of the session whose key (token hash, base64url) is `session`.
-    pub fn pin(&self, session: &str) -> String {
-        format!("{}pin:{session}", self.prefix)
-    }
-}
 
 /// The field/value pairs of the stream entry for `revocation`.
 pub fn encode(revocation: &Revocation) -> [(&'static str, String); 2] {
@@ -222,14 +194,6 @@ mod tests {
             error.to_string().contains("no `revocation` field"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn keys_live_under_the_prefix() {
-        let keys = Keys::new("mesh-a:");
-        assert_eq!(keys.stream(), "mesh-a:revocations");
-        assert_eq!(keys.pin("abc"), "mesh-a:pin:abc");
-        assert_eq!(Keys::new("").stream(), "revocations");
     }
 
     #[test]

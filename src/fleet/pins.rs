@@ -1,16 +1,19 @@
-//! Fleet-wide pins in Redis: `<prefix>pin:<session hash>` holds the owning workload.
+//! The fleet's pins in Redis: `<prefix>pin:<session hash>` holds the owning workload.
 //!
 //! One round trip per new session: `SET key me NX GET PX <remaining lifetime>` sets the pin if
 //! absent and returns the previous value in the same command (Redis 7.0 or later), so two
 //! replicas racing for one session agree on a single owner. Repeated requests never reach
 //! Redis: the owner is cached in the local session record. The key expires with the session,
 //! so pins do not accumulate.
+//!
+//! [`RedisPins`] is the check crate's [`PinStore`]; without a fleet, pins stay in each
+//! process's session cache ([`LocalPins`](sessiongate_check::pinning::LocalPins)).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::revocation::redis::entry::Keys;
-use crate::revocation::redis::link::{RedisLink, Retry};
+use super::keys::Keys;
+use super::link::{RedisLink, Retry};
 use sessiongate_check::pinning::{PinError, PinFuture, PinStore};
 use sessiongate_check::session::{Session, SessionKey};
 use sessiongate_core::workload::{PinnedWorkload, Thumbprint};

@@ -1,69 +1,67 @@
-//! Opening the configured revocation backend: the live revocations, where new sessions are
-//! pinned, and for Redis the follower that keeps this replica's mirror current.
+//! The Redis fleet: every replica shares revocations and pins through one Redis.
+//!
+//! A replica of a fleet writes each revocation to a Redis Stream and follows that stream, so a
+//! revocation made at any replica is enforced at all of them, from a local mirror the hot path
+//! reads without waiting on Redis; and it pins each new session's first workload in Redis, so a
+//! token replayed from another workload is caught whichever replica it reaches. Everything
+//! sessiongate knows about Redis (the connection, the key names, the stream's entry format)
+//! is in this module, and only [`open`] and what it returns are visible outside it.
+//!
+//! # Layout
+//! - [`link`]: the connection, replaced after failures (a write lost with it is resent once
+//!   when idempotent), bounded in time; its errors say whether Redis may have run a command.
+//! - `keys`: the key names under the configured prefix (pure).
+//! - `entry`: how a revocation is written as a stream entry (pure).
+//! - `revocations`: the stream as a [`RevocationStore`](crate::revocation::RevocationStore):
+//!   durable and idempotent writes, loading, compaction.
+//! - `follower`: the fan-out task applying every new entry to the local mirror.
+//! - `pins`: fleet-wide pins (`SET NX GET`), the check crate's [`PinStore`].
+
+mod entry;
+mod follower;
+mod keys;
+pub mod link;
+mod pins;
+mod revocations;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::redis::entry::Keys;
-use super::redis::follower::Follower;
-use super::redis::link::{RedisLink, Retry};
-use super::{FileStore, RedisStore, Revocations, StoreError};
-use crate::config::{RedisSettings, RevocationBackend};
+use self::follower::Follower;
+pub use self::follower::FollowerTask;
+use self::keys::Keys;
+use self::link::{RedisLink, Retry};
+use self::pins::RedisPins;
+use self::revocations::RedisStore;
+use crate::config::RedisSettings;
 use crate::health::Readiness;
-use crate::pinning::RedisPins;
-use sessiongate_check::pinning::{LocalPins, PinStore};
+use crate::revocation::{Revocations, StoreError};
+use sessiongate_check::pinning::PinStore;
 use sessiongate_core::time::UnixTime;
 
 /// Longest pause between attempts to reach Redis at start-up.
 const START_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// An opened backend.
-pub struct Backend {
-    /// The live revocations (the local mirror, for Redis).
+/// This replica, joined to its fleet: what the server needs from Redis.
+pub struct Fleet {
+    /// The local mirror of the fleet's revocations; appends go to Redis first.
     pub revocations: Arc<Revocations>,
-    /// Where new sessions are pinned.
+    /// Pins in Redis, shared by every replica.
     pub pins: Arc<dyn PinStore>,
-    /// The fan-out follower's task, for Redis; aborted when this is dropped.
-    pub follower: Option<FollowerTask>,
+    /// Keeps the mirror current; stops following when dropped.
+    pub follower: FollowerTask,
 }
 
-/// Aborts the follower when dropped, so a stopped server leaves no task reading Redis.
-pub struct FollowerTask(tokio::task::JoinHandle<()>);
-
-impl Drop for FollowerTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Opens `backend` and loads every live revocation (older than `horizon` past its cut-off:
-/// dropped). A corrupt store is an error. Redis is waited for: a replica that cannot read the
-/// fleet's revocations must not judge requests, so it keeps retrying (and logging) and only
-/// returns, to start serving, once the whole stream is loaded.
+/// Connects to the Redis `settings` name and loads every live revocation (older than `horizon`
+/// past its cut-off: dropped), then starts following the stream. A corrupt stream is an error.
+/// Redis is waited for: a replica that cannot read the fleet's revocations must not judge
+/// requests, so it keeps retrying (and logging, and reporting the store unreachable to
+/// `readiness`) and only returns, to start serving, once the whole stream is loaded.
 pub async fn open(
-    backend: &RevocationBackend,
-    horizon: Duration,
-    readiness: &Readiness,
-) -> Result<Backend, StoreError> {
-    match backend {
-        RevocationBackend::File(path) => {
-            let store = FileStore::open(path)?;
-            let revocations = Revocations::open(Box::new(store), horizon, UnixTime::now()).await?;
-            Ok(Backend {
-                revocations: Arc::new(revocations),
-                pins: Arc::new(LocalPins),
-                follower: None,
-            })
-        }
-        RevocationBackend::Redis(settings) => open_redis(settings, horizon, readiness).await,
-    }
-}
-
-async fn open_redis(
     settings: &RedisSettings,
     horizon: Duration,
     readiness: &Readiness,
-) -> Result<Backend, StoreError> {
+) -> Result<Fleet, StoreError> {
     let link = Arc::new(
         RedisLink::new(
             &settings.url,
@@ -105,10 +103,10 @@ async fn open_redis(
         revocations: Arc::clone(&revocations),
         readiness: readiness.clone(),
     };
-    Ok(Backend {
+    Ok(Fleet {
         revocations,
         pins: Arc::new(RedisPins::new(link, keys)),
-        follower: Some(FollowerTask(tokio::spawn(follower.run()))),
+        follower: follower.start(),
     })
 }
 

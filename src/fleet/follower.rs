@@ -15,9 +15,10 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 
-use super::entry::{EntryId, Keys};
+use super::entry::EntryId;
+use super::keys::Keys;
 use super::link::RedisLink;
-use super::{PAGE, decode_entry};
+use super::revocations::{PAGE, decode_entry};
 use crate::health::Readiness;
 use crate::revocation::{Revocations, StoreError};
 
@@ -44,9 +45,23 @@ pub struct Follower {
     pub readiness: Readiness,
 }
 
+/// Aborts the follower when dropped, so a stopped server leaves no task reading Redis.
+pub struct FollowerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for FollowerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Follower {
+    /// Starts following on its own task, until the returned handle is dropped.
+    pub fn start(self) -> FollowerTask {
+        FollowerTask(tokio::spawn(self.run()))
+    }
+
     /// Follows forever (see the module docs).
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         let mut reachable = true;
         loop {
