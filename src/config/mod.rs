@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use schema::ConfigFile;
 use schema::{IssuerSection, RouteSection, TransmitterSection};
 
-use crate::keys::JwksFile;
+use crate::keys::source::{KeyFetchError, MAX_DOCUMENT_BYTES, parse_jwks};
 use crate::keys::{KeyOrigin, RefreshBounds};
 use sessiongate_check::budget::{BudgetLimits, Rate};
 use sessiongate_check::policy::Policy;
@@ -149,15 +149,6 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
-/// Where a transmitter's keys come from.
-#[derive(Debug, Clone)]
-pub enum TransmitterKeys {
-    /// A local JWKS file.
-    File(JwksFile),
-    /// A JWKS URL.
-    Uri(String),
-}
-
 /// One trusted Shared Signals transmitter.
 #[derive(Debug, Clone)]
 pub struct TransmitterSettings {
@@ -166,8 +157,9 @@ pub struct TransmitterSettings {
     /// The configured token issuers whose sessions its events may act on: `issuers` as
     /// configured, else the issuer whose identifier is the transmitter's own. Never empty.
     pub issuers: Vec<Arc<str>>,
-    /// Its signing keys.
-    pub keys: TransmitterKeys,
+    /// Where its signing keys come from (a file or a `jwks_uri`), fetched when the receiver
+    /// starts.
+    pub keys: KeyOrigin,
     /// The `aud` its SETs must carry.
     pub audience: String,
 }
@@ -1073,14 +1065,15 @@ impl Compiler<'_> {
             }
             let keys = match (&transmitter.jwks_file, &transmitter.jwks_uri) {
                 (Some(file), None) => {
-                    let source = JwksFile::new(self.base.join(file));
-                    source
-                        .load_now()
+                    let origin = KeyOrigin::File(self.base.join(file));
+                    self.jwks_file(&origin)
                         .map_err(|e| self.invalid(format!("{key}.jwks_file"), e.to_string()))?;
-                    TransmitterKeys::File(source)
+                    origin
                 }
                 (None, Some(uri)) if uri.starts_with("https://") || uri.starts_with("http://") => {
-                    TransmitterKeys::Uri(uri.clone())
+                    let url = crate::keys::key_url(uri)
+                        .map_err(|e| self.invalid(format!("{key}.jwks_uri"), e.to_string()))?;
+                    KeyOrigin::Uri(url)
                 }
                 (None, Some(uri)) => {
                     return Err(self.invalid(
@@ -1193,13 +1186,14 @@ impl Compiler<'_> {
                 let path = self
                     .base
                     .join(issuer.jwks_file.as_deref().unwrap_or(Path::new("")));
-                let parsed = JwksFile::new(path.clone())
-                    .load_now()
+                let origin = KeyOrigin::File(path);
+                let parsed = self
+                    .jwks_file(&origin)
                     .map_err(|e| self.invalid(&config_key, e.to_string()))?;
                 for skipped in &parsed.skipped {
                     tracing::warn!(file = %self.file.display(), key = %config_key, "skipping {skipped}");
                 }
-                Ok((KeyOrigin::File(path), config_key))
+                Ok((origin, config_key))
             }
             ["jwks_uri"] => {
                 let config_key = format!("{key}.jwks_uri");
@@ -1225,6 +1219,19 @@ impl Compiler<'_> {
                 ))
             }
         }
+    }
+
+    /// Reads and parses a JWKS file, so a broken one is a config error.
+    fn jwks_file(
+        &self,
+        origin: &KeyOrigin,
+    ) -> Result<sessiongate_token::ParsedJwks, KeyFetchError> {
+        let KeyOrigin::File(path) = origin else {
+            unreachable!("only files are read while loading")
+        };
+        let bytes = crate::files::read_bounded(path, MAX_DOCUMENT_BYTES as u64)
+            .map_err(|e| KeyFetchError::unreachable(origin, e))?;
+        parse_jwks(origin, &bytes)
     }
 
     fn keys_refresh(

@@ -501,6 +501,33 @@ fn with_transmitter(issuer: &str, extra: &str) -> String {
     )
 }
 
+/// A transmitter's `jwks_uri` is held to the issuers' rule (https, or http on loopback), and
+/// refused by `check-config`, not first when the receiver starts.
+#[test]
+fn a_transmitter_jwks_uri_must_be_https_except_on_loopback() {
+    let with_uri = |uri: &str| {
+        with_transmitter("https://b.example.test", "").replace(
+            "      jwks_file: jwks.json\n",
+            &format!("      jwks_uri: \"{uri}\"\n"),
+        )
+    };
+    assert_invalid(
+        &with_uri("http://idp.example.test/keys"),
+        "ssf.transmitters[0].jwks_uri",
+        "must use https (plain http is accepted only for 127.0.0.1, [::1] and localhost)",
+    );
+    assert_invalid(
+        &with_uri("ftp://idp.example.test/keys"),
+        "ssf.transmitters[0].jwks_uri",
+        "`ftp://idp.example.test/keys` is not an http(s) URL",
+    );
+    let (config, _, _dir) = load_yaml(&with_uri("http://127.0.0.1:9/keys"));
+    assert_eq!(
+        config.unwrap().ssf.unwrap().transmitters[0].keys,
+        crate::keys::KeyOrigin::Uri("http://127.0.0.1:9/keys".parse().unwrap())
+    );
+}
+
 #[test]
 fn a_transmitter_acts_by_default_on_the_issuer_with_its_own_identifier() {
     let (config, _, _dir) = load_yaml(&with_transmitter("https://b.example.test", ""));

@@ -15,12 +15,10 @@
 //! issuer's set retires at once, and every cached session verified with it is denied
 //! `unknown_key` on its next request.
 
-mod jwks_file;
 pub mod refresh;
 pub mod schedule;
 pub mod source;
 
-pub use jwks_file::{JwksFile, KeySource, KeySourceError};
 pub use refresh::{KeyLoadError, KeyManager, KeyRefresher, UNKNOWN_KEY_WAIT};
 pub use schedule::{RefreshBounds, cache_control_max_age};
-pub use source::{KeyOrigin, discovery_url, key_url};
+pub use source::{KeyFetchError, KeyOrigin, discovery_url, key_url};
