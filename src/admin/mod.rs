@@ -18,6 +18,7 @@ pub mod convert;
 pub mod credential;
 pub mod server;
 pub mod service;
+pub mod settings;
 
 /// Generated from `proto/sessiongate/admin/v1/admin.proto` by `build.rs`.
 #[allow(missing_docs, clippy::all)]

@@ -17,6 +17,7 @@
 
 pub mod refresh;
 pub mod schedule;
+pub mod settings;
 pub mod source;
 
 pub use refresh::{KeyLoadError, KeyManager, KeyRefresher, UNKNOWN_KEY_WAIT};

@@ -16,8 +16,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::schedule::{Schedule, UnknownKeyLimiter, UnknownKeyTrigger};
+use super::settings::IssuerKeys;
 use super::source::{self, Fetched, KeyOrigin};
-use crate::config::IssuerKeys;
 use crate::health::Readiness;
 use crate::keys::KeyFetchError;
 use crate::metrics::KeyMetrics;

@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod file;
 pub mod redis;
+pub mod settings;
 mod store;
 
 pub use self::redis::RedisStore;

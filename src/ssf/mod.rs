@@ -20,6 +20,7 @@ pub mod events;
 mod push;
 pub mod receiver;
 pub mod replay;
+pub mod settings;
 pub mod subject;
 pub mod verify;
 
