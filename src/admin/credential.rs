@@ -1,7 +1,7 @@
 //! The admin bearer credential: where it comes from and how a call's credential is checked.
 //!
-//! The token is read once at start-up from `admin.token_file` or, without one, the environment
-//! variable [`TOKEN_ENV`]. Calls are checked by comparing SHA-256 digests in constant time, so
+//! The token comes from `admin.token_file` (read by the config loader, which hands over its
+//! bytes: see [`token`]) or, without one, the environment variable [`TOKEN_ENV`]. Calls are checked by comparing SHA-256 digests in constant time, so
 //! neither the content nor the length of the real token leaks through response timing. The token
 //! never appears in logs or errors.
 

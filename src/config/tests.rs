@@ -501,6 +501,36 @@ fn with_transmitter(issuer: &str, extra: &str) -> String {
     )
 }
 
+/// The loader reads a transmitter's `jwks_file`, so `check-config` names an unreadable or
+/// broken one by its key, though the receiver loads the keys only when it starts.
+#[test]
+fn an_unreadable_or_broken_transmitter_jwks_file_is_named_by_its_key() {
+    let missing = with_transmitter("https://b.example.test", "").replace(
+        "      jwks_file: jwks.json\n",
+        "      jwks_file: missing.json\n",
+    );
+    assert_invalid(
+        &missing,
+        "ssf.transmitters[0].jwks_file",
+        "cannot read file ",
+    );
+    let (result, file, _dir) = load_yaml(&missing);
+    let problem = result.unwrap_err().to_string();
+    let expected = file.with_file_name("missing.json");
+    assert!(
+        problem.contains(&format!("{}: ", expected.display())),
+        "{problem}"
+    );
+    assert_invalid(
+        &with_transmitter("https://b.example.test", "").replace(
+            "      jwks_file: jwks.json\n",
+            "      jwks_file: sessiongate.yaml\n",
+        ),
+        "ssf.transmitters[0].jwks_file",
+        "sessiongate.yaml: ",
+    );
+}
+
 /// A transmitter's `jwks_uri` is held to the issuers' rule (https, or http on loopback), and
 /// refused by `check-config`, not first when the receiver starts.
 #[test]

@@ -12,7 +12,8 @@
 //!
 //! [`RevocationSet`] is the in-memory index the decision reads; it is pure and immutable
 //! (replaced whole through [`Revocations`] when an entry is added). Persistence sits behind
-//! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike.
+//! [`RevocationStore`], so an embedded file store and a shared Redis store slot in alike;
+//! [`backend`] opens the one the `revocation` section names ([`settings`], converted there).
 
 pub mod backend;
 pub mod file;
