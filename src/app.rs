@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminCredential, AdminState};
-use crate::config::{Config, LimitSettings, SsfSettings};
+use crate::admin::{self, AdminState};
+use crate::config::{Config, LimitSettings};
 use crate::connections::ConnectionCap;
 use crate::decision_log::DecisionLog;
 use crate::envoy::report::CheckReporter;
@@ -27,6 +27,7 @@ use crate::port::ReservedPort;
 use crate::reload::{Reloader, RunningSettings};
 use crate::revocation::Revocations;
 use crate::shutdown::{self, StopSignal};
+use crate::ssf::settings::SsfSettings;
 use crate::ssf::{self, SsfReceiver};
 use crate::stores::{self, Stores};
 use crate::telemetry::Tracing;
@@ -321,9 +322,8 @@ pub async fn run(
         ops: ops_listener,
     } = listeners;
     let admin = match (&config.admin, admin_port) {
-        (Some(settings), Some(port)) => {
-            Some((port, AdminCredential::load(settings.token_file.as_deref())?))
-        }
+        // Read and checked by the config loader: not read again on the runtime.
+        (Some(settings), Some(port)) => Some((port, settings.credential.clone())),
         _ => None,
     };
     let ssf_settings = config.ssf.clone();

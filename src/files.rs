@@ -7,7 +7,27 @@
 //! files, and never beyond a limit that fits what they hold.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A file a configuration names, as the config loader read it (with [`read_bounded`]).
+///
+/// The loader is the only code that reads such files; the subsystem owning the setting judges
+/// the bytes, or reports the read error under its own key, in its own order of checks.
+#[derive(Debug)]
+pub struct NamedFile {
+    /// The path, resolved against the config file's directory.
+    pub path: PathBuf,
+    /// Its bytes, or why they could not be read.
+    pub bytes: io::Result<Vec<u8>>,
+}
+
+impl NamedFile {
+    /// Reads `path` whole, within `limit` bytes (see [`read_bounded`]).
+    pub fn read(path: PathBuf, limit: u64) -> NamedFile {
+        let bytes = read_bounded(&path, limit);
+        NamedFile { path, bytes }
+    }
+}
 
 /// Reads `path` whole, refusing anything but a regular file (after symlinks, so Kubernetes'
 /// ConfigMap and Secret mounts work) and anything over `limit` bytes. The error says which.

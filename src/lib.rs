@@ -20,14 +20,17 @@
 //! # Layout of this crate
 //!
 //! - [`envoy`]: the ext_authz v3 gRPC adapter: translates, never decides.
-//! - [`keys`]: keeping issuers' keys current (files, `jwks_uri`, discovery; refresh; outages).
-//! - [`revocation`]: the revocation store trait, the handle applying revocations, the file log.
+//! - [`keys`]: where keys come from (one [`keys::KeyOrigin`] for issuers and SSF transmitters:
+//!   files, `jwks_uri`, discovery) and keeping issuers' keys current (refresh; outages).
+//! - [`revocation`]: the revocation store trait, the handle applying revocations, the file log,
+//!   the `revocation` section's settings.
 //! - [`fleet`]: the Redis fleet: every replica shares revocations and pins through one Redis.
 //! - [`stores`]: opening the configured stores (the file log, or the fleet).
 //! - [`ssf`]: the Shared Signals receiver: CAEP events pushed by identity providers.
 //! - [`admin`]: the admin gRPC API (revoke, list, explain) on its own listener, and its CLI client.
-//! - [`config`]: YAML configuration, validated with errors naming file and key; [`files`]:
-//!   reading the files it names, bounded.
+//! - [`config`]: YAML configuration, validated with errors naming file and key. Its loader is
+//!   the only code that reads the files a config names ([`files`]: bounded); `keys`, `admin`,
+//!   `revocation` and `ssf` each convert their own section (`settings` modules) from those bytes.
 //! - [`reload`]: hot reload of the config file (file watch, SIGHUP).
 //! - [`health`]: readiness (loading, issuers' keys); [`grpc_health`]: served as
 //!   `grpc.health.v1`, Watch streams ended on stop; [`watch`]: Kubernetes-proof file watching.

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::RevocationBackend;
 use crate::fleet::{self, FollowerTask};
 use crate::health::Readiness;
 use crate::revocation::file::FileStore;
+use crate::revocation::settings::RevocationBackend;
 use crate::revocation::{Revocations, StoreError};
 use sessiongate_check::pinning::{LocalPins, PinStore};
 use sessiongate_core::time::UnixTime;

@@ -1,7 +1,7 @@
 //! The admin bearer credential: where it comes from and how a call's credential is checked.
 //!
-//! The token is read once at start-up from `admin.token_file` or, without one, the environment
-//! variable [`TOKEN_ENV`]. Calls are checked by comparing SHA-256 digests in constant time, so
+//! The token comes from `admin.token_file` (read by the config loader, which hands over its
+//! bytes: see [`token`]) or, without one, the environment variable [`TOKEN_ENV`]. Calls are checked by comparing SHA-256 digests in constant time, so
 //! neither the content nor the length of the real token leaks through response timing. The token
 //! never appears in logs or errors.
 
@@ -11,12 +11,17 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use crate::files::NamedFile;
 use crate::logging::LinesPerSecond;
 use sessiongate_core::time::UnixTime;
 
 /// The environment variable holding the admin token when no `admin.token_file` is configured
 /// (and the CLI's default).
 pub const TOKEN_ENV: &str = "SESSIONGATE_ADMIN_TOKEN";
+
+/// Largest admin token file read: a token is a line of text, and 64 KiB is far more than any,
+/// and bounds a mistake.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
 
 /// Shortest accepted admin token: 16 bytes is the floor below which guessing becomes plausible.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -63,6 +68,12 @@ impl AdminCredential {
         AdminCredential::new(&token).ok_or(CredentialError::TooShort { origin: source })
     }
 
+    /// The credential from `file` as the config loader read it, else from [`TOKEN_ENV`].
+    pub fn from_file(file: Option<&NamedFile>) -> Result<AdminCredential, CredentialError> {
+        let (source, token) = token(file)?;
+        AdminCredential::new(&token).ok_or(CredentialError::TooShort { origin: source })
+    }
+
     /// A credential for `token`; `None` when it is shorter than [`MIN_TOKEN_LEN`].
     pub fn new(token: &str) -> Option<AdminCredential> {
         (token.len() >= MIN_TOKEN_LEN).then(|| AdminCredential {
@@ -104,19 +115,26 @@ impl AdminCredential {
     }
 }
 
-/// Reads the token and names where it came from, for the CLI and the server alike.
+/// Reads the token and names where it came from (the CLI's `--token-file`, or the variable).
 pub fn read_token(token_file: Option<&Path>) -> Result<(String, String), CredentialError> {
-    match token_file {
-        Some(file) => {
-            // A token is a line of text: 64 KiB is far more than any, and bounds a mistake.
-            let text = crate::files::read_bounded_text(file, 64 * 1024).map_err(|e| {
-                CredentialError::Unreadable {
-                    file: file.to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
+    let file = token_file.map(|file| NamedFile::read(file.to_owned(), MAX_TOKEN_FILE_BYTES));
+    token(file.as_ref())
+}
+
+/// The token in `file` (as read, within [`MAX_TOKEN_FILE_BYTES`]), else in [`TOKEN_ENV`], and
+/// where it came from. The config loader reads `admin.token_file`; this only judges the bytes.
+pub fn token(file: Option<&NamedFile>) -> Result<(String, String), CredentialError> {
+    match file {
+        Some(NamedFile { path, bytes }) => {
+            let unreadable = |message: String| CredentialError::Unreadable {
+                file: path.clone(),
+                message,
+            };
+            let bytes = bytes.as_ref().map_err(|e| unreadable(e.to_string()))?;
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".to_owned()))?;
             Ok((
-                format!("admin.token_file {}", file.display()),
+                format!("admin.token_file {}", path.display()),
                 text.trim().to_owned(),
             ))
         }

@@ -8,7 +8,9 @@
 //! # Layout
 //! - [`proto`]: the generated `sessiongate.admin.v1` types, client and server trait.
 //! - [`convert`]: proto ⇄ domain conversion and input validation, at the edge.
-//! - [`credential`]: loading the admin token and checking it in constant time.
+//! - [`credential`]: the admin token (from the bytes the config loader read, or the environment)
+//!   and checking it in constant time.
+//! - [`settings`]: the `admin` section, converted (listener address, credential).
 //! - [`service`]: the `Admin` service over the gate and the revocations.
 //! - [`server`]: the listener.
 //! - [`client`]: the CLI's side (`sessiongate admin …`).
@@ -18,6 +20,7 @@ pub mod convert;
 pub mod credential;
 pub mod server;
 pub mod service;
+pub mod settings;
 
 /// Generated from `proto/sessiongate/admin/v1/admin.proto` by `build.rs`.
 #[allow(missing_docs, clippy::all)]

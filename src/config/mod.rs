@@ -3,8 +3,22 @@
 //! Every error names the file, the key (as a path such as `routes[2].max_token_age`) and what
 //! is wrong, so an operator can fix it without reading code. Loading is all-or-nothing: a
 //! config that fails any check is never partly applied.
+//!
+//! # Layout
+//!
+//! - [`schema`]: the file's shape (YAML) and [`parse`], naming the key where parsing failed.
+//! - [`load`]: the loader, the only code that reads files the config names (JWKS files, the
+//!   admin token, the Redis CA), through [`crate::files`]; it hands their bytes on.
+//! - this module: the assembly into a [`Config`], and the sections no subsystem owns (listeners,
+//!   session, binding, issuers' token rules, routes, telemetry, ops, limits).
+//! - each subsystem converts its own section, from the bytes the loader read, reporting an
+//!   [`InvalidSetting`] (key and problem) to which the assembly adds the file:
+//!   [`crate::keys::settings`] (issuers' key origins and refresh), [`crate::admin::settings`],
+//!   [`crate::revocation::settings`], [`crate::ssf::settings`].
 
-mod schema;
+mod invalid;
+mod load;
+pub mod schema;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -12,11 +26,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use schema::ConfigFile;
-use schema::{IssuerSection, RouteSection, TransmitterSection};
+pub use invalid::InvalidSetting;
+pub use load::load;
+pub use schema::{ConfigFile, parse};
+use schema::{IssuerSection, RouteSection};
 
-use crate::keys::JwksFile;
-use crate::keys::{KeyOrigin, RefreshBounds};
+use crate::admin::settings::AdminSettings;
+use crate::keys::settings::{self as key_settings, IssuerKeys};
+use crate::revocation::settings::RevocationBackend;
+use crate::ssf::settings::SsfSettings;
+use load::NamedFiles;
 use sessiongate_check::budget::{BudgetLimits, Rate};
 use sessiongate_check::policy::Policy;
 use sessiongate_check::rejections::RejectionMemory;
@@ -56,129 +75,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
-}
-
-/// An issuer's key source as configured.
-#[derive(Debug, Clone)]
-pub struct IssuerKeys {
-    /// The issuer the keys belong to.
-    pub issuer: Arc<str>,
-    /// Where they come from.
-    pub source: KeyOrigin,
-    /// Refresh interval bounds and how long stale keys are trusted.
-    pub refresh: RefreshBounds,
-    /// The config key naming the source (`issuers[0].jwks_uri`), for errors at reload.
-    pub config_key: String,
-}
-
-/// The admin listener's settings.
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    /// Where the admin API (and the SSF push endpoint) listens.
-    pub listen: SocketAddr,
-    /// File holding the admin bearer credential; `None` means `SESSIONGATE_ADMIN_TOKEN`.
-    pub token_file: Option<PathBuf>,
-}
-
-/// Default `revocation.path` for the file backend.
-const DEFAULT_REVOCATION_PATH: &str = "state/revocations";
-/// How a certificate starts in a PEM file (`revocation.tls_ca_file`).
-const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
-/// Default `revocation.key_prefix` for the Redis backend.
-const DEFAULT_KEY_PREFIX: &str = "sessiongate:";
-/// Default `revocation.timeout` for the Redis backend: long enough for a loaded Redis across a
-/// zone, short enough that an admin call or a new session is refused promptly when it is gone.
-const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where revocations are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevocationBackend {
-    /// The embedded, durable append-only log at this path.
-    File(PathBuf),
-    /// A Redis shared by the fleet (revocations and, with pinning, pins).
-    Redis(RedisSettings),
-}
-
-/// The Redis backend's settings.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisSettings {
-    /// The connection URL (may hold a password: never logged, see the `Debug` impl).
-    pub url: String,
-    /// Prefix of every key.
-    pub key_prefix: String,
-    /// Bound on connecting and on each command.
-    pub timeout: Duration,
-    /// Redis replicas that must confirm a write (`WAIT`) before it is acknowledged.
-    pub wait_replicas: u32,
-    /// For `rediss://`: the private CA Redis' certificate is checked against, instead of the
-    /// system trust store.
-    pub tls_ca: Option<RedisCa>,
-}
-
-/// `revocation.tls_ca_file`, read and checked at load, so what is validated is what is used.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisCa {
-    /// Where it was read from (for messages).
-    pub file: PathBuf,
-    /// Its PEM text: one or more `CERTIFICATE` blocks.
-    pub pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for RedisSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only compared across reloads and never logged, but a password must not leak through
-        // a stray `{:?}` either: show the URL's digest instead.
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.url.as_bytes());
-        f.debug_struct("RedisSettings")
-            .field("url_sha256", &format!("{:x}", digest))
-            .field("key_prefix", &self.key_prefix)
-            .field("timeout", &self.timeout)
-            .field("wait_replicas", &self.wait_replicas)
-            // The digest, not just the path: a reload notices a replaced CA (restart required).
-            .field(
-                "tls_ca",
-                &self.tls_ca.as_ref().map(|ca| {
-                    (
-                        ca.file.display().to_string(),
-                        format!("{:x}", sha2::Sha256::digest(&ca.pem)),
-                    )
-                }),
-            )
-            .finish()
-    }
-}
-
-/// Where a transmitter's keys come from.
-#[derive(Debug, Clone)]
-pub enum TransmitterKeys {
-    /// A local JWKS file.
-    File(JwksFile),
-    /// A JWKS URL.
-    Uri(String),
-}
-
-/// One trusted Shared Signals transmitter.
-#[derive(Debug, Clone)]
-pub struct TransmitterSettings {
-    /// Its `iss`.
-    pub issuer: String,
-    /// The configured token issuers whose sessions its events may act on: `issuers` as
-    /// configured, else the issuer whose identifier is the transmitter's own. Never empty.
-    pub issuers: Vec<Arc<str>>,
-    /// Its signing keys.
-    pub keys: TransmitterKeys,
-    /// The `aud` its SETs must carry.
-    pub audience: String,
-}
-
-/// The Shared Signals receiver's settings.
-#[derive(Debug, Clone)]
-pub struct SsfSettings {
-    /// HTTP path of the push endpoint on the admin listener.
-    pub push_path: String,
-    /// Trusted transmitters.
-    pub transmitters: Vec<TransmitterSettings>,
 }
 
 /// Where and how traces are exported.
@@ -336,116 +232,21 @@ const MAX_TRACKED_CALLERS: usize = 1_000_000;
 /// Longest `limits.rejected_tokens.ttl`: a rejection is remembered so a flood of the same bytes
 /// is cheap, not to outlive a key rotation that a refresh could miss.
 const MAX_REJECTION_TTL: Duration = Duration::from_secs(600);
-/// Largest `revocation.tls_ca_file` read: a CA bundle is a few KiB, a whole system store
-/// about 200 KiB.
-const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
-
 /// Most rejections `limits.rejected_tokens.capacity` may remember.
 const MAX_REJECTION_CAPACITY: u64 = 10_000_000;
 
-/// Reads, validates and compiles the configuration at `file`. JWKS files are read and checked
-/// too, so `check-config` catches a broken key file before a rollout does.
-pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let unreadable = |message: String| ConfigError::Unreadable {
-        file: file.to_owned(),
-        message,
-    };
-    let text = crate::files::read_bounded_text(file, MAX_CONFIG_BYTES)
-        .map_err(|e| unreadable(e.to_string()))?;
-    let raw = parse(file, &text)?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    Compiler { file, base }.compile(raw)
-}
-
-/// Parses YAML text into the file schema, naming the key at which parsing failed.
-pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let key = key_path(error.path());
-        let mut problem = error.into_inner().to_string();
-        // The YAML library prefixes its own (shorter) path; the full key is reported already.
-        if let Some((prefix, rest)) = problem.split_once(": ")
-            && !prefix.contains(' ')
-            && key.starts_with(prefix)
-        {
-            problem = rest.to_owned();
-        }
-        ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            problem,
-        }
-    })
-}
-
-/// The key at which parsing failed, written as `serde_path_to_error` writes it
-/// (`routes[2].scopes[0]`), except that a key which is empty, blank or holds a separator is
-/// quoted (`issuers[0]." "`): unquoted, the error would name no key, or a misleading path. The
-/// document itself is `(top level)`.
-fn key_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let needs_quotes = |name: &str| {
-        name.is_empty()
-            || name
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '[' | ']' | '"'))
-    };
-    let mut key = String::new();
-    for segment in path.iter() {
-        if !key.is_empty() && !matches!(segment, Segment::Seq { .. }) {
-            key.push('.');
-        }
-        match segment {
-            Segment::Map { key: name } | Segment::Enum { variant: name } if needs_quotes(name) => {
-                key.push_str(&format!("{name:?}"));
-            }
-            other => key.push_str(&other.to_string()),
-        }
-    }
-    if key.is_empty() {
-        "(top level)".to_owned()
-    } else {
-        key
-    }
-}
-
+/// Compiles a parsed file, and the files it names as the loader read them, into a [`Config`].
 struct Compiler<'a> {
+    /// The config file, named in every error.
     file: &'a Path,
+    /// Its directory, against which relative paths are resolved.
     base: &'a Path,
 }
 
 impl Compiler<'_> {
-    /// The admin credential's error as a config error: the key named once, by this error
-    /// (the credential's own message names it too, for the CLI, where it stands alone).
-    fn credential_invalid(
-        &self,
-        error: crate::admin::CredentialError,
-        token_file: Option<&Path>,
-    ) -> ConfigError {
-        use crate::admin::CredentialError;
-        use crate::admin::credential::{MIN_TOKEN_LEN, TOKEN_ENV};
-        match error {
-            CredentialError::Unreadable { file, message } => self.invalid(
-                "admin.token_file",
-                format!("cannot read {}: {message}", file.display()),
-            ),
-            CredentialError::Missing => self.invalid(
-                "admin.token_file",
-                format!(
-                    "no admin token: set admin.token_file or the {TOKEN_ENV} environment variable"
-                ),
-            ),
-            CredentialError::TooShort { .. } => {
-                let origin =
-                    token_file.map_or(TOKEN_ENV.to_owned(), |file| file.display().to_string());
-                self.invalid(
-                    "admin.token_file",
-                    format!(
-                        "the admin token in {origin} must be at least {MIN_TOKEN_LEN} bytes long"
-                    ),
-                )
-            }
-        }
+    /// A subsystem's [`InvalidSetting`], naming the file.
+    fn in_file(&self, invalid: InvalidSetting) -> ConfigError {
+        self.invalid(invalid.key, invalid.problem)
     }
 
     fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -456,7 +257,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn compile(&self, raw: ConfigFile) -> Result<Config, ConfigError> {
+    fn compile(&self, raw: ConfigFile, files: NamedFiles) -> Result<Config, ConfigError> {
         let grpc_listen: SocketAddr = raw.listen.grpc.parse().map_err(|_| {
             self.invalid(
                 "listen.grpc",
@@ -517,23 +318,46 @@ impl Compiler<'_> {
                     format!("`{}` is listed twice", issuer.issuer),
                 ));
             }
-            let (rules, source, config_key) = self.issuer(&key, issuer)?;
+            let jwks = files.issuer_jwks.get(index).and_then(Option::as_ref);
+            let (rules, origin) = self.issuer(&key, issuer, jwks)?;
             keys.push(IssuerKeys {
                 issuer: Arc::clone(&rules.issuer),
-                source,
-                refresh: self.keys_refresh(&key, issuer)?,
-                config_key,
+                source: origin.origin,
+                refresh: key_settings::refresh_bounds(&key, &issuer.keys_refresh)
+                    .map_err(|e| self.in_file(e))?,
+                config_key: origin.config_key,
             });
             issuer_rules.push(rules);
         }
         let routes = self.routes(&raw)?;
-        let admin = self.admin(&raw, grpc_listen)?;
-        let revocation = self.revocation(&raw)?;
+        let admin = raw
+            .admin
+            .as_ref()
+            .map(|section| {
+                AdminSettings::from_section(section, grpc_listen, files.admin_token.as_ref())
+            })
+            .transpose()
+            .map_err(|e| self.in_file(e))?;
+        let revocation =
+            RevocationBackend::from_section(&raw.revocation, self.base, files.redis_ca.as_ref())
+                .map_err(|e| self.in_file(e))?;
         let trusted: Vec<Arc<str>> = issuer_rules
             .iter()
             .map(|rules| Arc::clone(&rules.issuer))
             .collect();
-        let ssf = self.ssf(&raw, admin.is_some(), &trusted)?;
+        let ssf = raw
+            .ssf
+            .as_ref()
+            .map(|section| {
+                SsfSettings::from_section(
+                    section,
+                    admin.is_some(),
+                    &trusted,
+                    &files.transmitter_jwks,
+                )
+            })
+            .transpose()
+            .map_err(|e| self.in_file(e))?;
         let telemetry = self.telemetry(&raw)?;
         let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
         let verification = self.verification(&raw)?;
@@ -846,264 +670,6 @@ impl Compiler<'_> {
         })
     }
 
-    fn admin(
-        &self,
-        raw: &ConfigFile,
-        grpc_listen: SocketAddr,
-    ) -> Result<Option<AdminSettings>, ConfigError> {
-        let Some(admin) = &raw.admin else {
-            return Ok(None);
-        };
-        let listen: SocketAddr = admin.listen.parse().map_err(|_| {
-            self.invalid(
-                "admin.listen",
-                format!("`{}` is not an address like 127.0.0.1:9193", admin.listen),
-            )
-        })?;
-        if listen == grpc_listen && listen.port() != 0 {
-            return Err(self.invalid(
-                "admin.listen",
-                "must differ from listen.grpc: the admin API never shares the ext_authz port",
-            ));
-        }
-        let token_file = admin.token_file.as_ref().map(|path| self.base.join(path));
-        // The credential is read again when the listener starts; checking it here makes a
-        // missing or short token a config error (exit 2) that `check-config` catches too.
-        crate::admin::AdminCredential::load(token_file.as_deref())
-            .map_err(|error| self.credential_invalid(error, token_file.as_deref()))?;
-        Ok(Some(AdminSettings { listen, token_file }))
-    }
-
-    fn revocation(&self, raw: &ConfigFile) -> Result<RevocationBackend, ConfigError> {
-        let section = &raw.revocation;
-        let only_for = |key: &str, set: bool, backend: &str| {
-            if set {
-                Err(self.invalid(
-                    format!("revocation.{key}"),
-                    format!("only applies to backend {backend}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        match section.backend.as_str() {
-            "file" => {
-                only_for("url", section.url.is_some(), "redis")?;
-                only_for("key_prefix", section.key_prefix.is_some(), "redis")?;
-                only_for("timeout", section.timeout.is_some(), "redis")?;
-                only_for("wait_replicas", section.wait_replicas.is_some(), "redis")?;
-                only_for("tls_ca_file", section.tls_ca_file.is_some(), "redis")?;
-                let path = section
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_REVOCATION_PATH));
-                if path.as_os_str().is_empty() {
-                    return Err(self.invalid("revocation.path", "must not be empty"));
-                }
-                Ok(RevocationBackend::File(self.base.join(path)))
-            }
-            "redis" => {
-                only_for("path", section.path.is_some(), "file")?;
-                let url = section.url.clone().ok_or_else(|| {
-                    self.invalid(
-                        "revocation.url",
-                        "required for backend redis, e.g. redis://127.0.0.1:6379/0",
-                    )
-                })?;
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(self.invalid(
-                        "revocation.url",
-                        "must start with redis:// or rediss:// (TLS)",
-                    ));
-                }
-                if let Err(error) = redis::Client::open(url.as_str()) {
-                    // The URL may hold a password: describe the problem, never echo the value.
-                    return Err(self.invalid(
-                        "revocation.url",
-                        format!("not a Redis URL: {}", error.detail().unwrap_or("malformed")),
-                    ));
-                }
-                let key_prefix = section
-                    .key_prefix
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
-                if key_prefix.len() > 64
-                    || key_prefix
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(self.invalid(
-                        "revocation.key_prefix",
-                        "at most 64 characters, without spaces or control characters",
-                    ));
-                }
-                let timeout = section.timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT);
-                if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
-                    return Err(self.invalid("revocation.timeout", "must be between 10ms and 60s"));
-                }
-                let tls_ca = match &section.tls_ca_file {
-                    Some(path) => Some(self.redis_ca(&url, path)?),
-                    None => None,
-                };
-                Ok(RevocationBackend::Redis(RedisSettings {
-                    url,
-                    key_prefix,
-                    timeout,
-                    wait_replicas: section.wait_replicas.unwrap_or(0),
-                    tls_ca,
-                }))
-            }
-            other => Err(self.invalid(
-                "revocation.backend",
-                format!("`{other}` is not a backend; supported: file, redis"),
-            )),
-        }
-    }
-
-    /// Reads `revocation.tls_ca_file` and checks that the Redis client accepts it as trust
-    /// anchors for `url` (which must be `rediss://`: the CA would otherwise be ignored).
-    fn redis_ca(&self, url: &str, path: &Path) -> Result<RedisCa, ConfigError> {
-        const KEY: &str = "revocation.tls_ca_file";
-        if !url.starts_with("rediss://") {
-            return Err(self.invalid(KEY, "only applies to a rediss:// (TLS) revocation.url"));
-        }
-        let file = self.base.join(path);
-        let pem = crate::files::read_bounded(&file, MAX_CA_FILE_BYTES)
-            .map_err(|e| self.invalid(KEY, format!("cannot read {}: {e}", file.display())))?;
-        if !pem
-            .windows(CERTIFICATE_PEM.len())
-            .any(|w| w == CERTIFICATE_PEM)
-        {
-            return Err(self.invalid(KEY, format!("{} holds no PEM certificate", file.display())));
-        }
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem.clone()),
-        };
-        // The error is about the PEM, never the URL (which may hold a password).
-        redis::Client::build_with_tls(url, certificates).map_err(|e| {
-            self.invalid(
-                KEY,
-                format!("{}: not usable as a CA certificate: {e}", file.display()),
-            )
-        })?;
-        Ok(RedisCa { file, pem })
-    }
-
-    /// The token issuers a transmitter may act on. Each listed one must be configured; without
-    /// a list, the configured issuer with the transmitter's own identifier. A transmitter with
-    /// neither is refused rather than left acting on nothing: it would acknowledge (202) every
-    /// event while cutting no session, and its identity provider would believe users logged
-    /// out who are not.
-    fn transmitter_issuers(
-        &self,
-        key: &str,
-        transmitter: &TransmitterSection,
-        trusted: &[Arc<str>],
-    ) -> Result<Vec<Arc<str>>, ConfigError> {
-        let configured = |issuer: &str| trusted.iter().find(|own| ***own == *issuer).cloned();
-        let Some(listed) = &transmitter.issuers else {
-            return configured(&transmitter.issuer)
-                .map(|own| vec![own])
-                .ok_or_else(|| {
-                    self.invalid(
-                        format!("{key}.issuers"),
-                        format!(
-                            "`{}` is not a configured issuer, so this transmitter would act on no \
-                         session: list the issuers[].issuer values it speaks for",
-                            transmitter.issuer
-                        ),
-                    )
-                });
-        };
-        if listed.is_empty() {
-            return Err(self.invalid(
-                format!("{key}.issuers"),
-                "an empty list would act on no session; list the issuers[].issuer values \
-                 this transmitter speaks for",
-            ));
-        }
-        let mut issuers: Vec<Arc<str>> = Vec::with_capacity(listed.len());
-        for (index, issuer) in listed.iter().enumerate() {
-            let entry = format!("{key}.issuers[{index}]");
-            let own = configured(issuer).ok_or_else(|| {
-                self.invalid(
-                    &entry,
-                    format!("`{issuer}` is not a configured issuer (issuers[].issuer)"),
-                )
-            })?;
-            if issuers.contains(&own) {
-                return Err(self.invalid(&entry, format!("`{issuer}` is listed twice")));
-            }
-            issuers.push(own);
-        }
-        Ok(issuers)
-    }
-
-    fn ssf(
-        &self,
-        raw: &ConfigFile,
-        has_admin: bool,
-        trusted: &[Arc<str>],
-    ) -> Result<Option<SsfSettings>, ConfigError> {
-        let Some(ssf) = &raw.ssf else { return Ok(None) };
-        if !has_admin {
-            return Err(self.invalid(
-                "ssf",
-                "the push endpoint is served on the admin listener: configure `admin` too",
-            ));
-        }
-        if !ssf.push_path.starts_with('/') {
-            return Err(self.invalid(
-                "ssf.push_path",
-                format!("`{}` must start with /", ssf.push_path),
-            ));
-        }
-        if ssf.transmitters.is_empty() {
-            return Err(self.invalid("ssf.transmitters", "list at least one transmitter"));
-        }
-        let mut transmitters = Vec::new();
-        for (index, transmitter) in ssf.transmitters.iter().enumerate() {
-            let key = format!("ssf.transmitters[{index}]");
-            if transmitter.issuer.is_empty() {
-                return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
-            }
-            if transmitter.audience.is_empty() {
-                return Err(self.invalid(format!("{key}.audience"), "must not be empty"));
-            }
-            let keys = match (&transmitter.jwks_file, &transmitter.jwks_uri) {
-                (Some(file), None) => {
-                    let source = JwksFile::new(self.base.join(file));
-                    source
-                        .load_now()
-                        .map_err(|e| self.invalid(format!("{key}.jwks_file"), e.to_string()))?;
-                    TransmitterKeys::File(source)
-                }
-                (None, Some(uri)) if uri.starts_with("https://") || uri.starts_with("http://") => {
-                    TransmitterKeys::Uri(uri.clone())
-                }
-                (None, Some(uri)) => {
-                    return Err(self.invalid(
-                        format!("{key}.jwks_uri"),
-                        format!("`{uri}` is not an http(s) URL"),
-                    ));
-                }
-                _ => return Err(self.invalid(key, "set exactly one of jwks_file and jwks_uri")),
-            };
-            let issuers = self.transmitter_issuers(&key, transmitter, trusted)?;
-            transmitters.push(TransmitterSettings {
-                issuer: transmitter.issuer.clone(),
-                issuers,
-                keys,
-                audience: transmitter.audience.clone(),
-            });
-        }
-        Ok(Some(SsfSettings {
-            push_path: ssf.push_path.clone(),
-            transmitters,
-        }))
-    }
-
     fn positive(&self, key: &str, value: Duration) -> Result<(), ConfigError> {
         if value.is_zero() {
             Err(self.invalid(key, "must be greater than zero"))
@@ -1112,11 +678,14 @@ impl Compiler<'_> {
         }
     }
 
+    /// An issuer's token rules, and its key origin (converted by [`crate::keys::settings`],
+    /// from `jwks`, its `jwks_file` as the loader read it).
     fn issuer(
         &self,
         key: &str,
         issuer: &IssuerSection,
-    ) -> Result<(IssuerRules, KeyOrigin, String), ConfigError> {
+        jwks: Option<&crate::files::NamedFile>,
+    ) -> Result<(IssuerRules, key_settings::CheckedOrigin), ConfigError> {
         if issuer.issuer.is_empty() {
             return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
         }
@@ -1148,7 +717,10 @@ impl Compiler<'_> {
             })?;
             algorithms.push(algorithm);
         }
-        let (source, config_key) = self.key_origin(key, issuer)?;
+        let origin = key_settings::key_origin(key, issuer, jwks).map_err(|e| self.in_file(e))?;
+        for skipped in &origin.skipped {
+            tracing::warn!(file = %self.file.display(), key = %origin.config_key, "skipping {skipped}");
+        }
         let typ = match issuer.require_typ.as_deref() {
             None => TypRule::AccessTokenOrJwt,
             Some("") => return Err(self.invalid(format!("{key}.require_typ"), "must not be empty")),
@@ -1160,103 +732,7 @@ impl Compiler<'_> {
             algorithms: algorithms.into(),
             typ,
         };
-        Ok((rules, source, config_key))
-    }
-
-    /// Exactly one of `jwks_file` (read and checked now), `jwks_uri` or `discovery: true`
-    /// (checked for a safe URL; fetched when the server starts or reloads).
-    fn key_origin(
-        &self,
-        key: &str,
-        issuer: &IssuerSection,
-    ) -> Result<(KeyOrigin, String), ConfigError> {
-        let set: Vec<&str> = [
-            issuer.jwks_file.is_some().then_some("jwks_file"),
-            issuer.jwks_uri.is_some().then_some("jwks_uri"),
-            issuer.discovery.then_some("discovery"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match set.as_slice() {
-            [] => Err(self.invalid(
-                format!("{key}.jwks_file"),
-                "is required (the issuer's public keys): set one of jwks_file, jwks_uri or \
-                 discovery: true",
-            )),
-            [_, second, ..] => Err(self.invalid(
-                format!("{key}.{second}"),
-                "set exactly one of jwks_file, jwks_uri and discovery",
-            )),
-            ["jwks_file"] => {
-                let config_key = format!("{key}.jwks_file");
-                let path = self
-                    .base
-                    .join(issuer.jwks_file.as_deref().unwrap_or(Path::new("")));
-                let parsed = JwksFile::new(path.clone())
-                    .load_now()
-                    .map_err(|e| self.invalid(&config_key, e.to_string()))?;
-                for skipped in &parsed.skipped {
-                    tracing::warn!(file = %self.file.display(), key = %config_key, "skipping {skipped}");
-                }
-                Ok((KeyOrigin::File(path), config_key))
-            }
-            ["jwks_uri"] => {
-                let config_key = format!("{key}.jwks_uri");
-                let url = crate::keys::key_url(issuer.jwks_uri.as_deref().unwrap_or_default())
-                    .map_err(|e| self.invalid(&config_key, e.to_string()))?;
-                Ok((KeyOrigin::Uri(url), config_key))
-            }
-            _ => {
-                let config_key = format!("{key}.discovery");
-                crate::keys::discovery_url(&issuer.issuer).map_err(|e| {
-                    self.invalid(
-                        &config_key,
-                        format!(
-                            "the issuer is where discovery looks, so it must be a safe URL: {e}"
-                        ),
-                    )
-                })?;
-                Ok((
-                    KeyOrigin::Discovery {
-                        issuer: issuer.issuer.clone(),
-                    },
-                    config_key,
-                ))
-            }
-        }
-    }
-
-    fn keys_refresh(
-        &self,
-        key: &str,
-        issuer: &IssuerSection,
-    ) -> Result<RefreshBounds, ConfigError> {
-        let section = &issuer.keys_refresh;
-        let key = format!("{key}.keys_refresh");
-        if section.min_interval < std::time::Duration::from_secs(1) {
-            return Err(self.invalid(
-                format!("{key}.min_interval"),
-                "must be at least 1s: it is also the least time between two fetches",
-            ));
-        }
-        if section.max_interval < section.min_interval {
-            return Err(self.invalid(
-                format!("{key}.max_interval"),
-                "must not be less than min_interval",
-            ));
-        }
-        if section.max_stale <= section.max_interval {
-            return Err(self.invalid(
-                format!("{key}.max_stale"),
-                "must exceed max_interval, or keys would go stale between two regular refreshes",
-            ));
-        }
-        Ok(RefreshBounds {
-            min_interval: section.min_interval,
-            max_interval: section.max_interval,
-            max_stale: section.max_stale,
-        })
+        Ok((rules, origin))
     }
 
     fn routes(&self, raw: &ConfigFile) -> Result<RouteTable, ConfigError> {

@@ -1,12 +1,67 @@
-//! The configuration file's shape, exactly as operators write it (YAML).
+//! The configuration file's shape, exactly as operators write it (YAML), and [`parse`], which
+//! names the key at which a document does not fit it.
 //!
 //! Every struct refuses unknown keys: a misspelt `max_token_age` silently ignored would leave a
 //! route less protected than its author believes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+
+/// Parses YAML text into the file schema, naming the key at which parsing failed.
+pub fn parse(file: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = key_path(error.path());
+        let mut problem = error.into_inner().to_string();
+        // The YAML library prefixes its own (shorter) path; the full key is reported already.
+        if let Some((prefix, rest)) = problem.split_once(": ")
+            && !prefix.contains(' ')
+            && key.starts_with(prefix)
+        {
+            problem = rest.to_owned();
+        }
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            problem,
+        }
+    })
+}
+
+/// The key at which parsing failed, written as `serde_path_to_error` writes it
+/// (`routes[2].scopes[0]`), except that a key which is empty, blank or holds a separator is
+/// quoted (`issuers[0]." "`): unquoted, the error would name no key, or a misleading path. The
+/// document itself is `(top level)`.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let needs_quotes = |name: &str| {
+        name.is_empty()
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '[' | ']' | '"'))
+    };
+    let mut key = String::new();
+    for segment in path.iter() {
+        if !key.is_empty() && !matches!(segment, Segment::Seq { .. }) {
+            key.push('.');
+        }
+        match segment {
+            Segment::Map { key: name } | Segment::Enum { variant: name } if needs_quotes(name) => {
+                key.push_str(&format!("{name:?}"));
+            }
+            other => key.push_str(&other.to_string()),
+        }
+    }
+    if key.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        key
+    }
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

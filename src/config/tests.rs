@@ -501,6 +501,63 @@ fn with_transmitter(issuer: &str, extra: &str) -> String {
     )
 }
 
+/// The loader reads a transmitter's `jwks_file`, so `check-config` names an unreadable or
+/// broken one by its key, though the receiver loads the keys only when it starts.
+#[test]
+fn an_unreadable_or_broken_transmitter_jwks_file_is_named_by_its_key() {
+    let missing = with_transmitter("https://b.example.test", "").replace(
+        "      jwks_file: jwks.json\n",
+        "      jwks_file: missing.json\n",
+    );
+    assert_invalid(
+        &missing,
+        "ssf.transmitters[0].jwks_file",
+        "cannot read file ",
+    );
+    let (result, file, _dir) = load_yaml(&missing);
+    let problem = result.unwrap_err().to_string();
+    let expected = file.with_file_name("missing.json");
+    assert!(
+        problem.contains(&format!("{}: ", expected.display())),
+        "{problem}"
+    );
+    assert_invalid(
+        &with_transmitter("https://b.example.test", "").replace(
+            "      jwks_file: jwks.json\n",
+            "      jwks_file: sessiongate.yaml\n",
+        ),
+        "ssf.transmitters[0].jwks_file",
+        "sessiongate.yaml: ",
+    );
+}
+
+/// A transmitter's `jwks_uri` is held to the issuers' rule (https, or http on loopback), and
+/// refused by `check-config`, not first when the receiver starts.
+#[test]
+fn a_transmitter_jwks_uri_must_be_https_except_on_loopback() {
+    let with_uri = |uri: &str| {
+        with_transmitter("https://b.example.test", "").replace(
+            "      jwks_file: jwks.json\n",
+            &format!("      jwks_uri: \"{uri}\"\n"),
+        )
+    };
+    assert_invalid(
+        &with_uri("http://idp.example.test/keys"),
+        "ssf.transmitters[0].jwks_uri",
+        "must use https (plain http is accepted only for 127.0.0.1, [::1] and localhost)",
+    );
+    assert_invalid(
+        &with_uri("ftp://idp.example.test/keys"),
+        "ssf.transmitters[0].jwks_uri",
+        "`ftp://idp.example.test/keys` is not an http(s) URL",
+    );
+    let (config, _, _dir) = load_yaml(&with_uri("http://127.0.0.1:9/keys"));
+    assert_eq!(
+        config.unwrap().ssf.unwrap().transmitters[0].keys,
+        crate::keys::KeyOrigin::Uri("http://127.0.0.1:9/keys".parse().unwrap())
+    );
+}
+
 #[test]
 fn a_transmitter_acts_by_default_on_the_issuer_with_its_own_identifier() {
     let (config, _, _dir) = load_yaml(&with_transmitter("https://b.example.test", ""));

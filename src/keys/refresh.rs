@@ -16,10 +16,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::schedule::{Schedule, UnknownKeyLimiter, UnknownKeyTrigger};
+use super::settings::IssuerKeys;
 use super::source::{self, Fetched, KeyOrigin};
-use crate::config::IssuerKeys;
 use crate::health::Readiness;
-use crate::keys::KeySourceError;
+use crate::keys::KeyFetchError;
 use crate::metrics::KeyMetrics;
 use crate::watch::FileWatcher;
 use sessiongate_token::{CompactJws, KeyRing};
@@ -38,7 +38,7 @@ pub struct KeyLoadError {
     /// The config key of its source (`issuers[0].jwks_uri`).
     pub config_key: String,
     /// What went wrong.
-    pub source: KeySourceError,
+    pub source: KeyFetchError,
 }
 
 /// What the request path and an issuer's refresh task share.
@@ -292,7 +292,7 @@ impl RefreshTask {
         }
     }
 
-    fn settle(&mut self, result: Result<Fetched, KeySourceError>) {
+    fn settle(&mut self, result: Result<Fetched, KeyFetchError>) {
         let now = Instant::now();
         match result {
             Ok(fetched) => {

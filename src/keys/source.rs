@@ -1,5 +1,10 @@
-//! Where an issuer's keys come from (a file, a `jwks_uri`, OIDC discovery) and fetching them,
-//! with every input bounded: time, size, redirects, and what an issuer's documents may say.
+//! Where keys come from (a file, a `jwks_uri`, OIDC discovery) and fetching them, with every
+//! input bounded: time, size, redirects, and what an issuer's documents may say.
+//!
+//! One shape for every key set the server trusts: token issuers (refreshed by
+//! [`super::refresh`]) and Shared Signals transmitters (fetched once when the receiver starts)
+//! both name a [`KeyOrigin`] and load it with [`fetch`]. A file is read on a blocking thread,
+//! never on the async runtime.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,8 +13,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::schedule::cache_control_max_age;
-use crate::keys::{JwksFile, KeySourceError};
-use sessiongate_token::{KeySet, ParsedJwks};
+use sessiongate_token::{JwksError, KeySet, ParsedJwks};
 
 /// Largest JWKS or discovery document read (1 MiB). Real ones are a few KiB; a bigger body is a
 /// misconfiguration or an attack, and is refused before it is parsed.
@@ -25,10 +29,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The well-known path of an OpenID Provider's metadata (OpenID Connect Discovery 1.0, 4).
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
-/// An issuer's key source as configured; compared on reload to decide whether to reload keys.
+/// Where a key set comes from, as configured; an issuer's is compared on reload to decide
+/// whether to reload its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyOrigin {
-    /// A JWKS file (watched for changes).
+    /// A JWKS file (an issuer's is watched for changes).
     File(PathBuf),
     /// A JWKS URL.
     Uri(Url),
@@ -48,6 +53,46 @@ impl KeyOrigin {
             KeyOrigin::Discovery { issuer } => format!("discovery {}", discovery_url_text(issuer)),
         }
     }
+}
+
+/// Why a key set could not be had from its origin.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFetchError {
+    /// The origin could not be read (a file, an HTTP exchange, a discovery document).
+    #[error("cannot read {origin}: {message}")]
+    Unreachable {
+        /// The origin, as [`KeyOrigin::describe`] gives it (or the URL that failed).
+        origin: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The origin was read but holds no usable JWKS.
+    #[error("{origin}: {source}")]
+    Invalid {
+        /// The origin, as [`KeyOrigin::describe`] gives it (or the URL that served it).
+        origin: String,
+        /// What is wrong with the document.
+        source: JwksError,
+    },
+}
+
+impl KeyFetchError {
+    /// `origin` could not be read, because of `message`.
+    pub fn unreachable(origin: &KeyOrigin, message: impl std::fmt::Display) -> KeyFetchError {
+        KeyFetchError::Unreachable {
+            origin: origin.describe(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Parses the JWKS document `bytes`, read from `origin`. The config loader uses it on the
+/// bytes it read, so `check-config` refuses a broken key file; [`fetch`] on what it fetched.
+pub fn parse_jwks(origin: &KeyOrigin, bytes: &[u8]) -> Result<ParsedJwks, KeyFetchError> {
+    KeySet::from_jwks_json(bytes).map_err(|source| KeyFetchError::Invalid {
+        origin: origin.describe(),
+        source,
+    })
 }
 
 /// Why a URL is not acceptable as a key source.
@@ -164,47 +209,37 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client's TLS backend initialises")
 }
 
-/// Fetches the current keys from `origin`.
-pub async fn fetch(
-    origin: &KeyOrigin,
-    client: &reqwest::Client,
-) -> Result<Fetched, KeySourceError> {
+/// Fetches the current keys from `origin`: a file is read (bounded, on a blocking thread), a
+/// URL fetched, a discovery document followed to its `jwks_uri`.
+pub async fn fetch(origin: &KeyOrigin, client: &reqwest::Client) -> Result<Fetched, KeyFetchError> {
     match origin {
         KeyOrigin::File(path) => {
-            let file = JwksFile::new(path.clone());
-            let jwks = tokio::task::spawn_blocking(move || file.load_now())
-                .await
-                .map_err(|e| KeySourceError::Unreachable {
-                    origin: origin.describe(),
-                    message: e.to_string(),
-                })??;
+            let path = path.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                crate::files::read_bounded(&path, MAX_DOCUMENT_BYTES as u64)
+            })
+            .await
+            .map_err(|e| KeyFetchError::unreachable(origin, e))?
+            .map_err(|e| KeyFetchError::unreachable(origin, e))?;
             Ok(Fetched {
-                jwks,
+                jwks: parse_jwks(origin, &bytes)?,
                 max_age: None,
             })
         }
         KeyOrigin::Uri(url) => fetch_jwks(client, url).await,
         KeyOrigin::Discovery { issuer } => {
-            let describe = origin.describe();
-            let url = discovery_url(issuer).map_err(|e| KeySourceError::Unreachable {
-                origin: describe.clone(),
-                message: e.to_string(),
-            })?;
+            let url = discovery_url(issuer).map_err(|e| KeyFetchError::unreachable(origin, e))?;
             let (document, _) = get(client, &url).await?;
-            let jwks_uri = jwks_uri_from_discovery(&document, issuer).map_err(|e| {
-                KeySourceError::Unreachable {
-                    origin: describe,
-                    message: e.to_string(),
-                }
-            })?;
+            let jwks_uri = jwks_uri_from_discovery(&document, issuer)
+                .map_err(|e| KeyFetchError::unreachable(origin, e))?;
             fetch_jwks(client, &jwks_uri).await
         }
     }
 }
 
-async fn fetch_jwks(client: &reqwest::Client, url: &Url) -> Result<Fetched, KeySourceError> {
+async fn fetch_jwks(client: &reqwest::Client, url: &Url) -> Result<Fetched, KeyFetchError> {
     let (body, max_age) = get(client, url).await?;
-    let jwks = KeySet::from_jwks_json(&body).map_err(|source| KeySourceError::Invalid {
+    let jwks = KeySet::from_jwks_json(&body).map_err(|source| KeyFetchError::Invalid {
         origin: url.to_string(),
         source,
     })?;
@@ -215,8 +250,8 @@ async fn fetch_jwks(client: &reqwest::Client, url: &Url) -> Result<Fetched, KeyS
 async fn get(
     client: &reqwest::Client,
     url: &Url,
-) -> Result<(Vec<u8>, Option<Duration>), KeySourceError> {
-    let failed = |message: String| KeySourceError::Unreachable {
+) -> Result<(Vec<u8>, Option<Duration>), KeyFetchError> {
+    let failed = |message: String| KeyFetchError::Unreachable {
         origin: url.to_string(),
         message,
     };

@@ -16,6 +16,7 @@
 //! ([`crate::fleet`]) slot in alike; [`crate::stores`] opens the configured one.
 
 pub mod file;
+pub mod settings;
 mod store;
 
 pub use file::FileStore;

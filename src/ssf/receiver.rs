@@ -11,11 +11,10 @@ use std::sync::Arc;
 use super::SetError;
 use super::events::{self, Interpretation};
 use super::replay::ReplayGuard;
+use super::settings::SsfSettings;
 use super::verify::{SetVerifier, Transmitter};
-use crate::config::{SsfSettings, TransmitterKeys};
+use crate::keys::KeyFetchError;
 use crate::keys::source::{fetch, http_client};
-use crate::keys::{KeyOrigin, key_url};
-use crate::keys::{KeySource, KeySourceError};
 use crate::revocation::{Revocations, StoreError};
 use sessiongate_check::budget::{BudgetLimits, CallerKey, Rate, Throttled, VerificationBudget};
 use sessiongate_core::time::UnixTime;
@@ -59,15 +58,7 @@ pub enum SsfSetupError {
         /// The transmitter.
         issuer: String,
         /// What went wrong.
-        source: KeySourceError,
-    },
-    /// `jwks_uri` is not an acceptable key URL (https, or http on loopback only).
-    #[error("ssf transmitter {issuer}: {message}")]
-    JwksUri {
-        /// The transmitter.
-        issuer: String,
-        /// Why the URL is refused.
-        message: String,
+        source: KeyFetchError,
     },
 }
 
@@ -107,29 +98,16 @@ impl SsfReceiver {
         settings: &SsfSettings,
         revocations: Arc<Revocations>,
     ) -> Result<SsfReceiver, SsfSetupError> {
+        let client = http_client();
         let mut transmitters = Vec::new();
         for transmitter in &settings.transmitters {
-            let keys = match &transmitter.keys {
-                TransmitterKeys::File(file) => {
-                    file.load().await.map_err(|source| SsfSetupError::Keys {
-                        issuer: transmitter.issuer.clone(),
-                        source,
-                    })?
-                }
-                TransmitterKeys::Uri(uri) => {
-                    let url = key_url(uri).map_err(|e| SsfSetupError::JwksUri {
-                        issuer: transmitter.issuer.clone(),
-                        message: e.to_string(),
-                    })?;
-                    fetch(&KeyOrigin::Uri(url), &http_client())
-                        .await
-                        .map_err(|source| SsfSetupError::Keys {
-                            issuer: transmitter.issuer.clone(),
-                            source,
-                        })?
-                        .jwks
-                }
-            };
+            let keys = fetch(&transmitter.keys, &client)
+                .await
+                .map_err(|source| SsfSetupError::Keys {
+                    issuer: transmitter.issuer.clone(),
+                    source,
+                })?
+                .jwks;
             for skipped in &keys.skipped {
                 tracing::warn!(transmitter = %transmitter.issuer, "{skipped}");
             }

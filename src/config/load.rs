@@ -1,0 +1,75 @@
+//! The loader: the only code that reads the files a configuration names.
+//!
+//! It reads the config file, parses it, then reads every file the config names (each within a
+//! bound that fits what it holds: see [`crate::files`]) and hands their bytes, or why they
+//! could not be read, to the compilation, where the subsystem owning each setting judges them
+//! in its own order of checks. Subsystems never touch the disk while converting their section.
+
+use std::path::Path;
+
+use super::schema::{ConfigFile, parse};
+use super::{Compiler, Config, ConfigError, MAX_CONFIG_BYTES};
+use crate::admin::credential::MAX_TOKEN_FILE_BYTES;
+use crate::files::NamedFile;
+use crate::keys::source::MAX_DOCUMENT_BYTES;
+use crate::revocation::settings::MAX_CA_FILE_BYTES;
+
+/// Reads, validates and compiles the configuration at `file`. The files it names (JWKS files,
+/// the admin token, the Redis CA) are read and checked too, so `check-config` catches a broken
+/// one before a rollout does.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let unreadable = |message: String| ConfigError::Unreadable {
+        file: file.to_owned(),
+        message,
+    };
+    let text = crate::files::read_bounded_text(file, MAX_CONFIG_BYTES)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let raw = parse(file, &text)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let files = NamedFiles::read(&raw, base);
+    Compiler { file, base }.compile(raw, files)
+}
+
+/// Every file the configuration names, read, relative paths resolved against the config
+/// file's directory. A file is read whenever its key is set, even where another key makes it
+/// moot (the conversion then reports that key, as before any file was read).
+#[derive(Debug)]
+pub(super) struct NamedFiles {
+    /// `issuers[i].jwks_file`, index for index.
+    pub issuer_jwks: Vec<Option<NamedFile>>,
+    /// `ssf.transmitters[i].jwks_file`, index for index (empty without `ssf`).
+    pub transmitter_jwks: Vec<Option<NamedFile>>,
+    /// `admin.token_file`.
+    pub admin_token: Option<NamedFile>,
+    /// `revocation.tls_ca_file`.
+    pub redis_ca: Option<NamedFile>,
+}
+
+impl NamedFiles {
+    fn read(raw: &ConfigFile, base: &Path) -> NamedFiles {
+        let read = |path: Option<&Path>, limit: u64| {
+            path.map(|path| NamedFile::read(base.join(path), limit))
+        };
+        let jwks = |path: Option<&Path>| read(path, MAX_DOCUMENT_BYTES as u64);
+        NamedFiles {
+            issuer_jwks: raw
+                .issuers
+                .iter()
+                .map(|issuer| jwks(issuer.jwks_file.as_deref()))
+                .collect(),
+            transmitter_jwks: raw
+                .ssf
+                .iter()
+                .flat_map(|ssf| &ssf.transmitters)
+                .map(|transmitter| jwks(transmitter.jwks_file.as_deref()))
+                .collect(),
+            admin_token: read(
+                raw.admin
+                    .as_ref()
+                    .and_then(|admin| admin.token_file.as_deref()),
+                MAX_TOKEN_FILE_BYTES,
+            ),
+            redis_ca: read(raw.revocation.tls_ca_file.as_deref(), MAX_CA_FILE_BYTES),
+        }
+    }
+}
