@@ -147,7 +147,7 @@ pub async fn open_revocations(config: &Config, readiness: &Readiness) -> anyhow:
 /// promised when recorded: [`crate::revocation::Revocation::forget_after`]), and cached
 /// sessions whose token expired (the cache never hands them out, but holds their memory until
 /// then).
-async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
+pub async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
     let mut every = tokio::time::interval(PRUNE_INTERVAL);
     every.tick().await;
     loop {

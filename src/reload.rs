@@ -24,6 +24,12 @@ use crate::metrics::{CheckMetrics, ConfigMetrics};
 use crate::watch::FileWatcher;
 use sessiongate_check::gate::Gate;
 
+/// The SIGHUP stream a server reloads on.
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = std::convert::Infallible;
+
 /// Why a reload was attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -154,7 +160,25 @@ impl Reloader {
     /// reports `listening` never takes the default action (terminating the process).
     pub fn spawn(self) -> std::io::Result<tokio::task::JoinHandle<()>> {
         #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let hangup = Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?);
+        #[cfg(not(unix))]
+        let hangup = None;
+        self.spawn_with(hangup)
+    }
+
+    /// Watches the file only, reloading when it changes: for a gate running inside another
+    /// process (Envoy, in-process), whose signals are not sessiongate's to take.
+    pub fn spawn_watching_file(self) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        self.spawn_with(None)
+    }
+
+    /// Reloads whenever the file changes or, with `hangup`, on SIGHUP.
+    fn spawn_with(
+        self,
+        mut hangup: Option<Hangup>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
         let changed = Arc::new(Notify::new());
         let watcher = FileWatcher::new(&self.file, Arc::clone(&changed))
             .map_err(|error| std::io::Error::other(error.to_string()))?;
@@ -162,15 +186,18 @@ impl Reloader {
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
             loop {
-                #[cfg(unix)]
+                let signalled = async {
+                    match hangup.as_mut() {
+                        #[cfg(unix)]
+                        Some(hangup) => {
+                            hangup.recv().await;
+                        }
+                        _ => std::future::pending::<()>().await,
+                    }
+                };
                 let trigger = tokio::select! {
                     _ = changed.notified() => Trigger::FileChanged,
-                    _ = hangup.recv() => Trigger::Signal,
-                };
-                #[cfg(not(unix))]
-                let trigger = {
-                    changed.notified().await;
-                    Trigger::FileChanged
+                    () = signalled => Trigger::Signal,
                 };
                 reloader.reload(trigger).await;
             }

@@ -65,8 +65,7 @@ fn memory_per_cached_session() {
                 authorization: AuthorizationValues::One(&header),
                 peer: PeerFacts {
                     principal,
-                    certificate: "",
-                    address: None,
+                    ..PeerFacts::default()
                 },
             };
             let outcome = gate.check(&facts, UnixTime::now());

@@ -99,6 +99,7 @@ fn the_envoy_config_the_tests_render_is_valid() {
         sessiongate: "127.0.0.1:9191".parse().unwrap(),
         upstream: "127.0.0.1:8080".parse().unwrap(),
         ext_authz: Default::default(),
+        module: None,
     }
     .render();
     let path = dir.path().join("envoy.yaml");

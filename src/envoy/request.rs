@@ -67,6 +67,8 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> Result<Reque
         peer: PeerFacts {
             principal: principal.unwrap_or_default(),
             certificate: certificate.unwrap_or_default(),
+            // Envoy's CheckRequest carries the PEM, hashed (and cached) by the gate.
+            certificate_digest: None,
             address,
         },
     })

@@ -9,8 +9,6 @@
 //!   `headers_to_remove` lists only the client's *other* `x-sessiongate-*` headers (removal runs
 //!   after the sets, so listing the four would delete what was just set).
 
-use std::borrow::Cow;
-
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, OkHttpResponse,
@@ -18,21 +16,13 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 
+use sessiongate_check::answer;
 use sessiongate_check::gate::Outcome;
 use sessiongate_core::deny::{Deny, DenyReason};
-use sessiongate_core::dry_run;
-use sessiongate_core::workload::SpiffeId;
 
-/// Prefix of every header sessiongate owns; clients may never set one.
-pub const HEADER_PREFIX: &str = "x-sessiongate-";
-/// The verified `sub`.
-pub const SUBJECT_HEADER: &str = "x-sessiongate-subject";
-/// The granted scopes, space-separated.
-pub const SCOPES_HEADER: &str = "x-sessiongate-scopes";
-/// The caller's SPIFFE ID.
-pub const WORKLOAD_HEADER: &str = "x-sessiongate-workload";
-/// A short hash identifying the session (never the token).
-pub const SESSION_HEADER: &str = "x-sessiongate-session";
+pub use sessiongate_check::answer::{
+    HEADER_PREFIX, SCOPES_HEADER, SESSION_HEADER, SUBJECT_HEADER, WORKLOAD_HEADER,
+};
 
 /// gRPC status codes (google.rpc.Code) used in `CheckResponse.status`.
 mod code {
@@ -62,18 +52,10 @@ fn allowed<'a>(
     principal: &str,
     client_headers: impl Iterator<Item = &'a str>,
 ) -> CheckResponse {
-    let mut headers = Vec::with_capacity(4);
-    if let Some((key, session)) = &outcome.session {
-        let token = &session.token;
-        if let Some(subject) = token.subject() {
-            headers.push(overwrite(SUBJECT_HEADER, header_safe(subject).into_owned()));
-        }
-        headers.push(overwrite(SCOPES_HEADER, token.scopes.as_str().to_owned()));
-        headers.push(overwrite(SESSION_HEADER, key.short().as_str().to_owned()));
-        if let Some(id) = SpiffeId::parse(principal) {
-            headers.push(overwrite(WORKLOAD_HEADER, id.as_str().to_owned()));
-        }
-    }
+    let headers = answer::identity_headers(outcome, principal)
+        .into_iter()
+        .map(|(name, value)| overwrite(name, value))
+        .collect();
     ok_with(headers, client_headers)
 }
 
@@ -84,11 +66,8 @@ pub fn dry_run_denial<'a>(
     deny: &Deny,
     client_headers: impl Iterator<Item = &'a str>,
 ) -> CheckResponse {
-    let headers = vec![overwrite(
-        dry_run::HEADER,
-        dry_run::header_value(deny.reason.as_str()),
-    )];
-    ok_with(headers, client_headers)
+    let (name, value) = answer::dry_run_header(deny);
+    ok_with(vec![overwrite(name, value)], client_headers)
 }
 
 /// An OK response setting `headers` (overwriting client values) and removing every other
@@ -106,7 +85,7 @@ fn ok_with<'a>(
         })
     };
     let headers_to_remove = client_headers
-        .filter(|name| has_prefix_ignore_case(name, HEADER_PREFIX) && !is_set(name))
+        .filter(|name| answer::is_owned_header(name) && !is_set(name))
         .map(str::to_owned)
         .collect();
     CheckResponse {
@@ -131,16 +110,12 @@ pub fn denied(deny: &Deny) -> CheckResponse {
         400 => code::INVALID_ARGUMENT,
         _ => code::UNAVAILABLE,
     };
-    let mut headers = vec![
-        overwrite("content-type", "application/json".to_owned()),
-        overwrite("cache-control", "no-store".to_owned()),
-    ];
-    if let Some(challenge) = deny.www_authenticate() {
-        headers.push(overwrite("www-authenticate", challenge));
-    }
-    if let Some(seconds) = deny.retry_after() {
-        headers.push(overwrite("retry-after", seconds.to_string()));
-    }
+    let reply = answer::denial(deny);
+    let headers = reply
+        .headers
+        .into_iter()
+        .map(|(name, value)| overwrite(name, value))
+        .collect();
     CheckResponse {
         status: Some(rpc::Status {
             code: grpc_code,
@@ -149,10 +124,10 @@ pub fn denied(deny: &Deny) -> CheckResponse {
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus {
-                code: i32::from(deny.reason.http_status()),
+                code: i32::from(reply.status),
             }),
             headers,
-            body: deny.body(),
+            body: reply.body,
         })),
         ..Default::default()
     }
@@ -178,40 +153,9 @@ fn overwrite(key: &str, value: String) -> HeaderValueOption {
     }
 }
 
-fn has_prefix_ignore_case(name: &str, prefix: &str) -> bool {
-    name.get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-}
-
-/// Percent-encodes anything outside printable ASCII (and `%` itself), so a claim can never
-/// inject a header line or an invalid header value.
-fn header_safe(value: &str) -> Cow<'_, str> {
-    let safe = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
-    if value.bytes().all(safe) {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for b in value.bytes() {
-        if safe(b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_values_cannot_carry_control_characters() {
-        assert_eq!(header_safe("alice"), "alice");
-        assert_eq!(header_safe("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
-        assert_eq!(header_safe("100%"), "100%25");
-        assert_eq!(header_safe("zoë"), "zo%C3%AB");
-    }
 
     #[test]
     fn a_denial_always_has_a_non_ok_status_and_a_denied_response() {

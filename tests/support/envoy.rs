@@ -61,6 +61,11 @@ pub struct Envoy {
 impl Envoy {
     /// Writes `config_yaml` to `dir/envoy.yaml` and runs Envoy on it until it is ready.
     pub async fn start(dir: &Path, config_yaml: &str) -> Envoy {
+        Envoy::start_with_env(dir, config_yaml, &[]).await
+    }
+
+    /// [`Envoy::start`] with extra environment variables (the module's search path).
+    pub async fn start_with_env(dir: &Path, config_yaml: &str, env: &[(&str, &str)]) -> Envoy {
         let config_path = dir.join("envoy.yaml");
         let admin_path = dir.join("envoy-admin-address");
         std::fs::write(&config_path, config_yaml).expect("write envoy.yaml");
@@ -84,7 +89,7 @@ impl Envoy {
                 "--use-dynamic-base-id".as_ref(),
             ],
             dir,
-            &[],
+            env,
         );
 
         let deadline = Instant::now() + START_TIMEOUT;

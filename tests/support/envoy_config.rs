@@ -18,6 +18,9 @@ pub struct EnvoyConfig<'a> {
     pub upstream: SocketAddr,
     /// Settings of the ext_authz filter that some tests change.
     pub ext_authz: ExtAuthzOptions,
+    /// In-process mode: the sessiongate config file the dynamic module loads, in place of the
+    /// ext_authz filter (and `sessiongate`, then, names no one).
+    pub module: Option<&'a std::path::Path>,
 }
 
 /// The ext_authz filter settings a test may change from the shipped (fail closed, no body).
@@ -49,6 +52,54 @@ impl ExtAuthzOptions {
 impl EnvoyConfig<'_> {
     pub fn render(&self) -> String {
         let (with_request_body, buffer_limit) = self.ext_authz.render();
+        let (authorization_filter, admin_policy) = match self.module {
+            None => (
+                format!(
+                    r#"                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      grpc_service:
+                        envoy_grpc: {{ cluster_name: sessiongate }}
+                        timeout: 1s
+                      include_peer_certificate: true
+                      failure_mode_allow: {failure_mode_allow}
+                      status_on_error: {{ code: 503 }}
+{with_request_body}"#,
+                    failure_mode_allow = self.ext_authz.failure_mode_allow,
+                ),
+                r#"                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              check_settings:
+                                context_extensions:
+                                  sessiongate.policy: admin
+"#
+                .to_owned(),
+            ),
+            Some(config) => (
+                format!(
+                    r#"                  - name: sessiongate
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+                      dynamic_module_config: {{ name: sessiongate_envoy, do_not_close: true }}
+                      filter_name: sessiongate
+                      filter_config:
+                        "@type": type.googleapis.com/google.protobuf.StringValue
+                        value: "{config}"
+"#,
+                    config = config.display(),
+                ),
+                r#"                            sessiongate:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute
+                              dynamic_module_config: { name: sessiongate_envoy, do_not_close: true }
+                              filter_name: sessiongate
+                              filter_config:
+                                "@type": type.googleapis.com/google.protobuf.StringValue
+                                value: admin
+"#
+                .to_owned(),
+            ),
+        };
         format!(
             r#"# Rendered by tests/support/envoy_config.rs for one end-to-end test stack.
 admin:
@@ -92,25 +143,10 @@ static_resources:
                         - match: {{ prefix: /admin }}
                           route: {{ cluster: upstream }}
                           typed_per_filter_config:
-                            envoy.filters.http.ext_authz:
-                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
-                              check_settings:
-                                context_extensions:
-                                  sessiongate.policy: admin
-                        - match: {{ prefix: / }}
+{admin_policy}                        - match: {{ prefix: / }}
                           route: {{ cluster: upstream }}
                 http_filters:
-                  - name: envoy.filters.http.ext_authz
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-                      transport_api_version: V3
-                      grpc_service:
-                        envoy_grpc: {{ cluster_name: sessiongate }}
-                        timeout: 1s
-                      include_peer_certificate: true
-                      failure_mode_allow: {failure_mode_allow}
-                      status_on_error: {{ code: 503 }}
-{with_request_body}                  - name: envoy.filters.http.router
+{authorization_filter}                  - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 
@@ -148,7 +184,6 @@ static_resources:
             sg_port = self.sessiongate.port(),
             up_ip = self.upstream.ip(),
             up_port = self.upstream.port(),
-            failure_mode_allow = self.ext_authz.failure_mode_allow,
         )
     }
 }

@@ -28,6 +28,7 @@ pub mod echo;
 pub mod envoy;
 pub mod envoy_config;
 pub mod jwks_server;
+pub mod module;
 pub mod pki;
 pub mod policy;
 pub mod process;

@@ -78,6 +78,73 @@ impl Stack {
         Stack::assemble(envoy, None, upstream, dir)
     }
 
+    /// A fresh stack in the in-process mode: Envoy loads sessiongate as a dynamic module
+    /// configured with `sessiongate_yaml`; no sessiongate process. Returns once the module has
+    /// loaded its keys and revocations (until then it denies everything 503).
+    pub async fn start_module(sessiongate_yaml: &str) -> Stack {
+        Stack::start_module_in(
+            tempfile::tempdir().expect("stack temp dir"),
+            sessiongate_yaml,
+        )
+        .await
+    }
+
+    /// [`Stack::start_module`] in `dir`, which the caller may have prepared.
+    pub async fn start_module_in(dir: TempDir, sessiongate_yaml: &str) -> Stack {
+        let upstream = echo::spawn().await;
+        let config = dir.path().join("sessiongate.yaml");
+        std::fs::write(&config, sessiongate_yaml).expect("write sessiongate.yaml");
+        std::fs::copy(super::tokens::jwks_path(), dir.path().join("jwks.json"))
+            .expect("copy jwks.json");
+        let tls = Pki::shared().write_server_files(dir.path());
+        let unused = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("reserve a port");
+            listener.local_addr().expect("reserved address")
+        };
+        let envoy_config = EnvoyConfig {
+            tls: &tls,
+            sessiongate: unused,
+            upstream,
+            ext_authz: ExtAuthzOptions::default(),
+            module: Some(&config),
+        };
+        let search_path = super::module::library_dir();
+        let envoy = Envoy::start_with_env(
+            dir.path(),
+            &envoy_config.render(),
+            &[(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                search_path.to_str().expect("UTF-8 path"),
+            )],
+        )
+        .await;
+        let stack = Stack::assemble(envoy, None, upstream, dir);
+        stack.await_module_loaded().await;
+        stack
+    }
+
+    /// Waits until the module answers a request without a token with its verdict (401),
+    /// rather than the 503 it gives while loading.
+    async fn await_module_loaded(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let status = self
+                .get(Workload::Frontend, "/orders/1")
+                .send()
+                .await
+                .map(|response| response.status().as_u16());
+            if matches!(status, Ok(401)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the module never loaded (last answer {status:?})\n{}",
+                self.envoy.output()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     fn assemble(
         envoy: Envoy,
         sessiongate: Option<Sessiongate>,
@@ -177,6 +244,7 @@ async fn start_envoy(
         sessiongate,
         upstream,
         ext_authz,
+        module: None,
     };
     Envoy::start(dir, &config.render()).await
 }

@@ -12,7 +12,11 @@
 //!    policy the request was judged under.
 //!
 //! Only steps 2 and 3 wait, and what they wait for is a trait the adapter supplies, so this
-//! crate needs no async runtime.
+//! crate needs no async runtime. An adapter with an executor awaits [`CheckUseCase::run`]; one
+//! that must not block its thread (an Envoy worker, in the in-process module) drives the same
+//! steps itself: [`CheckUseCase::begin`] judges synchronously and either answers or hands back
+//! a [`Waiting`] whose future owns everything it needs (`'static`), to run wherever the adapter
+//! likes, and [`CheckUseCase::resume`] continues with its result.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -25,7 +29,9 @@ use sessiongate_core::time::UnixTime;
 use sessiongate_core::token::bearer_token;
 
 use crate::gate::{Gate, Outcome};
-use crate::pinning::{LocalPins, PinStore};
+use sessiongate_core::workload::PinnedWorkload;
+
+use crate::pinning::{LocalPins, PinError, PinStore};
 
 /// A boxed future, so key refreshers can be trait objects.
 pub type RefreshFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
@@ -83,15 +89,81 @@ impl CheckUseCase {
     /// The final outcome of one request: allowed or denied, under one policy generation, with
     /// the pin claimed and dry-run settled.
     pub async fn run(&self, request: &RequestFacts<'_>) -> Result<Outcome, CheckPanicked> {
-        let mut outcome = self.judge(request)?;
+        let mut progress = self.begin(request)?;
+        loop {
+            match progress {
+                Progress::Answered(outcome) => return Ok(outcome),
+                Progress::Waiting(waiting) => {
+                    let (step, future) = waiting.into_parts();
+                    let waited = future.await;
+                    progress = self.resume(step, waited, request)?;
+                }
+            }
+        }
+    }
+
+    /// Judges `request` synchronously: the final outcome, or what must be waited for first.
+    pub fn begin(&self, request: &RequestFacts<'_>) -> Result<Progress, CheckPanicked> {
+        let outcome = self.judge(request)?;
         if let Some(keys) = &self.keys
             && worth_a_key_refresh(&outcome)
             && let Ok(Some(token)) = bearer_token(request.authorization)
-            && keys.refresh_for_unknown_key(token).await
         {
-            outcome = self.judge(request)?;
+            let (keys, token) = (Arc::clone(keys), token.to_owned());
+            return Ok(Progress::Waiting(Waiting {
+                step: Step(StepKind::KeyRefresh { outcome }),
+                future: Box::pin(async move {
+                    Waited::KeysRefreshed(keys.refresh_for_unknown_key(&token).await)
+                }),
+            }));
         }
-        Ok(self.claim_pin(outcome).await)
+        Ok(self.after_judging(outcome))
+    }
+
+    /// Continues a check after what it waited for (`waited`, from the future of the
+    /// [`Waiting`] that `step` came with). `request` is the same request again: after a key
+    /// refresh it is judged once more, under the policy current then.
+    pub fn resume(
+        &self,
+        step: Step,
+        waited: Waited,
+        request: &RequestFacts<'_>,
+    ) -> Result<Progress, CheckPanicked> {
+        match (step, waited) {
+            (Step(StepKind::KeyRefresh { .. }), Waited::KeysRefreshed(true)) => {
+                Ok(self.after_judging(self.judge(request)?))
+            }
+            (Step(StepKind::KeyRefresh { outcome }), _) => Ok(self.after_judging(outcome)),
+            (Step(StepKind::PinClaim { outcome }), Waited::PinOwner(owner)) => Ok(
+                Progress::Answered(self.gate.settle_pin(outcome, owner, UnixTime::now())),
+            ),
+            (Step(StepKind::PinClaim { outcome }), Waited::KeysRefreshed(_)) => {
+                // Not a pairing `begin` or `resume` produces; fail closed rather than allow.
+                Ok(Progress::Answered(self.gate.settle_pin(
+                    outcome,
+                    Err(PinError::Unavailable(
+                        "the pin claim was not awaited".into(),
+                    )),
+                    UnixTime::now(),
+                )))
+            }
+        }
+    }
+
+    /// An outcome that may still need its session pinned: the claim to wait for, or the answer.
+    fn after_judging(&self, outcome: Outcome) -> Progress {
+        let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
+            return Progress::Answered(outcome);
+        };
+        let pins = Arc::clone(&self.pins);
+        let (key, session) = (*key, Arc::clone(session));
+        let (identity, ttl) = (claim.identity.clone(), claim.ttl);
+        Progress::Waiting(Waiting {
+            step: Step(StepKind::PinClaim { outcome }),
+            future: Box::pin(async move {
+                Waited::PinOwner(pins.claim(&key, &session, identity, ttl).await)
+            }),
+        })
     }
 
     /// Runs the gate at the current time; a panic is [`CheckPanicked`].
@@ -101,19 +173,60 @@ impl CheckUseCase {
         }))
         .map_err(|_| CheckPanicked)
     }
+}
 
-    /// Records the pin a fresh session needs (the only wait on a cached session's path is
-    /// none; this one happens once per new session) and lets the gate settle the verdict.
-    async fn claim_pin(&self, outcome: Outcome) -> Outcome {
-        let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
-            return outcome;
-        };
-        let owner = self
-            .pins
-            .claim(key, session, claim.identity.clone(), claim.ttl)
-            .await;
-        self.gate.settle_pin(outcome, owner, UnixTime::now())
+/// Where a check stands after a synchronous step.
+#[derive(Debug)]
+pub enum Progress {
+    /// The final outcome.
+    Answered(Outcome),
+    /// Something must be awaited first (a key refresh, a pin claim).
+    Waiting(Waiting),
+}
+
+/// A check paused on something that waits: what it waits for, as a future that owns all it
+/// needs, and the step to [`CheckUseCase::resume`] with its result.
+pub struct Waiting {
+    step: Step,
+    future: WaitFuture,
+}
+
+impl Waiting {
+    /// The step to resume with, and the future to await (on any thread) for its input.
+    pub fn into_parts(self) -> (Step, WaitFuture) {
+        (self.step, self.future)
     }
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting").field("step", &self.step).finish()
+    }
+}
+
+/// What a [`Waiting`] check awaits; `Send + 'static`, so an adapter may run it on another
+/// thread than the one the request lives on.
+pub type WaitFuture = Pin<Box<dyn Future<Output = Waited> + Send + 'static>>;
+
+/// The step a paused check resumes at (opaque: only [`CheckUseCase::resume`] reads it).
+#[derive(Debug)]
+pub struct Step(StepKind);
+
+#[derive(Debug)]
+enum StepKind {
+    /// An `unknown_key` denial, until the key refresh says whether to judge again.
+    KeyRefresh { outcome: Outcome },
+    /// An allow pending the session's pin.
+    PinClaim { outcome: Outcome },
+}
+
+/// What a [`WaitFuture`] produced.
+#[derive(Debug)]
+pub enum Waited {
+    /// The key refresh finished; `true` when it installed keys.
+    KeysRefreshed(bool),
+    /// Who owns the session now (the pin claim's answer).
+    PinOwner(Result<PinnedWorkload, PinError>),
 }
 
 /// The new token's `kid` is not in its issuer's set (not a cached session whose key was

@@ -408,7 +408,10 @@ impl Gate {
     ) -> Caller<'r> {
         let spiffe_id = SpiffeId::parse(request.peer.principal);
         let thumbprint = if needs_thumbprint(spiffe_id.is_some()) {
-            self.thumbprints.thumbprint(request.peer.certificate)
+            request
+                .peer
+                .certificate_digest
+                .or_else(|| self.thumbprints.thumbprint(request.peer.certificate))
         } else {
             None
         };

@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! - [`check`]: the use case; [`gate`]: its synchronous part (cache, verification, decision).
+//! - [`check`]: the use case; [`gate`]: its synchronous part (cache, verification, decision);
+//!   [`answer`]: what an outcome tells the client and the upstream, for every adapter.
 //! - [`policy`]: the compiled policy a check runs under, swapped whole on reload.
 //! - [`session`]: verified sessions and their bounded cache.
 //! - [`pinning`]: where a new session's first workload is recorded.
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod answer;
 pub mod budget;
 pub mod check;
 pub mod gate;

@@ -3,6 +3,8 @@
 //! This type is the boundary between the Envoy adapter and the pure decision: the adapter fills
 //! it without copying strings, the decision never sees protobuf types.
 
+use crate::workload::Thumbprint;
+
 /// Every `Authorization` value of the request, without allocating for the usual zero or one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthorizationValues<'a> {
@@ -25,6 +27,9 @@ pub struct PeerFacts<'a> {
     pub principal: &'a str,
     /// `source.certificate`: the client leaf as URL-encoded PEM, or empty.
     pub certificate: &'a str,
+    /// The client leaf's SHA-256 thumbprint, when the adapter has it directly (Envoy's
+    /// connection attributes, in-process) rather than as PEM; preferred over `certificate`.
+    pub certificate_digest: Option<Thumbprint>,
     /// The peer's IP address (no port), if Envoy reported a socket address.
     pub address: Option<&'a str>,
 }

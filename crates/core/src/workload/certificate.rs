@@ -20,6 +20,26 @@ impl Thumbprint {
         Thumbprint(Sha256::digest(der).into())
     }
 
+    /// Parses the 64 hex digits (either case, no separators) Envoy reports as a connection's
+    /// peer-certificate digest.
+    pub fn from_hex(text: &str) -> Option<Thumbprint> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Thumbprint(out))
+    }
+
     /// Parses the base64url form used in a `cnf.x5t#S256` claim.
     pub fn from_base64url(text: &str) -> Option<Thumbprint> {
         let bytes = URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()?;
@@ -106,6 +126,16 @@ mod tests {
             Thumbprint::of_url_encoded_pem(ENVOY_CERT).unwrap(),
             expected
         );
+    }
+
+    #[test]
+    fn envoys_hex_digest_is_the_same_thumbprint_as_the_pem() {
+        let thumbprint = Thumbprint::of_url_encoded_pem(ENVOY_CERT).unwrap();
+        let hex: String = thumbprint.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(Thumbprint::from_hex(&hex), Some(thumbprint));
+        assert_eq!(Thumbprint::from_hex(&hex.to_uppercase()), Some(thumbprint));
+        assert_eq!(Thumbprint::from_hex(&hex[1..]), None);
+        assert_eq!(Thumbprint::from_hex(&format!("{}zz", &hex[2..])), None);
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! One request through the module: Envoy's headers and connection attributes become request
+//! facts, the check use case judges them, and the outcome becomes Envoy calls: a local reply for
+//! a denial, identity headers for the upstream on an allow. It translates; it never decides.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use sessiongate_check::answer;
+use sessiongate_check::check::{Progress, Step, Waited};
+use sessiongate_check::gate::Outcome;
+use sessiongate_core::deny::{Deny, DenyReason};
+use sessiongate_core::request::{
+    AuthorizationValues, PeerFacts, RequestFacts, host_without_port, path_without_query,
+};
+use sessiongate_core::time::UnixTime;
+use sessiongate_core::workload::Thumbprint;
+
+use crate::abi::{Scheduler, Stream, Values, attribute, headers_status};
+use crate::instance::Instance;
+
+/// The event a paused request's scheduler posts when what it waited for is done.
+const WAIT_DONE: u64 = 1;
+
+/// What an Envoy filter config (a `DynamicModuleFilter`) judges with.
+#[derive(Debug)]
+pub struct FilterConfig {
+    /// The running sessiongate for the configured file.
+    pub instance: Arc<Instance>,
+}
+
+/// A per-route config (`DynamicModuleFilterPerRoute`): the sessiongate policy (route name) the
+/// route selects, as `context_extensions["sessiongate.policy"]` does for ext_authz.
+#[derive(Debug)]
+pub struct RoutePolicy(pub Box<str>);
+
+/// One request's state across hooks.
+pub struct Filter {
+    config: Arc<FilterConfig>,
+    /// When the request's headers arrived (the check's latency is measured from there).
+    started: Instant,
+    /// A paused check: the step to resume at, and what it waited for once done.
+    paused: Option<Step>,
+    waited: Arc<Mutex<Option<Waited>>>,
+    /// Kept while paused, so the background thread can wake this stream's worker.
+    scheduler: Option<Arc<Scheduler>>,
+}
+
+impl Filter {
+    /// A filter for one new request under `config`.
+    pub fn new(config: Arc<FilterConfig>) -> Filter {
+        Filter {
+            config,
+            started: Instant::now(),
+            paused: None,
+            waited: Arc::new(Mutex::new(None)),
+            scheduler: None,
+        }
+    }
+
+    /// The request's headers arrived: judge it. Returns the hook's status.
+    pub fn on_request_headers(&mut self, stream: &mut Stream<'_>) -> u32 {
+        self.started = Instant::now();
+        let instance = Arc::clone(&self.config.instance);
+        let Some(loaded) = instance.loaded() else {
+            let deny = Deny::new(
+                DenyReason::InternalError,
+                "sessiongate is still loading its keys and revocations; try again later",
+            );
+            return refuse(stream, &deny);
+        };
+        let progress = {
+            let facts = facts(stream);
+            loaded.check.begin(&facts)
+        };
+        self.proceed(stream, progress)
+    }
+
+    /// What a paused request waited for is done (on the stream's worker thread): resume.
+    pub fn on_scheduled(&mut self, stream: &mut Stream<'_>) {
+        self.scheduler = None;
+        let (Some(step), Some(waited)) = (
+            self.paused.take(),
+            self.waited
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        ) else {
+            return;
+        };
+        let instance = Arc::clone(&self.config.instance);
+        let Some(loaded) = instance.loaded() else {
+            return;
+        };
+        let progress = {
+            let facts = facts(stream);
+            loaded.check.resume(step, waited, &facts)
+        };
+        if self.proceed(stream, progress) == headers_status::CONTINUE {
+            stream.continue_decoding();
+        }
+    }
+
+    /// Answers, or pauses the request until what the check waits for is done.
+    fn proceed(
+        &mut self,
+        stream: &mut Stream<'_>,
+        mut progress: Result<Progress, sessiongate_check::check::CheckPanicked>,
+    ) -> u32 {
+        let instance = Arc::clone(&self.config.instance);
+        loop {
+            let waiting = match progress {
+                Err(_) => {
+                    let deny = Deny::new(DenyReason::InternalError, "check panicked");
+                    return refuse(stream, &deny);
+                }
+                Ok(Progress::Answered(outcome)) => return self.answer(stream, &outcome),
+                Ok(Progress::Waiting(waiting)) => waiting,
+            };
+            let (step, mut future) = waiting.into_parts();
+            if let Some(waited) = instance.try_now(&mut future) {
+                let Some(loaded) = instance.loaded() else {
+                    return refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
+                };
+                let facts = facts(stream);
+                progress = loaded.check.resume(step, waited, &facts);
+                continue;
+            }
+            let scheduler = Arc::new(stream.scheduler());
+            let (slot, wake) = (Arc::clone(&self.waited), Arc::clone(&scheduler));
+            instance.spawn_wait(future, move |waited| {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(waited);
+                wake.commit(WAIT_DONE);
+            });
+            self.paused = Some(step);
+            self.scheduler = Some(scheduler);
+            return headers_status::STOP_ALL_ITERATION_AND_BUFFER;
+        }
+    }
+
+    /// Carries out `outcome`: a local reply for an enforced denial; otherwise the upstream gets
+    /// the identity headers (or, for a dry-run denial, the dry-run header) and never a client's
+    /// own `x-sessiongate-*` header.
+    fn answer(&self, stream: &mut Stream<'_>, outcome: &Outcome) -> u32 {
+        let Some(loaded) = self.config.instance.loaded() else {
+            return refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
+        };
+        let principal = stream
+            .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
+            .unwrap_or_default()
+            .to_owned();
+        loaded.reporter.judged(
+            outcome,
+            &principal,
+            outcome.dry_run,
+            UnixTime::now(),
+            self.started.elapsed(),
+        );
+        let set = match &outcome.verdict {
+            Err(deny) if !outcome.dry_run => {
+                send_denial(stream, deny);
+                return headers_status::STOP_ITERATION;
+            }
+            Err(deny) => vec![answer::dry_run_header(deny)],
+            Ok(()) => answer::identity_headers(outcome, &principal),
+        };
+        for name in stream.request_header_names() {
+            if answer::is_owned_header(&name) && !set.iter().any(|(own, _)| *own == name) {
+                stream.remove_request_header(&name);
+            }
+        }
+        for (name, value) in &set {
+            stream.set_request_header(name, value);
+        }
+        headers_status::CONTINUE
+    }
+}
+
+/// Denies a request that could not be judged (loading, a panic), fail closed.
+fn refuse(stream: &mut Stream<'_>, deny: &Deny) -> u32 {
+    send_denial(stream, deny);
+    headers_status::STOP_ITERATION
+}
+
+/// The local reply for `deny`: the same status, headers and JSON body as the ext_authz mode.
+fn send_denial(stream: &mut Stream<'_>, deny: &Deny) {
+    let reply = answer::denial(deny);
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    stream.send_response(reply.status, &headers, &reply.body, "sessiongate_denied");
+}
+
+/// The facts of the request `stream` carries, borrowed from Envoy's buffers.
+fn facts<'s>(stream: &'s Stream<'_>) -> RequestFacts<'s> {
+    let authorization = match stream.request_header_values("authorization") {
+        Values::None => AuthorizationValues::Absent,
+        Values::Several => AuthorizationValues::Several,
+        Values::One(bytes) => match std::str::from_utf8(bytes) {
+            Ok(value) => AuthorizationValues::One(value),
+            Err(_) => AuthorizationValues::NotUtf8,
+        },
+    };
+    let route = stream.route_config();
+    // SAFETY: a non-null per-route config is a `RoutePolicy` this module created, alive while
+    // the route is (and so during this hook).
+    let policy = (!route.is_null()).then(|| unsafe { &*route.cast::<RoutePolicy>() });
+    RequestFacts {
+        method: stream.request_header(":method").unwrap_or_default(),
+        path: path_without_query(stream.request_header(":path").unwrap_or_default()),
+        host: host_without_port(stream.request_header(":authority").unwrap_or_default()),
+        policy: policy.map(|policy| &*policy.0),
+        authorization,
+        peer: PeerFacts {
+            principal: stream
+                .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
+                .unwrap_or_default(),
+            certificate: "",
+            certificate_digest: stream
+                .attribute(attribute::SHA256_PEER_CERTIFICATE_DIGEST)
+                .and_then(Thumbprint::from_hex),
+            address: stream
+                .attribute(attribute::SOURCE_ADDRESS)
+                .map(address_without_port),
+        },
+    }
+}
+
+/// `ip:port` or `[ip6]:port` → the IP, as ext_authz reports the peer's address.
+fn address_without_port(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
+    }
+}
