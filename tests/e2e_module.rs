@@ -1,39 +1,33 @@
-//! The in-process mode: Envoy 1.40 loading sessiongate as a dynamic module, with downstream
-//! mTLS, real keys and certificates, and an upstream that echoes what it received.
+//! The in-process mode end to end: Envoy 1.40 loading sessiongate as a dynamic module
+//! (`libsessiongate_envoy.so`, built by the test run), downstream mTLS, real keys and
+//! certificates, and an upstream that echoes what it received.
+//!
+//! The whole decision table (`tests/decision_table/cases.rs`) runs here exactly as it runs
+//! through ext_authz in `tests/e2e_envoy.rs`: same statuses, reasons, challenges and headers.
 
 mod support;
 
+#[path = "decision_table/cases.rs"]
+mod cases;
+
+use support::Stack;
 use support::policy::sessiongate_yaml;
-use support::tokens::token;
-use support::{SendExt as _, Stack, Workload, run};
+use tokio::sync::OnceCell;
 
-use Workload::{Batch, Frontend};
+/// The stack most cases share: [`sessiongate_yaml`] without an idle timeout, in the module.
+async fn shared_stack() -> &'static Stack {
+    static SHARED: OnceCell<Stack> = OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async { Stack::start_module(&sessiongate_yaml(None)).await })
+        .await
+}
 
-#[test]
-fn an_allowed_request_reaches_the_upstream_with_identity_headers() {
-    run(async {
-        let stack = Stack::start_module(&sessiongate_yaml(None)).await;
-        let jwt = token().sub("module-alice").scope("orders:read").sign();
-        let reply = stack
-            .get(Frontend, "/orders/42")
-            .bearer_auth(&jwt)
-            .reply()
-            .await;
-        reply.assert_allowed();
-        assert_eq!(
-            reply.upstream_single("x-sessiongate-subject"),
-            "module-alice"
-        );
-        assert_eq!(
-            reply.upstream_single("x-sessiongate-workload"),
-            Frontend.principal()
-        );
+/// A module stack of its own for a case that needs another sessiongate config.
+async fn own_stack(sessiongate_yaml: &str) -> Stack {
+    Stack::start_module(sessiongate_yaml).await
+}
 
-        let replay = stack
-            .get(Batch, "/orders/42")
-            .bearer_auth(&jwt)
-            .reply()
-            .await;
-        replay.assert_denied(401, "session_replayed");
-    });
+/// [`own_stack`] in a folder the case prepared.
+async fn own_stack_in(dir: tempfile::TempDir, sessiongate_yaml: &str) -> Stack {
+    Stack::start_module_in(dir, sessiongate_yaml).await
 }

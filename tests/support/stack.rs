@@ -24,6 +24,8 @@ pub struct Stack {
     /// `None` for [`Stack::without_sessiongate`].
     pub sessiongate: Option<Sessiongate>,
     pub upstream: SocketAddr,
+    /// In-process mode: when the module was seen judging requests (its gate started before).
+    module_loaded: Option<std::time::Instant>,
     clients: HashMap<Workload, reqwest::Client>,
     /// Holds the configs, certificates and JWKS the processes read; removed on drop.
     _dir: TempDir,
@@ -118,8 +120,9 @@ impl Stack {
             )],
         )
         .await;
-        let stack = Stack::assemble(envoy, None, upstream, dir);
+        let mut stack = Stack::assemble(envoy, None, upstream, dir);
         stack.await_module_loaded().await;
+        stack.module_loaded = Some(std::time::Instant::now());
         stack
     }
 
@@ -160,8 +163,19 @@ impl Stack {
             envoy,
             sessiongate,
             upstream,
+            module_loaded: None,
             clients,
             _dir: dir,
+        }
+    }
+
+    /// No earlier than the gate's start (the sidecar's, or the module's once loaded): rules that
+    /// forgive sessions for a while after a start are timed from here.
+    pub fn gate_started(&self) -> std::time::Instant {
+        match (&self.sessiongate, self.module_loaded) {
+            (Some(sessiongate), _) => sessiongate.started,
+            (None, Some(loaded)) => loaded,
+            (None, None) => panic!("this stack runs no sessiongate"),
         }
     }
 
