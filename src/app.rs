@@ -166,7 +166,7 @@ pub async fn prune_expired(gate: Arc<Gate>, revocations: Arc<Revocations>) {
 
 /// The Shared Signals push endpoint, when `ssf` is configured (config validation guarantees an
 /// admin listener to serve it); otherwise no routes.
-async fn ssf_router(
+pub async fn ssf_router(
     settings: Option<&SsfSettings>,
     budget: BudgetLimits,
     revocations: &Arc<Revocations>,
@@ -184,6 +184,21 @@ async fn ssf_router(
         "Shared Signals receiver ready"
     );
     Ok(ssf::router(Arc::new(receiver), &settings.push_path))
+}
+
+/// Serves the admin API (`state`: the gate, its revocations, the credential) on `listener`, with
+/// `ssf_routes` (the Shared Signals push endpoint, when configured), under `limits`, counted
+/// into `connections`, until `stop`: the sidecar's admin listener, and the in-process module's.
+pub fn spawn_admin(
+    listener: TcpListener,
+    state: AdminState,
+    ssf_routes: axum::Router,
+    limits: &LimitSettings,
+    connections: ConnectionMetrics,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let bounds = http_bounds("admin", limits.max_connections.admin, limits, connections);
+    tokio::spawn(admin::serve(listener, state, ssf_routes, bounds, stop))
 }
 
 /// The ext_authz listener's connection bounds under `limits`, counted into `metrics`.
@@ -388,19 +403,14 @@ pub async fn run(
             revocations: Arc::clone(&started.revocations),
             credential,
         };
-        let bounds = http_bounds(
-            "admin",
-            limits.max_connections.admin,
-            &limits,
-            connections.clone(),
-        );
-        tokio::spawn(admin::serve(
+        spawn_admin(
             listener,
             state,
             ssf_routes,
-            bounds,
+            &limits,
+            connections.clone(),
             stop.stopped(),
-        ))
+        )
     });
     let service = AuthorizationService::new(started.gate)
         .with_key_refresh(Arc::new(started.keys.refresher()))

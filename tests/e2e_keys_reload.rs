@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::jwks_server::{JwksServer, fixture_jwks};
 use support::policy::{sessiongate_yaml, with_first_issuer_keys};
+use support::replace_file;
 use support::tokens::{Alg, token};
 use support::{SendExt as _, Stack, Workload, run};
 use tonic_health::pb::HealthCheckRequest;
@@ -78,14 +79,6 @@ async fn wait_for_generation(stack: &Stack, generation: u64) -> Value {
         field(event, "generation").and_then(Value::as_u64) == Some(generation)
     })
     .await
-}
-
-/// Replaces `path`'s content atomically (write beside it, then rename), as a deployment tool
-/// would; a reader never sees a half-written file.
-fn replace_file(path: &Path, content: &str) {
-    let temporary = path.with_extension("tmp-write");
-    std::fs::write(&temporary, content).expect("write temporary file");
-    std::fs::rename(&temporary, path).expect("rename over the file");
 }
 
 fn config_path(stack: &Stack) -> PathBuf {
@@ -169,13 +162,6 @@ async fn wait_for_health(stack: &Stack, wanted: ServingStatus) {
     );
 }
 
-fn uri_keys(server: &JwksServer, refresh: &str) -> String {
-    format!(
-        "    jwks_uri: \"{}\"\n    keys_refresh: {{ {refresh} }}\n",
-        server.jwks_uri()
-    )
-}
-
 // ----- (a) a rotated JWKS file ------------------------------------------------------------
 
 #[test]
@@ -234,7 +220,7 @@ fn an_unknown_kid_refreshes_the_keys_and_a_key_removed_at_the_uri_denies_its_ses
         server.set_cache_control(Some("public, max-age=3600"));
         let yaml = with_first_issuer_keys(
             &sessiongate_yaml(None),
-            &uri_keys(&server, "min_interval: 1s, max_interval: 1h, max_stale: 2h"),
+            &server.issuer_keys_yaml("min_interval: 1s, max_interval: 1h, max_stale: 2h"),
         );
         let stack = Stack::start(&yaml).await;
         let old_key = token().alg(Alg::Rs256).sign();
@@ -313,7 +299,7 @@ fn an_unreachable_source_keeps_the_last_good_keys_until_max_stale_then_fails_clo
         let server = JwksServer::start(&["test-rs256"]).await;
         let yaml = with_first_issuer_keys(
             &sessiongate_yaml(None),
-            &uri_keys(&server, "min_interval: 1s, max_interval: 1s, max_stale: 4s"),
+            &server.issuer_keys_yaml("min_interval: 1s, max_interval: 1s, max_stale: 4s"),
         );
         let stack = Stack::start(&yaml).await;
         let cached = token().sign();

@@ -31,3 +31,202 @@ async fn own_stack(sessiongate_yaml: &str) -> Stack {
 async fn own_stack_in(dir: tempfile::TempDir, sessiongate_yaml: &str) -> Stack {
     Stack::start_module_in(dir, sessiongate_yaml).await
 }
+
+// ----- trust changes reach the module ------------------------------------------------------
+
+use std::time::{Duration, Instant};
+
+use support::jwks_server::{JwksServer, fixture_jwks};
+use support::policy::with_first_issuer_keys;
+use support::reply::Reply;
+use support::tokens::{Alg, token};
+use support::{SendExt as _, Workload, admin, replace_file, run};
+
+use Workload::Frontend;
+
+/// How long a trust change may take to reach the module before a test gives up.
+const REACH: Duration = Duration::from_secs(10);
+
+/// Sends GET `/orders/1` with `jwt` as the frontend until `done` holds for the reply (the
+/// change it waits for has reached the module), at most [`REACH`]; returns that reply.
+async fn first_reply_where(stack: &Stack, jwt: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+    let deadline = Instant::now() + REACH;
+    loop {
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(jwt)
+            .reply()
+            .await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the module: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A free loopback port for a listener the module binds itself (its admin API).
+fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port");
+    listener.local_addr().expect("reserved address")
+}
+
+#[test]
+fn a_revocation_through_the_modules_admin_api_denies_the_next_request() {
+    run(async {
+        let address = free_port();
+        let yaml = admin::with_admin(&sessiongate_yaml(None)).replacen(
+            "listen: \"127.0.0.1:0\"\n  token_file",
+            &format!("listen: \"{address}\"\n  token_file"),
+            1,
+        );
+        let stack = Stack::start_module_in(admin::prepared_dir(), &yaml).await;
+        let jwt = token().sub("module-revoked").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+
+        let mut client = admin::client(address).await;
+        admin::revoke(
+            &mut client,
+            admin::subject(support::tokens::ISSUER, "module-revoked"),
+            None,
+        )
+        .await;
+        let acknowledged = Instant::now();
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await;
+        eprintln!(
+            "figure: Revoke acknowledged -> the next request through the module answered: {:?}",
+            acknowledged.elapsed()
+        );
+        reply.assert_denied(401, "revoked");
+    });
+}
+
+#[test]
+fn a_rotated_jwks_file_reaches_the_module() {
+    run(async {
+        let keys_dir = tempfile::tempdir().unwrap();
+        let jwks = keys_dir.path().join("rotating.json");
+        std::fs::write(&jwks, fixture_jwks(&["test-rs256", "test-es256"])).unwrap();
+        let yaml = with_first_issuer_keys(
+            &sessiongate_yaml(None),
+            &format!("    jwks_file: \"{}\"\n", jwks.display()),
+        );
+        let stack = Stack::start_module(&yaml).await;
+        let old_key = token().alg(Alg::Rs256).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&old_key)
+            .reply()
+            .await
+            .assert_allowed();
+
+        replace_file(&jwks, &fixture_jwks(&["test-es256", "test-eddsa"]));
+        first_reply_where(&stack, &old_key, |reply| reply.status != 200)
+            .await
+            .assert_denied(401, "unknown_key");
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(token().alg(Alg::EdDsa).sign())
+            .reply()
+            .await
+            .assert_allowed();
+    });
+}
+
+#[test]
+fn a_narrowed_route_scope_reaches_the_module_by_hot_reload() {
+    run(async {
+        let yaml = sessiongate_yaml(None);
+        let stack = Stack::start_module(&yaml).await;
+        let cached = token().scope("orders:read").sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&cached)
+            .reply()
+            .await
+            .assert_allowed();
+
+        let narrowed = yaml.replacen(
+            "scopes: [\"orders:read\"]",
+            "scopes: [\"orders:read\", \"orders:history\"]",
+            1,
+        );
+        assert_ne!(narrowed, yaml, "the policy names the read scope");
+        replace_file(&stack.dir().join("sessiongate.yaml"), &narrowed);
+        first_reply_where(&stack, &cached, |reply| reply.status != 200)
+            .await
+            .assert_denied(403, "insufficient_scope");
+    });
+}
+
+#[test]
+fn keys_stale_past_max_stale_fail_closed_in_the_module() {
+    run(async {
+        let server = JwksServer::start(&["test-rs256"]).await;
+        let yaml = with_first_issuer_keys(
+            &sessiongate_yaml(None),
+            &server.issuer_keys_yaml("min_interval: 1s, max_interval: 1s, max_stale: 3s"),
+        );
+        let stack = Stack::start_module(&yaml).await;
+        let cached = token().sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&cached)
+            .reply()
+            .await
+            .assert_allowed();
+
+        server.set_down(true);
+        let down = Instant::now();
+        first_reply_where(&stack, &cached, |reply| reply.status != 200)
+            .await
+            .assert_denied(503, "internal_error");
+        assert!(
+            down.elapsed() >= Duration::from_secs(2),
+            "not before max_stale"
+        );
+
+        server.set_down(false);
+        first_reply_where(&stack, &cached, |reply| reply.status == 200).await;
+    });
+}
+
+#[test]
+fn an_invalid_config_stops_envoy_with_the_message_check_config_gives() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let broken =
+            sessiongate_yaml(None).replacen("max_token_age: 15m", "max_token_age: soon", 1);
+        let config = dir.path().join("sessiongate.yaml");
+        std::fs::write(&config, &broken).unwrap();
+        std::fs::copy(support::tokens::jwks_path(), dir.path().join("jwks.json")).unwrap();
+        let check_config = std::process::Command::new(support::sessiongate::binary())
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .expect("sessiongate check-config runs");
+        assert!(!check_config.status.success());
+        let message = String::from_utf8_lossy(&check_config.stderr)
+            .trim()
+            .to_owned();
+        assert!(message.contains("max_token_age"), "{message}");
+
+        let output = support::module::envoy_refusing(dir.path(), &config).await;
+        assert!(
+            output.contains(&message),
+            "Envoy's log does not carry check-config's message `{message}`:\n{output}"
+        );
+    });
+}

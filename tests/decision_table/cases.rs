@@ -1120,4 +1120,3 @@ fn verification_budget_spent_is_503_with_retry_after() {
             .assert_allowed();
     });
 }
-

@@ -96,6 +96,15 @@ impl JwksServer {
     }
 
     /// Publishes the fixture keys named by `kids` from now on.
+    /// The issuer's key lines of a sessiongate config taking its keys from this server, with
+    /// `refresh` as its `keys_refresh` (for [`super::policy::with_first_issuer_keys`]).
+    pub fn issuer_keys_yaml(&self, refresh: &str) -> String {
+        format!(
+            "    jwks_uri: \"{}\"\n    keys_refresh: {{ {refresh} }}\n",
+            self.jwks_uri()
+        )
+    }
+
     pub fn set_keys(&self, kids: &[&str]) {
         self.state.lock().unwrap().jwks = fixture_jwks(kids);
     }

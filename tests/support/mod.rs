@@ -44,3 +44,11 @@ pub use pki::Workload;
 pub use reply::SendExt;
 pub use runtime::run;
 pub use stack::Stack;
+
+/// Replaces `path`'s content atomically (write beside it, then rename), as a deployment tool
+/// would; a reader never sees a half-written file.
+pub fn replace_file(path: &std::path::Path, content: &str) {
+    let temporary = path.with_extension("tmp-write");
+    std::fs::write(&temporary, content).expect("write temporary file");
+    std::fs::rename(&temporary, path).expect("rename over the file");
+}

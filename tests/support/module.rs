@@ -34,3 +34,39 @@ pub fn library_dir() -> PathBuf {
     })
     .clone()
 }
+
+/// Starts Envoy with the module configured by `sessiongate_config` (in `dir`) and waits for it
+/// to exit, as it must when the module refuses its config; returns what Envoy logged.
+pub async fn envoy_refusing(dir: &std::path::Path, sessiongate_config: &std::path::Path) -> String {
+    let tls = super::pki::Pki::shared().write_server_files(dir);
+    let unused: std::net::SocketAddr = "127.0.0.1:9".parse().expect("an address");
+    let config = super::envoy_config::EnvoyConfig {
+        tls: &tls,
+        sessiongate: unused,
+        upstream: unused,
+        ext_authz: Default::default(),
+        module: Some(sessiongate_config),
+    };
+    let envoy_yaml = dir.join("envoy.yaml");
+    std::fs::write(&envoy_yaml, config.render()).expect("write envoy.yaml");
+    let run = tokio::process::Command::new(super::envoy::binary())
+        .arg("-c")
+        .arg(&envoy_yaml)
+        .args(["--use-dynamic-base-id", "-l", "info", "--concurrency", "1"])
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", library_dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("Envoy exits when the module refuses its config")
+        .expect("Envoy runs");
+    assert!(
+        !output.status.success(),
+        "Envoy started on a config the module refused"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -79,9 +79,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
 
 /// A per-route config is gone.
 #[unsafe(no_mangle)]
-extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
-    config: *const c_void,
-) {
+extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(config: *const c_void) {
     // SAFETY: `config` came from `Box::into_raw` in `per_route_config_new`.
     drop(unsafe { Box::from_raw(config.cast_mut().cast::<RoutePolicy>()) });
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use sessiongate::admin::AdminState;
 use sessiongate::app;
 use sessiongate::config::{self, Config};
 use sessiongate::decision_log::DecisionLog;
@@ -105,6 +106,12 @@ impl Instance {
     /// Loads keys and revocations, starts the background work and publishes the check use case.
     async fn load(self: Arc<Self>, config: Config) {
         let ops = config.ops.clone();
+        let admin = config.admin.clone();
+        let (ssf, ssf_budget, limits) = (
+            config.ssf.clone(),
+            config.verification.ssf,
+            config.limits.clone(),
+        );
         let app::Started {
             gate,
             keys,
@@ -135,6 +142,40 @@ impl Instance {
                     self.path.display()
                 ),
             );
+        }
+        if let Some(admin) = admin {
+            let serving = async {
+                let listener = tokio::net::TcpListener::bind(admin.listen).await?;
+                let ssf_routes = app::ssf_router(ssf.as_ref(), ssf_budget, &revocations).await?;
+                let state = AdminState {
+                    gate: Arc::clone(&gate),
+                    revocations: Arc::clone(&revocations),
+                    credential: admin.credential.clone(),
+                };
+                app::spawn_admin(
+                    listener,
+                    state,
+                    ssf_routes,
+                    &limits,
+                    metrics.connections.clone(),
+                    std::future::pending(),
+                );
+                anyhow::Ok(())
+            };
+            match serving.await {
+                Ok(()) => abi::log(
+                    log_level::INFO,
+                    &format!("sessiongate: admin API on {}", admin.listen),
+                ),
+                Err(error) => abi::log(
+                    log_level::ERROR,
+                    &format!(
+                        "sessiongate: no admin API on {}: {error:#}; revoke through another \
+                         replica of the Redis fleet",
+                        admin.listen
+                    ),
+                ),
+            }
         }
         tokio::spawn(app::prune_expired(Arc::clone(&gate), revocations));
         let check = CheckUseCase::new(gate)
