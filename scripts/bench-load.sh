@@ -8,6 +8,7 @@
 #   https noop-authz   … Envoy ext_authz → the do-nothing server (the ceiling for ANY ext_authz
 #                      server: what Envoy's own ext_authz round trip costs)
 #   https sessiongate  … Envoy ext_authz → sessiongate
+#   https module       … sessiongate inside Envoy (the dynamic module), no hop per request
 #   grpc  uncached     straight at sessiongate, a never-seen token on every request
 #   verify             the crypto library's own verification rate for that algorithm
 #
@@ -45,6 +46,7 @@ NOAUTH_PORT=$((BASE_PORT + 10))
 JWT_PORT=$((BASE_PORT + 11))
 EXTAUTHZ_PORT=$((BASE_PORT + 12))
 NOOP_EXTAUTHZ_PORT=$((BASE_PORT + 13))
+MODULE_PORT=$((BASE_PORT + 14))
 ENVOY_ADMIN_PORT=$((BASE_PORT + 19))
 
 ENVOY=${SESSIONGATE_ENVOY:-$ROOT/.envoy/bin/envoy}
@@ -55,6 +57,7 @@ fi
 echo "== building (release)" >&2
 cargo build --release --quiet --bin sessiongate \
   --example load --example noop_authz --example echo_upstream
+cargo build --release --quiet -p sessiongate-envoy-module
 BIN=$ROOT/target/release
 LOAD=$BIN/examples/load
 
@@ -86,6 +89,10 @@ wait_port() { # port name
 cp examples/jwks.json "$WORK/jwks.json"
 sed -e "s/127.0.0.1:9191/127.0.0.1:$SG_PORT/" -e 's/127.0.0.1:9192/127.0.0.1:0/' \
   -e "$UNTHROTTLED" examples/sessiongate.yaml >"$WORK/sessiongate.yaml"
+# The module's own copy of the same policy (its own revocation log and admin port).
+mkdir -p "$WORK/module"
+cp examples/jwks.json "$WORK/module/jwks.json"
+sed -e 's/127.0.0.1:919[0-9]/127.0.0.1:0/' "$WORK/sessiongate.yaml" >"$WORK/module/sessiongate.yaml"
 declare -A SERVERS # name -> pid, for CPU accounting
 "$BIN/examples/echo_upstream" "127.0.0.1:$UPSTREAM_PORT" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
@@ -181,6 +188,17 @@ grpc_cluster() { # name port: an HTTP/2 (gRPC) cluster on 127.0.0.1
         endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } } } ] } ]
 EOF
 }
+MODULE_FILTERS=$(cat <<EOF
+                  - name: sessiongate
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+                      dynamic_module_config: { name: sessiongate_envoy, do_not_close: true }
+                      filter_name: sessiongate
+                      filter_config:
+                        "@type": type.googleapis.com/google.protobuf.StringValue
+                        value: $WORK/module/sessiongate.yaml
+EOF
+)
 extauthz_filters() { # cluster
   cat <<EOF
                   - name: envoy.filters.http.ext_authz
@@ -204,6 +222,7 @@ EOF
   listener jwt_rbac "$JWT_PORT" "$JWT_FILTERS"
   listener ext_authz "$EXTAUTHZ_PORT" "$(extauthz_filters sessiongate)"
   listener noop_ext_authz "$NOOP_EXTAUTHZ_PORT" "$(extauthz_filters noop)"
+  listener module "$MODULE_PORT" "$MODULE_FILTERS"
   echo "  clusters:"
   grpc_cluster sessiongate "$SG_PORT"
   grpc_cluster noop "$NOOP_PORT"
@@ -216,18 +235,29 @@ EOF
         endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } } } ] } ]
 EOF
 } >"$WORK/envoy.yaml"
-"$ENVOY" -c "$WORK/envoy.yaml" --concurrency "$ENVOY_CONCURRENCY" -l warning \
-  --use-dynamic-base-id >"$WORK/envoy.log" 2>&1 &
+ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$BIN "$ENVOY" -c "$WORK/envoy.yaml" \
+  --concurrency "$ENVOY_CONCURRENCY" -l warning --use-dynamic-base-id >"$WORK/envoy.log" 2>&1 &
 PIDS+=($!)
 SERVERS[envoy]=$!
 
 wait_port "$UPSTREAM_PORT" upstream
 wait_port "$SG_PORT" sessiongate
 wait_port "$NOOP_PORT" noop
-for port in $NOAUTH_PORT $JWT_PORT $EXTAUTHZ_PORT $NOOP_EXTAUTHZ_PORT; do wait_port "$port" envoy; done
+for port in $NOAUTH_PORT $JWT_PORT $EXTAUTHZ_PORT $NOOP_EXTAUTHZ_PORT $MODULE_PORT; do wait_port "$port" envoy; done
 
 # --- the runs -----------------------------------------------------------------------------------
 "$LOAD" token --alg "$ALG" >"$WORK/token"
+# The module answers 503 until it has loaded its keys and revocations: wait for its first allow.
+status=000
+for _ in $(seq 1 300); do
+  status=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.pem" \
+    --cert "$CERTS/frontend.pem" --key "$CERTS/frontend-key.pem" \
+    --resolve "localhost:$MODULE_PORT:127.0.0.1" -H "authorization: Bearer $(cat "$WORK/token")" \
+    "https://localhost:$MODULE_PORT/orders/42" || true)
+  [[ $status == 200 ]] && break
+  sleep 0.1
+done
+[[ $status == 200 ]] || { echo "the module never allowed the token (last $status)" >&2; cat "$WORK/envoy.log" >&2; exit 1; }
 RESULTS=$WORK/results.jsonl
 COMMON=(--duration "$DURATION" --warmup "$WARMUP" --threads "$CLIENT_THREADS" --token-file "$WORK/token")
 GRPC=(--connections "$GRPC_CONNECTIONS" --streams "$GRPC_STREAMS")
@@ -261,6 +291,7 @@ run envoy-noauth https --target "127.0.0.1:$NOAUTH_PORT" --expect-body '"/orders
 run envoy-jwt-rbac https --target "127.0.0.1:$JWT_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
 run envoy-noop-authz https --target "127.0.0.1:$NOOP_EXTAUTHZ_PORT" --expect-body '"/orders/42"' "${HTTPS[@]}" "${COMMON[@]}"
 run envoy-sessiongate https --target "127.0.0.1:$EXTAUTHZ_PORT" --expect-body x-sessiongate-subject "${HTTPS[@]}" "${COMMON[@]}"
+run envoy-module https --target "127.0.0.1:$MODULE_PORT" --expect-body x-sessiongate-subject "${HTTPS[@]}" "${COMMON[@]}"
 run grpc-uncached grpc --target "127.0.0.1:$SG_PORT" --expect-identity --fresh-tokens "$FRESH_TOKENS" \
   --alg "$ALG" "${GRPC[@]}" "${COMMON[@]}"
 run verify-raw verify-rate --alg "$ALG" --threads 2 --duration "$DURATION"
@@ -303,6 +334,16 @@ def plain(name, a, b):
 plain("  do-nothing / jwt_authn+rbac, req/s", "envoy-noop-authz", "envoy-jwt-rbac")
 plain("  do-nothing / no auth, req/s", "envoy-noop-authz", "envoy-noauth")
 plain("  sessiongate / do-nothing, req/s", "envoy-sessiongate", "envoy-noop-authz")
+print("in-process (Envoy loading the sessiongate module, no hop per request):")
+ratio("  module / jwt_authn+rbac, req/s", "envoy-module", "envoy-jwt-rbac", "rps", 1.0)
+ratio("  module / jwt_authn+rbac, p99", "envoy-module", "envoy-jwt-rbac", "p99_us", 1.0, higher=False)
+ratio("  module / no auth, req/s", "envoy-module", "envoy-noauth", "rps", 0.9)
+def envoy_cpu(label):
+    row = rows[label]
+    return row["cpu_us"]["envoy"] / (row["ok"] + row["rps"] * float(sys.argv[3]))
+value = envoy_cpu("envoy-module") / envoy_cpu("envoy-jwt-rbac")
+print(f"{'  Envoy CPU per request, module / jwt_authn+rbac':<52}{value:>7.2f}x  (target <= 1.0x: {'met' if value <= 1.0 else 'MISSED'})")
+plain("  module / ext_authz -> sessiongate, req/s", "envoy-module", "envoy-sessiongate")
 ratio(f"uncached {alg}: sessiongate / raw verify (2 threads)", "grpc-uncached", "verify-raw", "rps", 0.8)
 # What the uncached figure is up against on one box: a server whose only work beyond the
 # stack's were the raw verification would still pay the do-nothing server's cost per request.

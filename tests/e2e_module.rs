@@ -230,3 +230,49 @@ fn an_invalid_config_stops_envoy_with_the_message_check_config_gives() {
         );
     });
 }
+
+// ----- operations -----------------------------------------------------------------------------
+
+/// The value of the first Prometheus sample on Envoy's admin `/stats/prometheus` whose line
+/// starts with `series` (a metric name and its labels), or 0 when Envoy has none yet.
+async fn envoy_sample(stack: &Stack, series: &str) -> u64 {
+    let text = reqwest::get(format!("http://{}/stats/prometheus", stack.envoy.admin))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("GET /stats/prometheus")
+        .text()
+        .await
+        .expect("stats text");
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0, |value| value.parse().expect("a sample value"))
+}
+
+#[test]
+fn decisions_are_counted_in_envoys_own_stats_by_decision_reason_and_route() {
+    run(async {
+        let stack = Stack::start_module(&sessiongate_yaml(None)).await;
+        let denied = r#"envoy_dynamicmodulescustom_checks{decision="deny",reason="missing_token",route="orders-read"}"#;
+        let allowed = r#"envoy_dynamicmodulescustom_checks{decision="allow",reason="none",route="orders-read"}"#;
+        let (denied_before, allowed_before) = (
+            envoy_sample(&stack, denied).await,
+            envoy_sample(&stack, allowed).await,
+        );
+        for _ in 0..2 {
+            stack
+                .get(Frontend, "/orders/1")
+                .reply()
+                .await
+                .assert_denied(401, "missing_token");
+        }
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(token().sign())
+            .reply()
+            .await
+            .assert_allowed();
+        assert_eq!(envoy_sample(&stack, denied).await, denied_before + 2);
+        assert_eq!(envoy_sample(&stack, allowed).await, allowed_before + 1);
+    });
+}

@@ -90,6 +90,14 @@ impl ModuleHeader {
     }
 }
 
+/// An unfilled [`EnvoyHeader`].
+const EMPTY_HEADER: EnvoyHeader = EnvoyHeader {
+    key_ptr: std::ptr::null(),
+    key_length: 0,
+    value_ptr: std::ptr::null(),
+    value_length: 0,
+};
+
 /// `envoy_dynamic_module_type_http_header_type`: the request's headers.
 const REQUEST_HEADER: u32 = 0;
 
@@ -174,6 +182,96 @@ unsafe extern "C" {
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: FilterEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+}
+
+/// `envoy_dynamic_module_type_metrics_result::Success`.
+const METRICS_SUCCESS: u32 = 0;
+
+/// A metric Envoy defined for this module (its id), with its number of labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    id: usize,
+    labels: usize,
+}
+
+/// What kind of metric to define.
+#[derive(Clone, Copy, Debug)]
+pub enum MetricKind {
+    /// A monotonically increasing count.
+    Counter,
+    /// A distribution of values (Envoy's histogram buckets).
+    Histogram,
+}
+
+/// Defines a metric `name` with `labels` in Envoy's stats (only possible while Envoy creates the
+/// filter config, i.e. inside `on_http_filter_config_new`); `None` if Envoy refused it.
+///
+/// # Safety
+/// `config` is the filter config Envoy passed to the running `on_http_filter_config_new`.
+pub unsafe fn define_metric(
+    config: FilterConfigEnvoyPtr,
+    kind: MetricKind,
+    name: &str,
+    labels: &[&str],
+) -> Option<Metric> {
+    let names: Vec<ModuleBuffer> = labels
+        .iter()
+        .map(|l| ModuleBuffer::of(l.as_bytes()))
+        .collect();
+    let mut id = 0usize;
+    // SAFETY: `config` is the filter config being created; the buffers are lent for the call.
+    let result = unsafe {
+        match kind {
+            MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter(
+                config,
+                ModuleBuffer::of(name.as_bytes()),
+                names.as_ptr(),
+                names.len(),
+                &mut id,
+            ),
+            MetricKind::Histogram => {
+                envoy_dynamic_module_callback_http_filter_config_define_histogram(
+                    config,
+                    ModuleBuffer::of(name.as_bytes()),
+                    names.as_ptr(),
+                    names.len(),
+                    &mut id,
+                )
+            }
+        }
+    };
+    (result == METRICS_SUCCESS).then_some(Metric {
+        id,
+        labels: labels.len(),
+    })
 }
 
 /// Writes `message` to Envoy's `dynamic_modules` log at `level` (any thread).
@@ -240,36 +338,36 @@ impl<'hook> Stream<'hook> {
         }
     }
 
-    /// The names of every request header (lower case, pseudo-headers included), copied:
-    /// setting a header invalidates Envoy's buffers.
-    pub fn request_header_names(&self) -> Vec<String> {
+    /// The names of the request headers sessiongate owns (`x-sessiongate-*`) that the client
+    /// sent, copied: setting a header invalidates Envoy's buffers. Nothing is allocated when
+    /// there are none, which is every honest request.
+    pub fn owned_request_headers(&self) -> Vec<String> {
         // SAFETY: `ptr` is this hook's stream.
         let size = unsafe {
             envoy_dynamic_module_callback_http_get_headers_size(self.ptr, REQUEST_HEADER)
         };
-        let mut headers = vec![
-            EnvoyHeader {
-                key_ptr: std::ptr::null(),
-                key_length: 0,
-                value_ptr: std::ptr::null(),
-                value_length: 0,
-            };
-            size
-        ];
-        // SAFETY: `headers` has room for the `size` entries Envoy writes.
-        let listed = unsafe {
+        let mut headers = [EMPTY_HEADER; 64];
+        let mut spilled = Vec::new();
+        let listed = if size <= headers.len() {
+            &mut headers[..size]
+        } else {
+            spilled.resize(size, EMPTY_HEADER);
+            &mut spilled[..]
+        };
+        // SAFETY: `listed` has room for the `size` entries Envoy writes.
+        let ok = unsafe {
             envoy_dynamic_module_callback_http_get_headers(
                 self.ptr,
                 REQUEST_HEADER,
-                headers.as_mut_ptr(),
+                listed.as_mut_ptr(),
             )
         };
-        if !listed {
+        if !ok {
             return Vec::new();
         }
-        headers
+        listed
             .iter()
-            .map(|header| {
+            .filter_map(|header| {
                 // SAFETY: Envoy filled the entry; its key lives until the hook returns.
                 let key = unsafe {
                     bytes(EnvoyBuffer {
@@ -277,7 +375,8 @@ impl<'hook> Stream<'hook> {
                         length: header.key_length,
                     })
                 };
-                String::from_utf8_lossy(key).into_owned()
+                let key = std::str::from_utf8(key).ok()?;
+                sessiongate_check::answer::is_owned_header(key).then(|| key.to_owned())
             })
             .collect()
     }
@@ -365,6 +464,41 @@ impl<'hook> Stream<'hook> {
         // SAFETY: `ptr` is this hook's stream; the scheduler outlives it safely (Envoy ignores
         // a commit for a stream that is gone).
         Scheduler(unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) })
+    }
+
+    /// Adds one to `counter` under `values` (one per label it was defined with).
+    pub fn increment(&self, counter: Metric, values: &[&str]) {
+        if values.len() != counter.labels {
+            return;
+        }
+        let values: Vec<ModuleBuffer> = values
+            .iter()
+            .map(|v| ModuleBuffer::of(v.as_bytes()))
+            .collect();
+        // SAFETY: `ptr` is this hook's stream; the buffers are lent for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.ptr,
+                counter.id,
+                values.as_ptr(),
+                values.len(),
+                1,
+            );
+        }
+    }
+
+    /// Records `value` in `histogram` (defined without labels).
+    pub fn record(&self, histogram: Metric, value: u64) {
+        // SAFETY: `ptr` is this hook's stream.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_record_histogram_value(
+                self.ptr,
+                histogram.id,
+                std::ptr::null(),
+                0,
+                value,
+            );
+        }
     }
 
     /// Resumes a request paused with `STOP_ALL_ITERATION_AND_BUFFER`.

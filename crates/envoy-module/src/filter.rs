@@ -15,7 +15,10 @@ use sessiongate_core::request::{
 use sessiongate_core::time::UnixTime;
 use sessiongate_core::workload::Thumbprint;
 
-use crate::abi::{Scheduler, Stream, Values, attribute, headers_status};
+use crate::abi::{
+    FilterConfigEnvoyPtr, Metric, MetricKind, Scheduler, Stream, Values, attribute, define_metric,
+    headers_status,
+};
 use crate::instance::Instance;
 
 /// The event a paused request's scheduler posts when what it waited for is done.
@@ -26,6 +29,60 @@ const WAIT_DONE: u64 = 1;
 pub struct FilterConfig {
     /// The running sessiongate for the configured file.
     pub instance: Arc<Instance>,
+    /// Decisions in Envoy's own stats.
+    pub stats: Stats,
+}
+
+/// sessiongate's metrics in Envoy's stats, under the module's `metrics_namespace`
+/// (`dynamicmodulescustom` unless set): `checks{decision, reason, route}` and
+/// `check_duration_us`. Bounded labels: two decisions, the deny reasons, the configured routes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    checks: Option<Metric>,
+    duration: Option<Metric>,
+}
+
+impl Stats {
+    /// Defines the metrics in the filter config Envoy is creating.
+    ///
+    /// # Safety
+    /// `config` is the filter config Envoy passed to the running `on_http_filter_config_new`.
+    pub unsafe fn define(config: FilterConfigEnvoyPtr) -> Stats {
+        let labels = ["decision", "reason", "route"];
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe {
+            Stats {
+                checks: define_metric(config, MetricKind::Counter, "checks", &labels),
+                duration: define_metric(config, MetricKind::Histogram, "check_duration_us", &[]),
+            }
+        }
+    }
+
+    /// Counts one check: `verdict` under `route`, answered after `latency`. A dry-run denial
+    /// counts as `dry_run_deny`.
+    fn record(
+        &self,
+        stream: &Stream<'_>,
+        verdict: Result<(), &Deny>,
+        dry_run: bool,
+        route: Option<&str>,
+        latency: std::time::Duration,
+    ) {
+        if let Some(checks) = self.checks {
+            let (decision, reason) = match verdict {
+                Ok(()) => ("allow", "none"),
+                Err(deny) if dry_run => ("dry_run_deny", deny.reason.as_str()),
+                Err(deny) => ("deny", deny.reason.as_str()),
+            };
+            stream.increment(checks, &[decision, reason, route.unwrap_or("none")]);
+        }
+        if let Some(duration) = self.duration {
+            stream.record(
+                duration,
+                u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            );
+        }
+    }
 }
 
 /// A per-route config (`DynamicModuleFilterPerRoute`): the sessiongate policy (route name) the
@@ -38,9 +95,9 @@ pub struct Filter {
     config: Arc<FilterConfig>,
     /// When the request's headers arrived (the check's latency is measured from there).
     started: Instant,
-    /// A paused check: the step to resume at, and what it waited for once done.
-    paused: Option<Step>,
-    waited: Arc<Mutex<Option<Waited>>>,
+    /// A paused check: the step to resume at, and where the background thread puts what it
+    /// waited for (allocated only when a request pauses: once per new session at most).
+    paused: Option<(Step, Arc<Mutex<Option<Waited>>>)>,
     /// Kept while paused, so the background thread can wake this stream's worker.
     scheduler: Option<Arc<Scheduler>>,
 }
@@ -52,7 +109,6 @@ impl Filter {
             config,
             started: Instant::now(),
             paused: None,
-            waited: Arc::new(Mutex::new(None)),
             scheduler: None,
         }
     }
@@ -66,7 +122,7 @@ impl Filter {
                 DenyReason::InternalError,
                 "sessiongate is still loading its keys and revocations; try again later",
             );
-            return refuse(stream, &deny);
+            return self.refuse(stream, &deny);
         };
         let progress = {
             let facts = facts(stream);
@@ -78,13 +134,10 @@ impl Filter {
     /// What a paused request waited for is done (on the stream's worker thread): resume.
     pub fn on_scheduled(&mut self, stream: &mut Stream<'_>) {
         self.scheduler = None;
-        let (Some(step), Some(waited)) = (
-            self.paused.take(),
-            self.waited
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        ) else {
+        let Some((step, slot)) = self.paused.take() else {
+            return;
+        };
+        let Some(waited) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
         let instance = Arc::clone(&self.config.instance);
@@ -111,7 +164,7 @@ impl Filter {
             let waiting = match progress {
                 Err(_) => {
                     let deny = Deny::new(DenyReason::InternalError, "check panicked");
-                    return refuse(stream, &deny);
+                    return self.refuse(stream, &deny);
                 }
                 Ok(Progress::Answered(outcome)) => return self.answer(stream, &outcome),
                 Ok(Progress::Waiting(waiting)) => waiting,
@@ -119,22 +172,36 @@ impl Filter {
             let (step, mut future) = waiting.into_parts();
             if let Some(waited) = instance.try_now(&mut future) {
                 let Some(loaded) = instance.loaded() else {
-                    return refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
+                    return self.refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
                 };
                 let facts = facts(stream);
                 progress = loaded.check.resume(step, waited, &facts);
                 continue;
             }
             let scheduler = Arc::new(stream.scheduler());
-            let (slot, wake) = (Arc::clone(&self.waited), Arc::clone(&scheduler));
+            let slot = Arc::new(Mutex::new(None));
+            let (filled, wake) = (Arc::clone(&slot), Arc::clone(&scheduler));
             instance.spawn_wait(future, move |waited| {
-                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(waited);
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(waited);
                 wake.commit(WAIT_DONE);
             });
-            self.paused = Some(step);
+            self.paused = Some((step, slot));
             self.scheduler = Some(scheduler);
             return headers_status::STOP_ALL_ITERATION_AND_BUFFER;
         }
+    }
+
+    /// Denies a request that could not be judged (loading, a panic), fail closed, counted.
+    fn refuse(&self, stream: &mut Stream<'_>, deny: &Deny) -> u32 {
+        let latency = self.started.elapsed();
+        if let Some(loaded) = self.config.instance.loaded() {
+            loaded.reporter.refused(deny, latency);
+        }
+        self.config
+            .stats
+            .record(stream, Err(deny), false, None, latency);
+        send_denial(stream, deny);
+        headers_status::STOP_ITERATION
     }
 
     /// Carries out `outcome`: a local reply for an enforced denial; otherwise the upstream gets
@@ -142,29 +209,45 @@ impl Filter {
     /// own `x-sessiongate-*` header.
     fn answer(&self, stream: &mut Stream<'_>, outcome: &Outcome) -> u32 {
         let Some(loaded) = self.config.instance.loaded() else {
-            return refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
+            return self.refuse(stream, &Deny::new(DenyReason::InternalError, "unloaded"));
         };
-        let principal = stream
-            .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
-            .unwrap_or_default()
-            .to_owned();
-        loaded.reporter.judged(
-            outcome,
-            &principal,
+        let latency = self.started.elapsed();
+        // Everything read from Envoy's buffers is used before the first header is set (a
+        // setter invalidates them): the report, the headers to set, the client's own
+        // `x-sessiongate-*` headers to remove.
+        let (set, spoofed) = {
+            let principal = stream
+                .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
+                .unwrap_or_default();
+            loaded.reporter.judged(
+                outcome,
+                principal,
+                outcome.dry_run,
+                UnixTime::now(),
+                latency,
+            );
+            let set = match &outcome.verdict {
+                Err(_) if !outcome.dry_run => None,
+                Err(deny) => Some(vec![answer::dry_run_header(deny)]),
+                Ok(()) => Some(answer::identity_headers(outcome, principal)),
+            };
+            (set, stream.owned_request_headers())
+        };
+        self.config.stats.record(
+            stream,
+            outcome.verdict.as_ref().map(|_| ()),
             outcome.dry_run,
-            UnixTime::now(),
-            self.started.elapsed(),
+            outcome.route.as_deref(),
+            latency,
         );
-        let set = match &outcome.verdict {
-            Err(deny) if !outcome.dry_run => {
+        let Some(set) = set else {
+            if let Err(deny) = &outcome.verdict {
                 send_denial(stream, deny);
-                return headers_status::STOP_ITERATION;
             }
-            Err(deny) => vec![answer::dry_run_header(deny)],
-            Ok(()) => answer::identity_headers(outcome, &principal),
+            return headers_status::STOP_ITERATION;
         };
-        for name in stream.request_header_names() {
-            if answer::is_owned_header(&name) && !set.iter().any(|(own, _)| *own == name) {
+        for name in spoofed {
+            if !set.iter().any(|(own, _)| own.eq_ignore_ascii_case(&name)) {
                 stream.remove_request_header(&name);
             }
         }
@@ -173,12 +256,6 @@ impl Filter {
         }
         headers_status::CONTINUE
     }
-}
-
-/// Denies a request that could not be judged (loading, a panic), fail closed.
-fn refuse(stream: &mut Stream<'_>, deny: &Deny) -> u32 {
-    send_denial(stream, deny);
-    headers_status::STOP_ITERATION
 }
 
 /// The local reply for `deny`: the same status, headers and JSON body as the ext_authz mode.

@@ -13,7 +13,7 @@ use crate::abi::{
     self, ABI_VERSION, EnvoyBuffer, FilterConfigEnvoyPtr, FilterEnvoyPtr, Stream, headers_status,
     log_level,
 };
-use crate::filter::{Filter, FilterConfig, RoutePolicy};
+use crate::filter::{Filter, FilterConfig, RoutePolicy, Stats};
 use crate::instance::Instance;
 
 /// The Envoy version this module is built and tested against; the ABI version alone does not
@@ -31,7 +31,7 @@ extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::ffi::c_char 
 /// `google.protobuf.StringValue`). Null refuses the config, with the loader's message logged.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy: FilterConfigEnvoyPtr,
+    config_envoy: FilterConfigEnvoyPtr,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
@@ -40,7 +40,11 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let path = String::from_utf8_lossy(unsafe { abi::bytes(config) }).into_owned();
         let path = path.trim();
         match Instance::for_config(path) {
-            Ok(instance) => Arc::into_raw(Arc::new(FilterConfig { instance })).cast::<c_void>(),
+            Ok(instance) => {
+                // SAFETY: `config_envoy` is the config Envoy is creating in this very hook.
+                let stats = unsafe { Stats::define(config_envoy) };
+                Arc::into_raw(Arc::new(FilterConfig { instance, stats })).cast::<c_void>()
+            }
             Err(message) => {
                 abi::log(log_level::ERROR, &format!("sessiongate {path}: {message}"));
                 std::ptr::null()

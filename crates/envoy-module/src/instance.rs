@@ -23,6 +23,7 @@ use sessiongate::decision_log::DecisionLog;
 use sessiongate::envoy::report::CheckReporter;
 use sessiongate::fleet::FollowerTask;
 use sessiongate::keys::KeyManager;
+use sessiongate::logging::{self, LogFormat};
 use sessiongate_check::check::{CheckUseCase, WaitFuture, Waited};
 use tokio::runtime::Runtime;
 
@@ -59,6 +60,9 @@ impl Instance {
     pub fn for_config(path: &str) -> Result<Arc<Instance>, String> {
         let path = PathBuf::from(path);
         let config = config::load(&path).map_err(|error| format!("error: {error}"))?;
+        // The decision log and sessiongate's own events, as JSON lines on Envoy's stdout, as the
+        // sidecar writes them on its own (the first call installs it; later ones keep it).
+        logging::init(LogFormat::Json);
         let mut instances = INSTANCES.lock().unwrap_or_else(PoisonError::into_inner);
         let instances = instances.get_or_insert_with(HashMap::new);
         if let Some(running) = instances.get(&path) {
