@@ -69,7 +69,10 @@ fn documents(path: &Path) -> Vec<Value> {
 }
 
 fn assert_envoy_accepts(config: &Path, cwd: &Path, what: &str) {
-    let output = support::envoy::validate(config, cwd);
+    assert_validated(&support::envoy::validate(config, cwd), what);
+}
+
+fn assert_validated(output: &std::process::Output, what: &str) {
     assert!(
         output.status.success(),
         "envoy --mode validate {what} failed\nstdout:\n{}\nstderr:\n{}",
@@ -87,6 +90,53 @@ fn the_example_envoy_config_is_valid() {
         &repo().join("examples"),
         "examples/envoy.yaml",
     );
+}
+
+/// `examples/envoy-module.yaml`, the in-process mode: validation loads the module (built by
+/// the test run, found through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) and runs its config hook,
+/// which loads the sessiongate config the filter names (`examples/sessiongate.yaml`).
+#[test]
+fn the_example_module_envoy_config_is_valid() {
+    let module = support::module::library_dir();
+    let output = support::envoy::validate_with_env(
+        Path::new("envoy-module.yaml"),
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module)],
+    );
+    assert_validated(&output, "examples/envoy-module.yaml");
+}
+
+/// Validating the module's config is not a formality: Envoy refuses it when the sessiongate
+/// config it names is missing, with the module's message naming the file, and when the
+/// library is not on the search path.
+#[test]
+fn envoy_validation_of_the_module_config_loads_the_module_and_its_config() {
+    let module = support::module::library_dir();
+    let example = std::fs::read_to_string(repo().join("examples/envoy-module.yaml")).unwrap();
+    let missing = example.replacen("value: sessiongate.yaml", "value: missing.yaml", 1);
+    assert_ne!(missing, example);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy-module.yaml");
+    std::fs::write(&path, missing).unwrap();
+    let output = support::envoy::validate_with_env(
+        &path,
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module)],
+    );
+    let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "accepted a missing sessiongate config:\n{printed}");
+    assert!(
+        printed.contains("sessiongate missing.yaml: error: missing.yaml: cannot read"),
+        "{printed}"
+    );
+    let output = support::envoy::validate_with_env(
+        Path::new("envoy-module.yaml"),
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir.path())],
+    );
+    let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "accepted a missing module:\n{printed}");
+    assert!(printed.contains("libsessiongate_envoy.so"), "{printed}");
 }
 
 /// The Envoy bootstrap the end-to-end tests run, rendered with real certificates.
