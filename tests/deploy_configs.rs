@@ -124,7 +124,10 @@ fn envoy_validation_of_the_module_config_loads_the_module_and_its_config() {
         &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module)],
     );
     let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "accepted a missing sessiongate config:\n{printed}");
+    assert!(
+        !output.status.success(),
+        "accepted a missing sessiongate config:\n{printed}"
+    );
     assert!(
         printed.contains("sessiongate missing.yaml: error: missing.yaml: cannot read"),
         "{printed}"
@@ -135,7 +138,10 @@ fn envoy_validation_of_the_module_config_loads_the_module_and_its_config() {
         &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir.path())],
     );
     let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "accepted a missing module:\n{printed}");
+    assert!(
+        !output.status.success(),
+        "accepted a missing module:\n{printed}"
+    );
     assert!(printed.contains("libsessiongate_envoy.so"), "{printed}");
 }
 
