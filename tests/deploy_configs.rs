@@ -183,7 +183,7 @@ fn every_envoy_config_in_the_kubernetes_manifests_is_valid() {
             ] {
                 std::fs::copy(certs.join(from), dir.path().join(to)).unwrap();
             }
-            let mounted =
+            let mut mounted =
                 envoy_yaml.replace("/etc/envoy/tls/", &format!("{}/", dir.path().display()));
             assert_ne!(
                 mounted,
@@ -191,17 +191,61 @@ fn every_envoy_config_in_the_kubernetes_manifests_is_valid() {
                 "{}: expected certificates under /etc/envoy/tls/",
                 manifest.display()
             );
+            let mut env = Vec::new();
+            if mounted.contains("dynamic_modules.v3.DynamicModuleFilter") {
+                // The in-process mode: validation loads the module, which loads the sessiongate
+                // config the filter names, mounted from the folder's ConfigMap.
+                let folder = manifest.parent().unwrap();
+                std::fs::write(
+                    dir.path().join("sessiongate.yaml"),
+                    sessiongate_config_in(folder),
+                )
+                .unwrap();
+                let with_config = mounted.replace(
+                    "/etc/sessiongate/sessiongate.yaml",
+                    &dir.path().join("sessiongate.yaml").display().to_string(),
+                );
+                assert_ne!(
+                    with_config,
+                    mounted,
+                    "{}: expected the sessiongate config at /etc/sessiongate/sessiongate.yaml",
+                    manifest.display()
+                );
+                mounted = with_config;
+                env.push((
+                    "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                    support::module::library_dir(),
+                ));
+            }
             let path = dir.path().join("envoy.yaml");
             std::fs::write(&path, mounted).unwrap();
-            assert_envoy_accepts(
-                &path,
-                dir.path(),
+            let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+            assert_validated(
+                &support::envoy::validate_with_env(&path, dir.path(), &env),
                 &format!("{} (ConfigMap data envoy.yaml)", manifest.display()),
             );
             checked += 1;
         }
     }
     assert!(checked >= 1, "no Envoy config found in k8s/ ConfigMaps");
+}
+
+/// The one sessiongate config (a ConfigMap key `sessiongate.yaml`) among the manifests of
+/// `folder`: what its Envoy loads in the in-process mode.
+fn sessiongate_config_in(folder: &Path) -> String {
+    let configs: Vec<String> = manifests()
+        .iter()
+        .filter(|manifest| manifest.parent() == Some(folder))
+        .flat_map(|manifest| documents(manifest))
+        .filter_map(|doc| Some(doc.pointer("/data/sessiongate.yaml")?.as_str()?.to_owned()))
+        .collect();
+    assert_eq!(
+        configs.len(),
+        1,
+        "{}: expected one sessiongate config",
+        folder.display()
+    );
+    configs.into_iter().next().unwrap()
 }
 
 /// Every ConfigMap key `sessiongate.yaml` under `k8s/` passes `sessiongate check-config`. The
