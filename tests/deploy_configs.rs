@@ -26,10 +26,12 @@ use support::pki::Pki;
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
 /// Custom resources the Kubernetes schemas do not know; checked by [`check_custom_resource`].
-const CUSTOM_KINDS: [(&str, &str); 4] = [
+const CUSTOM_KINDS: [(&str, &str); 6] = [
     ("install.istio.io/v1alpha1", "IstioOperator"),
     ("security.istio.io/v1", "AuthorizationPolicy"),
     ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy"),
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyProxy"),
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyExtensionPolicy"),
     ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
 ];
 
@@ -467,6 +469,50 @@ fn check_custom_resource(doc: &Value) -> Result<(), String> {
                 return Err("extAuth must fail closed".into());
             }
         }
+        "EnvoyProxy" => {
+            let modules = field("/spec/dynamicModules")?
+                .as_array()
+                .ok_or("dynamicModules is not a list")?;
+            let module = modules
+                .iter()
+                .find(|m| m["name"] == "sessiongate")
+                .ok_or("no dynamic module named sessiongate")?;
+            if module["doNotClose"] != true {
+                return Err("the sessiongate module must set doNotClose: true".into());
+            }
+            let path = module
+                .pointer("/source/local/path")
+                .and_then(Value::as_str)
+                .ok_or("the sessiongate module needs source.local.path")?;
+            let dir = path
+                .strip_suffix("/libsessiongate_envoy.so")
+                .ok_or_else(|| format!("{path} is not a libsessiongate_envoy.so"))?;
+            let deployment = field("/spec/provider/kubernetes/envoyDeployment")?;
+            let installs = deployment["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["args"] == serde_json::json!(["install-module", dir]));
+            if !installs {
+                return Err(format!("no init container runs `install-module {dir}`"));
+            }
+            let image = deployment["container"]["image"]
+                .as_str()
+                .unwrap_or_default();
+            if !image.contains("v1.40.") {
+                return Err(format!(
+                    "the module is built for Envoy 1.40; the proxy image is `{image}`"
+                ));
+            }
+        }
+        "EnvoyExtensionPolicy" => {
+            field("/spec/targetRefs/0/kind")?;
+            text("/spec/targetRefs/0/name")?;
+            if text("/spec/dynamicModule/0/name")? != "sessiongate" {
+                return Err("dynamicModule must name the module the EnvoyProxy registers".into());
+            }
+            text("/spec/dynamicModule/0/config")?;
+        }
         "ReferenceGrant" => {
             text("/spec/from/0/kind")?;
             text("/spec/to/0/kind")?;
@@ -517,6 +563,22 @@ fn the_structural_check_rejects_broken_custom_resources() {
         check_custom_resource(&unnamed)
             .unwrap_err()
             .contains("provider")
+    );
+    let proxy = documents(&repo().join("k8s/envoy-gateway-module/dynamic-module.yaml")).remove(0);
+    let mut closable = proxy.clone();
+    closable["spec"]["dynamicModules"][0]["doNotClose"] = false.into();
+    assert!(
+        check_custom_resource(&closable)
+            .unwrap_err()
+            .contains("doNotClose")
+    );
+    let mut old_envoy = proxy;
+    old_envoy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["image"] =
+        "docker.io/envoyproxy/envoy:distroless-v1.39.0".into();
+    assert!(
+        check_custom_resource(&old_envoy)
+            .unwrap_err()
+            .contains("Envoy 1.40")
     );
     let gateway = documents(&repo().join("k8s/envoy-gateway/securitypolicy.yaml")).remove(0);
     let mut fail_open = gateway;
