@@ -15,6 +15,9 @@ const EXIT_BAD_CONFIG: u8 = 2;
 /// Exit code for a runtime failure (cannot bind, cannot load keys).
 const EXIT_FAILURE: u8 = 1;
 
+/// Where the container image (`Dockerfile`) puts the Envoy dynamic module.
+const SHIPPED_MODULE: &str = "/usr/local/lib/sessiongate/libsessiongate_envoy.so";
+
 /// Envoy ext_authz sidecar that denies stale, out-of-scope and unbound sessions.
 #[derive(Parser)]
 #[command(name = "sessiongate", version, about, long_about = None)]
@@ -43,6 +46,16 @@ enum Command {
     CheckConfig {
         /// Configuration file (YAML).
         file: PathBuf,
+    },
+    /// Copy the Envoy dynamic module shipped in the image (libsessiongate_envoy.so) into DIR
+    /// and exit: what an init container runs to hand it to an Envoy container through a shared
+    /// volume (the image has no shell and no `cp`).
+    InstallModule {
+        /// Folder to copy it into (Envoy's `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+        dir: PathBuf,
+        /// The library to copy.
+        #[arg(long, default_value = SHIPPED_MODULE)]
+        from: PathBuf,
     },
     /// Talk to a running sessiongate's admin API: revoke, list, explain.
     Admin {
@@ -141,6 +154,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::InstallModule { dir, from } => match install_module(&from, &dir) {
+            Ok(copied) => {
+                println!("{}: installed", copied.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(loaded) => {
                 println!(
@@ -190,6 +213,29 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Copies the module at `from` into `dir` under the file name Envoy looks for, through a
+/// temporary name and a rename, so an Envoy sharing the folder never loads half a library.
+/// Returns where it now is; an error names the file that failed.
+fn install_module(from: &std::path::Path, dir: &std::path::Path) -> Result<PathBuf, String> {
+    let target = dir.join("libsessiongate_envoy.so");
+    let partial = dir.join(".libsessiongate_envoy.so.partial");
+    std::fs::copy(from, &partial).map_err(|error| {
+        format!(
+            "cannot copy {} to {}: {error}",
+            from.display(),
+            partial.display()
+        )
+    })?;
+    std::fs::rename(&partial, &target).map_err(|error| {
+        format!(
+            "cannot rename {} to {}: {error}",
+            partial.display(),
+            target.display()
+        )
+    })?;
+    Ok(target)
 }
 
 /// The async runtime from `builder`; failing to build one is a runtime failure (exit 1): the

@@ -270,3 +270,57 @@ fn sigterm_while_waiting_for_redis_exits_0_at_once() {
         "never listened on the ext_authz port: {rest:?}"
     );
 }
+
+/// `install-module` is how an init container hands the Envoy module to Envoy (the image has no
+/// `cp`): the library arrives whole under the name Envoy loads, and nothing else is left.
+#[test]
+fn install_module_copies_the_library_under_the_name_envoy_loads() {
+    let source = tempfile::tempdir().unwrap();
+    let from = source.path().join("built.so");
+    std::fs::write(&from, b"\x7fELF not really a library").unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let out = sessiongate(&[
+        "install-module",
+        shared.path().to_str().unwrap(),
+        "--from",
+        from.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = shared.path().join("libsessiongate_envoy.so");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        b"\x7fELF not really a library"
+    );
+    let left: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["libsessiongate_envoy.so"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{}: installed", installed.display()))
+    );
+}
+
+#[test]
+fn install_module_names_a_missing_library_and_exits_1() {
+    let shared = tempfile::tempdir().unwrap();
+    let out = sessiongate(&[
+        "install-module",
+        shared.path().to_str().unwrap(),
+        "--from",
+        "/nonexistent/libsessiongate_envoy.so",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot copy /nonexistent/libsessiongate_envoy.so to "),
+        "{stderr}"
+    );
+    assert!(!shared.path().join("libsessiongate_envoy.so").exists());
+}

@@ -26,10 +26,12 @@ use support::pki::Pki;
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
 /// Custom resources the Kubernetes schemas do not know; checked by [`check_custom_resource`].
-const CUSTOM_KINDS: [(&str, &str); 4] = [
+const CUSTOM_KINDS: [(&str, &str); 6] = [
     ("install.istio.io/v1alpha1", "IstioOperator"),
     ("security.istio.io/v1", "AuthorizationPolicy"),
     ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy"),
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyProxy"),
+    ("gateway.envoyproxy.io/v1alpha1", "EnvoyExtensionPolicy"),
     ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
 ];
 
@@ -69,7 +71,10 @@ fn documents(path: &Path) -> Vec<Value> {
 }
 
 fn assert_envoy_accepts(config: &Path, cwd: &Path, what: &str) {
-    let output = support::envoy::validate(config, cwd);
+    assert_validated(&support::envoy::validate(config, cwd), what);
+}
+
+fn assert_validated(output: &std::process::Output, what: &str) {
     assert!(
         output.status.success(),
         "envoy --mode validate {what} failed\nstdout:\n{}\nstderr:\n{}",
@@ -87,6 +92,59 @@ fn the_example_envoy_config_is_valid() {
         &repo().join("examples"),
         "examples/envoy.yaml",
     );
+}
+
+/// `examples/envoy-module.yaml`, the in-process mode: validation loads the module (built by
+/// the test run, found through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) and runs its config hook,
+/// which loads the sessiongate config the filter names (`examples/sessiongate.yaml`).
+#[test]
+fn the_example_module_envoy_config_is_valid() {
+    let module = support::module::library_dir();
+    let output = support::envoy::validate_with_env(
+        Path::new("envoy-module.yaml"),
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module)],
+    );
+    assert_validated(&output, "examples/envoy-module.yaml");
+}
+
+/// Validating the module's config is not a formality: Envoy refuses it when the sessiongate
+/// config it names is missing, with the module's message naming the file, and when the
+/// library is not on the search path.
+#[test]
+fn envoy_validation_of_the_module_config_loads_the_module_and_its_config() {
+    let module = support::module::library_dir();
+    let example = std::fs::read_to_string(repo().join("examples/envoy-module.yaml")).unwrap();
+    let missing = example.replacen("value: sessiongate.yaml", "value: missing.yaml", 1);
+    assert_ne!(missing, example);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy-module.yaml");
+    std::fs::write(&path, missing).unwrap();
+    let output = support::envoy::validate_with_env(
+        &path,
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module)],
+    );
+    let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "accepted a missing sessiongate config:\n{printed}"
+    );
+    assert!(
+        printed.contains("sessiongate missing.yaml: error: missing.yaml: cannot read"),
+        "{printed}"
+    );
+    let output = support::envoy::validate_with_env(
+        Path::new("envoy-module.yaml"),
+        &repo().join("examples"),
+        &[("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir.path())],
+    );
+    let printed = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "accepted a missing module:\n{printed}"
+    );
+    assert!(printed.contains("libsessiongate_envoy.so"), "{printed}");
 }
 
 /// The Envoy bootstrap the end-to-end tests run, rendered with real certificates.
@@ -127,7 +185,7 @@ fn every_envoy_config_in_the_kubernetes_manifests_is_valid() {
             ] {
                 std::fs::copy(certs.join(from), dir.path().join(to)).unwrap();
             }
-            let mounted =
+            let mut mounted =
                 envoy_yaml.replace("/etc/envoy/tls/", &format!("{}/", dir.path().display()));
             assert_ne!(
                 mounted,
@@ -135,17 +193,61 @@ fn every_envoy_config_in_the_kubernetes_manifests_is_valid() {
                 "{}: expected certificates under /etc/envoy/tls/",
                 manifest.display()
             );
+            let mut env = Vec::new();
+            if mounted.contains("dynamic_modules.v3.DynamicModuleFilter") {
+                // The in-process mode: validation loads the module, which loads the sessiongate
+                // config the filter names, mounted from the folder's ConfigMap.
+                let folder = manifest.parent().unwrap();
+                std::fs::write(
+                    dir.path().join("sessiongate.yaml"),
+                    sessiongate_config_in(folder),
+                )
+                .unwrap();
+                let with_config = mounted.replace(
+                    "/etc/sessiongate/sessiongate.yaml",
+                    &dir.path().join("sessiongate.yaml").display().to_string(),
+                );
+                assert_ne!(
+                    with_config,
+                    mounted,
+                    "{}: expected the sessiongate config at /etc/sessiongate/sessiongate.yaml",
+                    manifest.display()
+                );
+                mounted = with_config;
+                env.push((
+                    "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                    support::module::library_dir(),
+                ));
+            }
             let path = dir.path().join("envoy.yaml");
             std::fs::write(&path, mounted).unwrap();
-            assert_envoy_accepts(
-                &path,
-                dir.path(),
+            let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+            assert_validated(
+                &support::envoy::validate_with_env(&path, dir.path(), &env),
                 &format!("{} (ConfigMap data envoy.yaml)", manifest.display()),
             );
             checked += 1;
         }
     }
     assert!(checked >= 1, "no Envoy config found in k8s/ ConfigMaps");
+}
+
+/// The one sessiongate config (a ConfigMap key `sessiongate.yaml`) among the manifests of
+/// `folder`: what its Envoy loads in the in-process mode.
+fn sessiongate_config_in(folder: &Path) -> String {
+    let configs: Vec<String> = manifests()
+        .iter()
+        .filter(|manifest| manifest.parent() == Some(folder))
+        .flat_map(|manifest| documents(manifest))
+        .filter_map(|doc| Some(doc.pointer("/data/sessiongate.yaml")?.as_str()?.to_owned()))
+        .collect();
+    assert_eq!(
+        configs.len(),
+        1,
+        "{}: expected one sessiongate config",
+        folder.display()
+    );
+    configs.into_iter().next().unwrap()
 }
 
 /// Every ConfigMap key `sessiongate.yaml` under `k8s/` passes `sessiongate check-config`. The
@@ -367,6 +469,50 @@ fn check_custom_resource(doc: &Value) -> Result<(), String> {
                 return Err("extAuth must fail closed".into());
             }
         }
+        "EnvoyProxy" => {
+            let modules = field("/spec/dynamicModules")?
+                .as_array()
+                .ok_or("dynamicModules is not a list")?;
+            let module = modules
+                .iter()
+                .find(|m| m["name"] == "sessiongate")
+                .ok_or("no dynamic module named sessiongate")?;
+            if module["doNotClose"] != true {
+                return Err("the sessiongate module must set doNotClose: true".into());
+            }
+            let path = module
+                .pointer("/source/local/path")
+                .and_then(Value::as_str)
+                .ok_or("the sessiongate module needs source.local.path")?;
+            let dir = path
+                .strip_suffix("/libsessiongate_envoy.so")
+                .ok_or_else(|| format!("{path} is not a libsessiongate_envoy.so"))?;
+            let deployment = field("/spec/provider/kubernetes/envoyDeployment")?;
+            let installs = deployment["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["args"] == serde_json::json!(["install-module", dir]));
+            if !installs {
+                return Err(format!("no init container runs `install-module {dir}`"));
+            }
+            let image = deployment["container"]["image"]
+                .as_str()
+                .unwrap_or_default();
+            if !image.contains("v1.40.") {
+                return Err(format!(
+                    "the module is built for Envoy 1.40; the proxy image is `{image}`"
+                ));
+            }
+        }
+        "EnvoyExtensionPolicy" => {
+            field("/spec/targetRefs/0/kind")?;
+            text("/spec/targetRefs/0/name")?;
+            if text("/spec/dynamicModule/0/name")? != "sessiongate" {
+                return Err("dynamicModule must name the module the EnvoyProxy registers".into());
+            }
+            text("/spec/dynamicModule/0/config")?;
+        }
         "ReferenceGrant" => {
             text("/spec/from/0/kind")?;
             text("/spec/to/0/kind")?;
@@ -417,6 +563,22 @@ fn the_structural_check_rejects_broken_custom_resources() {
         check_custom_resource(&unnamed)
             .unwrap_err()
             .contains("provider")
+    );
+    let proxy = documents(&repo().join("k8s/envoy-gateway-module/dynamic-module.yaml")).remove(0);
+    let mut closable = proxy.clone();
+    closable["spec"]["dynamicModules"][0]["doNotClose"] = false.into();
+    assert!(
+        check_custom_resource(&closable)
+            .unwrap_err()
+            .contains("doNotClose")
+    );
+    let mut old_envoy = proxy;
+    old_envoy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["image"] =
+        "docker.io/envoyproxy/envoy:distroless-v1.39.0".into();
+    assert!(
+        check_custom_resource(&old_envoy)
+            .unwrap_err()
+            .contains("Envoy 1.40")
     );
     let gateway = documents(&repo().join("k8s/envoy-gateway/securitypolicy.yaml")).remove(0);
     let mut fail_open = gateway;

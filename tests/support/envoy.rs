@@ -36,7 +36,17 @@ pub fn binary() -> PathBuf {
 /// Checks a config the way Envoy would load it, without serving. Relative file names in the
 /// config resolve against `cwd`, as they would for a real run started there.
 pub fn validate(config: &Path, cwd: &Path) -> Output {
+    validate_with_env(config, cwd, &[])
+}
+
+/// [`validate`] with extra environment variables (the module's search path: validation loads
+/// the dynamic module and runs its config hook, so the sessiongate config it names is loaded
+/// too). Without cargo's `LD_LIBRARY_PATH` (which holds `target/debug`), where Envoy's last
+/// resort, a plain `dlopen`, would otherwise find the module whatever the search path says.
+pub fn validate_with_env(config: &Path, cwd: &Path, env: &[(&str, &Path)]) -> Output {
     std::process::Command::new(binary())
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
         .args([
             "--mode",
             "validate",
