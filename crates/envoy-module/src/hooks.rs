@@ -27,6 +27,20 @@ extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::ffi::c_char 
     ABI_VERSION.as_ptr().cast()
 }
 
+/// The text of a filter or per-route config: a `google.protobuf.StringValue` arrives as its
+/// raw bytes; Envoy Gateway's `EnvoyExtensionPolicy` sends the same value JSON-encoded (a
+/// quoted string), which is unwrapped here.
+fn config_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.starts_with('"')
+        && let Ok(unquoted) = serde_json::from_str::<String>(text)
+    {
+        return unquoted.trim().to_owned();
+    }
+    text.to_owned()
+}
+
 /// A `DynamicModuleFilter` config: `config` is the sessiongate YAML file's path (a
 /// `google.protobuf.StringValue`). Null refuses the config, with the loader's message logged.
 #[unsafe(no_mangle)]
@@ -37,8 +51,8 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 ) -> *const c_void {
     let created = catch_unwind(|| {
         // SAFETY: Envoy's buffer is valid during this hook.
-        let path = String::from_utf8_lossy(unsafe { abi::bytes(config) }).into_owned();
-        let path = path.trim();
+        let path = config_text(unsafe { abi::bytes(config) });
+        let path = path.as_str();
         match Instance::for_config(path) {
             Ok(instance) => {
                 // SAFETY: `config_envoy` is the config Envoy is creating in this very hook.
@@ -68,9 +82,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
     config: EnvoyBuffer,
 ) -> *const c_void {
     // SAFETY: Envoy's buffer is valid during this hook.
-    let policy = String::from_utf8_lossy(unsafe { abi::bytes(config) })
-        .trim()
-        .to_owned();
+    let policy = config_text(unsafe { abi::bytes(config) });
     if policy.is_empty() {
         abi::log(
             log_level::ERROR,
@@ -154,6 +166,19 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
     // SAFETY: `filter` came from `Box::into_raw` in `filter_new`, destroyed once.
     drop(unsafe { Box::from_raw(filter.cast_mut().cast::<Filter>()) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_text;
+
+    #[test]
+    fn a_config_is_read_raw_or_json_quoted_as_envoy_gateway_sends_it() {
+        assert_eq!(config_text(b" /etc/sg.yaml\n"), "/etc/sg.yaml");
+        assert_eq!(config_text(br#""/etc/sg.yaml""#), "/etc/sg.yaml");
+        assert_eq!(config_text(br#""admin""#), "admin");
+        assert_eq!(config_text(br#""unterminated"#), r#""unterminated"#);
+    }
 }
 
 /// Hooks Envoy requires but sessiongate has no use for: the body, trailers, the response,
