@@ -276,3 +276,98 @@ fn decisions_are_counted_in_envoys_own_stats_by_decision_reason_and_route() {
         assert_eq!(envoy_sample(&stack, allowed).await, allowed_before + 1);
     });
 }
+
+#[test]
+fn a_revocation_at_a_sidecar_of_the_redis_fleet_reaches_the_module() {
+    run(async {
+        let redis = support::redis::RedisServer::start().await;
+        let fleet = format!(
+            "revocation:\n  backend: redis\n  url: \"{}\"\n  key_prefix: \"e2e:\"\n",
+            redis.url()
+        );
+        let sidecar_yaml = format!(
+            "{}\nadmin:\n  listen: \"127.0.0.1:0\"\n  token_file: \"admin.token\"\n{fleet}",
+            sessiongate_yaml(None)
+        );
+        let sidecar = Stack::start_in(admin::prepared_dir(), &sidecar_yaml).await;
+        let module = Stack::start_module(&format!("{}\n{fleet}", sessiongate_yaml(None))).await;
+        let jwt = token().sub("fleet-revoked").sign();
+        module
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+
+        let admin_addr = sidecar
+            .sessiongate
+            .as_ref()
+            .and_then(|sessiongate| sessiongate.admin_addr)
+            .expect("the sidecar's admin API");
+        let mut client = admin::client(admin_addr).await;
+        admin::revoke(
+            &mut client,
+            admin::subject(support::tokens::ISSUER, "fleet-revoked"),
+            None,
+        )
+        .await;
+        let acknowledged = Instant::now();
+        first_reply_where(&module, &jwt, |reply| reply.status != 200)
+            .await
+            .assert_denied(401, "revoked");
+        eprintln!(
+            "figure: Revoke acknowledged at a sidecar -> first denial through the module: {:?}",
+            acknowledged.elapsed()
+        );
+        // Pins are the fleet's too: the session pinned at the module is a replay at the sidecar.
+        let pinned = token().sub("fleet-pinned").sign();
+        module
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&pinned)
+            .reply()
+            .await
+            .assert_allowed();
+        sidecar
+            .get(support::Workload::Batch, "/orders/1")
+            .bearer_auth(&pinned)
+            .reply()
+            .await
+            .assert_denied(401, "session_replayed");
+    });
+}
+
+#[test]
+fn a_route_in_dry_run_lets_a_would_be_denial_through_with_the_dry_run_header() {
+    run(async {
+        let route = "  - name: orders-read\n    methods: [GET, HEAD]\n    path_prefix: /orders\n";
+        let yaml = sessiongate_yaml(None);
+        assert!(yaml.contains(route), "the test policy changed");
+        let stack =
+            Stack::start_module(&yaml.replacen(route, &format!("{route}    dry_run: true\n"), 1))
+                .await;
+        let reply = stack
+            .get(Frontend, "/orders/1")
+            .header("x-sessiongate-dry-run", "allow")
+            .header("x-sessiongate-subject", "mallory")
+            .reply()
+            .await;
+        reply.assert_allowed();
+        assert_eq!(
+            reply.upstream_single("x-sessiongate-dry-run"),
+            "deny:missing_token"
+        );
+        assert_eq!(
+            reply.upstream_sessiongate_headers(),
+            ["x-sessiongate-dry-run"],
+            "no identity for a would-be denial, spoofed headers removed: {reply}"
+        );
+        let counted = r#"envoy_dynamicmodulescustom_checks{decision="dry_run_deny",reason="missing_token",route="orders-read"}"#;
+        assert!(envoy_sample(&stack, counted).await >= 1);
+        // Routes not in dry-run are enforced.
+        stack
+            .post(Frontend, "/orders")
+            .reply()
+            .await
+            .assert_denied(401, "missing_token");
+    });
+}

@@ -126,8 +126,8 @@ impl Stack {
         stack
     }
 
-    /// Waits until the module answers a request without a token with its verdict (401),
-    /// rather than the 503 it gives while loading.
+    /// Waits until the module answers a request without a token with its verdict, rather
+    /// than the 503 it gives while loading.
     async fn await_module_loaded(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
@@ -136,7 +136,7 @@ impl Stack {
                 .send()
                 .await
                 .map(|response| response.status().as_u16());
-            if matches!(status, Ok(401)) {
+            if matches!(status, Ok(status) if status != 503) {
                 return;
             }
             assert!(
