@@ -259,7 +259,7 @@ impl Filter {
 }
 
 /// The local reply for `deny`: the same status, headers and JSON body as the ext_authz mode.
-fn send_denial(stream: &mut Stream<'_>, deny: &Deny) {
+pub(crate) fn send_denial(stream: &mut Stream<'_>, deny: &Deny) {
     let reply = answer::denial(deny);
     let headers: Vec<(&str, &str)> = reply
         .headers

@@ -134,13 +134,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             sessiongate_core::deny::DenyReason::InternalError,
             "check panicked",
         );
-        let reply = sessiongate_check::answer::denial(&deny);
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
-        stream.send_response(reply.status, &headers, &reply.body, "sessiongate_panicked");
+        crate::filter::send_denial(&mut stream, &deny);
         headers_status::STOP_ITERATION
     })
 }
