@@ -371,3 +371,42 @@ fn a_route_in_dry_run_lets_a_would_be_denial_through_with_the_dry_run_header() {
             .assert_denied(401, "missing_token");
     });
 }
+
+#[test]
+fn a_denial_is_described_in_the_requests_dynamic_metadata_for_access_logs_and_traces() {
+    run(async {
+        let stack = Stack::start_module(&sessiongate_yaml(None)).await;
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(token().iat_age(3600).sign())
+            .reply()
+            .await
+            .assert_denied(401, "token_too_old");
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(token().sign())
+            .reply()
+            .await
+            .assert_allowed();
+        // Envoy writes the access log when each request ends, asynchronously: wait for both.
+        let log = stack.dir().join("access.log");
+        let deadline = Instant::now() + REACH;
+        let lines = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.iter().any(|line| line.starts_with("200 ")) {
+                break lines;
+            }
+            assert!(Instant::now() < deadline, "no access log lines: {text:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            lines.contains(&"401 deny token_too_old orders-read".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"200 - - -".to_owned()),
+            "an allow writes no metadata: {lines:?}"
+        );
+    });
+}

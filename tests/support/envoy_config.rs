@@ -100,6 +100,23 @@ impl EnvoyConfig<'_> {
                 .to_owned(),
             ),
         };
+        // In-process mode: an access log beside the sessiongate config, carrying what the module
+        // puts in the request's dynamic metadata.
+        let access_log = match self.module {
+            None => String::new(),
+            Some(config) => format!(
+                r#"                access_log:
+                  - name: envoy.access_loggers.file
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: "{}"
+                      log_format:
+                        text_format_source:
+                          inline_string: "%RESPONSE_CODE% %DYNAMIC_METADATA(sessiongate:decision)% %DYNAMIC_METADATA(sessiongate:reason)% %DYNAMIC_METADATA(sessiongate:route)%\n"
+"#,
+                config.with_file_name("access.log").display()
+            ),
+        };
         format!(
             r#"# Rendered by tests/support/envoy_config.rs for one end-to-end test stack.
 admin:
@@ -128,7 +145,7 @@ static_resources:
               typed_config:
                 "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
                 stat_prefix: ingress
-                # Normalise the path before ext_authz sees it, so `/x/../orders` or `//orders` cannot
+{access_log}                # Normalise the path before ext_authz sees it, so `/x/../orders` or `//orders` cannot
                 # select a different sessiongate route than the one the upstream serves.
                 normalize_path: true
                 merge_slashes: true

@@ -182,6 +182,12 @@ unsafe extern "C" {
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: FilterEnvoyPtr,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config: FilterConfigEnvoyPtr,
         name: ModuleBuffer,
@@ -464,6 +470,20 @@ impl<'hook> Stream<'hook> {
         // SAFETY: `ptr` is this hook's stream; the scheduler outlives it safely (Envoy ignores
         // a commit for a stream that is gone).
         Scheduler(unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) })
+    }
+
+    /// Sets the request's dynamic metadata `namespace.key` to `value`, which access logs
+    /// (`%DYNAMIC_METADATA(namespace:key)%`) and tracers' custom tags can read.
+    pub fn set_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: `ptr` is this hook's stream; the buffers are lent for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                self.ptr,
+                ModuleBuffer::of(namespace.as_bytes()),
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
     }
 
     /// Adds one to `counter` under `values` (one per label it was defined with).

@@ -193,6 +193,7 @@ impl Filter {
 
     /// Denies a request that could not be judged (loading, a panic), fail closed, counted.
     fn refuse(&self, stream: &mut Stream<'_>, deny: &Deny) -> u32 {
+        describe_denial(stream, deny, false, None);
         let latency = self.started.elapsed();
         if let Some(loaded) = self.config.instance.loaded() {
             loaded.reporter.refused(deny, latency);
@@ -240,6 +241,9 @@ impl Filter {
             outcome.route.as_deref(),
             latency,
         );
+        if let Err(deny) = &outcome.verdict {
+            describe_denial(stream, deny, outcome.dry_run, outcome.route.as_deref());
+        }
         let Some(set) = set else {
             if let Err(deny) = &outcome.verdict {
                 send_denial(stream, deny);
@@ -256,6 +260,19 @@ impl Filter {
         }
         headers_status::CONTINUE
     }
+}
+
+/// The request's dynamic metadata namespace sessiongate writes its denials to.
+pub const METADATA_NAMESPACE: &str = "sessiongate";
+
+/// Tells Envoy's access logs and tracers why the request was denied (or would have been, in
+/// dry-run): `sessiongate.decision` (`deny` or `dry_run_deny`), `.reason` and `.route` in the
+/// request's dynamic metadata. Only denials: a cached allow, the hot path, pays nothing.
+fn describe_denial(stream: &mut Stream<'_>, deny: &Deny, dry_run: bool, route: Option<&str>) {
+    let decision = if dry_run { "dry_run_deny" } else { "deny" };
+    stream.set_metadata(METADATA_NAMESPACE, "decision", decision);
+    stream.set_metadata(METADATA_NAMESPACE, "reason", deny.reason.as_str());
+    stream.set_metadata(METADATA_NAMESPACE, "route", route.unwrap_or("none"));
 }
 
 /// The local reply for `deny`: the same status, headers and JSON body as the ext_authz mode.
