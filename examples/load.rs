@@ -8,6 +8,7 @@
 //!            [--fresh-tokens 40000 --alg ES256]          #   a new session on every request
 //! load https --target 127.0.0.1:10443 --token-file token # GET /orders/42 through Envoy, mTLS
 //!            [--expect-body x-sessiongate-subject]       #   …and demand what the upstream saw
+//!            [--fresh-tokens 20000 --alg ES256]          #   a new session on every request
 //! load verify-rate --alg ES256                           # the crypto library's own rate
 //! load flood --target 127.0.0.1:9191 --forgeries fresh  # an attacker: bad signatures, its
 //!            [--forgeries same]                          #   own SPIFFE ID; expects denials
@@ -99,6 +100,13 @@ enum Command {
         /// Demand this text in every response body (the echo upstream lists its headers).
         #[arg(long)]
         expect_body: Option<String>,
+        /// A never-seen token on every request, minted up front (a new session each time:
+        /// measures first sight through Envoy); the run ends when they run out.
+        #[arg(long)]
+        fresh_tokens: Option<usize>,
+        /// Algorithm of the fresh tokens.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
     },
     /// An attacker's flood: ES256 tokens with a known `kid` and a bad signature, as the caller
     /// `spiffe://cluster.local/ns/evil/sa/attacker`. Every answer must be a denial with
@@ -228,9 +236,27 @@ fn main() -> anyhow::Result<()> {
             ))?;
             report(&load.label, &tally)
         }
-        Command::Https { load, expect_body } => {
-            let token = read_token(&load)?;
-            let tally = runtime(load.threads)?.block_on(https(load.clone(), token, expect_body))?;
+        Command::Https {
+            load,
+            expect_body,
+            fresh_tokens,
+            alg,
+        } => {
+            let authorizations = match fresh_tokens {
+                Some(n) => Authorizations::Fresh(
+                    mint_tokens(parse_alg(&alg)?, n)
+                        .into_iter()
+                        .map(|token| format!("Bearer {token}"))
+                        .collect(),
+                    AtomicUsize::new(0),
+                ),
+                None => Authorizations::Same(format!("Bearer {}", read_token(&load)?)),
+            };
+            let tally = runtime(load.threads)?.block_on(https(
+                load.clone(),
+                Arc::new(authorizations),
+                expect_body,
+            ))?;
             report(&load.label, &tally)
         }
     }
@@ -274,17 +300,25 @@ fn frame(check: &envoy_types::ext_authz::v3::pb::CheckRequest) -> Bytes {
 
 /// `n` requests with never-seen tokens, minted on every core before the run.
 fn mint_bodies(alg: Alg, n: usize) -> Vec<Bytes> {
+    mint_tokens(alg, n)
+        .iter()
+        .map(|token| grpc_body(token))
+        .collect()
+}
+
+/// `n` distinct tokens, minted on every core.
+fn mint_tokens(alg: Alg, n: usize) -> Vec<String> {
     let started = Instant::now();
     let minter = Minter::new();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let bodies: Vec<Bytes> = std::thread::scope(|scope| {
+    let tokens: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let minter = &minter;
                 scope.spawn(move || {
                     (t..n)
                         .step_by(threads)
-                        .map(|i| grpc_body(&minter.token(alg, 1_000_000 + i as u64)))
+                        .map(|i| minter.token(alg, 1_000_000 + i as u64))
                         .collect::<Vec<_>>()
                 })
             })
@@ -299,7 +333,7 @@ fn mint_bodies(alg: Alg, n: usize) -> Vec<Bytes> {
         alg.name(),
         started.elapsed().as_secs_f64()
     );
-    bodies
+    tokens
 }
 
 /// The attacker's caller identity in flood requests.
@@ -507,11 +541,36 @@ async fn call(
     Ok(())
 }
 
+/// The `Authorization` values an HTTPS run sends.
+enum Authorizations {
+    /// One token, its session cached after the first request.
+    Same(String),
+    /// A new token on every request, until they run out.
+    Fresh(Vec<String>, AtomicUsize),
+}
+
+impl Authorizations {
+    fn next(&self) -> Option<&str> {
+        match self {
+            Authorizations::Same(value) => Some(value),
+            Authorizations::Fresh(values, next) => values
+                .get(next.fetch_add(1, Ordering::Relaxed))
+                .map(String::as_str),
+        }
+    }
+}
+
 async fn https(
     load: Load,
-    token: String,
+    authorizations: Arc<Authorizations>,
     expect_body: Option<String>,
 ) -> anyhow::Result<(Arc<Tally>, Duration)> {
+    let fresh = matches!(*authorizations, Authorizations::Fresh(..));
+    // Fresh tokens: no warm-up (each token is used once), and the run ends when they do.
+    let load = Load {
+        warmup: if fresh { 0.0 } else { load.warmup },
+        ..load
+    };
     let certs = support::examples_dir().join("certs");
     let ca = std::fs::read(certs.join("ca.pem"))?;
     let mut identity = std::fs::read(certs.join("frontend.pem"))?;
@@ -530,27 +589,30 @@ async fn https(
         .build()?;
     let port = load.target.rsplit(':').next().unwrap_or("443");
     let url = format!("https://localhost:{port}/orders/42");
-    let authorization = format!("Bearer {token}");
     let tally = Tally::new();
-    let window = Window::new(&load, false);
+    let window = Window::new(&load, fresh);
     let expect_body = Arc::new(expect_body);
     let mut tasks = Vec::new();
     for _ in 0..load.connections {
-        let (client, url, authorization, tally, window, expect_body) = (
+        let (client, url, authorizations, tally, window, expect_body) = (
             client.clone(),
             url.clone(),
-            authorization.clone(),
+            Arc::clone(&authorizations),
             Arc::clone(&tally),
             Arc::clone(&window),
             Arc::clone(&expect_body),
         );
         tasks.push(tokio::spawn(async move {
             while window.running() {
+                let Some(authorization) = authorizations.next() else {
+                    window.stopped.store(true, Ordering::Relaxed);
+                    break;
+                };
                 let started = Instant::now();
                 let answer = async {
                     let response = client
                         .get(&url)
-                        .header("authorization", &authorization)
+                        .header("authorization", authorization)
                         .header("accept", "application/json")
                         .send()
                         .await
@@ -572,10 +634,16 @@ async fn https(
             }
         }));
     }
+    let began = Instant::now();
     for task in tasks {
         task.await?;
     }
-    Ok((tally, Duration::from_secs_f64(load.duration)))
+    let measured = if fresh {
+        began.elapsed()
+    } else {
+        Duration::from_secs_f64(load.duration)
+    };
+    Ok((tally, measured))
 }
 
 fn record(tally: &Tally, window: &Window, started: Instant, answer: Result<(), String>) {

@@ -373,7 +373,7 @@ fn a_route_in_dry_run_lets_a_would_be_denial_through_with_the_dry_run_header() {
 }
 
 #[test]
-fn a_denial_is_described_in_the_requests_dynamic_metadata_for_access_logs_and_traces() {
+fn a_denial_is_logged_and_described_in_the_dynamic_metadata_for_access_logs_and_traces() {
     run(async {
         let stack = Stack::start_module(&sessiongate_yaml(None)).await;
         stack
@@ -408,5 +408,55 @@ fn a_denial_is_described_in_the_requests_dynamic_metadata_for_access_logs_and_tr
             lines.contains(&"200 - - -".to_owned()),
             "an allow writes no metadata: {lines:?}"
         );
+        // And the decision log's line, as the sidecar writes it, on Envoy's stdout.
+        let deadline = Instant::now() + REACH;
+        while !stack.envoy.output().lines().any(|line| {
+            line.contains(r#""decision":"deny""#) && line.contains(r#""reason":"token_too_old""#)
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "no decision-log line on Envoy's stdout:\n{}",
+                stack.envoy.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn a_shared_signals_session_revoked_event_pushed_to_the_module_denies_the_session() {
+    run(async {
+        let address = free_port();
+        let yaml = support::ssf::sessiongate_yaml().replacen(
+            "listen: \"127.0.0.1:0\"\n  token_file",
+            &format!("listen: \"{address}\"\n  token_file"),
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        support::ssf::prepare_dir(dir.path());
+        let stack = Stack::start_module_in(dir, &yaml).await;
+        let user = support::ssf::unique("module-ssf");
+        let jwt = token().sub(&user).iat_age(5).sign();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_allowed();
+
+        let event = support::ssf::set(
+            support::ssf::iss_sub(&user),
+            &support::ssf::caep("session-revoked"),
+            serde_json::json!({}),
+        );
+        support::ssf::push(address, event.sign())
+            .await
+            .assert_accepted();
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "revoked");
     });
 }
