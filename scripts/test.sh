@@ -11,8 +11,9 @@
 # - promtool (the Debian package `prometheus`) when missing, to parse /metrics (tests/e2e_ops.rs);
 # - kubernetes-validate (PyPI, bundles the Kubernetes schemas) into .venv-tools/ (git-ignored),
 #   for the offline checks of the manifests in k8s/ (tests/deploy_configs.rs);
-# - formatting check, then unit (every crate of the workspace), gRPC integration and
-#   end-to-end tests (cargo test --workspace).
+# - formatting and documentation checks (rustdoc links must resolve), then unit (every crate
+#   of the workspace), gRPC integration and end-to-end tests, the module's through Envoy
+#   loading it (cargo test --workspace).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +55,10 @@ export SESSIONGATE_K8S_VALIDATE
 
 echo "== formatting"
 cargo fmt --all -- --check
+
+echo "== documentation"
+# Doc links that name what moved or no longer exists fail here, not in a reader's browser.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 
 echo "== tests"
 # Examples are built (they must keep compiling) but have no tests of their own.

@@ -142,7 +142,7 @@ pub async fn open_revocations(config: &Config, readiness: &Readiness) -> anyhow:
     Ok(opened)
 }
 
-/// Forgets, every [`PRUNE_INTERVAL`], revocations no accepted token can match any more (past
+/// Forgets, every `PRUNE_INTERVAL`, revocations no accepted token can match any more (past
 /// both the retention horizon, which policy reloads only widen, and what each entry was
 /// promised when recorded: [`crate::revocation::Revocation::forget_after`]), and cached
 /// sessions whose token expired (the cache never hands them out, but holds their memory until

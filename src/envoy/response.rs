@@ -60,7 +60,7 @@ fn allowed<'a>(
 }
 
 /// A would-be denial on a dry-run route: allowed, telling the upstream what would have
-/// happened in [`dry_run::HEADER`], without identity headers (the upstream must not take a
+/// happened in [`sessiongate_core::dry_run::HEADER`], without identity headers (the upstream must not take a
 /// request sessiongate would refuse for an authenticated one), spoofed headers removed.
 pub fn dry_run_denial<'a>(
     deny: &Deny,

@@ -12,7 +12,7 @@
 //! - [`events`]: CAEP events → revocations; pure.
 //! - [`replay`]: the recently seen `jti`s per transmitter.
 //! - [`receiver`]: the steps in order, and the store.
-//! - [`push`]: the RFC 8935 HTTP endpoint (axum), mapping outcomes to 202 / 400 / 503.
+//! - `push`: the RFC 8935 HTTP endpoint (axum), mapping outcomes to 202 / 400 / 503.
 //! - [`settings`]: the `ssf` section, converted; a transmitter's keys are a
 //!   [`crate::keys::KeyOrigin`], fetched when the receiver starts.
 //! - [`SetError`]: refusals, as RFC 8935 error codes.
