@@ -150,6 +150,12 @@ unsafe extern "C" {
         header_type: u32,
         result: *mut EnvoyHeader,
     ) -> bool;
+    fn envoy_dynamic_module_callback_http_add_header(
+        filter: FilterEnvoyPtr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_set_header(
         filter: FilterEnvoyPtr,
         header_type: u32,
@@ -392,6 +398,20 @@ impl<'hook> Stream<'hook> {
         // SAFETY: `ptr` is this hook's stream; the buffers are lent for the call.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
+                self.ptr,
+                REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
+    /// Adds request header `name: value`, for a header the request does not carry (cheaper than
+    /// [`Stream::set_request_header`], which first removes any value).
+    pub fn add_request_header(&mut self, name: &str, value: &str) {
+        // SAFETY: `ptr` is this hook's stream; the buffers are lent for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
                 self.ptr,
                 REQUEST_HEADER,
                 ModuleBuffer::of(name.as_bytes()),
