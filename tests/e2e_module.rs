@@ -78,11 +78,7 @@ fn free_port() -> std::net::SocketAddr {
 fn a_revocation_through_the_modules_admin_api_denies_the_next_request() {
     run(async {
         let address = free_port();
-        let yaml = admin::with_admin(&sessiongate_yaml(None)).replacen(
-            "listen: \"127.0.0.1:0\"\n  token_file",
-            &format!("listen: \"{address}\"\n  token_file"),
-            1,
-        );
+        let yaml = admin::on_admin_port(&admin::with_admin(&sessiongate_yaml(None)), address);
         let stack = Stack::start_module_in(admin::prepared_dir(), &yaml).await;
         let jwt = token().sub("module-revoked").sign();
         stack
@@ -339,12 +335,8 @@ fn a_revocation_at_a_sidecar_of_the_redis_fleet_reaches_the_module() {
 #[test]
 fn a_route_in_dry_run_lets_a_would_be_denial_through_with_the_dry_run_header() {
     run(async {
-        let route = "  - name: orders-read\n    methods: [GET, HEAD]\n    path_prefix: /orders\n";
-        let yaml = sessiongate_yaml(None);
-        assert!(yaml.contains(route), "the test policy changed");
-        let stack =
-            Stack::start_module(&yaml.replacen(route, &format!("{route}    dry_run: true\n"), 1))
-                .await;
+        let yaml = support::policy::orders_read_in_dry_run(&sessiongate_yaml(None));
+        let stack = Stack::start_module(&yaml).await;
         let reply = stack
             .get(Frontend, "/orders/1")
             .header("x-sessiongate-dry-run", "allow")
@@ -427,11 +419,7 @@ fn a_denial_is_logged_and_described_in_the_dynamic_metadata_for_access_logs_and_
 fn a_shared_signals_session_revoked_event_pushed_to_the_module_denies_the_session() {
     run(async {
         let address = free_port();
-        let yaml = support::ssf::sessiongate_yaml().replacen(
-            "listen: \"127.0.0.1:0\"\n  token_file",
-            &format!("listen: \"{address}\"\n  token_file"),
-            1,
-        );
+        let yaml = admin::on_admin_port(&support::ssf::sessiongate_yaml(), address);
         let dir = tempfile::tempdir().unwrap();
         support::ssf::prepare_dir(dir.path());
         let stack = Stack::start_module_in(dir, &yaml).await;

@@ -124,13 +124,6 @@ async fn wait_for_readyz(stack: &Stack, status: u16) -> Value {
     }
 }
 
-/// The sessiongate config with the `orders-read` route in dry-run.
-fn orders_read_in_dry_run(yaml: &str) -> String {
-    let route = "  - name: orders-read\n    methods: [GET, HEAD]\n    path_prefix: /orders\n";
-    assert!(yaml.contains(route), "the test policy changed");
-    yaml.replacen(route, &format!("{route}    dry_run: true\n"), 1)
-}
-
 // ----- metrics ----------------------------------------------------------------------------
 
 /// The shipped alert rules (`docs/prometheus/alerts.yaml`).
@@ -411,7 +404,10 @@ fn metrics_count_every_decision_by_reason_and_route_and_parse_with_promtool() {
 #[test]
 fn a_route_in_dry_run_lets_a_would_be_denial_through_telling_the_upstream_why() {
     run(async {
-        let stack = Stack::start(&orders_read_in_dry_run(&sessiongate_yaml(None))).await;
+        let stack = Stack::start(&support::policy::orders_read_in_dry_run(&sessiongate_yaml(
+            None,
+        )))
+        .await;
         let reply = stack
             .get(Frontend, "/orders/1")
             .header("x-sessiongate-dry-run", "allow")
@@ -511,7 +507,8 @@ fn a_reload_switches_a_route_to_dry_run_and_readiness_holds_throughout() {
             .config_path
             .clone();
         let temporary = config.with_extension("tmp-write");
-        std::fs::write(&temporary, orders_read_in_dry_run(&yaml)).expect("write config");
+        std::fs::write(&temporary, support::policy::orders_read_in_dry_run(&yaml))
+            .expect("write config");
         std::fs::rename(&temporary, &config).expect("replace config");
 
         let deadline = Instant::now() + WAIT;

@@ -80,3 +80,10 @@ routes:
 pub fn with_first_issuer_keys(yaml: &str, keys: &str) -> String {
     yaml.replacen("    jwks_file: \"jwks.json\"\n", keys, 1)
 }
+
+/// The sessiongate config with the `orders-read` route in dry-run.
+pub fn orders_read_in_dry_run(yaml: &str) -> String {
+    let route = "  - name: orders-read\n    methods: [GET, HEAD]\n    path_prefix: /orders\n";
+    assert!(yaml.contains(route), "the test policy changed");
+    yaml.replacen(route, &format!("{route}    dry_run: true\n"), 1)
+}

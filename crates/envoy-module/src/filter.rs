@@ -93,7 +93,8 @@ pub struct RoutePolicy(pub Box<str>);
 /// One request's state across hooks.
 pub struct Filter {
     config: Arc<FilterConfig>,
-    /// When the request's headers arrived (the check's latency is measured from there).
+    /// When Envoy created the filter, as the request's headers arrived (the check's latency is
+    /// measured from there).
     started: Instant,
     /// A paused check: the step to resume at, and where the background thread puts what it
     /// waited for (allocated only when a request pauses: once per new session at most).
@@ -115,7 +116,6 @@ impl Filter {
 
     /// The request's headers arrived: judge it. Returns the hook's status.
     pub fn on_request_headers(&mut self, stream: &mut Stream<'_>) -> u32 {
-        self.started = Instant::now();
         let instance = Arc::clone(&self.config.instance);
         let Some(loaded) = instance.loaded() else {
             let deny = Deny::new(
