@@ -54,7 +54,7 @@ fn allowed<'a>(
 ) -> CheckResponse {
     let headers = answer::identity_headers(outcome, principal)
         .into_iter()
-        .map(|(name, value)| overwrite(name, value))
+        .map(|(name, value)| overwrite(name, value.into_owned()))
         .collect();
     ok_with(headers, client_headers)
 }

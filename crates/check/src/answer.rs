@@ -26,18 +26,23 @@ pub const SESSION_HEADER: &str = "x-sessiongate-session";
 
 /// The headers an allowed `outcome` sets on the upstream request (overwriting any the client
 /// sent): subject, scopes, session handle and, for a SPIFFE caller (`principal`), the workload.
-/// None for a public route (no session).
-pub fn identity_headers(outcome: &Outcome, principal: &str) -> Vec<(&'static str, String)> {
+/// None for a public route (no session). Values are borrowed from the outcome where they can
+/// be (every request of a cached session builds them: the in-process module hands them to
+/// Envoy without copying); only the session handle is made here.
+pub fn identity_headers<'a>(
+    outcome: &'a Outcome,
+    principal: &'a str,
+) -> Vec<(&'static str, Cow<'a, str>)> {
     let mut headers = Vec::with_capacity(4);
     if let Some((key, session)) = &outcome.session {
         let token = &session.token;
         if let Some(subject) = token.subject() {
-            headers.push((SUBJECT_HEADER, header_safe(subject).into_owned()));
+            headers.push((SUBJECT_HEADER, header_safe(subject)));
         }
-        headers.push((SCOPES_HEADER, token.scopes.as_str().to_owned()));
-        headers.push((SESSION_HEADER, key.short().as_str().to_owned()));
+        headers.push((SCOPES_HEADER, Cow::Borrowed(token.scopes.as_str())));
+        headers.push((SESSION_HEADER, Cow::Owned(key.short().as_str().to_owned())));
         if let Some(id) = SpiffeId::parse(principal) {
-            headers.push((WORKLOAD_HEADER, id.as_str().to_owned()));
+            headers.push((WORKLOAD_HEADER, Cow::Borrowed(id.as_str())));
         }
     }
     headers

@@ -21,6 +21,8 @@ pub type FilterEnvoyPtr = *mut c_void;
 pub type FilterConfigEnvoyPtr = *mut c_void;
 /// A scheduler posting an event back to a stream's worker thread.
 pub type SchedulerPtr = *mut c_void;
+/// A scheduler posting an event to Envoy's main thread for a filter config.
+pub type ConfigSchedulerPtr = *mut c_void;
 
 /// Bytes owned by Envoy, valid until the current hook returns (or the next header setter).
 #[repr(C)]
@@ -186,6 +188,16 @@ unsafe extern "C" {
         event_id: u64,
     );
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: FilterConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: ConfigSchedulerPtr,
+    );
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
     fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
@@ -208,8 +220,8 @@ unsafe extern "C" {
         label_names_length: usize,
         id: *mut usize,
     ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter: FilterEnvoyPtr,
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: FilterConfigEnvoyPtr,
         id: usize,
         label_values: *const ModuleBuffer,
         label_values_length: usize,
@@ -284,6 +296,37 @@ pub unsafe fn define_metric(
         id,
         labels: labels.len(),
     })
+}
+
+/// Adds `by` to `counter` under `values` (one per label it was defined with), outside any
+/// stream: on Envoy's main thread, where the module flushes the counts it kept.
+///
+/// # Safety
+/// `config` is a live filter config (not yet past `on_http_filter_config_destroy`), and the
+/// call is made on Envoy's main thread (in a config hook).
+pub unsafe fn increment_in_config(
+    config: FilterConfigEnvoyPtr,
+    counter: Metric,
+    values: &[&str],
+    by: u64,
+) {
+    if values.len() != counter.labels {
+        return;
+    }
+    let values: Vec<ModuleBuffer> = values
+        .iter()
+        .map(|v| ModuleBuffer::of(v.as_bytes()))
+        .collect();
+    // SAFETY: the caller's guarantee; the buffers are lent for the call.
+    unsafe {
+        envoy_dynamic_module_callback_http_filter_config_increment_counter(
+            config,
+            counter.id,
+            values.as_ptr(),
+            values.len(),
+            by,
+        );
+    }
 }
 
 /// Writes `message` to Envoy's `dynamic_modules` log at `level` (any thread).
@@ -506,27 +549,6 @@ impl<'hook> Stream<'hook> {
         }
     }
 
-    /// Adds one to `counter` under `values` (one per label it was defined with).
-    pub fn increment(&self, counter: Metric, values: &[&str]) {
-        if values.len() != counter.labels {
-            return;
-        }
-        let values: Vec<ModuleBuffer> = values
-            .iter()
-            .map(|v| ModuleBuffer::of(v.as_bytes()))
-            .collect();
-        // SAFETY: `ptr` is this hook's stream; the buffers are lent for the call.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr,
-                counter.id,
-                values.as_ptr(),
-                values.len(),
-                1,
-            );
-        }
-    }
-
     /// Records `value` in `histogram` (defined without labels).
     pub fn record(&self, histogram: Metric, value: u64) {
         // SAFETY: `ptr` is this hook's stream.
@@ -579,6 +601,46 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         // SAFETY: created by `scheduler_new`, deleted once.
         unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
+    }
+}
+
+/// Posts an event to Envoy's main thread for one filter config (`on_http_filter_config_scheduled`);
+/// usable from any thread. Envoy holds the config weakly: a commit after the config is gone is
+/// a no-op.
+pub struct ConfigScheduler(ConfigSchedulerPtr);
+
+// SAFETY: Envoy's config scheduler posts to the main thread's dispatcher, which is thread-safe;
+// commit and delete are callable from any thread.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above; the handle has no interior state on this side.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// A scheduler for `config`.
+    ///
+    /// # Safety
+    /// `config` is a live filter config.
+    pub unsafe fn new(config: FilterConfigEnvoyPtr) -> ConfigScheduler {
+        // SAFETY: the caller's guarantee.
+        ConfigScheduler(unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_new(config)
+        })
+    }
+
+    /// Calls `on_http_filter_config_scheduled(event_id)` on the main thread, unless the config
+    /// is gone by then.
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: the scheduler is live until dropped.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by `config_scheduler_new`, deleted once.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
     }
 }
 

@@ -2,6 +2,7 @@
 //! facts, the check use case judges them, and the outcome becomes Envoy calls: a local reply for
 //! a denial, identity headers for the upstream on an allow. It translates; it never decides.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -15,11 +16,9 @@ use sessiongate_core::request::{
 use sessiongate_core::time::UnixTime;
 use sessiongate_core::workload::Thumbprint;
 
-use crate::abi::{
-    FilterConfigEnvoyPtr, Metric, MetricKind, Scheduler, Stream, Values, attribute, define_metric,
-    headers_status,
-};
+use crate::abi::{FilterConfigEnvoyPtr, Scheduler, Stream, Values, attribute, headers_status};
 use crate::instance::Instance;
+use crate::stats::Stats;
 
 /// The event a paused request's scheduler posts when what it waited for is done.
 const WAIT_DONE: u64 = 1;
@@ -31,59 +30,20 @@ pub struct FilterConfig {
     pub instance: Arc<Instance>,
     /// Decisions in Envoy's own stats.
     pub stats: Stats,
+    /// Envoy's side of this filter config, for flushing counts on its main thread.
+    pub envoy: EnvoyConfig,
 }
 
-/// sessiongate's metrics in Envoy's stats, under the module's `metrics_namespace`
-/// (`dynamicmodulescustom` unless set): `checks{decision, reason, route}` and
-/// `check_duration_us`. Bounded labels: two decisions, the deny reasons, the configured routes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    checks: Option<Metric>,
-    duration: Option<Metric>,
-}
+/// Envoy's filter-config pointer, kept so the last counts can be flushed when Envoy destroys
+/// the config.
+#[derive(Debug)]
+pub struct EnvoyConfig(pub FilterConfigEnvoyPtr);
 
-impl Stats {
-    /// Defines the metrics in the filter config Envoy is creating.
-    ///
-    /// # Safety
-    /// `config` is the filter config Envoy passed to the running `on_http_filter_config_new`.
-    pub unsafe fn define(config: FilterConfigEnvoyPtr) -> Stats {
-        let labels = ["decision", "reason", "route"];
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe {
-            Stats {
-                checks: define_metric(config, MetricKind::Counter, "checks", &labels),
-                duration: define_metric(config, MetricKind::Histogram, "check_duration_us", &[]),
-            }
-        }
-    }
-
-    /// Counts one check: `verdict` under `route`, answered after `latency`. A dry-run denial
-    /// counts as `dry_run_deny`.
-    fn record(
-        &self,
-        stream: &Stream<'_>,
-        verdict: Result<(), &Deny>,
-        dry_run: bool,
-        route: Option<&str>,
-        latency: std::time::Duration,
-    ) {
-        if let Some(checks) = self.checks {
-            let (decision, reason) = match verdict {
-                Ok(()) => ("allow", "none"),
-                Err(deny) if dry_run => ("dry_run_deny", deny.reason.as_str()),
-                Err(deny) => ("deny", deny.reason.as_str()),
-            };
-            stream.increment(checks, &[decision, reason, route.unwrap_or("none")]);
-        }
-        if let Some(duration) = self.duration {
-            stream.record(
-                duration,
-                u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-            );
-        }
-    }
-}
+// SAFETY: the pointer is only handed back to Envoy in main-thread config hooks
+// (`config_destroy`); workers never dereference it.
+unsafe impl Send for EnvoyConfig {}
+// SAFETY: as above.
+unsafe impl Sync for EnvoyConfig {}
 
 /// A per-route config (`DynamicModuleFilterPerRoute`): the sessiongate policy (route name) the
 /// route selects, as `context_extensions["sessiongate.policy"]` does for ext_authz.
@@ -215,11 +175,14 @@ impl Filter {
         let latency = self.started.elapsed();
         // Everything read from Envoy's buffers is used before the first header is set (a
         // setter invalidates them): the report, the headers to set, the client's own
-        // `x-sessiongate-*` headers to remove.
+        // `x-sessiongate-*` headers to remove. The caller's URI SAN is copied, since the
+        // workload header carries it past the first setter.
+        let principal = stream
+            .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
+            .unwrap_or_default()
+            .to_owned();
+        let principal = principal.as_str();
         let (set, spoofed) = {
-            let principal = stream
-                .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
-                .unwrap_or_default();
             loaded.reporter.judged(
                 outcome,
                 principal,
@@ -229,7 +192,10 @@ impl Filter {
             );
             let set = match &outcome.verdict {
                 Err(_) if !outcome.dry_run => None,
-                Err(deny) => Some(vec![answer::dry_run_header(deny)]),
+                Err(deny) => {
+                    let (name, value) = answer::dry_run_header(deny);
+                    Some(vec![(name, Cow::Owned(value))])
+                }
                 Ok(()) => Some(answer::identity_headers(outcome, principal)),
             };
             (set, stream.owned_request_headers())
@@ -238,7 +204,7 @@ impl Filter {
             stream,
             outcome.verdict.as_ref().map(|_| ()),
             outcome.dry_run,
-            outcome.route.as_deref(),
+            outcome.route.as_ref(),
             latency,
         );
         if let Err(deny) = &outcome.verdict {

@@ -10,11 +10,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::abi::{
-    self, ABI_VERSION, EnvoyBuffer, FilterConfigEnvoyPtr, FilterEnvoyPtr, Stream, headers_status,
-    log_level,
+    self, ABI_VERSION, ConfigScheduler, EnvoyBuffer, FilterConfigEnvoyPtr, FilterEnvoyPtr, Stream,
+    headers_status, log_level,
 };
-use crate::filter::{Filter, FilterConfig, RoutePolicy, Stats};
+use crate::filter::{EnvoyConfig, Filter, FilterConfig, RoutePolicy};
 use crate::instance::Instance;
+use crate::stats::{FLUSH_COUNTS, Stats};
 
 /// The Envoy version this module is built and tested against; the ABI version alone does not
 /// tell 1.40 from a later Envoy that kept it.
@@ -57,7 +58,14 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             Ok(instance) => {
                 // SAFETY: `config_envoy` is the config Envoy is creating in this very hook.
                 let stats = unsafe { Stats::define(config_envoy) };
-                Arc::into_raw(Arc::new(FilterConfig { instance, stats })).cast::<c_void>()
+                // SAFETY: as above.
+                stats.flush_periodically(&instance, unsafe { ConfigScheduler::new(config_envoy) });
+                Arc::into_raw(Arc::new(FilterConfig {
+                    instance,
+                    stats,
+                    envoy: EnvoyConfig(config_envoy),
+                }))
+                .cast::<c_void>()
             }
             Err(message) => {
                 abi::log(log_level::ERROR, &format!("sessiongate {path}: {message}"));
@@ -68,11 +76,36 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     created.unwrap_or(std::ptr::null())
 }
 
-/// The filter config is gone (a listener update replaced it); its instance lives on.
+/// The filter config is gone (a listener update replaced it); its instance lives on. Counts
+/// not yet flushed go to Envoy now, while its config object is still whole (this hook runs in
+/// its destructor, on the main thread, after every stream that used it).
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
     // SAFETY: `config` came from `Arc::into_raw` in `config_new`, released once here.
-    drop(unsafe { Arc::from_raw(config.cast::<FilterConfig>()) });
+    let config = unsafe { Arc::from_raw(config.cast::<FilterConfig>()) };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the Envoy config is being destroyed but still whole; main thread.
+        unsafe { config.stats.flush(config.envoy.0) }
+    }));
+    drop(config);
+}
+
+/// Envoy's main thread, asked by [`Stats::flush_periodically`]: hand the counts kept in the
+/// module to Envoy's stats.
+#[unsafe(no_mangle)]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: FilterConfigEnvoyPtr,
+    config: *const c_void,
+    event_id: u64,
+) {
+    if event_id != FLUSH_COUNTS {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `config` is a live `FilterConfig` from `config_new` (Envoy only schedules
+        // for a live config); `config_envoy` is its Envoy config, and this is the main thread.
+        unsafe { (*config.cast::<FilterConfig>()).stats.flush(config_envoy) }
+    }));
 }
 
 /// A per-route config: the sessiongate policy (route name) the Envoy route selects.

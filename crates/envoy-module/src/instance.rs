@@ -95,6 +95,11 @@ impl Instance {
         self.runtime.spawn(async move { done(future.await) });
     }
 
+    /// Runs `task` on the background thread (periodic work that must not occupy a worker).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
     /// Polls `future` once on the calling thread, inside this runtime's context (a Redis pin
     /// claim registers its I/O there): most waits are answered at once (pins kept in this
     /// process), and need no trip to the background thread.

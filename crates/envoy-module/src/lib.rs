@@ -10,7 +10,8 @@
 //! - [`instance`]: one running sessiongate per config file and Envoy process, shared by every
 //!   worker (one session cache), with its background work on a thread of its own;
 //! - [`filter`]: one request: Envoy's headers and connection attributes → request facts, the
-//!   check use case, and its outcome → a local reply or upstream headers.
+//!   check use case, and its outcome → a local reply or upstream headers;
+//! - [`stats`]: decisions in Envoy's own stats, counted in the module and flushed once a second.
 //!
 //! Unsafe code is confined to [`abi`] (the FFI) and [`hooks`] (the exported functions); every
 //! hook catches panics, since one crossing `extern "C"` would abort Envoy.
@@ -21,3 +22,4 @@ pub mod abi;
 pub mod filter;
 pub mod hooks;
 pub mod instance;
+pub mod stats;

@@ -417,3 +417,65 @@ mod properties {
         }
     }
 }
+
+/// The identity an ECDSA signature gets from the full decode and comparison alone, without the
+/// 16-character shortcut for surely-low `s` values.
+fn identity_without_shortcut(token: &str, order: &[u8]) -> [u8; 32] {
+    let (signing_input, signature_b64) = token.rsplit_once('.').expect("a JWS");
+    let mut signature = URL_SAFE_NO_PAD.decode(signature_b64).expect("base64url");
+    let half = signature.len() / 2;
+    if negate_if_high(&mut signature[half..], order) {
+        Sha256::new()
+            .chain_update(signing_input.as_bytes())
+            .chain_update(b".")
+            .chain_update(URL_SAFE_NO_PAD.encode(&signature))
+            .finalize()
+            .into()
+    } else {
+        plain_digest(token)
+    }
+}
+
+#[test]
+fn the_low_s_shortcut_agrees_with_the_full_comparison_around_half_the_order() {
+    for (alg, order, header) in [
+        ("ES256", &P256_ORDER[..], r#"{"alg":"ES256"}"#),
+        ("ES384", &P384_ORDER[..], r#"{"alg":"ES384"}"#),
+    ] {
+        let size = order.len();
+        // (n − 1) / 2, the largest low `s`, and values around it and the shortcut's prefix.
+        let mut half = vec![0u8; size];
+        let mut carry = 0u8;
+        for (i, byte) in order.iter().enumerate() {
+            half[i] = byte >> 1 | carry;
+            carry = byte << 7;
+        }
+        let mut cases = vec![half.clone(), vec![0x01; size], order.to_vec()];
+        for step in [1u8, 2, 0x80] {
+            let mut above = half.clone();
+            let mut below = half.clone();
+            above[size - 1] = above[size - 1].wrapping_add(step);
+            below[size - 1] = below[size - 1].wrapping_sub(step);
+            cases.extend([above, below]);
+        }
+        for at in 0..10 {
+            let mut nudged = half.clone();
+            nudged[at] ^= 0x01;
+            cases.push(nudged);
+        }
+        for s in cases {
+            let mut signature = vec![0x42u8; size];
+            signature.extend_from_slice(&s);
+            let token = format!(
+                "{}.e30.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(&signature)
+            );
+            assert_eq!(
+                canonical_digest(&token),
+                identity_without_shortcut(&token, order),
+                "{alg} with s = {s:02x?}"
+            );
+        }
+    }
+}
