@@ -150,6 +150,9 @@ JWT_FILTERS=$(cat <<EOF
                           audiences: [shop-api]
                           local_jwks: { filename: $ROOT/examples/jwks.json }
                           payload_in_metadata: jwt_payload
+                          # The token reaches the upstream, as it does behind sessiongate (and
+                          # the echo upstream sends it back): both rows carry the same bytes.
+                          forward: true
                           # Verified tokens are cached, as sessiongate caches sessions.
                           jwt_cache_config: { jwt_cache_size: 10000 }
                       rules:

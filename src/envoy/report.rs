@@ -16,7 +16,8 @@ use sessiongate_core::time::UnixTime;
 /// Records every check in metrics and the decision log; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CheckReporter {
-    metrics: CheckMetrics,
+    /// None where nobody could scrape them (the in-process module counts in Envoy's stats).
+    metrics: Option<CheckMetrics>,
     log: Arc<DecisionLog>,
 }
 
@@ -31,7 +32,18 @@ impl CheckReporter {
     /// Reports into `metrics` and `log`.
     pub fn new(metrics: CheckMetrics, log: DecisionLog) -> CheckReporter {
         CheckReporter {
-            metrics,
+            metrics: Some(metrics),
+            log: Arc::new(log),
+        }
+    }
+
+    /// A reporter that only writes the decision log: for the in-process module, whose
+    /// decisions are counted in Envoy's own stats and which serves no `/metrics`. Recording
+    /// series nobody can scrape would cost every request atomic writes to counters shared by
+    /// all of Envoy's workers.
+    pub fn log_only(log: DecisionLog) -> CheckReporter {
+        CheckReporter {
+            metrics: None,
             log: Arc::new(log),
         }
     }
@@ -49,13 +61,15 @@ impl CheckReporter {
         let token = outcome.session.as_ref().map(|(_, session)| &session.token);
         match &outcome.verdict {
             Ok(()) => {
-                let age = token.and_then(|t| t.issued_at).map(|iat| now.since(iat));
-                self.metrics
-                    .allow(outcome.route.as_ref(), dry_run, latency, age);
+                if let Some(metrics) = &self.metrics {
+                    let age = token.and_then(|t| t.issued_at).map(|iat| now.since(iat));
+                    metrics.allow(outcome.route.as_ref(), dry_run, latency, age);
+                }
             }
             Err(deny) => {
-                self.metrics
-                    .deny(outcome.route.as_ref(), deny.reason, dry_run, latency);
+                if let Some(metrics) = &self.metrics {
+                    metrics.deny(outcome.route.as_ref(), deny.reason, dry_run, latency);
+                }
             }
         }
         self.log.record(&Entry {
@@ -71,7 +85,9 @@ impl CheckReporter {
 
     /// A check denied before the gate could judge it (unusable request, internal failure).
     pub fn refused(&self, deny: &Deny, latency: Duration) {
-        self.metrics.deny(None, deny.reason, false, latency);
+        if let Some(metrics) = &self.metrics {
+            metrics.deny(None, deny.reason, false, latency);
+        }
         self.log.record(&Entry {
             route: None,
             verdict: Err(deny),

@@ -46,7 +46,7 @@ pub struct Instance {
 pub struct Loaded {
     /// The check use case, the same as the ext_authz server's.
     pub check: CheckUseCase,
-    /// Counts every check in sessiongate's metrics and writes the decision log.
+    /// Writes the decision log (decisions are counted in Envoy's stats, see [`crate::stats`]).
     pub reporter: CheckReporter,
     /// Keeps the key refreshers running (they stop when it is dropped).
     _keys: Arc<KeyManager>,
@@ -190,8 +190,7 @@ impl Instance {
         let check = CheckUseCase::new(gate)
             .with_key_refresh(Arc::new(keys.refresher()))
             .with_pin_store(pins);
-        let reporter = CheckReporter::new(
-            metrics.checks.clone(),
+        let reporter = CheckReporter::log_only(
             DecisionLog::new(ops.log_allowed_sample_rate)
                 .with_denied_per_second(ops.log_denied_per_second),
         );

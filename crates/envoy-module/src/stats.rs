@@ -13,6 +13,7 @@
 //! check's own latency, so it is still recorded per request (0.5k instructions).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -38,9 +39,23 @@ pub struct Stats {
     pending: Arc<Pending>,
 }
 
-/// Checks counted since the last flush, by label set.
+/// Checks counted since the last flush, by label set, in one shard per worker thread (up to
+/// [`SHARDS`]): each worker locks a mutex no other worker touches, so counting takes no cache
+/// line from another core.
 #[derive(Debug, Default)]
-struct Pending(Mutex<HashMap<CheckLabels, u64>>);
+struct Pending([Mutex<HashMap<CheckLabels, u64>>; SHARDS]);
+
+/// How many shards [`Pending`] has; threads beyond share them round robin.
+const SHARDS: usize = 16;
+
+/// The shard of the calling thread, given out round robin at its first count.
+fn shard_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
 
 /// The labels of one `checks` series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -143,23 +158,32 @@ impl Stats {
 
 impl Pending {
     fn add(&self, labels: CheckLabels) {
-        *self
-            .0
+        *self.0[shard_of_this_thread()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(labels)
             .or_insert(0) += 1;
     }
 
+    /// Every count kept so far, summed over the shards, leaving them empty.
     fn take(&self) -> HashMap<CheckLabels, u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut all: HashMap<CheckLabels, u64> = HashMap::new();
+        for shard in &self.0 {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(PoisonError::into_inner));
+            for (labels, count) in taken {
+                *all.entry(labels).or_insert(0) += count;
+            }
+        }
+        all
     }
 
     fn is_empty(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        self.0.iter().all(|shard| {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+        })
     }
 }
 
@@ -203,5 +227,30 @@ mod tests {
             ]
         );
         assert!(pending.is_empty(), "a flush hands each count over once");
+    }
+
+    #[test]
+    fn counts_from_several_worker_threads_are_summed() {
+        let pending = Arc::new(Pending::default());
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let pending = Arc::clone(&pending);
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        pending.add(CheckLabels {
+                            decision: "allow",
+                            reason: "none",
+                            route: None,
+                        });
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("a worker");
+        }
+        let taken = pending.take();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken.values().copied().sum::<u64>(), 400);
     }
 }
