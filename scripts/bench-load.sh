@@ -23,6 +23,9 @@
 #
 # Needs: a Rust toolchain, python3, Envoy 1.40 (installed by scripts/install-envoy.sh into
 # .envoy/ when missing). Run it on a quiet machine: the ratios are only as good as the quiet.
+# ENVOY_CONFIG_ONLY=FILE writes the Envoy config these runs use to FILE (the module's config
+# path left as __MODULE_CONFIG__, the upstream on BASE_PORT) and stops: scripts/bench-instructions.sh
+# counts instructions on exactly these listeners.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -238,6 +241,10 @@ EOF
         endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } } } ] } ]
 EOF
 } >"$WORK/envoy.yaml"
+if [[ -n ${ENVOY_CONFIG_ONLY:-} ]]; then
+  sed "s|$WORK/module/sessiongate.yaml|__MODULE_CONFIG__|" "$WORK/envoy.yaml" >"$ENVOY_CONFIG_ONLY"
+  exit 0
+fi
 ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$BIN "$ENVOY" -c "$WORK/envoy.yaml" \
   --concurrency "$ENVOY_CONCURRENCY" -l warning --use-dynamic-base-id >"$WORK/envoy.log" 2>&1 &
 PIDS+=($!)
