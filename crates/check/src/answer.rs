@@ -55,10 +55,12 @@ pub fn dry_run_header(deny: &Deny) -> (&'static str, String) {
 }
 
 /// Whether the client header `name` is one sessiongate owns: removed on every allow, unless
-/// sessiongate sets it.
-pub fn is_owned_header(name: &str) -> bool {
-    name.get(..HEADER_PREFIX.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(HEADER_PREFIX))
+/// sessiongate sets it. Compares bytes, so an adapter can ask before (or without) reading the
+/// name as text: every header of every request is asked about.
+pub fn is_owned_header(name: impl AsRef<[u8]>) -> bool {
+    name.as_ref()
+        .get(..HEADER_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(HEADER_PREFIX.as_bytes()))
 }
 
 /// A denial as the client receives it.

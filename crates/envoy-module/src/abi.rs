@@ -430,8 +430,10 @@ impl<'hook> Stream<'hook> {
                         length: header.key_length,
                     })
                 };
-                let key = std::str::from_utf8(key).ok()?;
-                sessiongate_check::answer::is_owned_header(key).then(|| key.to_owned())
+                if !sessiongate_check::answer::is_owned_header(key) {
+                    return None;
+                }
+                std::str::from_utf8(key).ok().map(str::to_owned)
             })
             .collect()
     }
