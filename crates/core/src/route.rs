@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dpop::PossessionRequirement;
 use crate::request::RequestFacts;
 use crate::workload::{SpiffeId, WorkloadPattern};
 
@@ -54,6 +55,10 @@ pub struct SessionRequirements {
     pub max_token_age: Duration,
     /// Deny when `now - auth_time` exceeds this (tokens without `auth_time` are exempt).
     pub max_auth_age: Option<Duration>,
+    /// The proof of possession the route demands (`proof_of_possession`); `None`: any token.
+    pub proof_of_possession: Option<PossessionRequirement>,
+    /// DPoP proofs must carry a current server nonce (`dpop_nonce`).
+    pub dpop_nonce: bool,
 }
 
 /// Who may use a route.
