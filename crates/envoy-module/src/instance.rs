@@ -122,6 +122,7 @@ impl Instance {
             reloader,
             revocations,
             pins,
+            proofs,
             follower,
             metrics,
             ..
@@ -184,7 +185,8 @@ impl Instance {
         tokio::spawn(app::prune_expired(Arc::clone(&gate), revocations));
         let check = CheckUseCase::new(gate)
             .with_key_refresh(Arc::new(keys.refresher()))
-            .with_pin_store(pins);
+            .with_pin_store(pins)
+            .with_proof_replay(proofs);
         let reporter = CheckReporter::new(
             metrics.checks.clone(),
             DecisionLog::new(ops.log_allowed_sample_rate)
