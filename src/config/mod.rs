@@ -776,6 +776,7 @@ impl Compiler<'_> {
                 ("max_auth_age", section.max_auth_age.is_some()),
                 ("proof_of_possession", section.proof_of_possession.is_some()),
                 ("dpop_nonce", section.dpop_nonce),
+                ("dpop_origin", section.dpop_origin.is_some()),
             ] {
                 if set {
                     return Err(self.invalid(
@@ -822,6 +823,14 @@ impl Compiler<'_> {
                     "needs dpop.nonce (the fleet's nonce secret) to issue nonces",
                 ));
             }
+            if let Some(origin) = &section.dpop_origin {
+                sessiongate_core::dpop::validate_origin(origin).map_err(|problem| {
+                    self.invalid(
+                        format!("{key}.dpop_origin"),
+                        format!("`{origin}`: {problem}"),
+                    )
+                })?;
+            }
             RouteAccess::Session(SessionRequirements {
                 scopes: section.scopes.iter().map(|s| s.as_str().into()).collect(),
                 scope_challenge: section.scopes.join(" ").into(),
@@ -829,6 +838,7 @@ impl Compiler<'_> {
                 max_auth_age,
                 proof_of_possession,
                 dpop_nonce: section.dpop_nonce,
+                dpop_origin: section.dpop_origin.as_deref().map(Into::into),
             })
         };
         let workloads = match &section.workloads {

@@ -535,6 +535,8 @@ pub struct RouteSection {
     /// DPoP proofs must carry a current server nonce (needs `dpop.nonce`).
     #[serde(default)]
     pub dpop_nonce: bool,
+    /// The public origin DPoP proofs name on this route (overrides `dpop.origin`).
+    pub dpop_origin: Option<String>,
 }
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {

@@ -1062,6 +1062,11 @@ fn dpop_mistakes_name_the_key() {
         "not one of dpop, mtls, either",
     );
     assert_invalid(
+        &with_route("    dpop_origin: https://a.example/x\n"),
+        "routes[0].dpop_origin",
+        "no path",
+    );
+    assert_invalid(
         &with_route("    dpop_nonce: true\n"),
         "routes[0].dpop_nonce",
         "needs dpop.nonce",

@@ -599,6 +599,7 @@ pub(crate) mod tests {
                     max_auth_age: None,
                     proof_of_possession: None,
                     dpop_nonce: false,
+                    dpop_origin: None,
                 }),
                 workloads: None,
             }]),

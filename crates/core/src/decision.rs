@@ -535,7 +535,12 @@ fn dpop_proof_for_this_request(facts: &Facts<'_>) -> Result<(), Deny> {
             "DPoP proof's htm does not match the request method",
         ));
     }
-    if !target_matches(&proof.target, target, request.rules.dpop.origin.as_deref()) {
+    let origin = request.rules.requirements.dpop_origin.as_deref().or(request
+        .rules
+        .dpop
+        .origin
+        .as_deref());
+    if !target_matches(&proof.target, target, origin) {
         return Err(invalid_proof(
             request,
             "DPoP proof's htu does not match the request URI",

@@ -59,6 +59,9 @@ pub struct SessionRequirements {
     pub proof_of_possession: Option<PossessionRequirement>,
     /// DPoP proofs must carry a current server nonce (`dpop_nonce`).
     pub dpop_nonce: bool,
+    /// The public origin a DPoP proof's `htu` names on this route (`dpop_origin`), overriding
+    /// the policy's `dpop.origin`: routes served under different public names behind one proxy.
+    pub dpop_origin: Option<Box<str>>,
 }
 
 /// Who may use a route.

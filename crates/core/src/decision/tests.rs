@@ -50,6 +50,7 @@ fn requirements(scopes: &[&str]) -> SessionRequirements {
         max_auth_age: None,
         proof_of_possession: None,
         dpop_nonce: false,
+        dpop_origin: None,
     }
 }
 
@@ -901,6 +902,11 @@ fn dpop_proof_for_this_request() {
     behind_a_proxy.target.authority = "10.0.0.7:8080";
     assert_eq!(behind_a_proxy.denied_for(), DenyReason::InvalidDpopProof);
     behind_a_proxy.dpop.origin = Some("https://api.example.com".into());
+    assert_eq!(behind_a_proxy.decide(), Ok(()));
+    // A route's own origin overrides the policy's.
+    behind_a_proxy.dpop.origin = Some("https://other.example.com".into());
+    assert_eq!(behind_a_proxy.denied_for(), DenyReason::InvalidDpopProof);
+    behind_a_proxy.requirements().dpop_origin = Some("https://api.example.com".into());
     assert_eq!(behind_a_proxy.decide(), Ok(()));
 }
 
