@@ -9,6 +9,7 @@
 //! cargo run --example mint -- --auth-age 2h                      # user logged in 2 hours ago
 //! cargo run --example mint -- --client-id spiffe://cluster.local/ns/shop/sa/batch
 //! cargo run --example mint -- --cnf-cert examples/certs/frontend.pem   # RFC 8705 binding
+//! cargo run --example mint -- --cnf-jkt "$(cargo run -q --example dpop -- jkt dpop.key)"  # DPoP
 //! cargo run --example mint -- --alg none                         # unsigned: always rejected
 //! cargo run --example mint -- --alg HS256                        # HS256 keyed with the RSA public key
 //! cargo run --example mint -- --key tests/fixtures/keys/es256.pem --kid example-es256   # bad signature
@@ -78,6 +79,10 @@ struct Args {
     /// Bind the token to this PEM certificate (`cnf.x5t#S256`, RFC 8705).
     #[arg(long)]
     cnf_cert: Option<PathBuf>,
+    /// Bind the token to a DPoP key by its RFC 7638 thumbprint (`cnf.jkt`, RFC 9449); see
+    /// `examples/dpop.rs`.
+    #[arg(long, conflicts_with = "cnf_cert")]
+    cnf_jkt: Option<String>,
     /// `jti`; a fresh one by default, since the session cache keys on it.
     #[arg(long)]
     jti: Option<String>,
@@ -121,6 +126,9 @@ fn main() -> Result<(), String> {
     }
     if let Some(cert) = &args.cnf_cert {
         claims.insert("cnf".into(), json!({ "x5t#S256": thumbprint(cert)? }));
+    }
+    if let Some(jkt) = &args.cnf_jkt {
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
     }
     let jti = args.jti.clone().unwrap_or_else(|| {
         let nanos = SystemTime::now()

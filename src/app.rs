@@ -34,6 +34,7 @@ use crate::telemetry::Tracing;
 use sessiongate_check::budget::BudgetLimits;
 use sessiongate_check::gate::Gate;
 use sessiongate_check::pinning::PinStore;
+use sessiongate_check::replay::ProofReplayStore;
 use sessiongate_check::session::SessionCache;
 use sessiongate_core::time::UnixTime;
 use sessiongate_token::KeyRing;
@@ -65,6 +66,8 @@ pub struct Started {
     pub revocations: Arc<Revocations>,
     /// Where new sessions are pinned (this process, or Redis fleet-wide).
     pub pins: Arc<dyn PinStore>,
+    /// Where used DPoP proofs are remembered (this process, or Redis fleet-wide).
+    pub proofs: Arc<dyn ProofReplayStore>,
     /// Keeps the local mirror of a shared store current; stops when dropped.
     pub follower: Option<FollowerTask>,
     /// Metric handles (key refreshes and reloads already record into them).
@@ -99,6 +102,7 @@ pub async fn start_with(
     let Stores {
         revocations,
         pins,
+        proofs,
         follower,
     } = open_revocations(&config, &readiness).await?;
     let sessions = SessionCache::new(config.cache_capacity, config.clock_skew);
@@ -119,6 +123,7 @@ pub async fn start_with(
         reloader,
         revocations,
         pins,
+        proofs,
         follower,
         metrics,
     })
@@ -131,6 +136,7 @@ pub async fn open_revocations(config: &Config, readiness: &Readiness) -> anyhow:
     let opened = stores::open(
         &config.revocation,
         config.policy.revocation_horizon(),
+        config.dpop_replay_entries,
         readiness,
     )
     .await?;
@@ -414,7 +420,8 @@ pub async fn run(
     });
     let service = AuthorizationService::new(started.gate)
         .with_key_refresh(Arc::new(started.keys.refresher()))
-        .with_pin_store(Arc::clone(&started.pins));
+        .with_pin_store(Arc::clone(&started.pins))
+        .with_proof_replay(Arc::clone(&started.proofs));
     let service = service.with_tracing(tracing.clone());
     let service = service.with_reporter(CheckReporter::new(
         started.metrics.checks.clone(),

@@ -1,4 +1,5 @@
-//! Opening the configured stores: the live revocations, where new sessions are pinned, and for
+//! Opening the configured stores: the live revocations, where new sessions are pinned and used
+//! DPoP proofs remembered, and for
 //! a fleet the follower that keeps this replica's mirror current.
 //!
 //! The one place that knows both kinds of store: the file log with per-process pins
@@ -13,6 +14,7 @@ use crate::revocation::file::FileStore;
 use crate::revocation::settings::RevocationBackend;
 use crate::revocation::{Revocations, StoreError};
 use sessiongate_check::pinning::{LocalPins, PinStore};
+use sessiongate_check::replay::{LocalProofReplay, ProofReplayStore};
 use sessiongate_core::time::UnixTime;
 
 /// The opened stores.
@@ -21,6 +23,8 @@ pub struct Stores {
     pub revocations: Arc<Revocations>,
     /// Where new sessions are pinned.
     pub pins: Arc<dyn PinStore>,
+    /// Where used DPoP proofs are remembered.
+    pub proofs: Arc<dyn ProofReplayStore>,
     /// The fan-out follower's task, for Redis; aborted when this is dropped.
     pub follower: Option<FollowerTask>,
 }
@@ -32,6 +36,7 @@ pub struct Stores {
 pub async fn open(
     backend: &RevocationBackend,
     horizon: Duration,
+    replay_entries: usize,
     readiness: &Readiness,
 ) -> Result<Stores, StoreError> {
     match backend {
@@ -41,6 +46,7 @@ pub async fn open(
             Ok(Stores {
                 revocations: Arc::new(revocations),
                 pins: Arc::new(LocalPins),
+                proofs: Arc::new(LocalProofReplay::new(replay_entries)),
                 follower: None,
             })
         }
@@ -49,6 +55,7 @@ pub async fn open(
             Ok(Stores {
                 revocations: fleet.revocations,
                 pins: fleet.pins,
+                proofs: fleet.proofs,
                 follower: Some(fleet.follower),
             })
         }

@@ -67,6 +67,7 @@ fn memory_per_cached_session() {
                     principal,
                     ..PeerFacts::default()
                 },
+                ..RequestFacts::default()
             };
             let outcome = gate.check(&facts, UnixTime::now());
             assert!(outcome.verdict.is_ok(), "{:?}", outcome.verdict);

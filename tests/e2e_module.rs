@@ -474,3 +474,48 @@ fn a_shared_signals_session_revoked_event_pushed_to_the_module_denies_the_sessio
             .assert_denied(401, "revoked");
     });
 }
+
+/// DPoP in the module with the Redis fleet: the proof's replay claim waits on Redis (the
+/// module's resume path), and a proof used through the module is a replay at a sidecar of the
+/// same fleet, and the other way round.
+#[test]
+fn a_dpop_proof_used_through_the_module_is_a_replay_at_a_sidecar_of_the_fleet() {
+    run(async {
+        let redis = support::redis::RedisServer::start().await;
+        let shared = format!(
+            "dpop:\n  origin: https://api.example.test\n\
+             revocation:\n  backend: redis\n  url: \"{}\"\n  key_prefix: \"e2e:\"\n",
+            redis.url()
+        );
+        let sidecar = Stack::start_in(
+            admin::prepared_dir(),
+            &format!("{}\n{shared}", sessiongate_yaml(None)),
+        )
+        .await;
+        let module = Stack::start_module(&format!("{}\n{shared}", sessiongate_yaml(None))).await;
+        let client = sessiongate_token::testing::DpopClient::es256();
+        let jwt = token()
+            .sub("module-dpop-fleet")
+            .claim("cnf", serde_json::json!({"jkt": client.jkt()}))
+            .sign();
+        let url = "https://api.example.test/orders/1";
+        let send = |stack: &'static str, proof: String| {
+            let target = if stack == "module" { &module } else { &sidecar };
+            target
+                .get(Frontend, "/orders/1")
+                .header("authorization", format!("DPoP {jwt}"))
+                .header("dpop", proof)
+                .reply()
+        };
+        let proof = client.proof("GET", url, &jwt);
+        send("module", proof.clone()).await.assert_allowed();
+        send("sidecar", proof)
+            .await
+            .assert_denied(401, "dpop_proof_replayed");
+        let proof = client.proof("GET", url, &jwt);
+        send("sidecar", proof.clone()).await.assert_allowed();
+        send("module", proof)
+            .await
+            .assert_denied(401, "dpop_proof_replayed");
+    });
+}

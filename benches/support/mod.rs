@@ -158,8 +158,13 @@ impl Minter {
     /// email and the frontend's `client_id`, valid for 10 minutes from now. About 600 bytes
     /// for ES256, like a typical IdP's access token.
     pub fn token(&self, alg: Alg, n: u64) -> String {
+        self.token_with(alg, n, json!({}))
+    }
+
+    /// [`Minter::token`] with the members of `extra` added (e.g. `{"cnf": {"jkt": …}}`).
+    pub fn token_with(&self, alg: Alg, n: u64, extra: serde_json::Value) -> String {
         let now = unix_now();
-        let claims = json!({
+        let mut claims = json!({
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": format!("user-{n:08}@example.com"),
@@ -172,6 +177,9 @@ impl Minter {
             "client_id": FRONTEND,
             "scope": SCOPES,
         });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
         let mut header = Header::new(alg.jwt());
         header.kid = Some(alg.kid().into());
         header.typ = Some("at+jwt".into());

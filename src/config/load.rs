@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::dpop::MAX_NONCE_SECRET_BYTES;
 use super::schema::{ConfigFile, parse};
 use super::{Compiler, Config, ConfigError, MAX_CONFIG_BYTES};
 use crate::admin::credential::MAX_TOKEN_FILE_BYTES;
@@ -15,7 +16,7 @@ use crate::keys::source::MAX_DOCUMENT_BYTES;
 use crate::revocation::settings::MAX_CA_FILE_BYTES;
 
 /// Reads, validates and compiles the configuration at `file`. The files it names (JWKS files,
-/// the admin token, the Redis CA) are read and checked too, so `check-config` catches a broken
+/// the admin token, the Redis CA, the DPoP nonce secret) are read and checked too, so `check-config` catches a broken
 /// one before a rollout does.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
     let unreadable = |message: String| ConfigError::Unreadable {
@@ -43,6 +44,8 @@ pub(super) struct NamedFiles {
     pub admin_token: Option<NamedFile>,
     /// `revocation.tls_ca_file`.
     pub redis_ca: Option<NamedFile>,
+    /// `dpop.nonce.secret_file`.
+    pub dpop_nonce_secret: Option<NamedFile>,
 }
 
 impl NamedFiles {
@@ -70,6 +73,13 @@ impl NamedFiles {
                 MAX_TOKEN_FILE_BYTES,
             ),
             redis_ca: read(raw.revocation.tls_ca_file.as_deref(), MAX_CA_FILE_BYTES),
+            dpop_nonce_secret: read(
+                raw.dpop
+                    .nonce
+                    .as_ref()
+                    .map(|nonce| nonce.secret_file.as_path()),
+                MAX_NONCE_SECRET_BYTES,
+            ),
         }
     }
 }

@@ -16,6 +16,7 @@
 //!   [`crate::keys::settings`] (issuers' key origins and refresh), [`crate::admin::settings`],
 //!   [`crate::revocation::settings`], [`crate::ssf::settings`].
 
+pub mod dpop;
 mod invalid;
 mod load;
 pub mod schema;
@@ -39,6 +40,7 @@ use load::NamedFiles;
 use sessiongate_check::budget::{BudgetLimits, Rate};
 use sessiongate_check::policy::Policy;
 use sessiongate_check::rejections::RejectionMemory;
+use sessiongate_core::dpop::PossessionRequirement;
 use sessiongate_core::dry_run::DryRun;
 use sessiongate_core::policy::{BindingRules, SessionRules};
 use sessiongate_core::route::{
@@ -186,6 +188,8 @@ pub struct Config {
     pub keys: Vec<IssuerKeys>,
     /// The compiled policy.
     pub policy: Policy,
+    /// Most live DPoP proofs this replica remembers (`dpop.replay.max_entries`).
+    pub dpop_replay_entries: usize,
     /// The admin listener, if configured.
     pub admin: Option<AdminSettings>,
     /// Where revocations are stored.
@@ -358,6 +362,8 @@ impl Compiler<'_> {
             })
             .transpose()
             .map_err(|e| self.in_file(e))?;
+        let dpop = dpop::DpopSettings::from_section(&raw.dpop, files.dpop_nonce_secret.as_ref())
+            .map_err(|e| self.in_file(e))?;
         let telemetry = self.telemetry(&raw)?;
         let ops = self.ops(&raw, grpc_listen, admin.as_ref())?;
         let verification = self.verification(&raw)?;
@@ -394,7 +400,9 @@ impl Compiler<'_> {
                     pin_first_workload: raw.binding.pin_first_workload,
                 },
                 dry_run,
+                dpop: dpop.policy,
             },
+            dpop_replay_entries: dpop.replay_entries,
             admin,
             revocation,
             ssf,
@@ -766,6 +774,9 @@ impl Compiler<'_> {
                 ("scopes", !section.scopes.is_empty()),
                 ("max_token_age", section.max_token_age.is_some()),
                 ("max_auth_age", section.max_auth_age.is_some()),
+                ("proof_of_possession", section.proof_of_possession.is_some()),
+                ("dpop_nonce", section.dpop_nonce),
+                ("dpop_origin", section.dpop_origin.is_some()),
             ] {
                 if set {
                     return Err(self.invalid(
@@ -794,11 +805,40 @@ impl Compiler<'_> {
             if let Some(age) = section.max_auth_age {
                 self.positive(&format!("{key}.max_auth_age"), age)?;
             }
+            let proof_of_possession = match section.proof_of_possession.as_deref() {
+                None => None,
+                Some("dpop") => Some(PossessionRequirement::Dpop),
+                Some("mtls") => Some(PossessionRequirement::Mtls),
+                Some("either") => Some(PossessionRequirement::Either),
+                Some(other) => {
+                    return Err(self.invalid(
+                        format!("{key}.proof_of_possession"),
+                        format!("`{other}` is not one of dpop, mtls, either"),
+                    ));
+                }
+            };
+            if section.dpop_nonce && raw.dpop.nonce.is_none() {
+                return Err(self.invalid(
+                    format!("{key}.dpop_nonce"),
+                    "needs dpop.nonce (the fleet's nonce secret) to issue nonces",
+                ));
+            }
+            if let Some(origin) = &section.dpop_origin {
+                sessiongate_core::dpop::validate_origin(origin).map_err(|problem| {
+                    self.invalid(
+                        format!("{key}.dpop_origin"),
+                        format!("`{origin}`: {problem}"),
+                    )
+                })?;
+            }
             RouteAccess::Session(SessionRequirements {
                 scopes: section.scopes.iter().map(|s| s.as_str().into()).collect(),
                 scope_challenge: section.scopes.join(" ").into(),
                 max_token_age,
                 max_auth_age,
+                proof_of_possession,
+                dpop_nonce: section.dpop_nonce,
+                dpop_origin: section.dpop_origin.as_deref().map(Into::into),
             })
         };
         let workloads = match &section.workloads {

@@ -100,6 +100,50 @@ pub struct ConfigFile {
     /// connections.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// DPoP proofs (RFC 9449): algorithms, lifetime, public origin, nonces, replay memory.
+    #[serde(default)]
+    pub dpop: DpopSection,
+}
+
+/// `dpop`. Every key is optional: DPoP-bound tokens work without the section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSection {
+    /// Accepted proof algorithms (JOSE names; asymmetric only). Default: all supported.
+    pub algorithms: Option<Vec<String>>,
+    /// How long after its `iat` a proof is accepted (plus `session.clock_skew`). Default 5s.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub proof_lifetime: Option<Duration>,
+    /// The origin clients address (`https://api.example.com`), when Envoy is behind a proxy.
+    pub origin: Option<String>,
+    /// Server nonces, for routes with `dpop_nonce: true`.
+    pub nonce: Option<DpopNonceSection>,
+    /// This replica's memory of used proofs.
+    #[serde(default)]
+    pub replay: DpopReplaySection,
+}
+
+/// `dpop.nonce`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopNonceSection {
+    /// File holding the secret every replica shares (at least 32 bytes).
+    pub secret_file: PathBuf,
+    /// How often the nonce changes; a nonce is accepted for its period and the next.
+    #[serde(default = "default_nonce_rotation", deserialize_with = "duration")]
+    pub rotate_every: Duration,
+}
+
+fn default_nonce_rotation() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `dpop.replay`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopReplaySection {
+    /// Most live proofs remembered (default 1,000,000); a full store refuses new proofs (503).
+    pub max_entries: Option<usize>,
 }
 
 /// `limits`. Every key is optional (defaults in `config::LimitSettings` and
@@ -486,6 +530,13 @@ pub struct RouteSection {
     /// Judge and report this route's requests, enforce no denial.
     #[serde(default)]
     pub dry_run: bool,
+    /// Proof of possession required of the token: `dpop`, `mtls` or `either`.
+    pub proof_of_possession: Option<String>,
+    /// DPoP proofs must carry a current server nonce (needs `dpop.nonce`).
+    #[serde(default)]
+    pub dpop_nonce: bool,
+    /// The public origin DPoP proofs name on this route (overrides `dpop.origin`).
+    pub dpop_origin: Option<String>,
 }
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {

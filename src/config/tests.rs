@@ -979,3 +979,130 @@ fn limits_are_bounded_and_named() {
         assert_invalid(&format!("{MINIMAL}limits:\n{yaml}"), key, problem);
     }
 }
+
+#[test]
+fn dpop_defaults_accept_every_supported_algorithm_for_five_seconds() {
+    let (config, _, _dir) = load_yaml(MINIMAL);
+    let dpop = &config.unwrap().policy.dpop;
+    assert_eq!(dpop.rules.proof_lifetime, Duration::from_secs(5));
+    assert_eq!(
+        &*dpop.rules.algorithms,
+        "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA"
+    );
+    assert!(dpop.nonces.is_none());
+    assert_eq!(dpop.rules.origin, None);
+}
+
+#[test]
+fn the_dpop_section_is_read() {
+    let yaml = format!(
+        "{MINIMAL}dpop:\n  algorithms: [ES256, EdDSA]\n  proof_lifetime: 10s\n  origin: https://api.example.com\n  nonce:\n    secret_file: nonce.secret\n    rotate_every: 1m\n  replay:\n    max_entries: 5000\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        sessiongate_token::testing::jwks(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("nonce.secret"), "x".repeat(40)).unwrap();
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let config = load(&file).unwrap();
+    let dpop = &config.policy.dpop;
+    assert_eq!(&*dpop.rules.algorithms, "ES256 EdDSA");
+    assert_eq!(dpop.rules.proof_lifetime, Duration::from_secs(10));
+    assert_eq!(
+        dpop.rules.origin.as_deref(),
+        Some("https://api.example.com")
+    );
+    assert!(dpop.nonces.is_some());
+    assert_eq!(config.dpop_replay_entries, 5000);
+}
+
+#[test]
+fn dpop_mistakes_name_the_key() {
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  algorithms: [HS256]\n"),
+        "dpop.algorithms[0]",
+        "not an asymmetric algorithm",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  algorithms: []\n"),
+        "dpop.algorithms",
+        "empty list",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  proof_lifetime: 1h\n"),
+        "dpop.proof_lifetime",
+        "between 1s and 5m",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  origin: https://api.example.com/v1\n"),
+        "dpop.origin",
+        "no path",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  nonce:\n    secret_file: missing.secret\n"),
+        "dpop.nonce.secret_file",
+        "cannot read",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  nonce:\n    secret_file: admin.token\n    rotate_every: 1ms\n"),
+        "dpop.nonce.rotate_every",
+        "at least 1s",
+    );
+    assert_invalid(
+        &format!("{MINIMAL}dpop:\n  replay:\n    max_entries: 0\n"),
+        "dpop.replay.max_entries",
+        "between 1 and",
+    );
+    assert_invalid(
+        &with_route("    proof_of_possession: tls\n"),
+        "routes[0].proof_of_possession",
+        "not one of dpop, mtls, either",
+    );
+    assert_invalid(
+        &with_route("    dpop_origin: https://a.example/x\n"),
+        "routes[0].dpop_origin",
+        "no path",
+    );
+    assert_invalid(
+        &with_route("    dpop_nonce: true\n"),
+        "routes[0].dpop_nonce",
+        "needs dpop.nonce",
+    );
+    assert_invalid(
+        &with_route("    public: true\n    proof_of_possession: dpop\n"),
+        "routes[0].proof_of_possession",
+        "public route",
+    );
+}
+
+#[test]
+fn a_short_nonce_secret_is_refused() {
+    // admin.token holds 32 bytes plus a newline: exactly enough.
+    let (ok, _, _dir) = load_yaml(&format!(
+        "{MINIMAL}dpop:\n  nonce:\n    secret_file: admin.token\n"
+    ));
+    assert!(ok.is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        sessiongate_token::testing::jwks(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("short.secret"), "short\n").unwrap();
+    let file = dir.path().join("sessiongate.yaml");
+    std::fs::write(
+        &file,
+        format!("{MINIMAL}dpop:\n  nonce:\n    secret_file: short.secret\n"),
+    )
+    .unwrap();
+    match load(&file) {
+        Err(ConfigError::Invalid { key, problem, .. }) => {
+            assert_eq!(key, "dpop.nonce.secret_file");
+            assert!(problem.contains("at least 32"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

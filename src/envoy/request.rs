@@ -45,6 +45,17 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> Result<Reque
     let path = pseudo_header(http, &http.path, "request.http.path", ":path")?;
     let authority = pseudo_header(http, &http.host, "request.http.host", ":authority")?;
     let method = pseudo_header(http, &http.method, "request.http.method", ":method")?;
+    let authorization = authorization(http);
+    // The `DPoP` header and `:scheme` are read only for a `DPoP` credential, so a bearer
+    // request costs no more than before.
+    let (dpop, scheme) = if presents_dpop(authorization) {
+        (
+            credential_header(http, "dpop"),
+            pseudo_header(http, &http.scheme, "request.http.scheme", ":scheme")?,
+        )
+    } else {
+        (AuthorizationValues::Absent, "")
+    };
     let policy = attributes
         .and_then(|a| map_get(&a.context_extensions, POLICY_CONTEXT_KEY))
         .map(|value| field(value, "context_extensions[sessiongate.policy]"))
@@ -62,8 +73,11 @@ pub fn facts<'a>(check: &'a CheckRequest, http: &'a HttpRequest) -> Result<Reque
         method,
         path: path_without_query(path),
         host: host_without_port(authority),
+        authority,
+        scheme,
         policy,
-        authorization: authorization(http),
+        authorization,
+        dpop,
         peer: PeerFacts {
             principal: principal.unwrap_or_default(),
             certificate: certificate.unwrap_or_default(),
@@ -150,8 +164,20 @@ fn credential(value: &[u8]) -> AuthorizationValues<'_> {
     std::str::from_utf8(value).map_or(AuthorizationValues::NotUtf8, AuthorizationValues::One)
 }
 
+/// Whether the `Authorization` value names the `DPoP` scheme (case-insensitive, RFC 9449
+/// section 7.1); the credential parser checks the rest.
+fn presents_dpop(authorization: AuthorizationValues<'_>) -> bool {
+    matches!(authorization, AuthorizationValues::One(value)
+        if value.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop ")))
+}
+
 fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
-    if let Some(value) = map_get(&http.headers, "authorization") {
+    credential_header(http, "authorization")
+}
+
+/// Every value of the credential header `name` (lower case): one, several or none.
+fn credential_header<'a>(http: &'a HttpRequest, name: &str) -> AuthorizationValues<'a> {
+    if let Some(value) = map_get(&http.headers, name) {
         return credential(value);
     }
     let Some(map) = http.header_map.as_ref() else {
@@ -160,7 +186,7 @@ fn authorization(http: &HttpRequest) -> AuthorizationValues<'_> {
     let mut found = map
         .headers
         .iter()
-        .filter(|h| h.key.eq_ignore_ascii_case(b"authorization"));
+        .filter(|h| h.key.eq_ignore_ascii_case(name.as_bytes()));
     match (found.next(), found.next()) {
         (None, _) => AuthorizationValues::Absent,
         (Some(_), Some(_)) => AuthorizationValues::Several,

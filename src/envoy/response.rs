@@ -216,6 +216,7 @@ mod tests {
             verdict: Ok(()),
             session: None,
             pin: None,
+            replay: None,
             dry_run: false,
         };
         let names = [

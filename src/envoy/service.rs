@@ -6,6 +6,7 @@ use envoy_types::ext_authz::v3::pb::CheckResponse;
 use sessiongate_check::check::{CheckUseCase, KeyRefresh};
 use sessiongate_check::gate::Gate;
 use sessiongate_check::pinning::PinStore;
+use sessiongate_check::replay::ProofReplayStore;
 use sessiongate_core::deny::{Deny, DenyReason};
 use tokio::time::Instant;
 
@@ -48,6 +49,12 @@ impl AuthorizationService {
     /// Reports checks into `reporter` (the process's metrics and decision log).
     pub fn with_reporter(mut self, reporter: CheckReporter) -> AuthorizationService {
         self.reporter = reporter;
+        self
+    }
+
+    /// Remembers used DPoP proofs in `proofs` (e.g. Redis, fleet-wide).
+    pub fn with_proof_replay(mut self, proofs: Arc<dyn ProofReplayStore>) -> AuthorizationService {
+        self.check = self.check.with_proof_replay(proofs);
         self
     }
 

@@ -139,6 +139,9 @@ pub struct HttpRequest {
     /// `host = 5`.
     #[prost(bytes = "bytes", tag = "5")]
     pub host: Text,
+    /// `scheme = 6` (`https`, `http`): a DPoP proof's `htu` names it.
+    #[prost(bytes = "bytes", tag = "6")]
+    pub scheme: Text,
     /// `header_map = 13`: the headers, when Envoy is configured with `encode_raw_headers`.
     #[prost(message, optional, tag = "13")]
     pub header_map: Option<HeaderMap>,

@@ -3,6 +3,7 @@
 //! ```text
 //! <prefix>revocations            a Redis Stream; one entry per revocation (see super::entry)
 //! <prefix>pin:<session>          a string: the workload a session is pinned to (see super::pins)
+//! <prefix>dpop:<proof>           a string: a DPoP proof was used (see super::proofs)
 //! ```
 //!
 //! Every process of a fleet (whatever its version) must compute the same names, so they are
@@ -33,6 +34,11 @@ impl Keys {
     pub fn pin(&self, session: &str) -> String {
         format!("{}pin:{session}", self.prefix)
     }
+
+    /// The record of a used DPoP proof whose replay key (base64url) is `proof`.
+    pub fn proof(&self, proof: &str) -> String {
+        format!("{}dpop:{proof}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -44,6 +50,7 @@ mod tests {
         let keys = Keys::new("mesh-a:");
         assert_eq!(keys.stream(), "mesh-a:revocations");
         assert_eq!(keys.pin("abc"), "mesh-a:pin:abc");
+        assert_eq!(keys.proof("abc"), "mesh-a:dpop:abc");
         assert_eq!(Keys::new("").stream(), "revocations");
     }
 }

@@ -16,12 +16,15 @@
 //!   durable and idempotent writes, loading, compaction.
 //! - `follower`: the fan-out task applying every new entry to the local mirror.
 //! - `pins`: fleet-wide pins (`SET NX GET`), the check crate's [`PinStore`].
+//! - `proofs`: fleet-wide memory of used DPoP proofs (`SET NX GET PX`), the check crate's
+//!   [`ProofReplayStore`].
 
 mod entry;
 mod follower;
 mod keys;
 pub mod link;
 mod pins;
+mod proofs;
 mod revocations;
 
 use std::sync::Arc;
@@ -32,11 +35,13 @@ pub use self::follower::FollowerTask;
 use self::keys::Keys;
 use self::link::{RedisLink, Retry};
 use self::pins::RedisPins;
+use self::proofs::RedisProofReplay;
 use self::revocations::RedisStore;
 use crate::health::Readiness;
 use crate::revocation::settings::RedisSettings;
 use crate::revocation::{Revocations, StoreError};
 use sessiongate_check::pinning::PinStore;
+use sessiongate_check::replay::ProofReplayStore;
 use sessiongate_core::time::UnixTime;
 
 /// Longest pause between attempts to reach Redis at start-up.
@@ -48,6 +53,8 @@ pub struct Fleet {
     pub revocations: Arc<Revocations>,
     /// Pins in Redis, shared by every replica.
     pub pins: Arc<dyn PinStore>,
+    /// Used DPoP proofs in Redis, shared by every replica.
+    pub proofs: Arc<dyn ProofReplayStore>,
     /// Keeps the mirror current; stops following when dropped.
     pub follower: FollowerTask,
 }
@@ -105,7 +112,8 @@ pub async fn open(
     };
     Ok(Fleet {
         revocations,
-        pins: Arc::new(RedisPins::new(link, keys)),
+        pins: Arc::new(RedisPins::new(Arc::clone(&link), keys.clone())),
+        proofs: Arc::new(RedisProofReplay::new(link, keys)),
         follower: follower.start(),
     })
 }

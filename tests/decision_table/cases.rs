@@ -1120,3 +1120,96 @@ fn verification_budget_spent_is_503_with_retry_after() {
             .assert_allowed();
     });
 }
+
+// ----- DPoP (RFC 9449) ----------------------------------------------------------------------
+
+/// The `algs` of every DPoP challenge under the default `dpop.algorithms`.
+const DEFAULT_DPOP_ALGS: &str = r#"algs="RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA""#;
+
+/// An access token bound (`cnf.jkt`) to `client`'s key.
+fn dpop_bound(client: &sessiongate_token::testing::DpopClient, subject: &str) -> String {
+    token()
+        .sub(subject)
+        .claim("cnf", serde_json::json!({"jkt": client.jkt()}))
+        .sign()
+}
+
+#[test]
+fn dpop_sound_proof_is_allowed_once() {
+    run(async {
+        let stack = crate::shared_stack().await;
+        let client = sessiongate_token::testing::DpopClient::es256();
+        let jwt = dpop_bound(&client, "table-dpop");
+        let proof = client.proof("GET", &stack.url("/orders/1"), &jwt);
+        let send = |proof: String| {
+            stack
+                .get(Frontend, "/orders/1")
+                .header("authorization", format!("DPoP {jwt}"))
+                .header("dpop", proof)
+                .reply()
+        };
+        let reply = send(proof.clone()).await;
+        reply.assert_allowed();
+        assert_eq!(reply.upstream_single("x-sessiongate-subject"), "table-dpop");
+        send(proof)
+            .await
+            .assert_denied(401, "dpop_proof_replayed")
+            .assert_challenge_starts_with(r#"DPoP error="invalid_dpop_proof""#)
+            .assert_challenge_contains(DEFAULT_DPOP_ALGS);
+    });
+}
+
+#[test]
+fn invalid_dpop_proof_for_another_method() {
+    run(async {
+        let stack = crate::shared_stack().await;
+        let client = sessiongate_token::testing::DpopClient::ed25519();
+        let jwt = dpop_bound(&client, "table-dpop-htm");
+        let proof = client.proof("POST", &stack.url("/orders/1"), &jwt);
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", format!("DPoP {jwt}"))
+            .header("dpop", proof)
+            .reply()
+            .await
+            .assert_denied(401, "invalid_dpop_proof")
+            .assert_challenge_starts_with(r#"DPoP error="invalid_dpop_proof""#)
+            .assert_challenge_contains(DEFAULT_DPOP_ALGS);
+    });
+}
+
+#[test]
+fn dpop_key_mismatch() {
+    run(async {
+        let stack = crate::shared_stack().await;
+        let owner = sessiongate_token::testing::DpopClient::es256();
+        let thief = sessiongate_token::testing::DpopClient::es256();
+        let jwt = dpop_bound(&owner, "table-dpop-stolen");
+        let proof = thief.proof("GET", &stack.url("/orders/1"), &jwt);
+        stack
+            .get(Frontend, "/orders/1")
+            .header("authorization", format!("DPoP {jwt}"))
+            .header("dpop", proof)
+            .reply()
+            .await
+            .assert_denied(401, "dpop_key_mismatch")
+            .assert_challenge_starts_with(r#"DPoP error="invalid_token""#);
+    });
+}
+
+#[test]
+fn dpop_downgrade() {
+    run(async {
+        let stack = crate::shared_stack().await;
+        let client = sessiongate_token::testing::DpopClient::es256();
+        let jwt = dpop_bound(&client, "table-dpop-downgrade");
+        stack
+            .get(Frontend, "/orders/1")
+            .bearer_auth(&jwt)
+            .reply()
+            .await
+            .assert_denied(401, "dpop_downgrade")
+            .assert_challenge_starts_with(r#"DPoP error="invalid_token""#)
+            .assert_challenge_contains(DEFAULT_DPOP_ALGS);
+    });
+}

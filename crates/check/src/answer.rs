@@ -63,12 +63,16 @@ pub fn is_owned_header(name: impl AsRef<[u8]>) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(HEADER_PREFIX.as_bytes()))
 }
 
+/// The fresh server nonce of a `use_dpop_nonce` denial (RFC 9449 section 8).
+pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
+
 /// A denial as the client receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     /// The HTTP status (401, 403, 400, 429, 503).
     pub status: u16,
-    /// `content-type`, `cache-control`, and `www-authenticate` / `retry-after` when they apply.
+    /// `content-type`, `cache-control`, and `www-authenticate` / `retry-after` / `dpop-nonce`
+    /// when they apply.
     pub headers: Vec<(&'static str, String)>,
     /// The JSON body naming the reason.
     pub body: String,
@@ -85,6 +89,9 @@ pub fn denial(deny: &Deny) -> Denial {
     }
     if let Some(seconds) = deny.retry_after() {
         headers.push(("retry-after", seconds.to_string()));
+    }
+    if let Some(nonce) = deny.dpop_nonce() {
+        headers.push((DPOP_NONCE_HEADER, nonce.to_owned()));
     }
     Denial {
         status: deny.reason.http_status(),

@@ -6,8 +6,10 @@
 //!    verification, then the core's decision), synchronously;
 //! 2. when a new token names a key its issuer's set lacks, ask the [`KeyRefresh`] for a prompt
 //!    refresh and, if it installed keys, judge the request once more;
-//! 3. when a fresh session must be pinned, claim the pin through the [`PinStore`] and settle
-//!    the verdict ([`Gate::settle_pin`]);
+//! 3. when an allowed request carried a DPoP proof, record its first use through the
+//!    [`ProofReplayStore`] and settle the verdict ([`Gate::settle_replay`]); then, when a fresh
+//!    session must be pinned, claim the pin through the [`PinStore`] and settle the verdict
+//!    ([`Gate::settle_pin`]);
 //! 4. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
 //!    policy the request was judged under.
 //!
@@ -26,12 +28,13 @@ use std::sync::Arc;
 use sessiongate_core::deny::DenyReason;
 use sessiongate_core::request::RequestFacts;
 use sessiongate_core::time::UnixTime;
-use sessiongate_core::token::bearer_token;
+use sessiongate_core::token::access_token;
 
 use crate::gate::{Gate, Outcome};
 use sessiongate_core::workload::PinnedWorkload;
 
 use crate::pinning::{LocalPins, PinError, PinStore};
+use crate::replay::{LocalProofReplay, ProofReplayStore, ReplayError};
 
 /// A boxed future, so key refreshers can be trait objects.
 pub type RefreshFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
@@ -57,6 +60,8 @@ pub struct CheckUseCase {
     keys: Option<Arc<dyn KeyRefresh>>,
     /// Records the first workload of each new session (`binding.pin_first_workload`).
     pins: Arc<dyn PinStore>,
+    /// Records each DPoP proof's first use.
+    replay: Arc<dyn ProofReplayStore>,
 }
 
 impl CheckUseCase {
@@ -66,7 +71,15 @@ impl CheckUseCase {
             gate,
             keys: None,
             pins: Arc::new(LocalPins),
+            replay: Arc::new(LocalProofReplay::default()),
         }
+    }
+
+    /// Records DPoP proofs in `replay` (e.g. Redis, fleet-wide, or a local store of another
+    /// size) instead of the default local store.
+    pub fn with_proof_replay(mut self, replay: Arc<dyn ProofReplayStore>) -> CheckUseCase {
+        self.replay = replay;
+        self
     }
 
     /// On an unknown `kid`, asks `keys` for a refresh and judges the request once more.
@@ -107,7 +120,7 @@ impl CheckUseCase {
         let outcome = self.judge(request)?;
         if let Some(keys) = &self.keys
             && worth_a_key_refresh(&outcome)
-            && let Ok(Some(token)) = bearer_token(request.authorization)
+            && let Ok(Some((_, token))) = access_token(request.authorization)
         {
             let (keys, token) = (Arc::clone(keys), token.to_owned());
             return Ok(Progress::Waiting(Waiting {
@@ -134,10 +147,23 @@ impl CheckUseCase {
                 Ok(self.after_judging(self.judge(request)?))
             }
             (Step(StepKind::KeyRefresh { outcome }), _) => Ok(self.after_judging(outcome)),
+            (Step(StepKind::ReplayClaim { outcome }), Waited::ProofFirstUse(first)) => {
+                Ok(self.after_judging(self.gate.settle_replay(outcome, first, UnixTime::now())))
+            }
+            (Step(StepKind::ReplayClaim { outcome }), _) => {
+                // Not a pairing `begin` or `resume` produces; fail closed rather than allow.
+                Ok(Progress::Answered(self.gate.settle_replay(
+                    outcome,
+                    Err(ReplayError::Unavailable(
+                        "the proof's replay claim was not awaited".into(),
+                    )),
+                    UnixTime::now(),
+                )))
+            }
             (Step(StepKind::PinClaim { outcome }), Waited::PinOwner(owner)) => Ok(
                 Progress::Answered(self.gate.settle_pin(outcome, owner, UnixTime::now())),
             ),
-            (Step(StepKind::PinClaim { outcome }), Waited::KeysRefreshed(_)) => {
+            (Step(StepKind::PinClaim { outcome }), _) => {
                 // Not a pairing `begin` or `resume` produces; fail closed rather than allow.
                 Ok(Progress::Answered(self.gate.settle_pin(
                     outcome,
@@ -150,8 +176,18 @@ impl CheckUseCase {
         }
     }
 
-    /// An outcome that may still need its session pinned: the claim to wait for, or the answer.
+    /// An outcome that may still need its DPoP proof recorded or its session pinned: the claim
+    /// to wait for (the proof's first), or the answer.
     fn after_judging(&self, outcome: Outcome) -> Progress {
+        if let Some(claim) = outcome.replay {
+            let replay = Arc::clone(&self.replay);
+            return Progress::Waiting(Waiting {
+                step: Step(StepKind::ReplayClaim { outcome }),
+                future: Box::pin(async move {
+                    Waited::ProofFirstUse(replay.claim(claim.key, claim.ttl).await)
+                }),
+            });
+        }
         let (Some(claim), Some((key, session))) = (&outcome.pin, &outcome.session) else {
             return Progress::Answered(outcome);
         };
@@ -218,6 +254,8 @@ enum StepKind {
     KeyRefresh { outcome: Outcome },
     /// An allow pending the session's pin.
     PinClaim { outcome: Outcome },
+    /// An allow pending the record of its DPoP proof's first use.
+    ReplayClaim { outcome: Outcome },
 }
 
 /// What a [`WaitFuture`] produced.
@@ -227,6 +265,8 @@ pub enum Waited {
     KeysRefreshed(bool),
     /// Who owns the session now (the pin claim's answer).
     PinOwner(Result<PinnedWorkload, PinError>),
+    /// Whether the DPoP proof was used for the first time (the replay claim's answer).
+    ProofFirstUse(Result<bool, ReplayError>),
 }
 
 /// The new token's `kid` is not in its issuer's set (not a cached session whose key was
@@ -242,6 +282,7 @@ impl std::fmt::Debug for CheckUseCase {
             .field("gate", &self.gate)
             .field("key_refresh", &self.keys.is_some())
             .field("pins", &self.pins)
+            .field("replay", &self.replay)
             .finish()
     }
 }
@@ -358,5 +399,69 @@ mod tests {
             replay.verdict.unwrap_err().reason,
             DenyReason::SessionReplayed
         );
+    }
+
+    /// A DPoP-bound token for `client`, and a request presenting it with `proof`.
+    fn dpop_token(client: &sessiongate_token::testing::DpopClient) -> String {
+        let iat = UnixTime::now().as_secs();
+        sessiongate_token::testing::mint_es256(&serde_json::json!({
+            "iss": ISSUER, "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
+            "scope": "orders:read", "cnf": {"jkt": client.jkt()}}))
+    }
+
+    fn dpop_request<'a>(authorization: &'a str, proof: &'a str) -> RequestFacts<'a> {
+        let mut facts = request(authorization, FRONTEND);
+        facts.scheme = "https";
+        facts.authority = "api.example.com";
+        facts.dpop = sessiongate_core::request::AuthorizationValues::One(proof);
+        facts
+    }
+
+    #[test]
+    fn a_dpop_proof_is_accepted_once() {
+        let (check, _) = rotated(Some(jwks()));
+        let client = sessiongate_token::testing::DpopClient::es256();
+        let token = dpop_token(&client);
+        let header = format!("DPoP {token}");
+        let proof = client.proof("GET", "https://api.example.com/orders", &token);
+        let first = now_or_never(check.run(&dpop_request(&header, &proof))).unwrap();
+        assert_eq!(first.verdict, Ok(()));
+        assert!(first.replay.is_none(), "the proof was recorded and settled");
+        let again = now_or_never(check.run(&dpop_request(&header, &proof))).unwrap();
+        assert_eq!(
+            again.verdict.unwrap_err().reason,
+            DenyReason::DpopProofReplayed
+        );
+        let fresh = client.proof("GET", "https://api.example.com/orders", &token);
+        let next = now_or_never(check.run(&dpop_request(&header, &fresh))).unwrap();
+        assert_eq!(next.verdict, Ok(()), "a new proof of the same session");
+    }
+
+    /// A replay store that cannot be reached.
+    #[derive(Debug)]
+    struct Unreachable;
+
+    impl ProofReplayStore for Unreachable {
+        fn claim(
+            &self,
+            _key: [u8; 32],
+            _ttl: std::time::Duration,
+        ) -> crate::replay::ReplayFuture<'_> {
+            Box::pin(async { Err(ReplayError::Unavailable("down".into())) })
+        }
+    }
+
+    #[test]
+    fn a_proof_whose_first_use_cannot_be_recorded_fails_closed() {
+        let (check, _) = rotated(Some(jwks()));
+        let check = check.with_proof_replay(Arc::new(Unreachable));
+        let client = sessiongate_token::testing::DpopClient::es256();
+        let token = dpop_token(&client);
+        let header = format!("DPoP {token}");
+        let proof = client.proof("GET", "https://api.example.com/orders", &token);
+        let outcome = now_or_never(check.run(&dpop_request(&header, &proof))).unwrap();
+        let deny = outcome.verdict.unwrap_err();
+        assert_eq!(deny.reason, DenyReason::InternalError);
+        assert_eq!(deny.reason.http_status(), 503);
     }
 }

@@ -20,17 +20,19 @@ use crate::budget::{BudgetLimits, CallerKey, VerificationBudget};
 use crate::pinning::PinError;
 use crate::policy::Policy;
 use crate::rejections::{RecentRejections, RejectionMemory};
+use crate::replay::{ReplayClaim, ReplayError};
 use crate::revocations::RevocationsInForce;
 use crate::session::{Session, SessionCache, SessionKey};
 use crate::thumbprints::ThumbprintCache;
-use sessiongate_core::decision::{self, Admission, Clock, Rules, SessionState};
+use sessiongate_core::decision::{self, Admission, Clock, Possession, Rules, SessionState};
 use sessiongate_core::deny::{Deny, DenyReason};
+use sessiongate_core::dpop::{DpopProof, NonceCheck, RequestTarget};
 use sessiongate_core::request::RequestFacts;
 use sessiongate_core::revocation::RevocationCheck;
 use sessiongate_core::time::UnixTime;
-use sessiongate_core::token::Confirmation;
+use sessiongate_core::token::{Confirmation, Scheme};
 use sessiongate_core::workload::{Caller, PinnedWorkload, SpiffeId};
-use sessiongate_token::KeyRing;
+use sessiongate_token::{KeyRing, access_token_hash};
 
 /// Distinct peer certificates whose thumbprints are kept.
 const THUMBPRINT_CACHE_CAPACITY: u64 = 10_000;
@@ -48,6 +50,11 @@ pub struct Outcome {
     /// check use case records the pin through a [`crate::pinning::PinStore`] and finishes with
     /// [`Gate::settle_pin`]; an outcome it returns never carries one.
     pub pin: Option<PinClaim>,
+    /// Set when the request is allowed so far but carried a DPoP proof that must first be
+    /// recorded as used: the check use case records it through a
+    /// [`crate::replay::ProofReplayStore`] and finishes with [`Gate::settle_replay`] (before
+    /// any pin claim); an outcome it returns never carries one.
+    pub replay: Option<ReplayClaim>,
     /// Whether a denial is only reported, not enforced: decided by the same policy the verdict
     /// came from, so a reload that lands while the pin is being recorded never judges a
     /// request by one generation and enforces another's `dry_run`.
@@ -88,6 +95,11 @@ pub struct Gate {
     budget: VerificationBudget,
     /// Tokens rejected lately, so their bytes are not verified again.
     rejections: RecentRejections,
+    /// Caps how many DPoP proofs each caller, and everyone, can have verified per second. A
+    /// proof is verified on every request (cached session or not), so it has a bucket of its
+    /// own with the same limits as new tokens: a DPoP client's proofs never starve its new
+    /// tokens, nor the other way round.
+    proof_budget: VerificationBudget,
 }
 
 impl Gate {
@@ -108,12 +120,14 @@ impl Gate {
             revocations: None,
             budget: VerificationBudget::new(BudgetLimits::default()),
             rejections: RecentRejections::new(RejectionMemory::default()),
+            proof_budget: VerificationBudget::new(BudgetLimits::default()),
         }
     }
 
     /// Limits verifications of new tokens as `limits` say (`limits.verifications`).
     pub fn with_verification_budget(mut self, limits: BudgetLimits) -> Gate {
         self.budget = VerificationBudget::new(limits);
+        self.proof_budget = VerificationBudget::new(limits);
         self
     }
 
@@ -205,13 +219,14 @@ impl Gate {
 
     /// The verdict of `policy` on one request (enforced; [`Gate::check`] settles dry-run).
     fn judge(&self, policy: &Policy, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
-        let (route, requirements, token) = match decision::admit(&policy.routes, request) {
+        let (route, requirements, token, scheme) = match decision::admit(&policy.routes, request) {
             Ok(Admission::Public(route)) => {
                 return Outcome {
                     route: Some(Arc::clone(&route.name)),
                     verdict: Ok(()),
                     session: None,
                     pin: None,
+                    replay: None,
                     dry_run: false,
                 };
             }
@@ -219,7 +234,8 @@ impl Gate {
                 route,
                 requirements,
                 token,
-            }) => (route, requirements, token),
+                scheme,
+            }) => (route, requirements, token, scheme),
             Err(deny) => {
                 let route = policy.routes.find(request).map(|r| Arc::clone(&r.name));
                 return Outcome {
@@ -227,11 +243,29 @@ impl Gate {
                     verdict: Err(deny),
                     session: None,
                     pin: None,
+                    replay: None,
                     dry_run: false,
                 };
             }
         };
         let route_name = Some(Arc::clone(&route.name));
+        // A proof is verified before the token: a bad proof never costs a token verification.
+        let proof = match scheme {
+            Scheme::Bearer => None,
+            Scheme::Dpop => match self.verify_proof(policy, request, now) {
+                Ok(proof) => Some(proof),
+                Err(deny) => {
+                    return Outcome {
+                        route: route_name,
+                        verdict: Err(deny),
+                        session: None,
+                        pin: None,
+                        replay: None,
+                        dry_run: false,
+                    };
+                }
+            },
+        };
         let key = SessionKey::of_token(token);
         let session = match self.sessions.get(&key, now) {
             Some(session) => session,
@@ -243,6 +277,7 @@ impl Gate {
                         verdict: Err(deny),
                         session: None,
                         pin: None,
+                        replay: None,
                         dry_run: false,
                     };
                 }
@@ -254,13 +289,40 @@ impl Gate {
             requirements,
             session: &policy.session,
             binding: &policy.binding,
+            dpop: &policy.dpop.rules,
+        };
+        let (nonce, fresh_nonce) = match (&proof, &policy.dpop.nonces) {
+            (Some(proof), Some(nonces)) if requirements.dpop_nonce => {
+                match nonces.check(proof.nonce.as_deref(), now) {
+                    NonceCheck::Current => (NonceCheck::Current, None),
+                    other => (other, Some(nonces.current(now))),
+                }
+            }
+            (Some(_), None) if requirements.dpop_nonce => (NonceCheck::Missing, None),
+            _ => (NonceCheck::NotRequired, None),
+        };
+        let possession = match &proof {
+            None => Possession::bearer(),
+            Some(proof) => Possession {
+                scheme,
+                proof: Some(proof),
+                token_hash: Some(access_token_hash(token)),
+                target: RequestTarget {
+                    method: request.method,
+                    scheme: request.scheme,
+                    authority: request.authority,
+                    path: request.path,
+                },
+                nonce,
+                fresh_nonce: fresh_nonce.as_ref(),
+            },
         };
         let clock = Clock {
             now,
             started_at: self.started_at,
         };
         let state = self.state_of(&session, caller.spiffe_id.map(|id| id.as_str()));
-        let verdict = decision::decide(&session.token, state, &caller, rules, clock);
+        let verdict = decision::decide(&session.token, state, &caller, possession, rules, clock);
         // decide() already compared the caller with an existing pin; a fresh session is
         // pinned by the caller of this function, then settled.
         let pin =
@@ -277,7 +339,14 @@ impl Gate {
             } else {
                 None
             };
-        if verdict.is_ok() && pin.is_none() {
+        let replay = match &proof {
+            Some(proof) if verdict.is_ok() => Some(ReplayClaim {
+                key: proof.replay_key,
+                ttl: policy.dpop.replay_ttl(policy.session.clock_skew),
+            }),
+            _ => None,
+        };
+        if verdict.is_ok() && pin.is_none() && replay.is_none() {
             session.record_allowed(now);
         }
         Outcome {
@@ -285,8 +354,70 @@ impl Gate {
             verdict,
             session: Some((key, session)),
             pin,
+            replay,
             dry_run: false,
         }
+    }
+
+    /// The request's one DPoP proof, verified; its verification is paid from the caller's
+    /// proof budget.
+    fn verify_proof(
+        &self,
+        policy: &Policy,
+        request: &RequestFacts<'_>,
+        now: UnixTime,
+    ) -> Result<DpopProof, Deny> {
+        self.proof_budget
+            .try_spend(&self.caller_key(request), now)
+            .map_err(|throttled| {
+                Deny::verification_throttled(throttled.retry_after, throttled.per_caller)
+            })?;
+        policy
+            .dpop
+            .verifier
+            .verify_header(request.dpop)
+            .map_err(|error| decision::proof_rejected(error.0, &policy.dpop.rules))
+    }
+
+    /// Finishes an outcome whose DPoP proof had to be recorded, given whether this was its
+    /// first use (`first`, from the [`crate::replay::ProofReplayStore`]): a proof seen before is
+    /// `dpop_proof_replayed`, and one whose first use cannot be established is 503
+    /// `internal_error` (failing closed, as pins do: a replica cut off Redis must not accept
+    /// proofs another replica saw). A denied outcome claims no pin.
+    pub fn settle_replay(
+        &self,
+        mut outcome: Outcome,
+        first: Result<bool, ReplayError>,
+        now: UnixTime,
+    ) -> Outcome {
+        if outcome.replay.take().is_none() {
+            return outcome;
+        }
+        let verdict = match first {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(decision::proof_replayed(&self.policy.load().dpop.rules)),
+            Err(error) => {
+                tracing::error!(%error, "cannot record a DPoP proof; denying it (fail closed)");
+                Err(Deny::new(
+                    DenyReason::InternalError,
+                    "the DPoP proof's first use cannot be recorded; try again later",
+                ))
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                if outcome.pin.is_none()
+                    && let Some((_, session)) = &outcome.session
+                {
+                    session.record_allowed(now);
+                }
+            }
+            Err(deny) => {
+                outcome.pin = None;
+                outcome.verdict = Err(deny);
+            }
+        }
+        outcome
     }
 
     /// Finishes an outcome whose session needed a pin, given who owns the session now
@@ -393,7 +524,10 @@ impl Gate {
         session: &Session,
         pinning: bool,
     ) -> Caller<'r> {
-        let bound = !matches!(session.token.confirmation, Confirmation::None);
+        let bound = matches!(
+            session.token.confirmation,
+            Confirmation::Certificate(_) | Confirmation::Unsupported
+        );
         self.identify(request, |has_spiffe_id| {
             bound || (pinning && !has_spiffe_id)
         })
@@ -463,6 +597,9 @@ pub(crate) mod tests {
                     scope_challenge: scopes.join(" ").into(),
                     max_token_age: Duration::from_secs(900),
                     max_auth_age: None,
+                    proof_of_possession: None,
+                    dpop_nonce: false,
+                    dpop_origin: None,
                 }),
                 workloads: None,
             }]),
@@ -487,6 +624,7 @@ pub(crate) mod tests {
                 ..Default::default()
             },
             dry_run: Default::default(),
+            dpop: Default::default(),
         }
     }
 

@@ -13,7 +13,8 @@
 //!   [`answer`]: what an outcome tells the client and the upstream, for every adapter.
 //! - [`policy`]: the compiled policy a check runs under, swapped whole on reload.
 //! - [`session`]: verified sessions and their bounded cache.
-//! - [`pinning`]: where a new session's first workload is recorded.
+//! - [`pinning`]: where a new session's first workload is recorded; [`replay`]: where DPoP
+//!   proofs are remembered, so each is accepted once.
 //! - [`revocations`]: the revocation set in force, kept current by the server's stores.
 //! - [`budget`]: how many verifications each caller may cause; [`rejections`]: recently
 //!   rejected tokens, never verified twice; [`thumbprints`]: peer certificates' thumbprints.
@@ -28,6 +29,7 @@ pub mod gate;
 pub mod pinning;
 pub mod policy;
 pub mod rejections;
+pub mod replay;
 pub mod revocations;
 pub mod session;
 pub mod thumbprints;

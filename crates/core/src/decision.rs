@@ -13,23 +13,27 @@
 //!    workloads, scopes. Authentication failures (401) are checked before authorization (403),
 //!    so a client that must fetch a new token learns that first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::deny::{Deny, DenyReason};
+use crate::dpop::{DpopProof, DpopRules, NonceCheck, RequestTarget, target_matches};
 use crate::policy::{BindingRules, SessionRules};
 use crate::request::RequestFacts;
 use crate::revocation::RevocationCheck;
 use crate::route::{Route, RouteAccess, RouteTable, SessionRequirements};
 use crate::time::UnixTime;
-use crate::token::{Confirmation, CredentialError, TokenError, VerifiedToken, bearer_token};
-use crate::workload::{Caller, PinnedWorkload, SpiffeId};
+use crate::token::{
+    Confirmation, CredentialError, Scheme, TokenError, VerifiedToken, access_token,
+};
+use crate::workload::{Caller, PinnedWorkload, SpiffeId, Thumbprint};
 
 /// Outcome of the first step for a request that may proceed.
 #[derive(Debug)]
 pub enum Admission<'p, 'r> {
     /// A public route: allow without a token.
     Public(&'p Route),
-    /// A route needing a session; `token` is the bearer credential to verify.
+    /// A route needing a session; `token` is the access token to verify.
     Bearer {
         /// The matched route.
         route: &'p Route,
@@ -37,6 +41,8 @@ pub enum Admission<'p, 'r> {
         requirements: &'p SessionRequirements,
         /// The compact JWS from the `Authorization` header.
         token: &'r str,
+        /// How it was presented: `Bearer`, or `DPoP` with a proof to verify.
+        scheme: Scheme,
     },
 }
 
@@ -57,11 +63,12 @@ pub fn admit<'p, 'r>(
         }
         RouteAccess::Session(requirements) => requirements,
     };
-    match bearer_token(request.authorization) {
-        Ok(Some(token)) => Ok(Admission::Bearer {
+    match access_token(request.authorization) {
+        Ok(Some((scheme, token))) => Ok(Admission::Bearer {
             route,
             requirements,
             token,
+            scheme,
         }),
         Ok(None) => Err(Deny::new(
             DenyReason::MissingToken,
@@ -97,6 +104,21 @@ pub fn token_rejected(error: &TokenError) -> Deny {
         other => other.to_string().into(),
     };
     Deny::new(reason, description)
+}
+
+/// The denial for a DPoP proof that could not be read or verified (`what` says why; never
+/// proof content), with the `DPoP` challenge naming the accepted algorithms.
+pub fn proof_rejected(what: &'static str, rules: &DpopRules) -> Deny {
+    Deny::dpop(DenyReason::InvalidDpopProof, what, &rules.algorithms)
+}
+
+/// The denial when a DPoP proof's `jti` was accepted before (RFC 9449 section 11.1).
+pub fn proof_replayed(rules: &DpopRules) -> Deny {
+    Deny::dpop(
+        DenyReason::DpopProofReplayed,
+        "the DPoP proof was used before (jti)",
+        &rules.algorithms,
+    )
 }
 
 /// The denial when another workload won the race to pin a fresh session.
@@ -142,6 +164,41 @@ pub struct Rules<'p> {
     pub session: &'p SessionRules,
     /// Workload binding rules.
     pub binding: &'p BindingRules,
+    /// DPoP settings (algorithms for challenges, proof lifetime, public origin).
+    pub dpop: &'p DpopRules,
+}
+
+/// How the access token was presented, and the DPoP proof that came with it: the request facts
+/// the proof-of-possession rules read.
+#[derive(Clone, Copy, Debug)]
+pub struct Possession<'a> {
+    /// The `Authorization` scheme.
+    pub scheme: Scheme,
+    /// The verified proof; `Some` exactly when `scheme` is `DPoP` (the check use case verifies
+    /// it before the decision, and denies when it cannot).
+    pub proof: Option<&'a DpopProof>,
+    /// SHA-256 of the access token as presented, for `ath`; computed only with a proof.
+    pub token_hash: Option<Thumbprint>,
+    /// Method, scheme, authority and path of the request, for `htm` and `htu`.
+    pub target: RequestTarget<'a>,
+    /// Whether the proof's nonce is current (or none is required).
+    pub nonce: NonceCheck,
+    /// The nonce to hand out when the proof's is missing or stale.
+    pub fresh_nonce: Option<&'a Arc<str>>,
+}
+
+impl Possession<'_> {
+    /// A plain `Bearer` presentation, with nothing to prove.
+    pub fn bearer() -> Possession<'static> {
+        Possession {
+            scheme: Scheme::Bearer,
+            proof: None,
+            token_hash: None,
+            target: RequestTarget::default(),
+            nonce: NonceCheck::NotRequired,
+            fresh_nonce: None,
+        }
+    }
 }
 
 /// Step 2: judge a verified session for this request. `Ok(())` allows it; the caller then
@@ -151,6 +208,7 @@ pub fn decide(
     token: &VerifiedToken,
     state: SessionState<'_>,
     caller: &Caller<'_>,
+    possession: Possession<'_>,
     rules: Rules<'_>,
     clock: Clock,
 ) -> Result<(), Deny> {
@@ -160,7 +218,11 @@ pub fn decide(
         clock,
         session: rules.session,
         max_token_age: rules.requirements.max_token_age,
-        request: Some(RequestRules { caller, rules }),
+        request: Some(RequestRules {
+            caller,
+            possession,
+            rules,
+        }),
     };
     RULES.iter().try_for_each(|rule| rule(&facts))
 }
@@ -181,6 +243,7 @@ struct Facts<'a> {
 /// The request-specific half of [`Facts`].
 struct RequestRules<'a> {
     caller: &'a Caller<'a>,
+    possession: Possession<'a>,
     rules: Rules<'a>,
 }
 
@@ -203,6 +266,13 @@ const RULES: &[Rule] = &[
     authenticated_recently_enough,
     not_idle,
     certificate_bound,
+    not_downgraded,
+    possession_proven,
+    dpop_key_bound,
+    dpop_proof_for_this_token,
+    dpop_proof_for_this_request,
+    dpop_proof_fresh,
+    dpop_nonce_current,
     not_replayed,
     binding_claim_matches,
     workload_allowed,
@@ -327,7 +397,8 @@ fn certificate_bound(facts: &Facts<'_>) -> Result<(), Deny> {
         return Ok(());
     };
     match &facts.token.confirmation {
-        Confirmation::None => Ok(()),
+        // A DPoP-bound token is judged by the DPoP rules that follow.
+        Confirmation::None | Confirmation::DpopKey(_) => Ok(()),
         Confirmation::Certificate(bound) if request.caller.thumbprint == Some(**bound) => Ok(()),
         Confirmation::Certificate(_) => Err(Deny::new(
             DenyReason::CnfMismatch,
@@ -336,6 +407,189 @@ fn certificate_bound(facts: &Facts<'_>) -> Result<(), Deny> {
         Confirmation::Unsupported => Err(Deny::new(
             DenyReason::CnfMismatch,
             "token uses an unsupported confirmation method",
+        )),
+    }
+}
+
+/// RFC 9449 section 7.2: a DPoP-bound token presented as `Bearer` would let whoever stole it
+/// skip the proof.
+fn not_downgraded(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if request.possession.scheme == Scheme::Bearer
+        && matches!(facts.token.confirmation, Confirmation::DpopKey(_))
+    {
+        return Err(Deny::dpop(
+            DenyReason::DpopDowngrade,
+            "a DPoP-bound token must be presented with the DPoP scheme and a proof",
+            &request.rules.dpop.algorithms,
+        ));
+    }
+    Ok(())
+}
+
+/// `routes[].proof_of_possession`: on such a route a plain bearer token is refused, and so is
+/// a token bound in a way the route does not accept. The binding itself is checked by
+/// `certificate_bound` and the DPoP rules.
+fn possession_proven(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let Some(required) = request.rules.requirements.proof_of_possession else {
+        return Ok(());
+    };
+    let proven = match (&facts.token.confirmation, request.possession.scheme) {
+        (Confirmation::DpopKey(_), Scheme::Dpop) => required.accepts_dpop(),
+        (Confirmation::Certificate(_), _) => required.accepts_mtls(),
+        _ => false,
+    };
+    if proven {
+        return Ok(());
+    }
+    Err(if required.accepts_dpop() {
+        Deny::dpop(
+            DenyReason::ProofOfPossessionRequired,
+            "the route requires a sender-constrained token",
+            &request.rules.dpop.algorithms,
+        )
+    } else {
+        Deny::new(
+            DenyReason::ProofOfPossessionRequired,
+            "the route requires a certificate-bound token",
+        )
+    })
+}
+
+/// The proof of a `DPoP` request, once verified; its absence fails closed.
+fn proof<'a>(request: &'a RequestRules<'a>) -> Result<Option<&'a DpopProof>, Deny> {
+    if request.possession.scheme != Scheme::Dpop {
+        return Ok(None);
+    }
+    match request.possession.proof {
+        Some(proof) => Ok(Some(proof)),
+        None => Err(proof_rejected(
+            "a DPoP proof is required",
+            request.rules.dpop,
+        )),
+    }
+}
+
+fn invalid_proof(request: &RequestRules<'_>, what: &'static str) -> Deny {
+    proof_rejected(what, request.rules.dpop)
+}
+
+/// RFC 9449 section 7.1: the token presented with `DPoP` is bound (`cnf.jkt`) to the proof's key.
+fn dpop_key_bound(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let Some(proof) = proof(request)? else {
+        return Ok(());
+    };
+    let description = match &facts.token.confirmation {
+        Confirmation::DpopKey(jkt) if **jkt == proof.key => return Ok(()),
+        Confirmation::DpopKey(_) => "token is bound to another key than the DPoP proof's (cnf.jkt)",
+        _ => "token presented with DPoP is not bound to a DPoP key (no cnf.jkt)",
+    };
+    Err(Deny::dpop(
+        DenyReason::DpopKeyMismatch,
+        description,
+        &request.rules.dpop.algorithms,
+    ))
+}
+
+/// `ath`: the proof was made for this access token (RFC 9449 section 4.3, check 12).
+fn dpop_proof_for_this_token(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let Some(proof) = proof(request)? else {
+        return Ok(());
+    };
+    match (proof.token_hash, request.possession.token_hash) {
+        (Some(claimed), Some(actual)) if claimed == actual => Ok(()),
+        (None, _) => Err(invalid_proof(
+            request,
+            "DPoP proof has no valid ath (hash of the access token)",
+        )),
+        _ => Err(invalid_proof(
+            request,
+            "DPoP proof's ath does not match the access token",
+        )),
+    }
+}
+
+/// `htm` and `htu`: the proof was made for this request (RFC 9449 section 4.3, checks 8–9).
+fn dpop_proof_for_this_request(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let Some(proof) = proof(request)? else {
+        return Ok(());
+    };
+    let target = &request.possession.target;
+    if *proof.method != *target.method {
+        return Err(invalid_proof(
+            request,
+            "DPoP proof's htm does not match the request method",
+        ));
+    }
+    let origin = request.rules.requirements.dpop_origin.as_deref().or(request
+        .rules
+        .dpop
+        .origin
+        .as_deref());
+    if !target_matches(&proof.target, target, origin) {
+        return Err(invalid_proof(
+            request,
+            "DPoP proof's htu does not match the request URI",
+        ));
+    }
+    Ok(())
+}
+
+/// `iat` within `dpop.proof_lifetime` (plus `session.clock_skew` on both sides): a proof is
+/// short-lived, and the replay store only has to remember it that long.
+fn dpop_proof_fresh(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    let Some(proof) = proof(request)? else {
+        return Ok(());
+    };
+    let skew = facts.session.clock_skew;
+    if proof.issued_at > facts.clock.now.plus(skew) {
+        return Err(invalid_proof(
+            request,
+            "DPoP proof is issued in the future (iat)",
+        ));
+    }
+    if facts.clock.now.since(proof.issued_at) > request.rules.dpop.proof_lifetime + skew {
+        return Err(invalid_proof(request, "DPoP proof is too old (iat)"));
+    }
+    Ok(())
+}
+
+/// `routes[].dpop_nonce`: the proof carries a current server nonce (RFC 9449 section 8).
+fn dpop_nonce_current(facts: &Facts<'_>) -> Result<(), Deny> {
+    let Some(request) = &facts.request else {
+        return Ok(());
+    };
+    if request.possession.scheme != Scheme::Dpop || request.possession.nonce != NonceCheck::Missing
+    {
+        return Ok(());
+    }
+    match request.possession.fresh_nonce {
+        Some(nonce) => Err(Deny::use_dpop_nonce(
+            &request.rules.dpop.algorithms,
+            Arc::clone(nonce),
+        )),
+        // Nonces required without a secret to make them: configuration refuses this; fail
+        // closed all the same.
+        None => Err(Deny::new(
+            DenyReason::InternalError,
+            "no DPoP nonce can be issued",
         )),
     }
 }

@@ -58,11 +58,27 @@ pub enum DenyReason {
     /// A new token was not verified because its caller, or all callers together, spent their
     /// verification budget (`limits.verifications`); retry after `Retry-After`.
     VerificationThrottled,
+    /// The DPoP proof is missing, several, malformed, wrongly typed or signed, signed with an
+    /// algorithm off `dpop.algorithms` or a key that is not public, or names another method,
+    /// URI, token (`ath`) or time (`iat`) than this request (RFC 9449 section 4.3).
+    InvalidDpopProof,
+    /// The DPoP proof's `jti` was accepted before (this replica, or the fleet through Redis).
+    DpopProofReplayed,
+    /// The token presented with `DPoP` is not bound (`cnf.jkt`) to the key that signed the proof.
+    DpopKeyMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) presented as a `Bearer` token (RFC 9449 section 7.2).
+    DpopDowngrade,
+    /// The route requires proof of possession (`proof_of_possession`) and the token is a plain
+    /// bearer token, or bound in a way the route does not accept.
+    ProofOfPossessionRequired,
+    /// The route requires a server nonce (`dpop_nonce`) and the proof has none, or a stale one;
+    /// the response carries a fresh one in `DPoP-Nonce`.
+    UseDpopNonce,
 }
 
 impl DenyReason {
     /// Every reason, for metrics pre-registration and exhaustive tests.
-    pub const ALL: [DenyReason; 22] = [
+    pub const ALL: [DenyReason; 28] = [
         DenyReason::MissingToken,
         DenyReason::MalformedToken,
         DenyReason::BadSignature,
@@ -85,6 +101,12 @@ impl DenyReason {
         DenyReason::InternalError,
         DenyReason::Revoked,
         DenyReason::VerificationThrottled,
+        DenyReason::InvalidDpopProof,
+        DenyReason::DpopProofReplayed,
+        DenyReason::DpopKeyMismatch,
+        DenyReason::DpopDowngrade,
+        DenyReason::ProofOfPossessionRequired,
+        DenyReason::UseDpopNonce,
     ];
 
     /// The stable snake_case name.
@@ -112,6 +134,12 @@ impl DenyReason {
             DenyReason::InternalError => "internal_error",
             DenyReason::Revoked => "revoked",
             DenyReason::VerificationThrottled => "verification_throttled",
+            DenyReason::InvalidDpopProof => "invalid_dpop_proof",
+            DenyReason::DpopProofReplayed => "dpop_proof_replayed",
+            DenyReason::DpopKeyMismatch => "dpop_key_mismatch",
+            DenyReason::DpopDowngrade => "dpop_downgrade",
+            DenyReason::ProofOfPossessionRequired => "proof_of_possession_required",
+            DenyReason::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -141,6 +169,8 @@ impl DenyReason {
             DenyReason::InternalError | DenyReason::VerificationThrottled => {
                 "temporarily_unavailable"
             }
+            DenyReason::InvalidDpopProof | DenyReason::DpopProofReplayed => "invalid_dpop_proof",
+            DenyReason::UseDpopNonce => "use_dpop_nonce",
             _ => "invalid_token",
         }
     }
@@ -162,6 +192,12 @@ enum ChallengeDetail {
     MaxAge(u64),
     /// Whole seconds after which a retry can succeed (`Retry-After`, RFC 9110 section 10.2.3).
     RetryAfter(u64),
+    /// A `DPoP` challenge (RFC 9449 section 7.1): the accepted proof algorithms
+    /// (space-separated, shared with the policy) and, for `use_dpop_nonce`, the nonce to use.
+    Dpop {
+        algs: Arc<str>,
+        nonce: Option<Arc<str>>,
+    },
 }
 
 /// A denial: the reason, a human-readable description, and challenge details.
@@ -221,6 +257,45 @@ impl Deny {
         }
     }
 
+    /// A denial answered with a `DPoP` challenge naming the accepted algorithms `algs`
+    /// (RFC 9449 section 7.1), so a client learns to present a proof, or a better one.
+    pub fn dpop(
+        reason: DenyReason,
+        description: impl Into<Cow<'static, str>>,
+        algs: &Arc<str>,
+    ) -> Deny {
+        Deny {
+            reason,
+            description: description.into(),
+            detail: ChallengeDetail::Dpop {
+                algs: Arc::clone(algs),
+                nonce: None,
+            },
+        }
+    }
+
+    /// `use_dpop_nonce`: the proof must carry `nonce`, sent back in a `DPoP-Nonce` header.
+    pub fn use_dpop_nonce(algs: &Arc<str>, nonce: Arc<str>) -> Deny {
+        Deny {
+            reason: DenyReason::UseDpopNonce,
+            description: "the DPoP proof must carry the server's current nonce".into(),
+            detail: ChallengeDetail::Dpop {
+                algs: Arc::clone(algs),
+                nonce: Some(nonce),
+            },
+        }
+    }
+
+    /// The nonce for a `DPoP-Nonce` header (RFC 9449 section 8), when the denial asks for one.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        match &self.detail {
+            ChallengeDetail::Dpop {
+                nonce: Some(nonce), ..
+            } => Some(nonce),
+            _ => None,
+        }
+    }
+
     /// Seconds after which a retry can succeed, for a `Retry-After` header.
     pub fn retry_after(&self) -> Option<u64> {
         match self.detail {
@@ -241,6 +316,12 @@ impl Deny {
     /// The `WWW-Authenticate` header value, if the reason has a challenge.
     pub fn www_authenticate(&self) -> Option<String> {
         let challenge = match (self.reason, &self.detail) {
+            (reason, ChallengeDetail::Dpop { algs, .. }) => format!(
+                r#"DPoP error="{}", error_description="{}", algs="{}""#,
+                reason.error_code(),
+                quotable(&self.description),
+                quotable(algs)
+            ),
             (DenyReason::MissingToken, _) => r#"Bearer realm="sessiongate""#.to_owned(),
             (DenyReason::InsufficientScope, ChallengeDetail::Scope(scope)) => {
                 format!(
@@ -322,6 +403,12 @@ mod tests {
             SessionIdle,
             CnfMismatch,
             SessionReplayed,
+            InvalidDpopProof,
+            DpopProofReplayed,
+            DpopKeyMismatch,
+            DpopDowngrade,
+            ProofOfPossessionRequired,
+            UseDpopNonce,
         ] {
             assert_eq!(reason.http_status(), 401, "{reason}");
         }
@@ -386,6 +473,40 @@ mod tests {
         ] {
             assert_eq!(Deny::new(reason, "x").www_authenticate(), None, "{reason}");
         }
+    }
+
+    #[test]
+    fn dpop_denials_carry_a_dpop_challenge_per_rfc_9449() {
+        let algs: Arc<str> = "ES256 EdDSA".into();
+        let proof = Deny::dpop(DenyReason::InvalidDpopProof, "htm does not match", &algs);
+        assert_eq!(
+            proof.www_authenticate().unwrap(),
+            r#"DPoP error="invalid_dpop_proof", error_description="htm does not match", algs="ES256 EdDSA""#
+        );
+        assert_eq!(proof.dpop_nonce(), None);
+        let replayed = Deny::dpop(DenyReason::DpopProofReplayed, "jti seen", &algs);
+        assert!(
+            replayed
+                .www_authenticate()
+                .unwrap()
+                .starts_with(r#"DPoP error="invalid_dpop_proof""#)
+        );
+        let downgrade = Deny::dpop(DenyReason::DpopDowngrade, "bound", &algs);
+        assert!(
+            downgrade
+                .www_authenticate()
+                .unwrap()
+                .starts_with(r#"DPoP error="invalid_token""#)
+        );
+        let nonce = Deny::use_dpop_nonce(&algs, "n-1".into());
+        assert_eq!(nonce.reason.as_str(), "use_dpop_nonce");
+        assert_eq!(nonce.dpop_nonce(), Some("n-1"));
+        assert!(
+            nonce
+                .www_authenticate()
+                .unwrap()
+                .starts_with(r#"DPoP error="use_dpop_nonce""#)
+        );
     }
 
     #[test]

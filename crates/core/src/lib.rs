@@ -11,6 +11,7 @@
 //! - [`decision`]: **the rules**, one ordered list that `decide` stops at and `explain`
 //!   collects.
 //! - [`deny`]: deny reasons, HTTP statuses and RFC 6750 / RFC 9470 challenges.
+//! - [`dpop`]: DPoP proofs (RFC 9449) as the rules read them, and the `htu` comparison.
 //! - [`request`]: the facts of one request, independent of Envoy's types.
 //! - [`route`], [`policy`], [`dry_run`]: the compiled configuration the rules read.
 //! - [`token`]: what a verified token says (verification itself is `sessiongate-token`).
@@ -24,6 +25,7 @@
 
 pub mod decision;
 pub mod deny;
+pub mod dpop;
 pub mod dry_run;
 pub mod intern;
 pub mod policy;

@@ -5,7 +5,8 @@
 
 use crate::workload::Thumbprint;
 
-/// Every `Authorization` value of the request, without allocating for the usual zero or one.
+/// Every value of a credential header (`Authorization`, `DPoP`), without allocating for the
+/// usual zero or one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthorizationValues<'a> {
     /// No `Authorization` header.
@@ -43,10 +44,17 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     /// `:authority` without the port.
     pub host: &'a str,
+    /// `:authority` as sent, port included (a DPoP proof's `htu` names it).
+    pub authority: &'a str,
+    /// `:scheme` (`https`, `http`), as Envoy saw it.
+    pub scheme: &'a str,
     /// Envoy's per-route `context_extensions["sessiongate.policy"]`, if set.
     pub policy: Option<&'a str>,
     /// The `Authorization` header value(s).
     pub authorization: AuthorizationValues<'a>,
+    /// The `DPoP` header value(s) (RFC 9449): read only when the `Authorization` scheme is
+    /// `DPoP`, so a bearer request never pays for it.
+    pub dpop: AuthorizationValues<'a>,
     /// The mTLS peer.
     pub peer: PeerFacts<'a>,
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dpop::PossessionRequirement;
 use crate::request::RequestFacts;
 use crate::workload::{SpiffeId, WorkloadPattern};
 
@@ -54,6 +55,13 @@ pub struct SessionRequirements {
     pub max_token_age: Duration,
     /// Deny when `now - auth_time` exceeds this (tokens without `auth_time` are exempt).
     pub max_auth_age: Option<Duration>,
+    /// The proof of possession the route demands (`proof_of_possession`); `None`: any token.
+    pub proof_of_possession: Option<PossessionRequirement>,
+    /// DPoP proofs must carry a current server nonce (`dpop_nonce`).
+    pub dpop_nonce: bool,
+    /// The public origin a DPoP proof's `htu` names on this route (`dpop_origin`), overriding
+    /// the policy's `dpop.origin`: routes served under different public names behind one proxy.
+    pub dpop_origin: Option<Box<str>>,
 }
 
 /// Who may use a route.

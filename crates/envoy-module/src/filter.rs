@@ -260,14 +260,20 @@ pub(crate) fn send_denial(stream: &mut Stream<'_>, deny: &Deny) {
 
 /// The facts of the request `stream` carries, borrowed from Envoy's buffers.
 fn facts<'s>(stream: &'s Stream<'_>) -> RequestFacts<'s> {
-    let authorization = match stream.request_header_values("authorization") {
-        Values::None => AuthorizationValues::Absent,
-        Values::Several => AuthorizationValues::Several,
-        Values::One(bytes) => match std::str::from_utf8(bytes) {
-            Ok(value) => AuthorizationValues::One(value),
-            Err(_) => AuthorizationValues::NotUtf8,
-        },
+    let authorization = credential_header(stream, "authorization");
+    // The `DPoP` header and `:scheme` are read only for a `DPoP` credential (RFC 9449 section
+    // 7.1, scheme case-insensitive), so a bearer request costs no more than before.
+    let presents_dpop = matches!(authorization, AuthorizationValues::One(value)
+        if value.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop ")));
+    let (dpop, scheme) = if presents_dpop {
+        (
+            credential_header(stream, "dpop"),
+            stream.request_header(":scheme").unwrap_or_default(),
+        )
+    } else {
+        (AuthorizationValues::Absent, "")
     };
+    let authority = stream.request_header(":authority").unwrap_or_default();
     let route = stream.route_config();
     // SAFETY: a non-null per-route config is a `RoutePolicy` this module created, alive while
     // the route is (and so during this hook).
@@ -275,9 +281,12 @@ fn facts<'s>(stream: &'s Stream<'_>) -> RequestFacts<'s> {
     RequestFacts {
         method: stream.request_header(":method").unwrap_or_default(),
         path: path_without_query(stream.request_header(":path").unwrap_or_default()),
-        host: host_without_port(stream.request_header(":authority").unwrap_or_default()),
+        host: host_without_port(authority),
+        authority,
+        scheme,
         policy: policy.map(|policy| &*policy.0),
         authorization,
+        dpop,
         peer: PeerFacts {
             principal: stream
                 .attribute(attribute::URI_SAN_PEER_CERTIFICATE)
@@ -289,6 +298,18 @@ fn facts<'s>(stream: &'s Stream<'_>) -> RequestFacts<'s> {
             address: stream
                 .attribute(attribute::SOURCE_ADDRESS)
                 .map(address_without_port),
+        },
+    }
+}
+
+/// Every value of the credential header `name`: one, several or none.
+fn credential_header<'s>(stream: &'s Stream<'_>, name: &str) -> AuthorizationValues<'s> {
+    match stream.request_header_values(name) {
+        Values::None => AuthorizationValues::Absent,
+        Values::Several => AuthorizationValues::Several,
+        Values::One(bytes) => match std::str::from_utf8(bytes) {
+            Ok(value) => AuthorizationValues::One(value),
+            Err(_) => AuthorizationValues::NotUtf8,
         },
     }
 }

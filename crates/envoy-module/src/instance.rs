@@ -127,6 +127,7 @@ impl Instance {
             reloader,
             revocations,
             pins,
+            proofs,
             follower,
             metrics,
             ..
@@ -189,7 +190,8 @@ impl Instance {
         tokio::spawn(app::prune_expired(Arc::clone(&gate), revocations));
         let check = CheckUseCase::new(gate)
             .with_key_refresh(Arc::new(keys.refresher()))
-            .with_pin_store(pins);
+            .with_pin_store(pins)
+            .with_proof_replay(proofs);
         let reporter = CheckReporter::log_only(
             DecisionLog::new(ops.log_allowed_sample_rate)
                 .with_denied_per_second(ops.log_denied_per_second),

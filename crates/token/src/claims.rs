@@ -160,7 +160,8 @@ fn scopes(value: Option<&Value>) -> Result<Scopes, TokenError> {
 /// certificate": the other condition would go unchecked, and the token fails closed as
 /// [`Confirmation::Unsupported`]. An empty `cnf` names no method anyone could satisfy and
 /// fails closed the same way. A malformed `x5t#S256` is a malformed token, whatever else the
-/// `cnf` holds.
+/// `cnf` holds. `jkt` (RFC 9449 section 6.1) alone binds the token to a DPoP key, and is
+/// malformed unless it is a base64url SHA-256 thumbprint.
 fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
     let cnf = match value {
         None => return Ok(Confirmation::None),
@@ -174,8 +175,20 @@ fn confirmation(value: Option<&Value>) -> Result<Confirmation, TokenError> {
         )?),
         Some(_) => return Err(TokenError::Malformed("cnf x5t#S256 is not a string")),
     };
-    match certificate {
-        Some(thumbprint) if cnf.len() == 1 => Ok(Confirmation::Certificate(Box::new(thumbprint))),
+    let dpop_key = match cnf.get("jkt") {
+        None => None,
+        Some(Value::String(text)) => Some(Thumbprint::from_base64url(text).ok_or(
+            TokenError::Malformed("cnf jkt is not a base64url SHA-256 thumbprint"),
+        )?),
+        Some(_) => return Err(TokenError::Malformed("cnf jkt is not a string")),
+    };
+    match (certificate, dpop_key) {
+        (Some(thumbprint), None) if cnf.len() == 1 => {
+            Ok(Confirmation::Certificate(Box::new(thumbprint)))
+        }
+        (None, Some(thumbprint)) if cnf.len() == 1 => {
+            Ok(Confirmation::DpopKey(Box::new(thumbprint)))
+        }
         _ => Ok(Confirmation::Unsupported),
     }
 }
@@ -394,8 +407,28 @@ mod tests {
 
     #[test]
     fn unknown_confirmation_methods_fail_closed() {
-        let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": "abc"}})), &rules()).unwrap();
+        let got = extract(&object(json!({"exp": 1, "cnf": {"jwk": {}}})), &rules()).unwrap();
         assert_eq!(got.confirmation, Confirmation::Unsupported);
+    }
+
+    #[test]
+    fn a_dpop_key_thumbprint_binds_the_token_to_that_key() {
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": jkt}})), &rules()).unwrap();
+        assert_eq!(
+            got.confirmation,
+            Confirmation::DpopKey(Box::new(Thumbprint::from_base64url(jkt).unwrap()))
+        );
+        for (jkt, problem) in [
+            (
+                json!("abc"),
+                "cnf jkt is not a base64url SHA-256 thumbprint",
+            ),
+            (json!(7), "cnf jkt is not a string"),
+        ] {
+            let got = extract(&object(json!({"exp": 1, "cnf": {"jkt": jkt}})), &rules());
+            assert_eq!(got.unwrap_err(), TokenError::Malformed(problem));
+        }
     }
 
     #[test]

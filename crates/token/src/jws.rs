@@ -55,6 +55,16 @@ impl<'a> CompactJws<'a> {
         )?)
     }
 
+    /// The decoded header as a JSON object, every member kept (a DPoP proof's header carries its
+    /// key, `jwk`, which [`JoseHeader`] does not read).
+    pub fn header_object(&self) -> Result<Map<String, Value>, TokenError> {
+        decode_object(
+            self.header_b64,
+            "header is not a base64url JSON object",
+            "header names a member twice",
+        )
+    }
+
     /// The decoded payload (a JWT claim set): a JSON object whose objects, at every depth,
     /// name each member once.
     pub fn claims(&self) -> Result<Map<String, Value>, TokenError> {

@@ -69,6 +69,11 @@ impl VerificationKey {
             .map(|(_, key)| key)
     }
 
+    /// The key's RFC 7638 SHA-256 thumbprint (what a DPoP-bound token's `cnf.jkt` names).
+    pub fn thumbprint(&self) -> &[u8; 32] {
+        &self.thumbprint
+    }
+
     /// True once the issuer stopped publishing this key: sessions verified with it are dead.
     pub fn is_retired(&self) -> bool {
         self.handle.is_retired()
@@ -231,6 +236,16 @@ impl KeySet {
 }
 
 fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
+    parse_jwk_for(value, None)
+}
+
+/// A JWK as a [`VerificationKey`], parsed for `only` that algorithm when given (a DPoP proof's
+/// key verifies one signature with the proof's `alg`; parsing an RSA key for all six RSA
+/// algorithms would cost five parses for nothing), else for every algorithm it accepts.
+pub(crate) fn parse_jwk_for(
+    value: serde_json::Value,
+    only: Option<SigningAlgorithm>,
+) -> Result<VerificationKey, String> {
     let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
     let name = jwk.kid.as_deref().unwrap_or("(no kid)").to_owned();
     if let Some(usage) = jwk.usage.as_deref()
@@ -315,7 +330,9 @@ fn parse_jwk(value: serde_json::Value) -> Result<VerificationKey, String> {
     let parsed = SigningAlgorithm::ALL
         .into_iter()
         .filter(|algorithm| {
-            algorithm.key_family() == family && declared_algorithm.is_none_or(|d| d == *algorithm)
+            algorithm.key_family() == family
+                && declared_algorithm.is_none_or(|d| d == *algorithm)
+                && only.is_none_or(|only| only == *algorithm)
         })
         .map(|algorithm| {
             material

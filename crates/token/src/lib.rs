@@ -7,6 +7,9 @@
 //! policy-dependent is the decision's job. Keys live in a [`KeyRing`]; a verified token keeps
 //! only a [`KeyHandle`](sessiongate_core::token::KeyHandle) of the key, never the key itself.
 //!
+//! DPoP proofs (RFC 9449) are verified here too ([`ProofVerifier`]), on every request that
+//! carries one, and the fleet's DPoP nonces are made and checked by a [`NonceIssuer`].
+//!
 //! Where keys come from (files, `jwks_uri`, discovery) and when they are fetched again is the
 //! server's business: it parses what it fetched with [`KeySet::from_jwks_json`] and installs it
 //! with [`KeyRing::replace`]. This crate does no I/O.
@@ -17,10 +20,12 @@
 mod algorithm;
 mod canonical;
 mod claims;
+mod dpop;
 mod issuer;
 mod json;
 mod jws;
 mod keys;
+mod nonce;
 mod verifier;
 
 #[cfg(any(test, feature = "testing"))]
@@ -31,7 +36,9 @@ pub use algorithm::{KeyFamily, SigningAlgorithm};
 pub use canonical::P256_ORDER;
 pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, JoseHeader, audience_matches};
+pub use dpop::{ProofError, ProofVerifier, access_token_hash};
 pub use issuer::{IssuerRules, TypRule};
 pub use jws::CompactJws;
 pub use keys::{JwksError, KeyRing, KeySet, ParsedJwks, VerificationKey};
+pub use nonce::NonceIssuer;
 pub use verifier::TokenVerifier;

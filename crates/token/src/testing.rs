@@ -70,3 +70,119 @@ pub fn ecdsa_twin(token: &str, order: &[u8]) -> String {
         }
     })
 }
+
+/// A DPoP client (RFC 9449) with a freshly generated key: ES256 (P-256) or EdDSA (Ed25519).
+/// Proofs are assembled and signed here with aws-lc-rs directly, as a client library would,
+/// not with the code under test.
+pub struct DpopClient {
+    key: DpopKey,
+    jwk: Value,
+}
+
+enum DpopKey {
+    P256(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl DpopClient {
+    /// A client with a new P-256 key (ES256).
+    pub fn es256() -> DpopClient {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = key.public_key().as_ref().to_vec();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256",
+            "x": b64(&point[1..33]), "y": b64(&point[33..])});
+        DpopClient {
+            key: DpopKey::P256(key),
+            jwk,
+        }
+    }
+
+    /// A client with a new Ed25519 key (EdDSA).
+    pub fn ed25519() -> DpopClient {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let key = Ed25519KeyPair::generate().unwrap();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+            "x": b64(key.public_key().as_ref())});
+        DpopClient {
+            key: DpopKey::Ed25519(key),
+            jwk,
+        }
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// The `alg` this client signs with.
+    pub fn alg(&self) -> &'static str {
+        match self.key {
+            DpopKey::P256(_) => "ES256",
+            DpopKey::Ed25519(_) => "EdDSA",
+        }
+    }
+
+    /// The RFC 7638 thumbprint of the public key, base64url: a bound token's `cnf.jkt`.
+    pub fn jkt(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let member = |name: &str| self.jwk[name].as_str().unwrap_or_default().to_owned();
+        let canonical = match self.key {
+            DpopKey::P256(_) => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                member("x"),
+                member("y")
+            ),
+            DpopKey::Ed25519(_) => {
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x"))
+            }
+        };
+        b64(&Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// The header and claims of a sound proof for `method` `htu` with `access_token`, issued
+    /// now with a random `jti`, for a test to alter before [`DpopClient::sign`].
+    pub fn parts(&self, method: &str, htu: &str, access_token: &str) -> (Value, Value) {
+        use sha2::{Digest, Sha256};
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (
+            serde_json::json!({"typ": "dpop+jwt", "alg": self.alg(), "jwk": self.jwk}),
+            serde_json::json!({"jti": b64(&jti), "htm": method, "htu": htu, "iat": now,
+                "ath": b64(&Sha256::digest(access_token.as_bytes()))}),
+        )
+    }
+
+    /// A sound proof for `method` `htu` with `access_token`.
+    pub fn proof(&self, method: &str, htu: &str, access_token: &str) -> String {
+        let (header, claims) = self.parts(method, htu, access_token);
+        self.sign(&header, &claims)
+    }
+
+    /// `header` and `claims` as a JWS signed with this client's key.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = match &self.key {
+            DpopKey::P256(key) => key
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            DpopKey::Ed25519(key) => key.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        format!("{input}.{}", b64(&signature))
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::dpop::PossessionRequirement;
 use crate::request::{AuthorizationValues, PeerFacts};
 use crate::route::RouteConditions;
 use crate::token::{Identifiers, KeyHandle, Scopes};
@@ -47,6 +48,9 @@ fn requirements(scopes: &[&str]) -> SessionRequirements {
         scope_challenge: scopes.join(" ").into(),
         max_token_age: minutes(15),
         max_auth_age: None,
+        proof_of_possession: None,
+        dpop_nonce: false,
+        dpop_origin: None,
     }
 }
 
@@ -95,6 +99,13 @@ struct Case {
     keys_stale: bool,
     now: UnixTime,
     started_at: UnixTime,
+    dpop: DpopRules,
+    scheme: Scheme,
+    proof: Option<DpopProof>,
+    token_hash: Option<Thumbprint>,
+    target: RequestTarget<'static>,
+    nonce: NonceCheck,
+    fresh_nonce: Option<Arc<str>>,
 }
 
 impl Case {
@@ -111,6 +122,18 @@ impl Case {
             keys_stale: false,
             now: at(60),
             started_at: UnixTime::from_secs(T0 - 86_400),
+            dpop: DpopRules::default(),
+            scheme: Scheme::Bearer,
+            proof: None,
+            token_hash: None,
+            target: RequestTarget {
+                method: "GET",
+                scheme: "https",
+                authority: "api.example.com",
+                path: "/orders",
+            },
+            nonce: NonceCheck::NotRequired,
+            fresh_nonce: None,
         }
     }
 
@@ -145,11 +168,20 @@ impl Case {
             &self.token,
             self.state(),
             &self.caller,
+            Possession {
+                scheme: self.scheme,
+                proof: self.proof.as_ref(),
+                token_hash: self.token_hash,
+                target: self.target,
+                nonce: self.nonce,
+                fresh_nonce: self.fresh_nonce.as_ref(),
+            },
             Rules {
                 route: &self.route,
                 requirements,
                 session: &self.session,
                 binding: &self.binding,
+                dpop: &self.dpop,
             },
             self.clock(),
         )
@@ -743,3 +775,177 @@ fn an_assurance_change_requires_reauthentication() {
 }
 
 mod properties;
+
+// ---- DPoP (RFC 9449) ----
+
+const PROOF_KEY: Thumbprint = Thumbprint([7; 32]);
+const TOKEN_HASH: Thumbprint = Thumbprint([9; 32]);
+
+/// A DPoP request that passes every rule: a token bound to `PROOF_KEY`, presented with the
+/// `DPoP` scheme and a proof for this token, method, URI and time. Each test breaks one thing.
+fn dpop_case() -> Case {
+    let mut case = Case::new();
+    case.token.confirmation = Confirmation::DpopKey(Box::new(PROOF_KEY));
+    case.scheme = Scheme::Dpop;
+    case.token_hash = Some(TOKEN_HASH);
+    case.proof = Some(DpopProof {
+        key: PROOF_KEY,
+        method: "GET".into(),
+        target: "https://api.example.com/orders".into(),
+        issued_at: case.now,
+        token_hash: Some(TOKEN_HASH),
+        replay_key: [1; 32],
+        nonce: None,
+    });
+    case
+}
+
+fn proof_of(case: &mut Case) -> &mut DpopProof {
+    case.proof.as_mut().unwrap()
+}
+
+fn dpop_denial(case: &Case) -> Deny {
+    case.decide().expect_err("expected a denial")
+}
+
+#[test]
+fn a_sound_dpop_request_is_allowed() {
+    assert_eq!(dpop_case().decide(), Ok(()));
+}
+
+#[test]
+fn not_downgraded() {
+    let mut case = dpop_case();
+    case.scheme = Scheme::Bearer;
+    case.proof = None;
+    let deny = dpop_denial(&case);
+    assert_eq!(deny.reason, DenyReason::DpopDowngrade);
+    assert!(
+        deny.www_authenticate()
+            .unwrap()
+            .starts_with(r#"DPoP error="invalid_token""#)
+    );
+}
+
+#[test]
+fn possession_proven() {
+    for required in [PossessionRequirement::Dpop, PossessionRequirement::Either] {
+        let mut case = Case::new();
+        case.requirements().proof_of_possession = Some(required);
+        let deny = dpop_denial(&case);
+        assert_eq!(deny.reason, DenyReason::ProofOfPossessionRequired);
+        assert!(deny.www_authenticate().unwrap().contains(r#"algs=""#));
+        let mut bound = dpop_case();
+        bound.requirements().proof_of_possession = Some(required);
+        assert_eq!(bound.decide(), Ok(()), "{required:?}");
+    }
+    let mut mtls_only = dpop_case();
+    mtls_only.requirements().proof_of_possession = Some(PossessionRequirement::Mtls);
+    assert_eq!(
+        mtls_only.denied_for(),
+        DenyReason::ProofOfPossessionRequired
+    );
+    let mut certificate = Case::new();
+    certificate.token.confirmation = Confirmation::Certificate(Box::new(Thumbprint([3; 32])));
+    certificate.caller.thumbprint = Some(Thumbprint([3; 32]));
+    certificate.requirements().proof_of_possession = Some(PossessionRequirement::Mtls);
+    assert_eq!(certificate.decide(), Ok(()));
+    certificate.requirements().proof_of_possession = Some(PossessionRequirement::Dpop);
+    assert_eq!(
+        certificate.denied_for(),
+        DenyReason::ProofOfPossessionRequired
+    );
+}
+
+#[test]
+fn dpop_key_bound() {
+    let mut other_key = dpop_case();
+    proof_of(&mut other_key).key = Thumbprint([8; 32]);
+    assert_eq!(other_key.denied_for(), DenyReason::DpopKeyMismatch);
+    let mut unbound = dpop_case();
+    unbound.token.confirmation = Confirmation::None;
+    assert_eq!(unbound.denied_for(), DenyReason::DpopKeyMismatch);
+    let mut no_proof = dpop_case();
+    no_proof.proof = None;
+    assert_eq!(no_proof.denied_for(), DenyReason::InvalidDpopProof);
+}
+
+#[test]
+fn dpop_proof_for_this_token() {
+    let mut other_token = dpop_case();
+    proof_of(&mut other_token).token_hash = Some(Thumbprint([10; 32]));
+    let deny = dpop_denial(&other_token);
+    assert_eq!(deny.reason, DenyReason::InvalidDpopProof);
+    assert!(deny.description.contains("ath"));
+    let mut no_ath = dpop_case();
+    proof_of(&mut no_ath).token_hash = None;
+    assert_eq!(no_ath.denied_for(), DenyReason::InvalidDpopProof);
+}
+
+#[test]
+fn dpop_proof_for_this_request() {
+    let mut method = dpop_case();
+    proof_of(&mut method).method = "POST".into();
+    let deny = dpop_denial(&method);
+    assert_eq!(deny.reason, DenyReason::InvalidDpopProof);
+    assert!(deny.description.contains("htm"));
+    let mut lower_case = dpop_case();
+    proof_of(&mut lower_case).method = "get".into();
+    assert_eq!(lower_case.denied_for(), DenyReason::InvalidDpopProof);
+    let mut uri = dpop_case();
+    proof_of(&mut uri).target = "https://api.example.com/other".into();
+    let deny = dpop_denial(&uri);
+    assert_eq!(deny.reason, DenyReason::InvalidDpopProof);
+    assert!(deny.description.contains("htu"));
+    let mut behind_a_proxy = dpop_case();
+    behind_a_proxy.target.scheme = "http";
+    behind_a_proxy.target.authority = "10.0.0.7:8080";
+    assert_eq!(behind_a_proxy.denied_for(), DenyReason::InvalidDpopProof);
+    behind_a_proxy.dpop.origin = Some("https://api.example.com".into());
+    assert_eq!(behind_a_proxy.decide(), Ok(()));
+    // A route's own origin overrides the policy's.
+    behind_a_proxy.dpop.origin = Some("https://other.example.com".into());
+    assert_eq!(behind_a_proxy.denied_for(), DenyReason::InvalidDpopProof);
+    behind_a_proxy.requirements().dpop_origin = Some("https://api.example.com".into());
+    assert_eq!(behind_a_proxy.decide(), Ok(()));
+}
+
+#[test]
+fn dpop_proof_fresh() {
+    let lifetime = DpopRules::default().proof_lifetime;
+    let skew = session_rules().clock_skew;
+    let mut old = dpop_case();
+    proof_of(&mut old).issued_at =
+        UnixTime::from_millis(old.now.as_millis() - (lifetime + skew).as_millis() as u64);
+    assert_eq!(old.decide(), Ok(()), "exactly at the limit");
+    proof_of(&mut old).issued_at =
+        UnixTime::from_millis(proof_of(&mut old).issued_at.as_millis() - 1);
+    let deny = dpop_denial(&old);
+    assert_eq!(deny.reason, DenyReason::InvalidDpopProof);
+    assert!(deny.description.contains("iat"));
+    let mut future = dpop_case();
+    proof_of(&mut future).issued_at = future.now.plus(skew);
+    assert_eq!(future.decide(), Ok(()), "within clock skew");
+    proof_of(&mut future).issued_at = future.now.plus(skew + Duration::from_millis(1));
+    assert_eq!(future.denied_for(), DenyReason::InvalidDpopProof);
+}
+
+#[test]
+fn dpop_nonce_current() {
+    let mut case = dpop_case();
+    case.nonce = NonceCheck::Missing;
+    case.fresh_nonce = Some("fresh".into());
+    let deny = dpop_denial(&case);
+    assert_eq!(deny.reason, DenyReason::UseDpopNonce);
+    assert_eq!(deny.dpop_nonce(), Some("fresh"));
+    assert_eq!(deny.reason.http_status(), 401);
+    case.nonce = NonceCheck::Current;
+    assert_eq!(case.decide(), Ok(()));
+}
+
+#[test]
+fn a_bearer_request_on_a_route_without_requirements_is_untouched_by_dpop_rules() {
+    let mut case = Case::new();
+    case.dpop.algorithms = "nothing".into();
+    assert_eq!(case.decide(), Ok(()));
+}

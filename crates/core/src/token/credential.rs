@@ -1,7 +1,9 @@
-//! Reading the bearer credential out of the `Authorization` header (RFC 6750 section 2.1).
+//! Reading the access token out of the `Authorization` header (RFC 6750 section 2.1, and the
+//! `DPoP` scheme of RFC 9449 section 7.1).
 //!
 //! This runs before any cryptography, on attacker-controlled input, so it is strict and bounded:
-//! exactly one `Bearer` credential of token68 characters, at most [`MAX_AUTHORIZATION_LEN`] bytes.
+//! exactly one `Bearer` or `DPoP` credential (scheme case-insensitive) of token68 characters,
+//! at most [`MAX_AUTHORIZATION_LEN`] bytes.
 
 use crate::request::AuthorizationValues;
 
@@ -18,8 +20,8 @@ pub enum CredentialError {
     /// The request carries more than one credential (repeated header or a comma-joined list).
     #[error("more than one credential in the authorization header")]
     Multiple,
-    /// The scheme is not `Bearer`.
-    #[error("authorization scheme is not Bearer")]
+    /// The scheme is neither `Bearer` nor `DPoP` (or, for [`bearer_token`], not `Bearer`).
+    #[error("authorization scheme is not Bearer or DPoP")]
     NotBearer,
     /// The value after `Bearer` is empty or has characters outside the token68 syntax.
     #[error("bearer credential is not a token68 value")]
@@ -29,12 +31,34 @@ pub enum CredentialError {
     NotUtf8,
 }
 
-/// Extracts the bearer token from the request's `Authorization` values.
+/// The `Authorization` scheme an access token was presented with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750): whoever holds the token may use it.
+    Bearer,
+    /// `DPoP` (RFC 9449): the request carries a proof of possession of the token's key.
+    Dpop,
+}
+
+/// Extracts the bearer token from the request's `Authorization` values: the access token of a
+/// `Bearer` credential; a `DPoP` one is [`CredentialError::NotBearer`] (see [`access_token`]).
+pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, CredentialError> {
+    match access_token(values)? {
+        None => Ok(None),
+        Some((Scheme::Bearer, token)) => Ok(Some(token)),
+        Some((Scheme::Dpop, _)) => Err(CredentialError::NotBearer),
+    }
+}
+
+/// Extracts the access token and its scheme (`Bearer` or `DPoP`) from the request's
+/// `Authorization` values.
 ///
 /// Envoy joins a repeated header's values with commas (or, with raw header maps, sends them
 /// separately), so both forms count as several credentials. No header means no credential at
 /// all (`Ok(None)`), which the decision turns into `missing_token`.
-pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, CredentialError> {
+pub fn access_token(
+    values: AuthorizationValues<'_>,
+) -> Result<Option<(Scheme, &str)>, CredentialError> {
     let value = match values {
         AuthorizationValues::Absent => return Ok(None),
         AuthorizationValues::One(value) => value,
@@ -45,16 +69,20 @@ pub fn bearer_token(values: AuthorizationValues<'_>) -> Result<Option<&str>, Cre
         return Err(CredentialError::TooLong);
     }
     let (scheme, rest) = value.split_once(' ').ok_or(CredentialError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(if value.contains(',') {
             CredentialError::Multiple
         } else {
             CredentialError::NotBearer
         });
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if is_token68(token) {
-        Ok(Some(token))
+        Ok(Some((scheme, token)))
     } else if token.contains(',') {
         // A token68 value never holds a comma, so this only names the kind of failure: a
         // comma-joined list is several credentials, not one malformed one.
@@ -119,6 +147,29 @@ mod tests {
         assert_eq!(one("DPoP abc"), Err(CredentialError::NotBearer));
         assert_eq!(one("Bearer"), Err(CredentialError::Malformed));
         assert_eq!(one(""), Err(CredentialError::Malformed));
+    }
+
+    #[test]
+    fn the_dpop_scheme_is_read_next_to_bearer_whatever_its_case() {
+        for value in ["DPoP abc.def.ghi", "dpop abc.def.ghi", "DPOP  abc.def.ghi"] {
+            assert_eq!(
+                access_token(AuthorizationValues::One(value)),
+                Ok(Some((Scheme::Dpop, "abc.def.ghi"))),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            access_token(AuthorizationValues::One("Bearer abc")),
+            Ok(Some((Scheme::Bearer, "abc")))
+        );
+        assert_eq!(
+            access_token(AuthorizationValues::One("DPoP a,DPoP b")),
+            Err(CredentialError::Multiple)
+        );
+        assert_eq!(
+            access_token(AuthorizationValues::One("DPoP a b")),
+            Err(CredentialError::Malformed)
+        );
     }
 
     #[test]

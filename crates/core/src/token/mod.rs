@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use credential::{CredentialError, MAX_AUTHORIZATION_LEN, bearer_token};
+pub use credential::{CredentialError, MAX_AUTHORIZATION_LEN, Scheme, access_token, bearer_token};
 
 use crate::intern::intern;
 use crate::time::UnixTime;
@@ -109,9 +109,11 @@ pub enum Confirmation {
     None,
     /// `cnf.x5t#S256`: only the holder of this certificate may present the token.
     Certificate(Box<Thumbprint>),
-    /// A `cnf` sessiongate cannot check in full: a method it does not implement (e.g. DPoP
-    /// `jkt`), such a method beside `x5t#S256`, or no method at all. Fails closed as
-    /// `cnf_mismatch`.
+    /// `cnf.jkt` (RFC 9449 section 6): only a request with a DPoP proof signed by the key of this
+    /// RFC 7638 thumbprint may present the token.
+    DpopKey(Box<Thumbprint>),
+    /// A `cnf` sessiongate cannot check in full: a method it does not implement, two methods
+    /// together (`x5t#S256` beside `jkt`), or no method at all. Fails closed as `cnf_mismatch`.
     Unsupported,
 }
 
