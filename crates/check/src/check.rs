@@ -6,12 +6,14 @@
 //!    verification, then the core's decision), synchronously;
 //! 2. when a new token names a key its issuer's set lacks, ask the [`KeyRefresh`] for a prompt
 //!    refresh and, if it installed keys, judge the request once more;
-//! 3. when a fresh session must be pinned, claim the pin through the [`PinStore`] and settle
+//! 3. when a new opaque token must be introspected, ask the [`Introspector`] and judge the
+//!    request with its answer ([`Gate::check_introspected`]);
+//! 4. when a fresh session must be pinned, claim the pin through the [`PinStore`] and settle
 //!    the verdict ([`Gate::settle_pin`]);
-//! 4. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
+//! 5. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
 //!    policy the request was judged under.
 //!
-//! Only steps 2 and 3 wait, and what they wait for is a trait the adapter supplies, so this
+//! Only steps 2, 3 and 4 wait, and what they wait for is a trait the adapter supplies, so this
 //! crate needs no async runtime. An adapter with an executor awaits [`CheckUseCase::run`]; one
 //! that must not block its thread (an Envoy worker, in the in-process module) drives the same
 //! steps itself: [`CheckUseCase::begin`] judges synchronously and either answers or hands back
@@ -29,6 +31,7 @@ use sessiongate_core::time::UnixTime;
 use sessiongate_core::token::bearer_token;
 
 use crate::gate::{Gate, Outcome};
+use crate::introspection::{IntrospectionResult, Introspector};
 use sessiongate_core::workload::PinnedWorkload;
 
 use crate::pinning::{LocalPins, PinError, PinStore};
@@ -57,6 +60,8 @@ pub struct CheckUseCase {
     keys: Option<Arc<dyn KeyRefresh>>,
     /// Records the first workload of each new session (`binding.pin_first_workload`).
     pins: Arc<dyn PinStore>,
+    /// Asks the issuer about an opaque token not cached; none: such tokens are denied 503.
+    introspector: Option<Arc<dyn Introspector>>,
 }
 
 impl CheckUseCase {
@@ -66,6 +71,7 @@ impl CheckUseCase {
             gate,
             keys: None,
             pins: Arc::new(LocalPins),
+            introspector: None,
         }
     }
 
@@ -78,6 +84,12 @@ impl CheckUseCase {
     /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
     pub fn with_pin_store(mut self, pins: Arc<dyn PinStore>) -> CheckUseCase {
         self.pins = pins;
+        self
+    }
+
+    /// Asks `introspector` about opaque tokens the cache does not hold (RFC 7662).
+    pub fn with_introspector(mut self, introspector: Arc<dyn Introspector>) -> CheckUseCase {
+        self.introspector = Some(introspector);
         self
     }
 
@@ -104,7 +116,20 @@ impl CheckUseCase {
 
     /// Judges `request` synchronously: the final outcome, or what must be waited for first.
     pub fn begin(&self, request: &RequestFacts<'_>) -> Result<Progress, CheckPanicked> {
-        let outcome = self.judge(request)?;
+        let mut outcome = self.judge(request)?;
+        if let Some(key) = outcome.introspection.take() {
+            // The outcome's 503 stands when nothing can introspect (fail closed).
+            if let Some(introspector) = &self.introspector
+                && let Ok(Some(token)) = bearer_token(request.authorization)
+            {
+                let future = introspector.introspect(key, token);
+                return Ok(Progress::Waiting(Waiting {
+                    step: Step(StepKind::Introspection { outcome }),
+                    future: Box::pin(async move { Waited::Introspected(future.await) }),
+                }));
+            }
+            return Ok(Progress::Answered(outcome));
+        }
         if let Some(keys) = &self.keys
             && worth_a_key_refresh(&outcome)
             && let Ok(Some(token)) = bearer_token(request.authorization)
@@ -134,10 +159,23 @@ impl CheckUseCase {
                 Ok(self.after_judging(self.judge(request)?))
             }
             (Step(StepKind::KeyRefresh { outcome }), _) => Ok(self.after_judging(outcome)),
+            (Step(StepKind::Introspection { .. }), Waited::Introspected(answer)) => {
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.gate
+                        .check_introspected(request, answer, UnixTime::now())
+                }))
+                .map_err(|_| CheckPanicked)?;
+                Ok(self.after_judging(outcome))
+            }
+            // Not a pairing `begin` produces: the outcome's 503 stands (fail closed).
+            (Step(StepKind::Introspection { outcome }), _) => Ok(Progress::Answered(outcome)),
             (Step(StepKind::PinClaim { outcome }), Waited::PinOwner(owner)) => Ok(
                 Progress::Answered(self.gate.settle_pin(outcome, owner, UnixTime::now())),
             ),
-            (Step(StepKind::PinClaim { outcome }), Waited::KeysRefreshed(_)) => {
+            (
+                Step(StepKind::PinClaim { outcome }),
+                Waited::KeysRefreshed(_) | Waited::Introspected(_),
+            ) => {
                 // Not a pairing `begin` or `resume` produces; fail closed rather than allow.
                 Ok(Progress::Answered(self.gate.settle_pin(
                     outcome,
@@ -218,6 +256,9 @@ enum StepKind {
     KeyRefresh { outcome: Outcome },
     /// An allow pending the session's pin.
     PinClaim { outcome: Outcome },
+    /// A new opaque token, until its issuer's introspection endpoint answers (the outcome is
+    /// the 503 to give if the answer never comes).
+    Introspection { outcome: Outcome },
 }
 
 /// What a [`WaitFuture`] produced.
@@ -227,6 +268,8 @@ pub enum Waited {
     KeysRefreshed(bool),
     /// Who owns the session now (the pin claim's answer).
     PinOwner(Result<PinnedWorkload, PinError>),
+    /// The issuer's introspection endpoint's answer about a new opaque token.
+    Introspected(IntrospectionResult),
 }
 
 /// The new token's `kid` is not in its issuer's set (not a cached session whose key was
@@ -242,6 +285,7 @@ impl std::fmt::Debug for CheckUseCase {
             .field("gate", &self.gate)
             .field("key_refresh", &self.keys.is_some())
             .field("pins", &self.pins)
+            .field("introspector", &self.introspector.is_some())
             .finish()
     }
 }
@@ -259,7 +303,7 @@ mod tests {
     use crate::session::SessionCache;
 
     /// Runs a future that never waits (every trait here answers at once): no runtime needed.
-    fn now_or_never<F: Future>(future: F) -> F::Output {
+    pub(super) fn now_or_never<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         match future
             .as_mut()
@@ -358,5 +402,126 @@ mod tests {
             replay.verdict.unwrap_err().reason,
             DenyReason::SessionReplayed
         );
+    }
+}
+
+#[cfg(test)]
+mod introspection_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use sessiongate_token::IntrospectionRules;
+    use sessiongate_token::testing::{ISSUER, ring};
+
+    use super::*;
+    use crate::gate::tests::{FRONTEND, policy, request};
+    use crate::introspection::{IntrospectionFuture, IntrospectionUnavailable};
+    use crate::session::{SessionCache, SessionKey};
+
+    const OPAQUE: &str = "Bearer 2YotnFZFEjr1zCsicMWpAA";
+
+    /// An endpoint that answers every token with `answer` and counts the calls.
+    struct Endpoint {
+        answer: Mutex<IntrospectionResult>,
+        calls: AtomicUsize,
+    }
+
+    impl Introspector for Endpoint {
+        fn introspect(&self, _key: SessionKey, _token: &str) -> IntrospectionFuture {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let answer = self.answer.lock().unwrap().clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn active_answer() -> IntrospectionResult {
+        let iat = UnixTime::now().as_secs();
+        let body = serde_json::json!({"active": true, "iss": ISSUER, "aud": "shop-api",
+            "sub": "alice", "iat": iat, "exp": iat + 600, "scope": "orders:read"});
+        Ok(body.to_string().into_bytes().into())
+    }
+
+    fn introspecting(answer: IntrospectionResult) -> (CheckUseCase, Arc<Endpoint>) {
+        let mut policy = policy(&["orders:read"], "shop-api");
+        policy.verifier = policy.verifier.with_introspection(IntrospectionRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            cache_ttl: Duration::from_secs(60),
+        });
+        let gate = Gate::new(
+            policy,
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            UnixTime::now(),
+        );
+        let endpoint = Arc::new(Endpoint {
+            answer: Mutex::new(answer),
+            calls: AtomicUsize::new(0),
+        });
+        let check = CheckUseCase::new(Arc::new(gate)).with_introspector(endpoint.clone());
+        (check, endpoint)
+    }
+
+    #[test]
+    fn an_opaque_token_is_introspected_once_then_served_from_the_session_cache() {
+        let (check, endpoint) = introspecting(active_answer());
+        let first = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(first.verdict, Ok(()));
+        let again = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(again.verdict, Ok(()));
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 1);
+        assert!(again.session.unwrap().1.recheck_at.is_some());
+    }
+
+    #[test]
+    fn an_inactive_opaque_token_is_revoked_and_remembered() {
+        let inactive = Ok(br#"{"active":false}"#.to_vec().into());
+        let (check, endpoint) = introspecting(inactive);
+        for _ in 0..2 {
+            let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+            assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::Revoked);
+        }
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_fails_closed_and_is_asked_again_next_time() {
+        let down = Err(IntrospectionUnavailable("connection refused".into()));
+        let (check, endpoint) = introspecting(down);
+        let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        let deny = outcome.verdict.unwrap_err();
+        assert_eq!(deny.reason, DenyReason::InternalError);
+        assert_eq!(deny.reason.http_status(), 503);
+        *endpoint.answer.lock().unwrap() = active_answer();
+        let back = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(back.verdict, Ok(()));
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn without_an_introspector_an_opaque_token_is_denied_503() {
+        let (introspecting, _) = introspecting(active_answer());
+        let check = CheckUseCase::new(Arc::clone(introspecting.gate()));
+        let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::InternalError);
+    }
+
+    #[test]
+    fn without_introspection_an_opaque_token_is_malformed_as_before() {
+        let (check, _) = introspecting(active_answer());
+        let plain = CheckUseCase::new(Arc::new(Gate::new(
+            policy(&["orders:read"], "shop-api"),
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            UnixTime::now(),
+        )));
+        drop(check);
+        let outcome = now_or_never(plain.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::MalformedToken);
+    }
+
+    fn now_or_never<F: Future>(future: F) -> F::Output {
+        super::tests::now_or_never(future)
     }
 }

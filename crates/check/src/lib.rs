@@ -14,6 +14,8 @@
 //! - [`policy`]: the compiled policy a check runs under, swapped whole on reload.
 //! - [`session`]: verified sessions and their bounded cache.
 //! - [`pinning`]: where a new session's first workload is recorded.
+//! - [`introspection`]: asking an issuer about an opaque token (RFC 7662), the trait the
+//!   server supplies.
 //! - [`revocations`]: the revocation set in force, kept current by the server's stores.
 //! - [`budget`]: how many verifications each caller may cause; [`rejections`]: recently
 //!   rejected tokens, never verified twice; [`thumbprints`]: peer certificates' thumbprints.
@@ -25,6 +27,7 @@ pub mod answer;
 pub mod budget;
 pub mod check;
 pub mod gate;
+pub mod introspection;
 pub mod pinning;
 pub mod policy;
 pub mod rejections;

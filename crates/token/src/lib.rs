@@ -7,6 +7,10 @@
 //! policy-dependent is the decision's job. Keys live in a [`KeyRing`]; a verified token keeps
 //! only a [`KeyHandle`](sessiongate_core::token::KeyHandle) of the key, never the key itself.
 //!
+//! Opaque tokens are not verified here but described by their issuer's introspection endpoint
+//! (RFC 7662); [`IntrospectionRules::read_answer`] turns the endpoint's answer into the same
+//! verified token, so the rules after verification do not know the difference.
+//!
 //! Where keys come from (files, `jwks_uri`, discovery) and when they are fetched again is the
 //! server's business: it parses what it fetched with [`KeySet::from_jwks_json`] and installs it
 //! with [`KeyRing::replace`]. This crate does no I/O.
@@ -17,6 +21,7 @@
 mod algorithm;
 mod canonical;
 mod claims;
+mod introspection;
 mod issuer;
 mod json;
 mod jws;
@@ -31,6 +36,7 @@ pub use algorithm::{KeyFamily, SigningAlgorithm};
 pub use canonical::P256_ORDER;
 pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, JoseHeader, audience_matches};
+pub use introspection::{INTROSPECTION_KEY_ID, Introspected, IntrospectionRules, is_opaque};
 pub use issuer::{IssuerRules, TypRule};
 pub use jws::CompactJws;
 pub use keys::{JwksError, KeyRing, KeySet, ParsedJwks, VerificationKey};

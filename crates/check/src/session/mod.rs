@@ -92,6 +92,11 @@ pub struct Session {
     pub token: VerifiedToken,
     /// When this process first verified the token.
     pub first_seen: UnixTime,
+    /// For an opaque token: when its introspection answer stops being trusted (`min(exp,
+    /// answered + cache_ttl)`), after which the cache no longer hands the session out and the
+    /// next request asks the issuer again. That is what makes the issuer's `active: false` a
+    /// revocation here. `None` for a JWT, whose signature does not go stale.
+    pub recheck_at: Option<UnixTime>,
     activity: Activity,
     pinned: OnceLock<PinnedWorkload>,
 }
@@ -102,8 +107,18 @@ impl Session {
         Session {
             token,
             first_seen: now,
+            recheck_at: None,
             activity: Activity::default(),
             pinned: OnceLock::new(),
+        }
+    }
+
+    /// A session for an opaque token its issuer's introspection endpoint described at `now`,
+    /// to be introspected again at `recheck_at`.
+    pub fn introspected(token: VerifiedToken, now: UnixTime, recheck_at: UnixTime) -> Session {
+        Session {
+            recheck_at: Some(recheck_at),
+            ..Session::new(token, now)
         }
     }
 
