@@ -7,10 +7,11 @@
 
 use std::path::Path;
 
-use super::schema::{ConfigFile, parse};
+use super::schema::{ClientAuthSection, ConfigFile, parse};
 use super::{Compiler, Config, ConfigError, MAX_CONFIG_BYTES};
 use crate::admin::credential::MAX_TOKEN_FILE_BYTES;
 use crate::files::NamedFile;
+use crate::introspection::settings::MAX_SECRET_FILE_BYTES;
 use crate::keys::source::MAX_DOCUMENT_BYTES;
 use crate::revocation::settings::MAX_CA_FILE_BYTES;
 
@@ -39,6 +40,8 @@ pub(super) struct NamedFiles {
     pub issuer_jwks: Vec<Option<NamedFile>>,
     /// `ssf.transmitters[i].jwks_file`, index for index (empty without `ssf`).
     pub transmitter_jwks: Vec<Option<NamedFile>>,
+    /// `issuers[i].introspection.client_auth.secret_file`, index for index.
+    pub introspection_secrets: Vec<Option<NamedFile>>,
     /// `admin.token_file`.
     pub admin_token: Option<NamedFile>,
     /// `revocation.tls_ca_file`.
@@ -56,6 +59,18 @@ impl NamedFiles {
                 .issuers
                 .iter()
                 .map(|issuer| jwks(issuer.jwks_file.as_deref()))
+                .collect(),
+            introspection_secrets: raw
+                .issuers
+                .iter()
+                .map(|issuer| {
+                    let secret = issuer.introspection.as_ref().map(|section| {
+                        let ClientAuthSection::ClientSecretBasic { secret_file } =
+                            &section.client_auth;
+                        secret_file.as_path()
+                    });
+                    read(secret, MAX_SECRET_FILE_BYTES)
+                })
                 .collect(),
             transmitter_jwks: raw
                 .ssf

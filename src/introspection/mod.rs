@@ -1,0 +1,238 @@
+//! Token introspection (RFC 7662) over HTTP: the server's [`Introspector`] for opaque tokens.
+//!
+//! It only transports: what an answer means is read by the policy's verifier
+//! ([`sessiongate_token::IntrospectionRules`]) in the check use case. What it owns is what
+//! bounds the transport, so a flood of opaque tokens cannot become a flood of requests to the
+//! issuer or a pile of waiting checks:
+//! - **single flight**: concurrent checks of one token share one request (keyed by the
+//!   token's session key), which runs on the server's runtime and finishes even if the check
+//!   that started it gives up;
+//! - **bounded concurrency**: at most `max_concurrent` requests in flight; a check waits for
+//!   a slot within its `timeout`;
+//! - **timeouts**: `timeout` covers the wait for a slot, the connection and the answer;
+//! - **size**: an answer larger than [`MAX_ANSWER_BYTES`] is refused unread;
+//! - no redirects (as for key URLs), and client authentication by `client_secret_basic`.
+//!
+//! The token goes in the request body and nowhere else: errors and logs name the endpoint,
+//! never the token. Every failure (unreachable, timeout, a status other than 200, too large)
+//! is [`IntrospectionUnavailable`]: the check denies the new token 503 and asks again next
+//! time, while cached sessions keep working until their cache time ends.
+//!
+//! Which tokens are negative-cached, and for how long, is the gate's business (its recent
+//! rejections); a per-caller budget pays for every miss before this is reached.
+
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sessiongate_check::introspection::{
+    IntrospectionFuture, IntrospectionResult, IntrospectionUnavailable, Introspector,
+};
+use sessiongate_check::session::SessionKey;
+use tokio::sync::{Semaphore, watch};
+
+use crate::metrics::IntrospectionMetrics;
+pub use settings::IntrospectionSettings;
+
+/// Largest introspection answer read (64 KiB). Real ones are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Longest a connection to the endpoint may take to establish (within `timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `application/x-www-form-urlencoded` leaves as is (and what RFC 6749 appendix B's
+/// encoding of the client credentials leaves as is): `A-Z a-z 0-9 - . _ *`. Everything else is
+/// percent-encoded.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'*');
+
+/// The introspection client of the one issuer that introspects opaque tokens.
+#[derive(Clone)]
+pub struct HttpIntrospector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: IntrospectionSettings,
+    /// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, built once.
+    authorization: String,
+    client: reqwest::Client,
+    permits: Semaphore,
+    /// The request in flight per token, which later checks of the same token wait on.
+    in_flight: Mutex<HashMap<SessionKey, watch::Receiver<Option<IntrospectionResult>>>>,
+    /// Where requests run: the check that starts one may be polled on a thread of no runtime
+    /// (an Envoy worker, in the in-process module).
+    runtime: tokio::runtime::Handle,
+    metrics: IntrospectionMetrics,
+}
+
+impl HttpIntrospector {
+    /// A client for `settings`, running its requests on `runtime`, counting in `metrics`
+    /// (whose series for the issuer are declared at 0 here).
+    pub fn new(
+        settings: IntrospectionSettings,
+        runtime: tokio::runtime::Handle,
+        metrics: IntrospectionMetrics,
+    ) -> HttpIntrospector {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client's TLS backend initialises");
+        let credentials = format!(
+            "{}:{}",
+            utf8_percent_encode(&settings.client.client_id, FORM),
+            utf8_percent_encode(&settings.client.secret, FORM)
+        );
+        metrics.declare(&settings.issuer);
+        HttpIntrospector {
+            inner: Arc::new(Inner {
+                authorization: format!("Basic {}", STANDARD.encode(credentials)),
+                client,
+                permits: Semaphore::new(settings.max_concurrent),
+                in_flight: Mutex::new(HashMap::new()),
+                runtime,
+                metrics,
+                settings,
+            }),
+        }
+    }
+}
+
+impl Introspector for HttpIntrospector {
+    fn introspect(&self, key: SessionKey, token: &str) -> IntrospectionFuture {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = in_flight.get(&key) {
+            return Box::pin(outcome_of(running.clone()));
+        }
+        let (done, running) = watch::channel(None);
+        in_flight.insert(key, running.clone());
+        drop(in_flight);
+        let inner = Arc::clone(&self.inner);
+        let token = token.to_owned();
+        self.inner.runtime.spawn(async move {
+            let result = inner.post(&token).await;
+            inner.metrics.count(&inner.settings.issuer, &result);
+            // Answer the waiters before leaving the map, so a check arriving in between
+            // still shares this answer rather than starting another request.
+            let _ = done.send(Some(result));
+            inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+        Box::pin(outcome_of(running))
+    }
+}
+
+/// The answer of the request `running` watches.
+async fn outcome_of(
+    mut running: watch::Receiver<Option<IntrospectionResult>>,
+) -> IntrospectionResult {
+    match running.wait_for(Option::is_some).await {
+        Ok(answer) => answer
+            .clone()
+            .expect("wait_for returns once the answer is there"),
+        Err(_) => Err(IntrospectionUnavailable(
+            "the introspection request was dropped".into(),
+        )),
+    }
+}
+
+impl Inner {
+    /// One bounded exchange: a slot, then the POST and its answer, all within `timeout`.
+    async fn post(&self, token: &str) -> IntrospectionResult {
+        let timeout = self.settings.timeout;
+        match tokio::time::timeout(timeout, self.post_unbounded(token)).await {
+            Ok(result) => result,
+            Err(_) => Err(IntrospectionUnavailable(format!(
+                "{} did not answer within {timeout:?}",
+                self.settings.endpoint
+            ))),
+        }
+    }
+
+    async fn post_unbounded(&self, token: &str) -> IntrospectionResult {
+        let endpoint = &self.settings.endpoint;
+        let failed = |message: String| IntrospectionUnavailable(format!("{endpoint}: {message}"));
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| failed("closed".into()))?;
+        let body = format!(
+            "token={}&token_type_hint=access_token",
+            utf8_percent_encode(token, FORM)
+        );
+        let mut response = self
+            .client
+            .post(endpoint.clone())
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            // reqwest's errors name the URL, never the body.
+            .map_err(|e| failed(error_chain(&e)))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(failed(format!("HTTP status {}", response.status())));
+        }
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(failed(format!("answer larger than {MAX_ANSWER_BYTES} bytes")));
+        }
+        let mut answer = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(error_chain(&e)))?
+        {
+            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(failed(format!("answer larger than {MAX_ANSWER_BYTES} bytes")));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        Ok(answer.into())
+    }
+}
+
+/// "error sending request: connection refused", not just the outermost layer.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+impl std::fmt::Debug for HttpIntrospector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpIntrospector")
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
