@@ -1,0 +1,283 @@
+//! An identity provider's token introspection endpoint (RFC 7662), on `127.0.0.1:0`, that a
+//! test can change, break and count.
+//!
+//! Serves `POST /introspect` with a form body `token=…`: it checks the client's HTTP Basic
+//! credentials (RFC 6749 2.3.1; wrong ones get 401), and answers `{"active": true, …claims}`
+//! for a token it issued ([`IntrospectionServer::issue`]) and `{"active": false}` for any other
+//! or one it revoked ([`IntrospectionServer::revoke`]). It can be told to fail (503, like an
+//! IdP down behind a load balancer), to hang (accept and never answer), or to answer only after
+//! a delay (so concurrent checks of one token overlap). Every introspection request is counted,
+//! so tests assert caching and single flight by call counts, not by timing.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+/// The issuer the endpoint speaks for (its answers' `iss`).
+pub const OPAQUE_ISSUER: &str = "https://opaque-idp.sessiongate.test";
+/// The client id and secret sessiongate authenticates with.
+pub const CLIENT_ID: &str = "sessiongate";
+pub const CLIENT_SECRET: &str = "s3cret:with/odd&chars";
+
+/// How the endpoint behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Answer,
+    /// 503 to every request.
+    Fail,
+    /// Accept the request, never answer.
+    Hang,
+    /// Answer after this delay.
+    Slow(Duration),
+}
+
+struct State {
+    issued: HashMap<String, Map<String, Value>>,
+    revoked: HashSet<String>,
+    mode: Mode,
+}
+
+pub struct IntrospectionServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    calls: Arc<AtomicU64>,
+    refused_clients: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl IntrospectionServer {
+    /// Serves in a background task of the current runtime.
+    pub async fn start() -> IntrospectionServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind introspection server");
+        let addr = listener.local_addr().expect("introspection server address");
+        let state = Arc::new(Mutex::new(State {
+            issued: HashMap::new(),
+            revoked: HashSet::new(),
+            mode: Mode::Answer,
+        }));
+        let calls = Arc::new(AtomicU64::new(0));
+        let refused_clients = Arc::new(AtomicU64::new(0));
+        let (shared, counted, refused) = (
+            Arc::clone(&state),
+            Arc::clone(&calls),
+            Arc::clone(&refused_clients),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (state, calls, refused) =
+                    (Arc::clone(&shared), Arc::clone(&counted), Arc::clone(&refused));
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (state, calls, refused) =
+                            (Arc::clone(&state), Arc::clone(&calls), Arc::clone(&refused));
+                        async move {
+                            Ok::<_, Infallible>(answer(&state, &calls, &refused, request).await)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        IntrospectionServer {
+            addr,
+            state,
+            calls,
+            refused_clients,
+            task,
+        }
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/introspect", self.addr)
+    }
+
+    /// Issues a fresh opaque token (random, 32 bytes base64url) whose introspection answer
+    /// carries `claims` beside `active: true` and `iss`; returns it.
+    pub fn issue(&self, claims: Value) -> String {
+        let token = opaque_token();
+        let mut answer = match claims {
+            Value::Object(map) => map,
+            _ => panic!("claims must be an object"),
+        };
+        answer.insert("active".into(), json!(true));
+        answer
+            .entry("iss".to_owned())
+            .or_insert(json!(OPAQUE_ISSUER));
+        self.state
+            .lock()
+            .unwrap()
+            .issued
+            .insert(token.clone(), answer);
+        token
+    }
+
+    /// From now on, `token` is inactive.
+    pub fn revoke(&self, token: &str) {
+        self.state.lock().unwrap().revoked.insert(token.to_owned());
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// Introspection requests that reached the endpoint with valid client credentials.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Requests refused for bad or missing client credentials.
+    pub fn refused_clients(&self) -> u64 {
+        self.refused_clients.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for IntrospectionServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A random opaque token, as an authorization server would issue it.
+pub fn opaque_token() -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes: [u8; 32] = std::array::from_fn(|_| rand_byte());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (RandomState::new().hash_one(n) & 0xff) as u8
+}
+
+async fn answer(
+    state: &Mutex<State>,
+    calls: &AtomicU64,
+    refused: &AtomicU64,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if request.method() != hyper::Method::POST || request.uri().path() != "/introspect" {
+        return respond(StatusCode::NOT_FOUND, json!({"error": "not_found"}));
+    }
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!(
+            "{}:{}",
+            form_encode(CLIENT_ID),
+            form_encode(CLIENT_SECRET)
+        ))
+    );
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        == Some(expected.as_str());
+    let form_typed = request
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        == Some("application/x-www-form-urlencoded");
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
+    if !authorized {
+        refused.fetch_add(1, Ordering::SeqCst);
+        return respond(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
+    }
+    let Some(token) = form_field(&body, "token").filter(|_| form_typed) else {
+        return respond(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
+    };
+    calls.fetch_add(1, Ordering::SeqCst);
+    let mode = state.lock().unwrap().mode;
+    match mode {
+        Mode::Answer => {}
+        Mode::Fail => {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "temporarily_unavailable"}),
+            );
+        }
+        Mode::Hang => std::future::pending::<()>().await,
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+    }
+    let state = state.lock().unwrap();
+    let answer = match state.issued.get(&token) {
+        Some(claims) if !state.revoked.contains(&token) => Value::Object(claims.clone()),
+        _ => json!({"active": false}),
+    };
+    respond(StatusCode::OK, answer)
+}
+
+/// `application/x-www-form-urlencoded` encoding (RFC 6749 appendix B).
+fn form_encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                encoded.push(byte as char)
+            }
+            b' ' => encoded.push('+'),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
+/// The value of `name` in a form body, decoded.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let body = std::str::from_utf8(body).ok()?;
+    body.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| form_decode(value))?
+    })
+}
+
+fn form_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    let mut input = text.bytes();
+    while let Some(byte) = input.next() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = [input.next()?, input.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            _ => bytes.push(byte),
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
