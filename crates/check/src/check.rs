@@ -525,3 +525,60 @@ mod introspection_tests {
         super::tests::now_or_never(future)
     }
 }
+
+#[cfg(test)]
+mod renewal_tests {
+    use std::time::Duration;
+
+    use sessiongate_core::workload::PinnedWorkload;
+    use sessiongate_token::IntrospectionRules;
+    use sessiongate_token::testing::{ISSUER, ring};
+
+    use super::*;
+    use crate::gate::tests::{FRONTEND, policy, request};
+    use crate::session::SessionCache;
+
+    const OPAQUE: &str = "Bearer 2YotnFZFEjr1zCsicMWpAA";
+    const BATCH: &str = "spiffe://cluster.local/ns/shop/sa/batch";
+
+    #[test]
+    fn a_renewed_introspection_keeps_the_sessions_pin() {
+        let mut policy = policy(&["orders:read"], "shop-api");
+        policy.verifier = policy.verifier.with_introspection(IntrospectionRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            cache_ttl: Duration::from_secs(60),
+        });
+        let start = UnixTime::now();
+        let gate = Gate::new(
+            policy,
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            start,
+        );
+        let iat = start.as_secs();
+        let answer: IntrospectionResult = Ok(serde_json::json!({"active": true, "iss": ISSUER,
+            "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
+            "scope": "orders:read"})
+        .to_string()
+        .into_bytes()
+        .into());
+
+        let asked = gate.check(&request(OPAQUE, FRONTEND), start);
+        assert!(asked.introspection.is_some());
+        let judged = gate.check_introspected(&request(OPAQUE, FRONTEND), answer.clone(), start);
+        let owner = PinnedWorkload::Spiffe(FRONTEND.into());
+        let first = gate.settle_pin(judged, Ok(owner), start);
+        assert_eq!(first.verdict, Ok(()));
+
+        let later = start.plus(Duration::from_secs(61));
+        let stale = gate.check(&request(OPAQUE, BATCH), later);
+        assert!(stale.introspection.is_some(), "asked again after cache_ttl");
+        let renewed = gate.check_introspected(&request(OPAQUE, BATCH), answer, later);
+        assert_eq!(
+            renewed.verdict.unwrap_err().reason,
+            DenyReason::SessionReplayed,
+            "the renewed session is still pinned to the first workload"
+        );
+    }
+}

@@ -471,11 +471,13 @@ impl Gate {
         let key_generation = self.keys.generation();
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match policy.verifier.read_introspection(&body, now) {
-            Ok(answer) => Ok(self.sessions.insert_or_get(
-                key,
-                Session::introspected(answer.token, now, answer.recheck_at),
-                now,
-            )),
+            Ok(answer) => {
+                let mut session = Session::introspected(answer.token, now, answer.recheck_at);
+                if let Some(earlier) = self.sessions.held(&key) {
+                    session = session.renewing(&earlier);
+                }
+                Ok(self.sessions.insert_or_get(key, session, now))
+            }
             Err(error) => {
                 let deny = decision::token_rejected(&error);
                 self.rejections.remember(key, error, key_generation);

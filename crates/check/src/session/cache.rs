@@ -139,6 +139,12 @@ impl SessionCache {
         self.lookup(key, now)
     }
 
+    /// The session held for `key` whether or not it is still live: what an introspected
+    /// session being renewed carries over (its pin, its idle history). Not counted.
+    pub fn held(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        self.read(key).get(key).map(Arc::clone)
+    }
+
     /// Hits, misses and evictions since start.
     pub fn stats(&self) -> &CacheStats {
         &self.stats

@@ -122,6 +122,22 @@ impl Session {
         }
     }
 
+    /// This session, renewed from `earlier` (the same token's previous session, whose
+    /// introspection answer went stale): the pin and the last allowed request carry over, so
+    /// re-asking the issuer neither frees a pinned session for another workload to claim nor
+    /// resets its idle clock.
+    pub fn renewing(self, earlier: &Session) -> Session {
+        if let Some(pinned) = earlier.pinned() {
+            self.pin(pinned.clone());
+        }
+        if let Some(last) = earlier.last_allowed() {
+            self.record_allowed(last);
+            // A carried-over time is not a use since the cache's last sweep.
+            self.activity.take_used_mark();
+        }
+        self
+    }
+
     /// When a request of this session was last allowed, if ever.
     pub fn last_allowed(&self) -> Option<UnixTime> {
         self.activity.last_allowed()
