@@ -226,3 +226,34 @@ fn wrong_client_credentials_fail_closed_with_503() {
         assert_eq!(idp.refused_clients(), 1);
     });
 }
+
+/// The in-process mode: Envoy runs sessiongate as a dynamic module; a check waiting for the
+/// introspection answer pauses its request and resumes on Envoy's worker.
+#[test]
+fn the_in_process_module_introspects_opaque_tokens_alike() {
+    run(async {
+        let idp = IntrospectionServer::start().await;
+        let dir = tempfile::tempdir().expect("stack dir");
+        std::fs::write(dir.path().join("introspection-secret"), CLIENT_SECRET).expect("secret");
+        let stack = Stack::start_module_in(dir, &introspecting_yaml(&idp)).await;
+
+        let token = idp.issue(claims());
+        order(&stack, &token).await.assert_allowed();
+        order(&stack, &token).await.assert_allowed();
+        assert_eq!(idp.calls(), 1, "the second request is served from the session cache");
+
+        let unknown = support::introspection_server::opaque_token();
+        order(&stack, &unknown).await.assert_denied(401, "revoked");
+
+        idp.set_mode(Mode::Fail);
+        order(&stack, &token).await.assert_allowed();
+        let new = idp.issue(claims());
+        order(&stack, &new).await.assert_denied(503, "internal_error");
+
+        idp.set_mode(Mode::Answer);
+        idp.revoke(&token);
+        order_until(&stack, &token, |reply| reply.status != 200)
+            .await
+            .assert_denied(401, "revoked");
+    });
+}
