@@ -216,6 +216,7 @@ mod tests {
             verdict: Ok(()),
             session: None,
             pin: None,
+            introspection: None,
             dry_run: false,
         };
         let names = [
