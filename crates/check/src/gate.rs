@@ -469,7 +469,6 @@ impl Gate {
             )
         })?;
         let key_generation = self.keys.generation();
-        self.verifications.fetch_add(1, Ordering::Relaxed);
         match policy.verifier.read_introspection(&body, now) {
             Ok(answer) => {
                 let mut session = Session::introspected(answer.token, now, answer.recheck_at);
