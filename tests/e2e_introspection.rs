@@ -160,18 +160,43 @@ fn active_false_revokes_a_cached_session_once_its_cache_time_is_over() {
     });
 }
 
+/// The sidecar's `sessiongate_introspections_total` sample for `result`, if exposed.
+async fn introspections(stack: &Stack, result: &str) -> Option<u64> {
+    let sessiongate = stack.sessiongate.as_ref().expect("stack runs sessiongate");
+    let text = reqwest::get(format!("http://{}/metrics", sessiongate.http_addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = format!(
+        "sessiongate_introspections_total{{issuer=\"{}\",result=\"{result}\"}} ",
+        support::introspection_server::OPAQUE_ISSUER
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.trim().parse().expect("a counter value"))
+}
+
 #[test]
 fn while_the_endpoint_fails_cached_sessions_work_and_new_opaque_tokens_get_503() {
     run(async {
         let (idp, stack) = start().await;
+        assert_eq!(
+            introspections(&stack, "unavailable").await,
+            Some(0),
+            "the failure series exists at 0 from start-up"
+        );
         let cached = idp.issue(claims());
         order(&stack, &cached).await.assert_allowed();
         idp.set_mode(Mode::Fail);
         order(&stack, &cached).await.assert_allowed();
         let new = idp.issue(claims());
         order(&stack, &new).await.assert_denied(503, "internal_error");
+        assert_eq!(introspections(&stack, "unavailable").await, Some(1));
         idp.set_mode(Mode::Answer);
         order(&stack, &new).await.assert_allowed();
+        assert_eq!(introspections(&stack, "answered").await, Some(2));
     });
 }
 
