@@ -11,7 +11,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::introspection_server::{CLIENT_ID, CLIENT_SECRET, IntrospectionServer, Mode};
+use support::introspection_server::{
+    CLIENT_ID, CLIENT_SECRET, ClientAuth, IntrospectionServer, Mode, Signing, assertion_key_file,
+};
 use support::reply::Reply;
 use support::tokens::AUDIENCE;
 use support::{SendExt as _, Stack, Workload, run};
@@ -25,14 +27,25 @@ const CACHE_TTL: Duration = Duration::from_secs(1);
 /// shorter than Envoy's ext_authz timeout (1 s), so a hanging endpoint is sessiongate's 503
 /// with a reason, not Envoy's bare one.
 fn introspecting_yaml(idp: &IntrospectionServer) -> String {
+    introspecting_yaml_with(
+        idp,
+        r#"{ method: client_secret_basic, secret_file: "introspection-secret" }"#,
+        "",
+    )
+}
+
+/// [`introspecting_yaml`] with another `client_auth`, and `extra` lines (indented four
+/// spaces) in the issuer and six in its `introspection`, e.g. keys and `signed_responses`.
+fn introspecting_yaml_with(idp: &IntrospectionServer, client_auth: &str, extra: &str) -> String {
     let issuer = format!(
         r#"issuers:
   - issuer: "{issuer}"
     audiences: ["{AUDIENCE}"]
-    introspection:
+{extra}    introspection:
       endpoint: "{endpoint}"
       client_id: "{CLIENT_ID}"
-      client_auth: {{ method: client_secret_basic, secret_file: "introspection-secret" }}
+      client_auth: {client_auth}
+      signed_responses: {signed}
       cache_ttl: {ttl}s
       timeout: 500ms
       max_concurrent: 4
@@ -40,6 +53,7 @@ fn introspecting_yaml(idp: &IntrospectionServer) -> String {
         issuer = support::introspection_server::OPAQUE_ISSUER,
         endpoint = idp.endpoint(),
         ttl = CACHE_TTL.as_secs(),
+        signed = !extra.is_empty(),
     );
     let yaml = support::policy::sessiongate_yaml(None);
     assert!(yaml.contains("issuers:\n"), "the test policy changed");
@@ -280,5 +294,62 @@ fn the_in_process_module_introspects_opaque_tokens_alike() {
         order_until(&stack, &token, |reply| reply.status != 200)
             .await
             .assert_denied(401, "revoked");
+    });
+}
+
+#[test]
+fn private_key_jwt_authenticates_each_request_with_a_fresh_assertion() {
+    run(async {
+        let idp = IntrospectionServer::start().await;
+        idp.set_client_auth(ClientAuth::PrivateKeyJwt);
+        let dir = tempfile::tempdir().expect("stack dir");
+        std::fs::copy(assertion_key_file(), dir.path().join("client.pem")).expect("client key");
+        let yaml = introspecting_yaml_with(
+            &idp,
+            r#"{ method: private_key_jwt, key_file: "client.pem", alg: ES256 }"#,
+            "",
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        for _ in 0..2 {
+            let token = idp.issue(claims());
+            order(&stack, &token).await.assert_allowed();
+        }
+        assert_eq!(idp.calls(), 2);
+        assert_eq!(
+            idp.refused_clients(),
+            0,
+            "every assertion verified, none replayed"
+        );
+    });
+}
+
+#[test]
+fn signed_answers_are_checked_with_the_issuers_keys() {
+    run(async {
+        let idp = IntrospectionServer::start().await;
+        idp.set_signing(Signing::Trusted);
+        let dir = tempfile::tempdir().expect("stack dir");
+        std::fs::write(dir.path().join("introspection-secret"), CLIENT_SECRET).expect("secret");
+        let keys = "    jwks_file: \"jwks.json\"\n    algorithms: [\"ES256\"]\n";
+        let yaml = introspecting_yaml_with(
+            &idp,
+            r#"{ method: client_secret_basic, secret_file: "introspection-secret" }"#,
+            keys,
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        let token = idp.issue(claims());
+        order(&stack, &token).await.assert_allowed();
+
+        idp.set_signing(Signing::Untrusted);
+        let forged = idp.issue(claims());
+        order(&stack, &forged)
+            .await
+            .assert_denied(401, "bad_signature");
+
+        idp.set_signing(Signing::Never);
+        let unsigned = idp.issue(claims());
+        order(&stack, &unsigned)
+            .await
+            .assert_denied(401, "malformed_token");
     });
 }

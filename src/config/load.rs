@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::schema::{ClientAuthSection, ConfigFile, parse};
+use super::schema::{ConfigFile, parse};
 use super::{Compiler, Config, ConfigError, MAX_CONFIG_BYTES};
 use crate::admin::credential::MAX_TOKEN_FILE_BYTES;
 use crate::files::NamedFile;
@@ -40,7 +40,7 @@ pub(super) struct NamedFiles {
     pub issuer_jwks: Vec<Option<NamedFile>>,
     /// `ssf.transmitters[i].jwks_file`, index for index (empty without `ssf`).
     pub transmitter_jwks: Vec<Option<NamedFile>>,
-    /// `issuers[i].introspection.client_auth.secret_file`, index for index.
+    /// `issuers[i].introspection.client_auth`'s `secret_file` or `key_file`, index for index.
     pub introspection_secrets: Vec<Option<NamedFile>>,
     /// `admin.token_file`.
     pub admin_token: Option<NamedFile>,
@@ -64,11 +64,10 @@ impl NamedFiles {
                 .issuers
                 .iter()
                 .map(|issuer| {
-                    let secret = issuer.introspection.as_ref().map(|section| {
-                        let ClientAuthSection::ClientSecretBasic { secret_file } =
-                            &section.client_auth;
-                        secret_file.as_path()
-                    });
+                    let secret = issuer
+                        .introspection
+                        .as_ref()
+                        .map(|section| section.client_auth.file());
                     read(secret, MAX_SECRET_FILE_BYTES)
                 })
                 .collect(),

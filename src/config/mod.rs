@@ -345,8 +345,9 @@ impl Compiler<'_> {
                 introspection = Some(
                     IntrospectionSettings::from_section(
                         &key,
-                        &rules.issuer,
-                        &rules.audiences,
+                        &rules,
+                        keys.last()
+                            .is_some_and(|keys: &IssuerKeys| keys.issuer == rules.issuer),
                         section,
                         secret,
                     )

@@ -366,6 +366,9 @@ pub struct IntrospectionSection {
     /// Most introspection requests in flight at once.
     #[serde(default = "default_introspection_max_concurrent")]
     pub max_concurrent: u32,
+    /// Ask for answers signed by the issuer (RFC 9701) and accept no other.
+    #[serde(default)]
+    pub signed_responses: bool,
 }
 
 /// `issuers[].introspection.client_auth`, by `method`.
@@ -377,6 +380,23 @@ pub enum ClientAuthSection {
         /// The file holding the client secret (relative to the config file's folder).
         secret_file: PathBuf,
     },
+    /// A JWT client assertion signed with the private key in `key_file` (RFC 7523).
+    PrivateKeyJwt {
+        /// The PEM private key file (relative to the config file's folder).
+        key_file: PathBuf,
+        /// Its JWS algorithm (`RS256`, `PS256`, `ES256`, `EdDSA`, …).
+        alg: String,
+    },
+}
+
+impl ClientAuthSection {
+    /// The file the method reads (the secret, or the private key).
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            ClientAuthSection::ClientSecretBasic { secret_file } => secret_file,
+            ClientAuthSection::PrivateKeyJwt { key_file, .. } => key_file,
+        }
+    }
 }
 
 fn default_introspection_cache_ttl() -> Duration {

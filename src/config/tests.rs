@@ -1035,6 +1035,25 @@ fn introspection_settings_are_checked() {
         "issuers[1].introspection.max_concurrent",
         "at least 1",
     );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      signed_responses: true\n")),
+        "issuers[1].introspection.signed_responses",
+        "needs the issuer's keys",
+    );
+    let private_key_jwt = INTROSPECTION.replace(
+        "{ method: client_secret_basic, secret_file: jwks.json }",
+        "{ method: private_key_jwt, key_file: jwks.json, alg: ES256 }",
+    );
+    assert_invalid(
+        &with_introspection(&private_key_jwt),
+        "issuers[1].introspection.client_auth.key_file",
+        "not a PEM private key",
+    );
+    assert_invalid(
+        &with_introspection(&private_key_jwt.replace("alg: ES256", "alg: HS256")),
+        "issuers[1].introspection.client_auth.alg",
+        "not a supported asymmetric",
+    );
     let twice = with_introspection(INTROSPECTION).replace(
         "    jwks_file: jwks.json\n",
         &format!("    jwks_file: jwks.json\n    introspection:\n{INTROSPECTION}"),

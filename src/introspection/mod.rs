@@ -11,7 +11,10 @@
 //!   a slot within its `timeout`;
 //! - **timeouts**: `timeout` covers the wait for a slot, the connection and the answer;
 //! - **size**: an answer larger than [`MAX_ANSWER_BYTES`] is refused unread;
-//! - no redirects (as for key URLs), and client authentication by `client_secret_basic`.
+//! - no redirects (as for key URLs); client authentication by `client_secret_basic` or
+//!   `private_key_jwt` (a fresh one-minute assertion per request);
+//! - signed answers (RFC 9701) asked for with `Accept: application/token-introspection+jwt`
+//!   when configured (the policy's verifier then accepts no other).
 //!
 //! The token goes in the request body and nowhere else: errors and logs name the endpoint,
 //! never the token. Every failure (unreachable, timeout, a status other than 200, too large)
@@ -24,6 +27,7 @@
 pub mod settings;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +41,7 @@ use sessiongate_check::session::SessionKey;
 use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::IntrospectionMetrics;
+use settings::ClientAuth;
 pub use settings::IntrospectionSettings;
 
 /// Largest introspection answer read (64 KiB). Real ones are a few hundred bytes.
@@ -62,8 +67,8 @@ pub struct HttpIntrospector {
 
 struct Inner {
     settings: IntrospectionSettings,
-    /// `Basic base64(urlencode(client_id) ":" urlencode(secret))`, built once.
-    authorization: String,
+    /// How each request proves sessiongate's identity.
+    authentication: Authentication,
     client: reqwest::Client,
     permits: Semaphore,
     /// The request in flight per token, which later checks of the same token wait on.
@@ -89,15 +94,10 @@ impl HttpIntrospector {
             .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client's TLS backend initialises");
-        let credentials = format!(
-            "{}:{}",
-            utf8_percent_encode(&settings.client.client_id, FORM),
-            utf8_percent_encode(&settings.client.secret, FORM)
-        );
         metrics.declare(&settings.issuer);
         HttpIntrospector {
             inner: Arc::new(Inner {
-                authorization: format!("Basic {}", STANDARD.encode(credentials)),
+                authentication: Authentication::of(&settings),
                 client,
                 permits: Semaphore::new(settings.max_concurrent),
                 in_flight: Mutex::new(HashMap::new()),
@@ -175,19 +175,42 @@ impl Inner {
             .acquire()
             .await
             .map_err(|_| failed("closed".into()))?;
-        let body = format!(
+        let mut body = format!(
             "token={}&token_type_hint=access_token",
             utf8_percent_encode(token, FORM)
         );
-        let mut response = self
-            .client
-            .post(endpoint.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+        let mut request = self.client.post(endpoint.clone());
+        match &self.authentication {
+            Authentication::Basic(authorization) => {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization);
+            }
+            Authentication::Assertion {
+                key,
+                algorithm,
+                audience,
+            } => {
+                let client_id = &self.settings.client.client_id;
+                let assertion = client_assertion(client_id, audience, key, *algorithm)
+                    .map_err(|e| failed(format!("cannot sign the client assertion: {e}")))?;
+                body.push_str(&format!(
+                    "&client_id={}&client_assertion_type={}&client_assertion={}",
+                    utf8_percent_encode(client_id, FORM),
+                    utf8_percent_encode(ASSERTION_TYPE, FORM),
+                    utf8_percent_encode(&assertion, FORM)
+                ));
+            }
+        }
+        let accept = if self.settings.signed_responses() {
+            "application/token-introspection+jwt"
+        } else {
+            "application/json"
+        };
+        let mut response = request
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, accept)
             .body(body)
             .send()
             .await
@@ -215,6 +238,82 @@ impl Inner {
         }
         Ok(answer.into())
     }
+}
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a client assertion is valid: long enough for one request, short enough that a
+/// captured one is soon useless.
+const ASSERTION_LIFETIME_SECS: u64 = 60;
+
+/// sessiongate's proof of identity at the endpoint, prepared once.
+enum Authentication {
+    /// `Basic base64(urlencode(client_id) ":" urlencode(secret))` (RFC 6749 2.3.1).
+    Basic(String),
+    /// A fresh JWT assertion per request, signed with `key` (RFC 7523).
+    Assertion {
+        key: jsonwebtoken::EncodingKey,
+        algorithm: jsonwebtoken::Algorithm,
+        /// The issuer and the endpoint: who the assertion is for.
+        audience: [String; 2],
+    },
+}
+
+impl Authentication {
+    fn of(settings: &IntrospectionSettings) -> Authentication {
+        match &settings.client.auth {
+            ClientAuth::SecretBasic { secret } => {
+                let credentials = format!(
+                    "{}:{}",
+                    utf8_percent_encode(&settings.client.client_id, FORM),
+                    utf8_percent_encode(secret, FORM)
+                );
+                Authentication::Basic(format!("Basic {}", STANDARD.encode(credentials)))
+            }
+            ClientAuth::PrivateKeyJwt { key_pem, algorithm } => {
+                let (key, algorithm) = settings::assertion_key(key_pem, *algorithm)
+                    .expect("the key was checked when the config was loaded");
+                Authentication::Assertion {
+                    key,
+                    algorithm,
+                    audience: [
+                        settings.issuer.to_string(),
+                        settings.endpoint.as_str().to_owned(),
+                    ],
+                }
+            }
+        }
+    }
+}
+
+/// A client assertion for one request: `iss` and `sub` the client id, `aud` the issuer and
+/// the endpoint, a minute's lifetime and a `jti` never used before by this process.
+fn client_assertion(
+    client_id: &str,
+    audience: &[String; 2],
+    key: &jsonwebtoken::EncodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let jti = format!(
+        "{:x}-{:x}-{:x}",
+        now.as_nanos(),
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    );
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now.as_secs(),
+        "exp": now.as_secs() + ASSERTION_LIFETIME_SECS,
+        "jti": jti,
+    });
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, key)
 }
 
 /// "error sending request: connection refused", not just the outermost layer.

@@ -1,12 +1,14 @@
 //! `issuers[].introspection`, converted: the endpoint and the client credentials the
-//! [`super::HttpIntrospector`] uses, and the answer rules the policy's verifier applies.
+//! [`super::HttpIntrospector`] uses, and the answer rules the policy's verifier applies
+//! (signed answers, RFC 9701, are checked with the issuer's own keys and algorithms).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use sessiongate_token::IntrospectionRules;
+use sha2::Digest;
+use sessiongate_token::{IntrospectionRules, IssuerRules, SignedAnswers, SigningAlgorithm};
 
 use crate::config::InvalidSetting;
 use crate::config::schema::{ClientAuthSection, IntrospectionSection};
@@ -41,24 +43,75 @@ pub struct IntrospectionSettings {
     pub timeout: Duration,
     /// Most requests in flight at once.
     pub max_concurrent: usize,
+    /// Ask for signed answers (RFC 9701); the rules then accept no other.
+    signed_responses: bool,
 }
 
-/// sessiongate's credentials at the introspection endpoint (`client_secret_basic`).
+/// sessiongate's credentials at the introspection endpoint.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientCredentials {
     /// The client id.
     pub client_id: String,
-    /// The client secret (never printed: see the `Debug` impl).
-    pub secret: String,
+    /// How it proves it.
+    pub auth: ClientAuth,
+}
+
+/// How sessiongate authenticates to the endpoint. The secret and the key are never printed
+/// (see the `Debug` impl); their SHA-256 is, so a reload that changes them is told apart.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic` (RFC 6749 2.3.1).
+    SecretBasic {
+        /// The client secret.
+        secret: String,
+    },
+    /// `private_key_jwt` (RFC 7523 section 2.2): a short-lived JWT assertion per request.
+    PrivateKeyJwt {
+        /// The PEM private key, checked to parse for `algorithm` at load.
+        key_pem: Vec<u8>,
+        /// The assertion's algorithm.
+        algorithm: SigningAlgorithm,
+    },
 }
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (method, material): (&str, &[u8]) = match &self.auth {
+            ClientAuth::SecretBasic { secret } => ("client_secret_basic", secret.as_bytes()),
+            ClientAuth::PrivateKeyJwt { key_pem, .. } => ("private_key_jwt", key_pem),
+        };
+        let digest = sha2::Sha256::digest(material);
         f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
-            .field("secret", &"<redacted>")
+            .field("method", &method)
+            .field("material_sha256_prefix", &format!("{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]))
             .finish()
     }
+}
+
+/// The private key in `pem` for `algorithm`, as the assertion signer uses it.
+pub fn assertion_key(
+    pem: &[u8],
+    algorithm: SigningAlgorithm,
+) -> Result<(jsonwebtoken::EncodingKey, jsonwebtoken::Algorithm), String> {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let (algorithm, key) = match algorithm {
+        SigningAlgorithm::Rs256 => (Algorithm::RS256, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Rs384 => (Algorithm::RS384, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Rs512 => (Algorithm::RS512, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Ps256 => (Algorithm::PS256, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Ps384 => (Algorithm::PS384, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Ps512 => (Algorithm::PS512, EncodingKey::from_rsa_pem(pem)),
+        SigningAlgorithm::Es256 => (Algorithm::ES256, EncodingKey::from_ec_pem(pem)),
+        SigningAlgorithm::Es384 => (Algorithm::ES384, EncodingKey::from_ec_pem(pem)),
+        SigningAlgorithm::EdDsa => (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem)),
+    };
+    key.map(|key| (key, algorithm))
+        .map_err(|e| format!("not a PEM private key for {}: {e}", algorithm_name(algorithm)))
+}
+
+fn algorithm_name(algorithm: jsonwebtoken::Algorithm) -> String {
+    format!("{algorithm:?}")
 }
 
 impl fmt::Debug for IntrospectionSettings {
@@ -69,18 +122,19 @@ impl fmt::Debug for IntrospectionSettings {
             .field("client", &self.client)
             .field("timeout", &self.timeout)
             .field("max_concurrent", &self.max_concurrent)
+            .field("signed_responses", &self.signed_responses)
             .finish()
     }
 }
 
 impl IntrospectionSettings {
     /// Converts `<key>.introspection` (`key` is the issuer's, `issuers[0]`) of the issuer
-    /// `issuer` with `audiences`, given the secret file the loader read: the transport's
-    /// settings, and the rules its answers are read by.
+    /// `issuer` (whose keys are configured when `has_keys`), given the secret or key file the
+    /// loader read: the transport's settings, and the rules its answers are read by.
     pub fn from_section(
         key: &str,
-        issuer: &Arc<str>,
-        audiences: &[Box<str>],
+        issuer: &IssuerRules,
+        has_keys: bool,
         section: &IntrospectionSection,
         secret: Option<&NamedFile>,
     ) -> Result<(IntrospectionSettings, IntrospectionRules), InvalidSetting> {
@@ -93,22 +147,11 @@ impl IntrospectionSettings {
                 "must not be empty",
             ));
         }
-        let ClientAuthSection::ClientSecretBasic { .. } = &section.client_auth;
-        let secret_key = format!("{key}.client_auth.secret_file");
-        let secret = secret.ok_or_else(|| InvalidSetting::new(&secret_key, "was not read"))?;
-        let bytes = secret.bytes.as_ref().map_err(|e| {
-            InvalidSetting::new(
-                &secret_key,
-                format!("cannot read {}: {e}", secret.path.display()),
-            )
-        })?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| InvalidSetting::new(&secret_key, "the secret is not UTF-8 text"))?
-            .trim();
-        if text.is_empty() {
+        let auth = client_auth(&key, &section.client_auth, secret)?;
+        if section.signed_responses && !has_keys {
             return Err(InvalidSetting::new(
-                &secret_key,
-                format!("{} holds no secret", secret.path.display()),
+                format!("{key}.signed_responses"),
+                "needs the issuer's keys (jwks_file, jwks_uri or discovery) to check signatures",
             ));
         }
         if !(MIN_CACHE_TTL..=MAX_CACHE_TTL).contains(&section.cache_ttl) {
@@ -130,20 +173,77 @@ impl IntrospectionSettings {
             ));
         }
         let settings = IntrospectionSettings {
-            issuer: Arc::clone(issuer),
+            issuer: Arc::clone(&issuer.issuer),
             endpoint,
             client: ClientCredentials {
                 client_id: section.client_id.clone(),
-                secret: text.to_owned(),
+                auth,
             },
             timeout: section.timeout,
             max_concurrent: section.max_concurrent as usize,
+            signed_responses: section.signed_responses,
         };
         let rules = IntrospectionRules {
-            issuer: Arc::clone(issuer),
-            audiences: audiences.into(),
+            issuer: Arc::clone(&issuer.issuer),
+            audiences: issuer.audiences.clone(),
             cache_ttl: section.cache_ttl,
+            signed: section.signed_responses.then(|| SignedAnswers {
+                audience: section.client_id.as_str().into(),
+                algorithms: issuer.algorithms.clone(),
+            }),
         };
         Ok((settings, rules))
+    }
+
+    /// Whether answers are asked for, and must be, signed (RFC 9701).
+    pub fn signed_responses(&self) -> bool {
+        self.signed_responses
+    }
+}
+
+/// `<key>.client_auth`, with the file it names as the loader read it.
+fn client_auth(
+    key: &str,
+    section: &ClientAuthSection,
+    file: Option<&NamedFile>,
+) -> Result<ClientAuth, InvalidSetting> {
+    let file_key = match section {
+        ClientAuthSection::ClientSecretBasic { .. } => format!("{key}.client_auth.secret_file"),
+        ClientAuthSection::PrivateKeyJwt { .. } => format!("{key}.client_auth.key_file"),
+    };
+    let file = file.ok_or_else(|| InvalidSetting::new(&file_key, "was not read"))?;
+    let bytes = file.bytes.as_ref().map_err(|e| {
+        InvalidSetting::new(&file_key, format!("cannot read {}: {e}", file.path.display()))
+    })?;
+    match section {
+        ClientAuthSection::ClientSecretBasic { .. } => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| InvalidSetting::new(&file_key, "the secret is not UTF-8 text"))?
+                .trim();
+            if text.is_empty() {
+                return Err(InvalidSetting::new(
+                    &file_key,
+                    format!("{} holds no secret", file.path.display()),
+                ));
+            }
+            Ok(ClientAuth::SecretBasic {
+                secret: text.to_owned(),
+            })
+        }
+        ClientAuthSection::PrivateKeyJwt { alg, .. } => {
+            let algorithm = SigningAlgorithm::from_jose(alg).ok_or_else(|| {
+                InvalidSetting::new(
+                    format!("{key}.client_auth.alg"),
+                    format!("`{alg}` is not a supported asymmetric JWS algorithm"),
+                )
+            })?;
+            assertion_key(bytes, algorithm).map_err(|e| {
+                InvalidSetting::new(&file_key, format!("{}: {e}", file.path.display()))
+            })?;
+            Ok(ClientAuth::PrivateKeyJwt {
+                key_pem: bytes.clone(),
+                algorithm,
+            })
+        }
     }
 }

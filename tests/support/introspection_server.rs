@@ -6,7 +6,9 @@
 //! for a token it issued ([`IntrospectionServer::issue`]) and `{"active": false}` for any other
 //! or one it revoked ([`IntrospectionServer::revoke`]). It can be told to fail (503, like an
 //! IdP down behind a load balancer), to hang (accept and never answer), or to answer only after
-//! a delay (so concurrent checks of one token overlap). Every introspection request is counted,
+//! a delay (so concurrent checks of one token overlap). It can instead require a
+//! `private_key_jwt` client assertion (RFC 7523), and sign its answers (RFC 9701) with the
+//! fixture issuer key, or forge them with another. Every introspection request is counted,
 //! so tests assert caching and single flight by call counts, not by timing.
 
 use std::collections::{HashMap, HashSet};
@@ -45,10 +47,40 @@ pub enum Mode {
     Slow(Duration),
 }
 
+/// How the endpoint expects sessiongate to authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with [`CLIENT_ID`] and [`CLIENT_SECRET`].
+    SecretBasic,
+    /// A JWT client assertion (RFC 7523) signed by the key of [`assertion_key_file`], checked
+    /// against its public JWK; every `jti` once.
+    PrivateKeyJwt,
+}
+
+/// How answers are signed, when sessiongate asks for `application/token-introspection+jwt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    /// Plain JSON whatever the client asks.
+    Never,
+    /// Signed with the fixture issuer's ES256 key (`kid` `test-es256`), as RFC 9701 says.
+    Trusted,
+    /// Signed with a key the issuer never published (a forgery).
+    Untrusted,
+}
+
+/// The private key sessiongate signs its client assertions with (the fixture transmitter key,
+/// ES256), and the public JWK set the endpoint checks them against.
+pub fn assertion_key_file() -> std::path::PathBuf {
+    super::tokens::keys_dir().join("transmitter-es256.pem")
+}
+
 struct State {
     issued: HashMap<String, Map<String, Value>>,
     revoked: HashSet<String>,
     mode: Mode,
+    client_auth: ClientAuth,
+    signing: Signing,
+    assertion_ids: HashSet<String>,
 }
 
 pub struct IntrospectionServer {
@@ -70,6 +102,9 @@ impl IntrospectionServer {
             issued: HashMap::new(),
             revoked: HashSet::new(),
             mode: Mode::Answer,
+            client_auth: ClientAuth::SecretBasic,
+            signing: Signing::Never,
+            assertion_ids: HashSet::new(),
         }));
         let calls = Arc::new(AtomicU64::new(0));
         let refused_clients = Arc::new(AtomicU64::new(0));
@@ -138,6 +173,14 @@ impl IntrospectionServer {
         self.state.lock().unwrap().revoked.insert(token.to_owned());
     }
 
+    pub fn set_client_auth(&self, client_auth: ClientAuth) {
+        self.state.lock().unwrap().client_auth = client_auth;
+    }
+
+    pub fn set_signing(&self, signing: Signing) {
+        self.state.lock().unwrap().signing = signing;
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         self.state.lock().unwrap().mode = mode;
     }
@@ -190,11 +233,16 @@ async fn answer(
             form_encode(CLIENT_SECRET)
         ))
     );
-    let authorized = request
+    let basic = request
         .headers()
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         == Some(expected.as_str());
+    let wants_jwt = request
+        .headers()
+        .get("accept")
+        .and_then(|value| value.to_str().ok())
+        == Some("application/token-introspection+jwt");
     let form_typed = request
         .headers()
         .get("content-type")
@@ -206,6 +254,11 @@ async fn answer(
         .await
         .map(|body| body.to_bytes())
         .unwrap_or_default();
+    let client_auth = state.lock().unwrap().client_auth;
+    let authorized = match client_auth {
+        ClientAuth::SecretBasic => basic,
+        ClientAuth::PrivateKeyJwt => assertion_is_valid(state, &body),
+    };
     if !authorized {
         refused.fetch_add(1, Ordering::SeqCst);
         return respond(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
@@ -231,7 +284,58 @@ async fn answer(
         Some(claims) if !state.revoked.contains(&token) => Value::Object(claims.clone()),
         _ => json!({"active": false}),
     };
-    respond(StatusCode::OK, answer)
+    let key_file = match state.signing {
+        Signing::Trusted if wants_jwt => "es256.pem",
+        Signing::Untrusted if wants_jwt => "untrusted-es256.pem",
+        _ => return respond(StatusCode::OK, answer),
+    };
+    // RFC 9701 section 5: the answer inside a JWT naming the issuer and the client.
+    let envelope = json!({"iss": OPAQUE_ISSUER, "aud": CLIENT_ID,
+                          "iat": super::tokens::now(), "token_introspection": answer});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("test-es256".into());
+    header.typ = Some("token-introspection+jwt".into());
+    let pem = std::fs::read(super::tokens::keys_dir().join(key_file)).expect("fixture key");
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("fixture EC key");
+    let jwt = jsonwebtoken::encode(&header, &envelope, &key).expect("sign the answer");
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/token-introspection+jwt")
+        .body(Full::new(Bytes::from(jwt)))
+        .expect("valid response")
+}
+
+/// A `private_key_jwt` request: `client_id`, the assertion type, and an assertion signed by the
+/// client's key, for this client, to this issuer, unexpired, its `jti` never seen before.
+fn assertion_is_valid(state: &Mutex<State>, body: &[u8]) -> bool {
+    let field = |name| form_field(body, name);
+    if field("client_id").as_deref() != Some(CLIENT_ID)
+        || field("client_assertion_type").as_deref()
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return false;
+    }
+    let Some(assertion) = field("client_assertion") else {
+        return false;
+    };
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(
+        &std::fs::read(super::tokens::keys_dir().join("transmitter-jwks.json"))
+            .expect("fixture transmitter JWKS"),
+    )
+    .expect("a JWK set");
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).expect("a public key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[OPAQUE_ISSUER]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.sub = Some(CLIENT_ID.into());
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    let Ok(decoded) = jsonwebtoken::decode::<Value>(&assertion, &key, &validation) else {
+        return false;
+    };
+    let Some(jti) = decoded.claims["jti"].as_str() else {
+        return false;
+    };
+    state.lock().unwrap().assertion_ids.insert(jti.to_owned())
 }
 
 /// `application/x-www-form-urlencoded` encoding (RFC 6749 appendix B).

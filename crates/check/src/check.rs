@@ -448,6 +448,7 @@ mod introspection_tests {
             issuer: ISSUER.into(),
             audiences: vec!["shop-api".into()].into(),
             cache_ttl: Duration::from_secs(60),
+            signed: None,
         });
         let gate = Gate::new(
             policy,
@@ -548,6 +549,7 @@ mod renewal_tests {
             issuer: ISSUER.into(),
             audiences: vec!["shop-api".into()].into(),
             cache_ttl: Duration::from_secs(60),
+            signed: None,
         });
         let start = UnixTime::now();
         let gate = Gate::new(

@@ -469,7 +469,7 @@ impl Gate {
             )
         })?;
         let key_generation = self.keys.generation();
-        match policy.verifier.read_introspection(&body, now) {
+        match policy.verifier.read_introspection(&body, &self.keys, now) {
             Ok(answer) => {
                 let mut session = Session::introspected(answer.token, now, answer.recheck_at);
                 if let Some(earlier) = self.sessions.held(&key) {

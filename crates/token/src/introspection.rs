@@ -22,10 +22,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::algorithm::SigningAlgorithm;
 use super::claims::{self, ClaimRules};
 use super::json::object_with_unique_members;
+use super::jws::CompactJws;
+use super::keys::KeyRing;
 use sessiongate_core::intern::intern;
 use sessiongate_core::time::UnixTime;
 use sessiongate_core::token::{KeyHandle, TokenError, VerifiedToken};
@@ -47,6 +50,21 @@ pub struct IntrospectionRules {
     /// Longest an active answer is trusted before the token is introspected again: the delay
     /// after which the issuer's revocation (`active: false`) takes effect here.
     pub cache_ttl: Duration,
+    /// Set when answers must be JWTs signed by the issuer (RFC 9701); `None`: plain JSON.
+    pub signed: Option<SignedAnswers>,
+}
+
+/// What a signed introspection answer (RFC 9701, `application/token-introspection+jwt`) must
+/// be: a JWS of type `token-introspection+jwt`, signed with one of the issuer's published keys
+/// and algorithms, whose `iss` is the issuer and whose `aud` names sessiongate's client id. The
+/// answer proper is its `token_introspection` claim. Signed answers let the answer be trusted
+/// on its own, not only because the TLS connection it came over was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAnswers {
+    /// sessiongate's client id at the endpoint: the answer's `aud` must name it.
+    pub audience: Box<str>,
+    /// The issuer's allowed signature algorithms.
+    pub algorithms: Box<[SigningAlgorithm]>,
 }
 
 /// An active answer: the token, and when it must be introspected again.
@@ -68,14 +86,20 @@ pub fn is_opaque(token: &str) -> bool {
 impl IntrospectionRules {
     /// Reads an introspection answer (`body`, the endpoint's JSON) received at `answered_at`:
     /// the token it describes, or why it is refused (see the module doc).
+    ///
+    /// A signed answer's signature is checked with the issuer's keys in `keys` first.
     pub fn read_answer(
         &self,
         body: &[u8],
         claim_rules: &ClaimRules,
+        keys: &KeyRing,
         answered_at: UnixTime,
     ) -> Result<Introspected, TokenError> {
-        let answer = object_with_unique_members(body)
-            .map_err(|_| TokenError::Malformed("introspection answer is not a JSON object"))?;
+        let answer = match &self.signed {
+            None => object_with_unique_members(body)
+                .map_err(|_| TokenError::Malformed("introspection answer is not a JSON object"))?,
+            Some(signed) => self.signed_answer(body, signed, keys)?,
+        };
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(TokenError::Inactive);
         }
@@ -97,7 +121,74 @@ impl IntrospectionRules {
         let recheck_at = token.expires_at.min(answered_at.plus(self.cache_ttl));
         Ok(Introspected { token, recheck_at })
     }
+
+    /// The `token_introspection` claim of a signed answer, once its type, algorithm,
+    /// signature, `iss` and `aud` are checked, in that order (as a token's: unverified input
+    /// never chooses how it is verified).
+    fn signed_answer(
+        &self,
+        body: &[u8],
+        signed: &SignedAnswers,
+        keys: &KeyRing,
+    ) -> Result<Map<String, Value>, TokenError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| TokenError::Malformed("signed introspection answer is not text"))?
+            .trim();
+        let jws = CompactJws::split(text)?;
+        let header = jws.header()?;
+        let algorithm = header.algorithm()?;
+        if header.critical {
+            return Err(TokenError::Malformed(
+                "header has critical extensions (crit)",
+            ));
+        }
+        if !signed.algorithms.contains(&algorithm) {
+            return Err(TokenError::DisallowedAlgorithm(
+                "algorithm is not allowed for this issuer",
+            ));
+        }
+        let typ = header.typ.as_deref().map(|typ| {
+            typ.strip_prefix("application/")
+                .unwrap_or(typ)
+                .to_ascii_lowercase()
+        });
+        if typ.as_deref() != Some(SIGNED_ANSWER_TYP) {
+            return Err(TokenError::Malformed(
+                "signed introspection answer is not typed token-introspection+jwt",
+            ));
+        }
+        let key_set = keys.keys_of(&self.issuer).ok_or(TokenError::UnknownKey)?;
+        let key = key_set
+            .find(header.kid.as_deref(), algorithm)
+            .ok_or(TokenError::UnknownKey)?;
+        if !key.accepts(algorithm) {
+            return Err(TokenError::DisallowedAlgorithm(
+                "algorithm does not match the signing key",
+            ));
+        }
+        if !jws.signed_by(key, algorithm) {
+            return Err(TokenError::BadSignature);
+        }
+        let mut claims = jws.claims()?;
+        match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == *self.issuer => {}
+            Some(Value::String(_)) | None => return Err(TokenError::UnknownIssuer),
+            Some(_) => return Err(TokenError::Malformed("iss is not a string")),
+        }
+        if !claims::audience_matches(&claims, std::slice::from_ref(&signed.audience))? {
+            return Err(TokenError::WrongAudience);
+        }
+        match claims.remove("token_introspection") {
+            Some(Value::Object(answer)) => Ok(answer),
+            _ => Err(TokenError::Malformed(
+                "signed introspection answer has no token_introspection object",
+            )),
+        }
+    }
 }
+
+/// The JOSE `typ` of a signed introspection answer (RFC 9701 section 5).
+pub const SIGNED_ANSWER_TYP: &str = "token-introspection+jwt";
 
 #[cfg(test)]
 mod tests {
@@ -112,6 +203,7 @@ mod tests {
             issuer: ISSUER.into(),
             audiences: vec!["shop-api".into()].into(),
             cache_ttl: Duration::from_secs(300),
+            signed: None,
         }
     }
 
@@ -126,6 +218,7 @@ mod tests {
         rules().read_answer(
             answer.to_string().as_bytes(),
             &claim_rules(),
+            &KeyRing::new(),
             UnixTime::from_secs(1_000),
         )
     }
@@ -202,12 +295,88 @@ mod tests {
         assert!(matches!(read(endless), Err(TokenError::Malformed(_))));
         let duplicate = br#"{"active":true,"active":true}"#;
         assert!(matches!(
-            rules().read_answer(duplicate, &claim_rules(), UnixTime::from_secs(1)),
+            rules().read_answer(
+                duplicate,
+                &claim_rules(),
+                &KeyRing::new(),
+                UnixTime::from_secs(1)
+            ),
             Err(TokenError::Malformed(_))
         ));
         assert!(matches!(
-            rules().read_answer(b"<html>", &claim_rules(), UnixTime::from_secs(1)),
+            rules().read_answer(
+                b"<html>",
+                &claim_rules(),
+                &KeyRing::new(),
+                UnixTime::from_secs(1)
+            ),
             Err(TokenError::Malformed(_))
         ));
+    }
+
+    mod signed {
+        use jsonwebtoken::{Algorithm, Header};
+
+        use super::*;
+        use crate::testing::{ISSUER as KEYS_ISSUER, ring, signing_key};
+
+        fn signed_rules() -> IntrospectionRules {
+            IntrospectionRules {
+                issuer: KEYS_ISSUER.into(),
+                signed: Some(SignedAnswers {
+                    audience: "sessiongate".into(),
+                    algorithms: vec![SigningAlgorithm::Es256].into(),
+                }),
+                ..rules()
+            }
+        }
+
+        fn sign(typ: &str, key_file: &str, claims: serde_json::Value) -> Vec<u8> {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("test-es256".into());
+            header.typ = Some(typ.into());
+            jsonwebtoken::encode(&header, &claims, &signing_key(key_file, Algorithm::ES256))
+                .unwrap()
+                .into_bytes()
+        }
+
+        fn envelope(answer: serde_json::Value) -> serde_json::Value {
+            json!({"iss": KEYS_ISSUER, "aud": "sessiongate", "iat": 1_000,
+                   "token_introspection": answer})
+        }
+
+        fn read_signed(body: &[u8]) -> Result<Introspected, TokenError> {
+            signed_rules().read_answer(body, &claim_rules(), &ring(), UnixTime::from_secs(1_000))
+        }
+
+        fn inner() -> serde_json::Value {
+            let mut answer = active();
+            answer["iss"] = json!(KEYS_ISSUER);
+            answer
+        }
+
+        #[test]
+        fn a_signed_answer_is_read_from_its_token_introspection_claim() {
+            let body = sign("token-introspection+jwt", "es256.pem", envelope(inner()));
+            let got = read_signed(&body).unwrap();
+            assert_eq!(got.token.subject(), Some("alice"));
+        }
+
+        #[test]
+        fn a_signed_answer_must_verify_be_typed_and_name_us() {
+            let forged = sign("token-introspection+jwt", "untrusted-es256.pem", envelope(inner()));
+            assert_eq!(read_signed(&forged).unwrap_err(), TokenError::BadSignature);
+            let untyped = sign("JWT", "es256.pem", envelope(inner()));
+            assert!(matches!(read_signed(&untyped), Err(TokenError::Malformed(_))));
+            let mut other = envelope(inner());
+            other["aud"] = json!("someone-else");
+            let body = sign("token-introspection+jwt", "es256.pem", other);
+            assert_eq!(read_signed(&body).unwrap_err(), TokenError::WrongAudience);
+            let plain = inner().to_string().into_bytes();
+            assert!(
+                matches!(read_signed(&plain), Err(TokenError::Malformed(_))),
+                "a plain JSON answer is refused when answers must be signed"
+            );
+        }
     }
 }

@@ -36,7 +36,10 @@ pub use algorithm::{KeyFamily, SigningAlgorithm};
 pub use canonical::P256_ORDER;
 pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, JoseHeader, audience_matches};
-pub use introspection::{INTROSPECTION_KEY_ID, Introspected, IntrospectionRules, is_opaque};
+pub use introspection::{
+    INTROSPECTION_KEY_ID, Introspected, IntrospectionRules, SIGNED_ANSWER_TYP, SignedAnswers,
+    is_opaque,
+};
 pub use issuer::{IssuerRules, TypRule};
 pub use jws::CompactJws;
 pub use keys::{JwksError, KeyRing, KeySet, ParsedJwks, VerificationKey};

@@ -53,15 +53,17 @@ impl TokenVerifier {
 
     /// Reads an introspection answer for an opaque token, received at `answered_at` (see
     /// [`IntrospectionRules::read_answer`]); `UnknownIssuer` when no issuer introspects.
+    /// A signed answer (RFC 9701) is checked against the issuer's keys in `keys`.
     pub fn read_introspection(
         &self,
         body: &[u8],
+        keys: &KeyRing,
         answered_at: sessiongate_core::time::UnixTime,
     ) -> Result<Introspected, TokenError> {
         self.introspection
             .as_ref()
             .ok_or(TokenError::UnknownIssuer)?
-            .read_answer(body, &self.claims, answered_at)
+            .read_answer(body, &self.claims, keys, answered_at)
     }
 
     /// The issuers this verifier trusts.
