@@ -82,12 +82,18 @@ fn introspection(c: &mut Criterion) {
     std::fs::write(&file, yaml).unwrap();
     let config = sessiongate::config::load(&file).unwrap();
     let started = runtime.block_on(app::start(config)).unwrap();
-    let introspector = started.introspector.clone().expect("an introspecting issuer");
+    let introspector = started
+        .introspector
+        .clone()
+        .expect("an introspecting issuer");
     let check = CheckUseCase::new(Arc::clone(&started.gate)).with_introspector(introspector);
     let certificate = support::frontend_certificate();
     let serial = AtomicU64::new(0);
     let fresh = || {
-        let token = format!("opaque-bench-{:020}", serial.fetch_add(1, Ordering::Relaxed));
+        let token = format!(
+            "opaque-bench-{:020}",
+            serial.fetch_add(1, Ordering::Relaxed)
+        );
         support::lean(&support::check_request(
             &format!("Bearer {token}"),
             &certificate,
@@ -98,7 +104,11 @@ fn introspection(c: &mut Criterion) {
     let http = request::http_request(&cached).unwrap();
     let facts = request::facts(&cached, http).unwrap();
     let first = runtime.block_on(check.run(&facts)).unwrap();
-    assert_eq!(first.verdict, Ok(()), "the endpoint's answer admits the token");
+    assert_eq!(
+        first.verdict,
+        Ok(()),
+        "the endpoint's answer admits the token"
+    );
 
     let mut group = c.benchmark_group("introspection");
     group.bench_function("cached_hit", |b| {

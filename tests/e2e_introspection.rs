@@ -116,7 +116,11 @@ fn an_active_opaque_token_is_allowed_and_introspected_once() {
             "the upstream learns what the issuer said: {reply}"
         );
         order(&stack, &token).await.assert_allowed();
-        assert_eq!(idp.calls(), 1, "the second request is served from the session cache");
+        assert_eq!(
+            idp.calls(),
+            1,
+            "the second request is served from the session cache"
+        );
         assert_eq!(idp.refused_clients(), 0, "sessiongate authenticated itself");
     });
 }
@@ -145,7 +149,9 @@ fn the_same_rules_apply_to_an_introspected_token_as_to_a_jwt() {
         let mut old = claims();
         old["iat"] = json!(now() - 3600);
         let token = idp.issue(old);
-        order(&stack, &token).await.assert_denied(401, "token_too_old");
+        order(&stack, &token)
+            .await
+            .assert_denied(401, "token_too_old");
         let mut elsewhere = claims();
         elsewhere["aud"] = json!("billing-api");
         let token = idp.issue(elsewhere);
@@ -206,7 +212,9 @@ fn while_the_endpoint_fails_cached_sessions_work_and_new_opaque_tokens_get_503()
         idp.set_mode(Mode::Fail);
         order(&stack, &cached).await.assert_allowed();
         let new = idp.issue(claims());
-        order(&stack, &new).await.assert_denied(503, "internal_error");
+        order(&stack, &new)
+            .await
+            .assert_denied(503, "internal_error");
         assert_eq!(introspections(&stack, "unavailable").await, Some(1));
         idp.set_mode(Mode::Answer);
         order(&stack, &new).await.assert_allowed();
@@ -279,7 +287,11 @@ fn the_in_process_module_introspects_opaque_tokens_alike() {
         let token = idp.issue(claims());
         order(&stack, &token).await.assert_allowed();
         order(&stack, &token).await.assert_allowed();
-        assert_eq!(idp.calls(), 1, "the second request is served from the session cache");
+        assert_eq!(
+            idp.calls(),
+            1,
+            "the second request is served from the session cache"
+        );
 
         let unknown = support::introspection_server::opaque_token();
         order(&stack, &unknown).await.assert_denied(401, "revoked");
@@ -287,7 +299,9 @@ fn the_in_process_module_introspects_opaque_tokens_alike() {
         idp.set_mode(Mode::Fail);
         order(&stack, &token).await.assert_allowed();
         let new = idp.issue(claims());
-        order(&stack, &new).await.assert_denied(503, "internal_error");
+        order(&stack, &new)
+            .await
+            .assert_denied(503, "internal_error");
 
         idp.set_mode(Mode::Answer);
         idp.revoke(&token);

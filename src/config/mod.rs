@@ -341,7 +341,10 @@ impl Compiler<'_> {
                         "only one issuer may introspect opaque tokens (they name no issuer)",
                     ));
                 }
-                let secret = files.introspection_secrets.get(index).and_then(Option::as_ref);
+                let secret = files
+                    .introspection_secrets
+                    .get(index)
+                    .and_then(Option::as_ref);
                 introspection = Some(
                     IntrospectionSettings::from_section(
                         &key,

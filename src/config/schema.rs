@@ -358,10 +358,16 @@ pub struct IntrospectionSection {
     /// How sessiongate authenticates to the endpoint.
     pub client_auth: ClientAuthSection,
     /// Longest an active answer is trusted before the token is introspected again.
-    #[serde(default = "default_introspection_cache_ttl", deserialize_with = "duration")]
+    #[serde(
+        default = "default_introspection_cache_ttl",
+        deserialize_with = "duration"
+    )]
     pub cache_ttl: Duration,
     /// Longest one introspection may take, waiting for a free slot included.
-    #[serde(default = "default_introspection_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_introspection_timeout",
+        deserialize_with = "duration"
+    )]
     pub timeout: Duration,
     /// Most introspection requests in flight at once.
     #[serde(default = "default_introspection_max_concurrent")]

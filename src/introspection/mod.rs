@@ -223,7 +223,9 @@ impl Inner {
             .content_length()
             .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
         {
-            return Err(failed(format!("answer larger than {MAX_ANSWER_BYTES} bytes")));
+            return Err(failed(format!(
+                "answer larger than {MAX_ANSWER_BYTES} bytes"
+            )));
         }
         let mut answer = Vec::new();
         while let Some(chunk) = response
@@ -232,7 +234,9 @@ impl Inner {
             .map_err(|e| failed(error_chain(&e)))?
         {
             if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(failed(format!("answer larger than {MAX_ANSWER_BYTES} bytes")));
+                return Err(failed(format!(
+                    "answer larger than {MAX_ANSWER_BYTES} bytes"
+                )));
             }
             answer.extend_from_slice(&chunk);
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use sha2::Digest;
 use sessiongate_token::{IntrospectionRules, IssuerRules, SignedAnswers, SigningAlgorithm};
+use sha2::Digest;
 
 use crate::config::InvalidSetting;
 use crate::config::schema::{ClientAuthSection, IntrospectionSection};
@@ -84,7 +84,13 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .field("method", &method)
-            .field("material_sha256_prefix", &format!("{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]))
+            .field(
+                "material_sha256_prefix",
+                &format!(
+                    "{:02x}{:02x}{:02x}{:02x}",
+                    digest[0], digest[1], digest[2], digest[3]
+                ),
+            )
             .finish()
     }
 }
@@ -106,8 +112,12 @@ pub fn assertion_key(
         SigningAlgorithm::Es384 => (Algorithm::ES384, EncodingKey::from_ec_pem(pem)),
         SigningAlgorithm::EdDsa => (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem)),
     };
-    key.map(|key| (key, algorithm))
-        .map_err(|e| format!("not a PEM private key for {}: {e}", algorithm_name(algorithm)))
+    key.map(|key| (key, algorithm)).map_err(|e| {
+        format!(
+            "not a PEM private key for {}: {e}",
+            algorithm_name(algorithm)
+        )
+    })
 }
 
 fn algorithm_name(algorithm: jsonwebtoken::Algorithm) -> String {
@@ -213,7 +223,10 @@ fn client_auth(
     };
     let file = file.ok_or_else(|| InvalidSetting::new(&file_key, "was not read"))?;
     let bytes = file.bytes.as_ref().map_err(|e| {
-        InvalidSetting::new(&file_key, format!("cannot read {}: {e}", file.path.display()))
+        InvalidSetting::new(
+            &file_key,
+            format!("cannot read {}: {e}", file.path.display()),
+        )
     })?;
     match section {
         ClientAuthSection::ClientSecretBasic { .. } => {

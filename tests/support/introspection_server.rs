@@ -118,8 +118,11 @@ impl IntrospectionServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (state, calls, refused) =
-                    (Arc::clone(&shared), Arc::clone(&counted), Arc::clone(&refused));
+                let (state, calls, refused) = (
+                    Arc::clone(&shared),
+                    Arc::clone(&counted),
+                    Arc::clone(&refused),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let (state, calls, refused) =

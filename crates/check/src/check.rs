@@ -505,7 +505,10 @@ mod introspection_tests {
         let (introspecting, _) = introspecting(active_answer());
         let check = CheckUseCase::new(Arc::clone(introspecting.gate()));
         let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
-        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::InternalError);
+        assert_eq!(
+            outcome.verdict.unwrap_err().reason,
+            DenyReason::InternalError
+        );
     }
 
     #[test]
@@ -519,7 +522,10 @@ mod introspection_tests {
         )));
         drop(check);
         let outcome = now_or_never(plain.run(&request(OPAQUE, FRONTEND))).unwrap();
-        assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::MalformedToken);
+        assert_eq!(
+            outcome.verdict.unwrap_err().reason,
+            DenyReason::MalformedToken
+        );
     }
 
     fn now_or_never<F: Future>(future: F) -> F::Output {

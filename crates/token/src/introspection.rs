@@ -257,7 +257,10 @@ mod tests {
 
     #[test]
     fn an_answer_is_rechecked_at_exp_or_after_cache_ttl_whichever_is_first() {
-        assert_eq!(read(active()).unwrap().recheck_at, UnixTime::from_secs(1_300));
+        assert_eq!(
+            read(active()).unwrap().recheck_at,
+            UnixTime::from_secs(1_300)
+        );
         let mut soon = active();
         soon["exp"] = json!(1_100);
         assert_eq!(read(soon).unwrap().recheck_at, UnixTime::from_secs(1_100));
@@ -269,7 +272,10 @@ mod tests {
             let mut answer = json!({"active": active, "exp": 2_000});
             assert_eq!(read(answer.take()).unwrap_err(), TokenError::Inactive);
         }
-        assert_eq!(read(json!({"exp": 2_000})).unwrap_err(), TokenError::Inactive);
+        assert_eq!(
+            read(json!({"exp": 2_000})).unwrap_err(),
+            TokenError::Inactive
+        );
     }
 
     #[test]
@@ -364,10 +370,17 @@ mod tests {
 
         #[test]
         fn a_signed_answer_must_verify_be_typed_and_name_us() {
-            let forged = sign("token-introspection+jwt", "untrusted-es256.pem", envelope(inner()));
+            let forged = sign(
+                "token-introspection+jwt",
+                "untrusted-es256.pem",
+                envelope(inner()),
+            );
             assert_eq!(read_signed(&forged).unwrap_err(), TokenError::BadSignature);
             let untyped = sign("JWT", "es256.pem", envelope(inner()));
-            assert!(matches!(read_signed(&untyped), Err(TokenError::Malformed(_))));
+            assert!(matches!(
+                read_signed(&untyped),
+                Err(TokenError::Malformed(_))
+            ));
             let mut other = envelope(inner());
             other["aud"] = json!("someone-else");
             let body = sign("token-introspection+jwt", "es256.pem", other);
