@@ -367,3 +367,27 @@ fn signed_answers_are_checked_with_the_issuers_keys() {
             .assert_denied(401, "malformed_token");
     });
 }
+
+#[test]
+fn tls_client_auth_presents_the_client_certificate() {
+    run(async {
+        let idp = IntrospectionServer::start_mtls().await;
+        let pki = support::pki::Pki::shared();
+        let dir = tempfile::tempdir().expect("stack dir");
+        let client = pki.client(Workload::Batch);
+        std::fs::write(dir.path().join("client.pem"), &client.cert_pem).expect("client cert");
+        std::fs::write(dir.path().join("client-key.pem"), &client.key_pem).expect("client key");
+        std::fs::write(dir.path().join("idp-ca.pem"), &pki.ca_pem).expect("CA");
+        let yaml = introspecting_yaml_with(
+            &idp,
+            r#"{ method: tls_client_auth, certificate_file: "client.pem", key_file: "client-key.pem" }
+      ca_file: "idp-ca.pem""#,
+            "",
+        );
+        let stack = Stack::start_in(dir, &yaml).await;
+        let token = idp.issue(claims());
+        order(&stack, &token).await.assert_allowed();
+        assert_eq!(idp.calls(), 1);
+        assert_eq!(idp.refused_clients(), 0);
+    });
+}

@@ -40,12 +40,23 @@ pub(super) struct NamedFiles {
     pub issuer_jwks: Vec<Option<NamedFile>>,
     /// `ssf.transmitters[i].jwks_file`, index for index (empty without `ssf`).
     pub transmitter_jwks: Vec<Option<NamedFile>>,
-    /// `issuers[i].introspection.client_auth`'s `secret_file` or `key_file`, index for index.
-    pub introspection_secrets: Vec<Option<NamedFile>>,
+    /// The files of `issuers[i].introspection`, index for index.
+    pub introspection: Vec<IntrospectionFiles>,
     /// `admin.token_file`.
     pub admin_token: Option<NamedFile>,
     /// `revocation.tls_ca_file`.
     pub redis_ca: Option<NamedFile>,
+}
+
+/// The files one issuer's `introspection` names.
+#[derive(Debug, Default)]
+pub(super) struct IntrospectionFiles {
+    /// `client_auth.secret_file` or `client_auth.key_file`.
+    pub credential: Option<NamedFile>,
+    /// `client_auth.certificate_file` (`tls_client_auth`).
+    pub certificate: Option<NamedFile>,
+    /// `ca_file`.
+    pub ca: Option<NamedFile>,
 }
 
 impl NamedFiles {
@@ -60,15 +71,23 @@ impl NamedFiles {
                 .iter()
                 .map(|issuer| jwks(issuer.jwks_file.as_deref()))
                 .collect(),
-            introspection_secrets: raw
+            introspection: raw
                 .issuers
                 .iter()
                 .map(|issuer| {
-                    let secret = issuer
-                        .introspection
-                        .as_ref()
-                        .map(|section| section.client_auth.file());
-                    read(secret, MAX_SECRET_FILE_BYTES)
+                    let section = issuer.introspection.as_ref();
+                    let auth = section.map(|section| &section.client_auth);
+                    IntrospectionFiles {
+                        credential: read(auth.map(|auth| auth.file()), MAX_SECRET_FILE_BYTES),
+                        certificate: read(
+                            auth.and_then(|auth| auth.certificate_file()),
+                            MAX_CA_FILE_BYTES,
+                        ),
+                        ca: read(
+                            section.and_then(|section| section.ca_file.as_deref()),
+                            MAX_CA_FILE_BYTES,
+                        ),
+                    }
                 })
                 .collect(),
             transmitter_jwks: raw

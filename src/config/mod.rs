@@ -32,7 +32,8 @@ pub use schema::{ConfigFile, parse};
 use schema::{IssuerSection, RouteSection};
 
 use crate::admin::settings::AdminSettings;
-use crate::introspection::settings::IntrospectionSettings;
+use crate::files::NamedFile;
+use crate::introspection::settings::{IntrospectionFileBytes, IntrospectionSettings};
 use crate::keys::settings::{self as key_settings, IssuerKeys};
 use crate::revocation::settings::RevocationBackend;
 use crate::ssf::settings::SsfSettings;
@@ -341,10 +342,10 @@ impl Compiler<'_> {
                         "only one issuer may introspect opaque tokens (they name no issuer)",
                     ));
                 }
-                let secret = files
-                    .introspection_secrets
-                    .get(index)
-                    .and_then(Option::as_ref);
+                let named = files.introspection.get(index);
+                let file = |pick: fn(&load::IntrospectionFiles) -> &Option<NamedFile>| {
+                    named.and_then(|files| pick(files).as_ref())
+                };
                 introspection = Some(
                     IntrospectionSettings::from_section(
                         &key,
@@ -352,7 +353,11 @@ impl Compiler<'_> {
                         keys.last()
                             .is_some_and(|keys: &IssuerKeys| keys.issuer == rules.issuer),
                         section,
-                        secret,
+                        IntrospectionFileBytes {
+                            credential: file(|files| &files.credential),
+                            certificate: file(|files| &files.certificate),
+                            ca: file(|files| &files.ca),
+                        },
                     )
                     .map_err(|e| self.in_file(e))?,
                 );

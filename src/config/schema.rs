@@ -375,6 +375,9 @@ pub struct IntrospectionSection {
     /// Ask for answers signed by the issuer (RFC 9701) and accept no other.
     #[serde(default)]
     pub signed_responses: bool,
+    /// PEM CA certificates trusted for the endpoint's TLS certificate besides the system's
+    /// (relative to the config file's folder).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `issuers[].introspection.client_auth`, by `method`.
@@ -393,6 +396,13 @@ pub enum ClientAuthSection {
         /// Its JWS algorithm (`RS256`, `PS256`, `ES256`, `EdDSA`, …).
         alg: String,
     },
+    /// Mutual TLS with a client certificate (RFC 8705 section 2.1).
+    TlsClientAuth {
+        /// The PEM client certificate (chain) file.
+        certificate_file: PathBuf,
+        /// The PEM private key file of the certificate.
+        key_file: PathBuf,
+    },
 }
 
 impl ClientAuthSection {
@@ -401,6 +411,17 @@ impl ClientAuthSection {
         match self {
             ClientAuthSection::ClientSecretBasic { secret_file } => secret_file,
             ClientAuthSection::PrivateKeyJwt { key_file, .. } => key_file,
+            ClientAuthSection::TlsClientAuth { key_file, .. } => key_file,
+        }
+    }
+
+    /// The client certificate file, for `tls_client_auth`.
+    pub fn certificate_file(&self) -> Option<&std::path::Path> {
+        match self {
+            ClientAuthSection::TlsClientAuth {
+                certificate_file, ..
+            } => Some(certificate_file),
+            _ => None,
         }
     }
 }

@@ -11,8 +11,9 @@
 //!   a slot within its `timeout`;
 //! - **timeouts**: `timeout` covers the wait for a slot, the connection and the answer;
 //! - **size**: an answer larger than [`MAX_ANSWER_BYTES`] is refused unread;
-//! - no redirects (as for key URLs); client authentication by `client_secret_basic` or
-//!   `private_key_jwt` (a fresh one-minute assertion per request);
+//! - no redirects (as for key URLs); client authentication by `client_secret_basic`,
+//!   `private_key_jwt` (a fresh one-minute assertion per request) or `tls_client_auth` (a
+//!   client certificate; `ca_file` adds trust anchors for the endpoint's certificate);
 //! - signed answers (RFC 9701) asked for with `Accept: application/token-introspection+jwt`
 //!   when configured (the policy's verifier then accepts no other).
 //!
@@ -87,11 +88,23 @@ impl HttpIntrospector {
         runtime: tokio::runtime::Handle,
         metrics: IntrospectionMetrics,
     ) -> HttpIntrospector {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("sessiongate/", env!("CARGO_PKG_VERSION")));
+        // Both were checked to parse when the config was loaded.
+        if let ClientAuth::TlsClientAuth { identity_pem } = &settings.client.auth {
+            client = client.identity(
+                reqwest::Identity::from_pem(identity_pem).expect("checked at config load"),
+            );
+        }
+        for certificate in settings.ca_pem.iter().flat_map(|pem| {
+            reqwest::Certificate::from_pem_bundle(pem).expect("checked at config load")
+        }) {
+            client = client.add_root_certificate(certificate);
+        }
+        let client = client
             .build()
             .expect("the HTTP client's TLS backend initialises");
         metrics.declare(&settings.issuer);
@@ -184,6 +197,13 @@ impl Inner {
             Authentication::Basic(authorization) => {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization);
             }
+            Authentication::ClientId => {
+                let client_id = &self.settings.client.client_id;
+                body.push_str(&format!(
+                    "&client_id={}",
+                    utf8_percent_encode(client_id, FORM)
+                ));
+            }
             Authentication::Assertion {
                 key,
                 algorithm,
@@ -255,6 +275,8 @@ const ASSERTION_LIFETIME_SECS: u64 = 60;
 enum Authentication {
     /// `Basic base64(urlencode(client_id) ":" urlencode(secret))` (RFC 6749 2.3.1).
     Basic(String),
+    /// Mutual TLS: only the `client_id` parameter (RFC 8705).
+    ClientId,
     /// A fresh JWT assertion per request, signed with `key` (RFC 7523).
     Assertion {
         key: jsonwebtoken::EncodingKey,
@@ -275,6 +297,9 @@ impl Authentication {
                 );
                 Authentication::Basic(format!("Basic {}", STANDARD.encode(credentials)))
             }
+            // The certificate is presented by the TLS connection; RFC 8705 section 2 asks
+            // for the client id in the request.
+            ClientAuth::TlsClientAuth { .. } => Authentication::ClientId,
             ClientAuth::PrivateKeyJwt { key_pem, algorithm } => {
                 let (key, algorithm) = settings::assertion_key(key_pem, *algorithm)
                     .expect("the key was checked when the config was loaded");

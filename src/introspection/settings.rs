@@ -45,6 +45,8 @@ pub struct IntrospectionSettings {
     pub max_concurrent: usize,
     /// Ask for signed answers (RFC 9701); the rules then accept no other.
     signed_responses: bool,
+    /// Extra CA certificates (PEM) trusted for the endpoint, besides the system's.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// sessiongate's credentials at the introspection endpoint.
@@ -72,6 +74,22 @@ pub enum ClientAuth {
         /// The assertion's algorithm.
         algorithm: SigningAlgorithm,
     },
+    /// `tls_client_auth` (RFC 8705 section 2.1): the TLS connection presents a certificate.
+    TlsClientAuth {
+        /// The PEM certificate chain followed by its private key, checked to parse at load.
+        identity_pem: Vec<u8>,
+    },
+}
+
+/// The bytes of the files an `introspection` section names, as the loader read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IntrospectionFileBytes<'a> {
+    /// `client_auth.secret_file` or `client_auth.key_file`.
+    pub credential: Option<&'a NamedFile>,
+    /// `client_auth.certificate_file`.
+    pub certificate: Option<&'a NamedFile>,
+    /// `ca_file`.
+    pub ca: Option<&'a NamedFile>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -79,6 +97,7 @@ impl fmt::Debug for ClientCredentials {
         let (method, material): (&str, &[u8]) = match &self.auth {
             ClientAuth::SecretBasic { secret } => ("client_secret_basic", secret.as_bytes()),
             ClientAuth::PrivateKeyJwt { key_pem, .. } => ("private_key_jwt", key_pem),
+            ClientAuth::TlsClientAuth { identity_pem } => ("tls_client_auth", identity_pem),
         };
         let digest = sha2::Sha256::digest(material);
         f.debug_struct("ClientCredentials")
@@ -133,6 +152,7 @@ impl fmt::Debug for IntrospectionSettings {
             .field("timeout", &self.timeout)
             .field("max_concurrent", &self.max_concurrent)
             .field("signed_responses", &self.signed_responses)
+            .field("ca_file", &self.ca_pem.as_ref().map(|pem| pem.len()))
             .finish()
     }
 }
@@ -146,7 +166,7 @@ impl IntrospectionSettings {
         issuer: &IssuerRules,
         has_keys: bool,
         section: &IntrospectionSection,
-        secret: Option<&NamedFile>,
+        files: IntrospectionFileBytes<'_>,
     ) -> Result<(IntrospectionSettings, IntrospectionRules), InvalidSetting> {
         let key = format!("{key}.introspection");
         let endpoint = key_url(&section.endpoint)
@@ -157,7 +177,19 @@ impl IntrospectionSettings {
                 "must not be empty",
             ));
         }
-        let auth = client_auth(&key, &section.client_auth, secret)?;
+        let auth = client_auth(&key, &section.client_auth, files)?;
+        let ca_pem = match (&section.ca_file, files.ca) {
+            (None, _) => None,
+            (Some(_), file) => {
+                let ca_key = format!("{key}.ca_file");
+                let bytes = file_bytes(&ca_key, file)?;
+                reqwest::Certificate::from_pem_bundle(bytes)
+                    .ok()
+                    .filter(|certificates| !certificates.is_empty())
+                    .ok_or_else(|| InvalidSetting::new(&ca_key, "holds no PEM CA certificate"))?;
+                Some(bytes.clone())
+            }
+        };
         if section.signed_responses && !has_keys {
             return Err(InvalidSetting::new(
                 format!("{key}.signed_responses"),
@@ -192,6 +224,7 @@ impl IntrospectionSettings {
             timeout: section.timeout,
             max_concurrent: section.max_concurrent as usize,
             signed_responses: section.signed_responses,
+            ca_pem,
         };
         let rules = IntrospectionRules {
             issuer: Arc::clone(&issuer.issuer),
@@ -211,23 +244,28 @@ impl IntrospectionSettings {
     }
 }
 
-/// `<key>.client_auth`, with the file it names as the loader read it.
+/// The bytes of `file`, named by `key`, or why there are none.
+fn file_bytes<'f>(key: &str, file: Option<&'f NamedFile>) -> Result<&'f Vec<u8>, InvalidSetting> {
+    let file = file.ok_or_else(|| InvalidSetting::new(key, "was not read"))?;
+    file.bytes
+        .as_ref()
+        .map_err(|e| InvalidSetting::new(key, format!("cannot read {}: {e}", file.path.display())))
+}
+
+/// `<key>.client_auth`, with the files it names as the loader read them.
 fn client_auth(
     key: &str,
     section: &ClientAuthSection,
-    file: Option<&NamedFile>,
+    files: IntrospectionFileBytes<'_>,
 ) -> Result<ClientAuth, InvalidSetting> {
     let file_key = match section {
         ClientAuthSection::ClientSecretBasic { .. } => format!("{key}.client_auth.secret_file"),
-        ClientAuthSection::PrivateKeyJwt { .. } => format!("{key}.client_auth.key_file"),
+        ClientAuthSection::PrivateKeyJwt { .. } | ClientAuthSection::TlsClientAuth { .. } => {
+            format!("{key}.client_auth.key_file")
+        }
     };
-    let file = file.ok_or_else(|| InvalidSetting::new(&file_key, "was not read"))?;
-    let bytes = file.bytes.as_ref().map_err(|e| {
-        InvalidSetting::new(
-            &file_key,
-            format!("cannot read {}: {e}", file.path.display()),
-        )
-    })?;
+    let bytes = file_bytes(&file_key, files.credential)?;
+    let file = files.credential.expect("read, since its bytes are");
     match section {
         ClientAuthSection::ClientSecretBasic { .. } => {
             let text = std::str::from_utf8(bytes)
@@ -257,6 +295,19 @@ fn client_auth(
                 key_pem: bytes.clone(),
                 algorithm,
             })
+        }
+        ClientAuthSection::TlsClientAuth { .. } => {
+            let certificate_key = format!("{key}.client_auth.certificate_file");
+            let mut identity_pem = file_bytes(&certificate_key, files.certificate)?.clone();
+            identity_pem.push(b'\n');
+            identity_pem.extend_from_slice(bytes);
+            reqwest::Identity::from_pem(&identity_pem).map_err(|e| {
+                InvalidSetting::new(
+                    &certificate_key,
+                    format!("with key_file, not a PEM certificate and private key: {e}"),
+                )
+            })?;
+            Ok(ClientAuth::TlsClientAuth { identity_pem })
         }
     }
 }

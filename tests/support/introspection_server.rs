@@ -55,6 +55,9 @@ pub enum ClientAuth {
     /// A JWT client assertion (RFC 7523) signed by the key of [`assertion_key_file`], checked
     /// against its public JWK; every `jti` once.
     PrivateKeyJwt,
+    /// Mutual TLS (RFC 8705): the server of [`IntrospectionServer::start_mtls`] accepts only
+    /// connections presenting a certificate of the test CA; the request names [`CLIENT_ID`].
+    TlsClientAuth,
 }
 
 /// How answers are signed, when sessiongate asks for `application/token-introspection+jwt`.
@@ -85,6 +88,7 @@ struct State {
 
 pub struct IntrospectionServer {
     pub addr: SocketAddr,
+    tls: bool,
     state: Arc<Mutex<State>>,
     calls: Arc<AtomicU64>,
     refused_clients: Arc<AtomicU64>,
@@ -92,12 +96,51 @@ pub struct IntrospectionServer {
 }
 
 impl IntrospectionServer {
-    /// Serves in a background task of the current runtime.
+    /// Serves plain HTTP in a background task of the current runtime.
     pub async fn start() -> IntrospectionServer {
+        IntrospectionServer::serve(None).await
+    }
+
+    /// Serves HTTPS with the test PKI's `localhost` certificate, requiring a client certificate
+    /// issued by the test CA ([`super::pki::Pki`]), and expects `tls_client_auth`.
+    pub async fn start_mtls() -> IntrospectionServer {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let pki = super::pki::Pki::shared();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA PEM"))
+            .expect("CA certificate");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .expect("client verifier");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(pki.server.cert_pem.as_bytes()).expect("cert")],
+                PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).expect("key"),
+            )
+            .expect("server TLS config");
+        let server =
+            IntrospectionServer::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+                .await;
+        server.set_client_auth(ClientAuth::TlsClientAuth);
+        server
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> IntrospectionServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind introspection server");
         let addr = listener.local_addr().expect("introspection server address");
+        let tls_enabled = tls.is_some();
         let state = Arc::new(Mutex::new(State {
             issued: HashMap::new(),
             revoked: HashSet::new(),
@@ -123,7 +166,9 @@ impl IntrospectionServer {
                     Arc::clone(&counted),
                     Arc::clone(&refused),
                 );
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let refusals = Arc::clone(&refused);
                     let service = service_fn(move |request| {
                         let (state, calls, refused) =
                             (Arc::clone(&state), Arc::clone(&calls), Arc::clone(&refused));
@@ -131,14 +176,29 @@ impl IntrospectionServer {
                             Ok::<_, Infallible>(answer(&state, &calls, &refused, request).await)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(tls) => {
+                            // A client without a certificate of the test CA fails here.
+                            let Ok(stream) = tls.accept(stream).await else {
+                                refusals.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            };
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
         IntrospectionServer {
             addr,
+            tls: tls_enabled,
             state,
             calls,
             refused_clients,
@@ -146,9 +206,13 @@ impl IntrospectionServer {
         }
     }
 
-    /// The endpoint URL.
+    /// The endpoint URL (`https://localhost:…` for [`IntrospectionServer::start_mtls`]).
     pub fn endpoint(&self) -> String {
-        format!("http://{}/introspect", self.addr)
+        if self.tls {
+            format!("https://localhost:{}/introspect", self.addr.port())
+        } else {
+            format!("http://{}/introspect", self.addr)
+        }
     }
 
     /// Issues a fresh opaque token (random, 32 bytes base64url) whose introspection answer
@@ -261,6 +325,7 @@ async fn answer(
     let authorized = match client_auth {
         ClientAuth::SecretBasic => basic,
         ClientAuth::PrivateKeyJwt => assertion_is_valid(state, &body),
+        ClientAuth::TlsClientAuth => form_field(&body, "client_id").as_deref() == Some(CLIENT_ID),
     };
     if !authorized {
         refused.fetch_add(1, Ordering::SeqCst);
