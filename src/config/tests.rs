@@ -1054,6 +1054,20 @@ fn introspection_settings_are_checked() {
         "issuers[1].introspection.client_auth.alg",
         "not a supported asymmetric",
     );
+    let mtls = INTROSPECTION.replace(
+        "{ method: client_secret_basic, secret_file: jwks.json }",
+        "{ method: tls_client_auth, certificate_file: jwks.json, key_file: jwks.json }",
+    );
+    assert_invalid(
+        &with_introspection(&mtls),
+        "issuers[1].introspection.client_auth.certificate_file",
+        "not a PEM certificate and private key",
+    );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      ca_file: jwks.json\n")),
+        "issuers[1].introspection.ca_file",
+        "holds no PEM CA certificate",
+    );
     let twice = with_introspection(INTROSPECTION).replace(
         "    jwks_file: jwks.json\n",
         &format!("    jwks_file: jwks.json\n    introspection:\n{INTROSPECTION}"),
