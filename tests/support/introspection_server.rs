@@ -57,7 +57,7 @@ pub enum ClientAuth {
     PrivateKeyJwt,
     /// Mutual TLS (RFC 8705): the server of [`IntrospectionServer::start_mtls`] accepts only
     /// connections presenting a certificate of the test CA; the request names [`CLIENT_ID`].
-    TlsClientAuth,
+    MutualTls,
 }
 
 /// How answers are signed, when sessiongate asks for `application/token-introspection+jwt`.
@@ -131,7 +131,7 @@ impl IntrospectionServer {
         let server =
             IntrospectionServer::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
                 .await;
-        server.set_client_auth(ClientAuth::TlsClientAuth);
+        server.set_client_auth(ClientAuth::MutualTls);
         server
     }
 
@@ -325,7 +325,7 @@ async fn answer(
     let authorized = match client_auth {
         ClientAuth::SecretBasic => basic,
         ClientAuth::PrivateKeyJwt => assertion_is_valid(state, &body),
-        ClientAuth::TlsClientAuth => form_field(&body, "client_id").as_deref() == Some(CLIENT_ID),
+        ClientAuth::MutualTls => form_field(&body, "client_id").as_deref() == Some(CLIENT_ID),
     };
     if !authorized {
         refused.fetch_add(1, Ordering::SeqCst);
