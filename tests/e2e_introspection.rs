@@ -391,3 +391,26 @@ fn tls_client_auth_presents_the_client_certificate() {
         assert_eq!(idp.refused_clients(), 0);
     });
 }
+
+#[test]
+fn at_most_max_concurrent_introspections_are_in_flight() {
+    run(async {
+        let idp = IntrospectionServer::start().await;
+        idp.set_mode(Mode::Slow(Duration::from_millis(100)));
+        let dir = tempfile::tempdir().expect("stack dir");
+        std::fs::write(dir.path().join("introspection-secret"), CLIENT_SECRET).expect("secret");
+        let yaml = introspecting_yaml(&idp).replace("max_concurrent: 4", "max_concurrent: 1");
+        let stack = Stack::start_in(dir, &yaml).await;
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let (client, url) = (stack.client(Frontend).clone(), stack.url("/orders/1"));
+            let token = idp.issue(claims());
+            requests.spawn(async move { client.get(url).bearer_auth(token).reply().await });
+        }
+        while let Some(reply) = requests.join_next().await {
+            reply.expect("request task").assert_allowed();
+        }
+        assert_eq!(idp.calls(), 3, "three tokens, three introspections");
+        assert_eq!(idp.max_in_flight(), 1, "one at a time, as configured");
+    });
+}

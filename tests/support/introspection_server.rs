@@ -81,6 +81,9 @@ struct State {
     issued: HashMap<String, Map<String, Value>>,
     revoked: HashSet<String>,
     mode: Mode,
+    /// Introspection requests being answered now, and the most at once so far.
+    in_flight: u64,
+    max_in_flight: u64,
     client_auth: ClientAuth,
     signing: Signing,
     assertion_ids: HashSet<String>,
@@ -145,6 +148,8 @@ impl IntrospectionServer {
             issued: HashMap::new(),
             revoked: HashSet::new(),
             mode: Mode::Answer,
+            in_flight: 0,
+            max_in_flight: 0,
             client_auth: ClientAuth::SecretBasic,
             signing: Signing::Never,
             assertion_ids: HashSet::new(),
@@ -257,6 +262,11 @@ impl IntrospectionServer {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// The most introspection requests that were being answered at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.lock().unwrap().max_in_flight
+    }
+
     /// Requests refused for bad or missing client credentials.
     pub fn refused_clients(&self) -> u64 {
         self.refused_clients.load(Ordering::SeqCst)
@@ -335,7 +345,24 @@ async fn answer(
         return respond(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
     };
     calls.fetch_add(1, Ordering::SeqCst);
-    let mode = state.lock().unwrap().mode;
+    let mode = {
+        let mut state = state.lock().unwrap();
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        state.mode
+    };
+    let response = respond_as(state, token, wants_jwt, mode).await;
+    state.lock().unwrap().in_flight -= 1;
+    response
+}
+
+/// The answer about `token` in `mode` (signed when asked for and configured).
+async fn respond_as(
+    state: &Mutex<State>,
+    token: String,
+    wants_jwt: bool,
+    mode: Mode,
+) -> Response<Full<Bytes>> {
     match mode {
         Mode::Answer => {}
         Mode::Fail => {
