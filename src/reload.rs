@@ -96,7 +96,8 @@ fn restart_only(config: &Config) -> RestartOnly {
         ("revocation", format!("{:?}", config.revocation)),
         ("ssf", format!("{:?}", config.ssf)),
         // The introspection client is built once, at start (its answer rules reload with the
-        // policy). The secret prints redacted, so a changed secret alone goes unnoticed here.
+        // policy). The secret or key prints as a SHA-256 prefix only, which still tells a
+        // changed one apart.
         (
             "issuers[].introspection",
             format!("{:?}", config.introspection),
