@@ -1,5 +1,6 @@
 //! Wiring: from a loaded [`Config`] to a running ext_authz server, and a clean stop.
 
+use crate::introspection::HttpIntrospector;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -72,6 +73,8 @@ pub struct Started {
     pub follower: Option<FollowerTask>,
     /// Metric handles (key refreshes and reloads already record into them).
     pub metrics: Metrics,
+    /// Asks the introspecting issuer about opaque tokens, when one is configured.
+    pub introspector: Option<Arc<HttpIntrospector>>,
 }
 
 /// Loads every issuer's keys (failing if any cannot be loaded), starts their refresh tasks and
@@ -116,7 +119,15 @@ pub async fn start_with(
         .with_metrics(metrics.config.clone())
         .with_check_metrics(metrics.checks.clone());
     metrics.checks.declare_policy(&gate.policy());
+    let introspector = config.introspection.map(|settings| {
+        Arc::new(HttpIntrospector::new(
+            settings,
+            tokio::runtime::Handle::current(),
+            metrics.introspections.clone(),
+        ))
+    });
     Ok(Started {
+        introspector,
         gate,
         keys,
         readiness,
@@ -418,10 +429,13 @@ pub async fn run(
             stop.stopped(),
         )
     });
-    let service = AuthorizationService::new(started.gate)
+    let mut service = AuthorizationService::new(started.gate)
         .with_key_refresh(Arc::new(started.keys.refresher()))
         .with_pin_store(Arc::clone(&started.pins))
         .with_proof_replay(Arc::clone(&started.proofs));
+    if let Some(introspector) = started.introspector {
+        service = service.with_introspector(introspector);
+    }
     let service = service.with_tracing(tracing.clone());
     let service = service.with_reporter(CheckReporter::new(
         started.metrics.checks.clone(),

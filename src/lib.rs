@@ -22,6 +22,8 @@
 //! - [`envoy`]: the ext_authz v3 gRPC adapter: translates, never decides.
 //! - [`keys`]: where keys come from (one [`keys::KeyOrigin`] for issuers and SSF transmitters:
 //!   files, `jwks_uri`, discovery) and keeping issuers' keys current (refresh; outages).
+//! - [`introspection`]: asking an issuer about its opaque tokens (RFC 7662) over HTTP, with
+//!   single flight, bounded concurrency, timeouts and size; its settings.
 //! - [`revocation`]: the revocation store trait, the handle applying revocations, the file log,
 //!   the `revocation` section's settings.
 //! - [`fleet`]: the Redis fleet: every replica shares revocations and pins through one Redis.
@@ -58,6 +60,7 @@ pub mod fuzzing;
 pub mod grpc_health;
 pub mod health;
 pub mod http_server;
+pub mod introspection;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

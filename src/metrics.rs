@@ -138,6 +138,8 @@ pub struct Metrics {
     pub checks: CheckMetrics,
     /// Key refreshes per issuer.
     pub keys: KeyMetrics,
+    /// Introspection requests for opaque tokens.
+    pub introspections: IntrospectionMetrics,
     /// Config generation and reload outcomes.
     pub config: ConfigMetrics,
     /// Connections each listener holds, refused over its cap, and closed for stalling.
@@ -157,6 +159,7 @@ impl Metrics {
         Metrics {
             checks: CheckMetrics::new(),
             keys: KeyMetrics::default(),
+            introspections: IntrospectionMetrics::default(),
             config: ConfigMetrics::default(),
             connections: ConnectionMetrics::default(),
         }
@@ -191,6 +194,11 @@ impl Metrics {
             "sessiongate_keys_stale",
             "1 while an issuer's keys are older than max_stale (its tokens are denied), else 0",
             self.keys.stale.clone(),
+        );
+        registry.register(
+            "sessiongate_introspections",
+            "Introspection requests for opaque tokens per issuer, by result (answered: the endpoint answered 200 within bounds, whatever it said; unavailable: no usable answer, the token was denied 503)",
+            self.introspections.requests.clone(),
         );
         registry.register(
             "sessiongate_config_generation",
@@ -494,6 +502,43 @@ impl KeyMetrics {
                 series.inc();
             }
         }
+    }
+}
+
+/// Introspection requests (RFC 7662) per issuer, by transport result.
+#[derive(Clone, Debug, Default)]
+pub struct IntrospectionMetrics {
+    requests: Family<IssuerResult, Counter>,
+}
+
+impl IntrospectionMetrics {
+    /// Declares `issuer`'s series at 0, so the first failure is an increase alerts can see.
+    pub fn declare(&self, issuer: &Arc<str>) {
+        for result in ["answered", "unavailable"] {
+            let _declared = self.requests.get_or_create(&IssuerResult {
+                issuer: Arc::clone(issuer),
+                result,
+            });
+        }
+    }
+
+    /// Counts one request to `issuer`'s endpoint by its `result`.
+    pub fn count(
+        &self,
+        issuer: &Arc<str>,
+        result: &sessiongate_check::introspection::IntrospectionResult,
+    ) {
+        let result = if result.is_ok() {
+            "answered"
+        } else {
+            "unavailable"
+        };
+        self.requests
+            .get_or_create(&IssuerResult {
+                issuer: Arc::clone(issuer),
+                result,
+            })
+            .inc();
     }
 }
 

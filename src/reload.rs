@@ -77,7 +77,7 @@ impl RunningSettings {
 }
 
 /// Settings bound at start-up, rendered for comparison.
-type RestartOnly = [(&'static str, String); 10];
+type RestartOnly = [(&'static str, String); 11];
 
 fn restart_only(config: &Config) -> RestartOnly {
     [
@@ -95,6 +95,13 @@ fn restart_only(config: &Config) -> RestartOnly {
         ("admin", format!("{:?}", config.admin)),
         ("revocation", format!("{:?}", config.revocation)),
         ("ssf", format!("{:?}", config.ssf)),
+        // The introspection client is built once, at start (its answer rules reload with the
+        // policy). The secret or key prints as a SHA-256 prefix only, which still tells a
+        // changed one apart.
+        (
+            "issuers[].introspection",
+            format!("{:?}", config.introspection),
+        ),
         // The trace exporter is built once, at start.
         (
             "telemetry.otlp_endpoint/service_name",

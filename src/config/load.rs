@@ -12,6 +12,7 @@ use super::schema::{ConfigFile, parse};
 use super::{Compiler, Config, ConfigError, MAX_CONFIG_BYTES};
 use crate::admin::credential::MAX_TOKEN_FILE_BYTES;
 use crate::files::NamedFile;
+use crate::introspection::settings::MAX_SECRET_FILE_BYTES;
 use crate::keys::source::MAX_DOCUMENT_BYTES;
 use crate::revocation::settings::MAX_CA_FILE_BYTES;
 
@@ -40,12 +41,25 @@ pub(super) struct NamedFiles {
     pub issuer_jwks: Vec<Option<NamedFile>>,
     /// `ssf.transmitters[i].jwks_file`, index for index (empty without `ssf`).
     pub transmitter_jwks: Vec<Option<NamedFile>>,
+    /// The files of `issuers[i].introspection`, index for index.
+    pub introspection: Vec<IntrospectionFiles>,
     /// `admin.token_file`.
     pub admin_token: Option<NamedFile>,
     /// `revocation.tls_ca_file`.
     pub redis_ca: Option<NamedFile>,
     /// `dpop.nonce.secret_file`.
     pub dpop_nonce_secret: Option<NamedFile>,
+}
+
+/// The files one issuer's `introspection` names.
+#[derive(Debug, Default)]
+pub(super) struct IntrospectionFiles {
+    /// `client_auth.secret_file` or `client_auth.key_file`.
+    pub credential: Option<NamedFile>,
+    /// `client_auth.certificate_file` (`tls_client_auth`).
+    pub certificate: Option<NamedFile>,
+    /// `ca_file`.
+    pub ca: Option<NamedFile>,
 }
 
 impl NamedFiles {
@@ -59,6 +73,25 @@ impl NamedFiles {
                 .issuers
                 .iter()
                 .map(|issuer| jwks(issuer.jwks_file.as_deref()))
+                .collect(),
+            introspection: raw
+                .issuers
+                .iter()
+                .map(|issuer| {
+                    let section = issuer.introspection.as_ref();
+                    let auth = section.map(|section| &section.client_auth);
+                    IntrospectionFiles {
+                        credential: read(auth.map(|auth| auth.file()), MAX_SECRET_FILE_BYTES),
+                        certificate: read(
+                            auth.and_then(|auth| auth.certificate_file()),
+                            MAX_CA_FILE_BYTES,
+                        ),
+                        ca: read(
+                            section.and_then(|section| section.ca_file.as_deref()),
+                            MAX_CA_FILE_BYTES,
+                        ),
+                    }
+                })
                 .collect(),
             transmitter_jwks: raw
                 .ssf

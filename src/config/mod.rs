@@ -33,6 +33,8 @@ pub use schema::{ConfigFile, parse};
 use schema::{IssuerSection, RouteSection};
 
 use crate::admin::settings::AdminSettings;
+use crate::files::NamedFile;
+use crate::introspection::settings::{IntrospectionFileBytes, IntrospectionSettings};
 use crate::keys::settings::{self as key_settings, IssuerKeys};
 use crate::revocation::settings::RevocationBackend;
 use crate::ssf::settings::SsfSettings;
@@ -196,6 +198,8 @@ pub struct Config {
     pub revocation: RevocationBackend,
     /// The Shared Signals receiver, if configured.
     pub ssf: Option<SsfSettings>,
+    /// The one issuer's introspection endpoint for opaque tokens, if configured.
+    pub introspection: Option<IntrospectionSettings>,
     /// Trace export.
     pub telemetry: TelemetrySettings,
     /// The ops listener, shutdown grace and decision log sampling.
@@ -313,6 +317,7 @@ impl Compiler<'_> {
         }
         let mut issuer_rules = Vec::new();
         let mut keys = Vec::new();
+        let mut introspection = None;
         let mut seen = HashSet::new();
         for (index, issuer) in raw.issuers.iter().enumerate() {
             let key = format!("issuers[{index}]");
@@ -324,13 +329,43 @@ impl Compiler<'_> {
             }
             let jwks = files.issuer_jwks.get(index).and_then(Option::as_ref);
             let (rules, origin) = self.issuer(&key, issuer, jwks)?;
-            keys.push(IssuerKeys {
-                issuer: Arc::clone(&rules.issuer),
-                source: origin.origin,
-                refresh: key_settings::refresh_bounds(&key, &issuer.keys_refresh)
+            if let Some(origin) = origin {
+                keys.push(IssuerKeys {
+                    issuer: Arc::clone(&rules.issuer),
+                    source: origin.origin,
+                    refresh: key_settings::refresh_bounds(&key, &issuer.keys_refresh)
+                        .map_err(|e| self.in_file(e))?,
+                    config_key: origin.config_key,
+                });
+            }
+            if let Some(section) = &issuer.introspection {
+                // An opaque token names no issuer, so only one issuer can be asked about it.
+                if introspection.is_some() {
+                    return Err(self.invalid(
+                        format!("{key}.introspection"),
+                        "only one issuer may introspect opaque tokens (they name no issuer)",
+                    ));
+                }
+                let named = files.introspection.get(index);
+                let file = |pick: fn(&load::IntrospectionFiles) -> &Option<NamedFile>| {
+                    named.and_then(|files| pick(files).as_ref())
+                };
+                introspection = Some(
+                    IntrospectionSettings::from_section(
+                        &key,
+                        &rules,
+                        keys.last()
+                            .is_some_and(|keys: &IssuerKeys| keys.issuer == rules.issuer),
+                        section,
+                        IntrospectionFileBytes {
+                            credential: file(|files| &files.credential),
+                            certificate: file(|files| &files.certificate),
+                            ca: file(|files| &files.ca),
+                        },
+                    )
                     .map_err(|e| self.in_file(e))?,
-                config_key: origin.config_key,
-            });
+                );
+            }
             issuer_rules.push(rules);
         }
         let routes = self.routes(&raw)?;
@@ -389,7 +424,12 @@ impl Compiler<'_> {
             keys,
             policy: Policy {
                 routes,
-                verifier: TokenVerifier::new(issuer_rules, claims),
+                verifier: match &introspection {
+                    Some((_, rules)) => {
+                        TokenVerifier::new(issuer_rules, claims).with_introspection(rules.clone())
+                    }
+                    None => TokenVerifier::new(issuer_rules, claims),
+                },
                 session: SessionRules {
                     idle_timeout: session.idle_timeout,
                     clock_skew: session.clock_skew,
@@ -406,6 +446,7 @@ impl Compiler<'_> {
             admin,
             revocation,
             ssf,
+            introspection: introspection.map(|(settings, _)| settings),
             telemetry,
             ops,
             limits,
@@ -693,7 +734,7 @@ impl Compiler<'_> {
         key: &str,
         issuer: &IssuerSection,
         jwks: Option<&crate::files::NamedFile>,
-    ) -> Result<(IssuerRules, key_settings::CheckedOrigin), ConfigError> {
+    ) -> Result<(IssuerRules, Option<key_settings::CheckedOrigin>), ConfigError> {
         if issuer.issuer.is_empty() {
             return Err(self.invalid(format!("{key}.issuer"), "must not be empty"));
         }
@@ -725,10 +766,21 @@ impl Compiler<'_> {
             })?;
             algorithms.push(algorithm);
         }
-        let origin = key_settings::key_origin(key, issuer, jwks).map_err(|e| self.in_file(e))?;
-        for skipped in &origin.skipped {
-            tracing::warn!(file = %self.file.display(), key = %origin.config_key, "skipping {skipped}");
-        }
+        // An issuer that only introspects opaque tokens needs no keys.
+        let keyless = issuer.introspection.is_some()
+            && issuer.jwks_file.is_none()
+            && issuer.jwks_uri.is_none()
+            && !issuer.discovery;
+        let origin = if keyless {
+            None
+        } else {
+            let origin =
+                key_settings::key_origin(key, issuer, jwks).map_err(|e| self.in_file(e))?;
+            for skipped in &origin.skipped {
+                tracing::warn!(file = %self.file.display(), key = %origin.config_key, "skipping {skipped}");
+            }
+            Some(origin)
+        };
         let typ = match issuer.require_typ.as_deref() {
             None => TypRule::AccessTokenOrJwt,
             Some("") => return Err(self.invalid(format!("{key}.require_typ"), "must not be empty")),

@@ -387,6 +387,99 @@ pub struct IssuerSection {
     pub algorithms: Vec<String>,
     /// Required JOSE `typ` (e.g. `at+jwt`).
     pub require_typ: Option<String>,
+    /// The issuer's token introspection endpoint (RFC 7662), for its opaque tokens.
+    pub introspection: Option<IntrospectionSection>,
+}
+
+/// `issuers[].introspection`: where and how opaque tokens are introspected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSection {
+    /// The endpoint URL (`https://`; `http://` only to loopback).
+    pub endpoint: String,
+    /// The client id sessiongate authenticates as.
+    pub client_id: String,
+    /// How sessiongate authenticates to the endpoint.
+    pub client_auth: ClientAuthSection,
+    /// Longest an active answer is trusted before the token is introspected again.
+    #[serde(
+        default = "default_introspection_cache_ttl",
+        deserialize_with = "duration"
+    )]
+    pub cache_ttl: Duration,
+    /// Longest one introspection may take, waiting for a free slot included.
+    #[serde(
+        default = "default_introspection_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+    /// Most introspection requests in flight at once.
+    #[serde(default = "default_introspection_max_concurrent")]
+    pub max_concurrent: u32,
+    /// Ask for answers signed by the issuer (RFC 9701) and accept no other.
+    #[serde(default)]
+    pub signed_responses: bool,
+    /// PEM CA certificates trusted for the endpoint's TLS certificate besides the system's
+    /// (relative to the config file's folder).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `issuers[].introspection.client_auth`, by `method`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientAuthSection {
+    /// HTTP Basic with the client id and the secret in `secret_file` (RFC 6749 2.3.1).
+    ClientSecretBasic {
+        /// The file holding the client secret (relative to the config file's folder).
+        secret_file: PathBuf,
+    },
+    /// A JWT client assertion signed with the private key in `key_file` (RFC 7523).
+    PrivateKeyJwt {
+        /// The PEM private key file (relative to the config file's folder).
+        key_file: PathBuf,
+        /// Its JWS algorithm (`RS256`, `PS256`, `ES256`, `EdDSA`, …).
+        alg: String,
+    },
+    /// Mutual TLS with a client certificate (RFC 8705 section 2.1).
+    TlsClientAuth {
+        /// The PEM client certificate (chain) file.
+        certificate_file: PathBuf,
+        /// The PEM private key file of the certificate.
+        key_file: PathBuf,
+    },
+}
+
+impl ClientAuthSection {
+    /// The file the method reads (the secret, or the private key).
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            ClientAuthSection::ClientSecretBasic { secret_file } => secret_file,
+            ClientAuthSection::PrivateKeyJwt { key_file, .. } => key_file,
+            ClientAuthSection::TlsClientAuth { key_file, .. } => key_file,
+        }
+    }
+
+    /// The client certificate file, for `tls_client_auth`.
+    pub fn certificate_file(&self) -> Option<&std::path::Path> {
+        match self {
+            ClientAuthSection::TlsClientAuth {
+                certificate_file, ..
+            } => Some(certificate_file),
+            _ => None,
+        }
+    }
+}
+
+fn default_introspection_cache_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+fn default_introspection_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_introspection_max_concurrent() -> u32 {
+    32
 }
 
 /// `issuers[].keys_refresh`.

@@ -1106,3 +1106,102 @@ fn a_short_nonce_secret_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `MINIMAL` plus a keyless issuer introspecting opaque tokens with `introspection` (indented
+/// six spaces), its secret file `secret` written beside the config.
+fn with_introspection(introspection: &str) -> String {
+    MINIMAL.replace(
+        "routes:\n",
+        &format!(
+            "  - issuer: \"https://opaque.example.test\"\n    audiences: [\"shop-api\"]\n    \
+             introspection:\n{introspection}routes:\n"
+        ),
+    )
+}
+
+const INTROSPECTION: &str = "      endpoint: \"https://opaque.example.test/introspect\"\n      \
+     client_id: sessiongate\n      client_auth: { method: client_secret_basic, secret_file: \
+     jwks.json }\n";
+
+#[test]
+fn an_introspecting_issuer_needs_no_keys_and_its_rules_reach_the_verifier() {
+    let (result, _file, _dir) = load_yaml(&with_introspection(INTROSPECTION));
+    let config = result.unwrap();
+    let introspection = config.introspection.expect("introspection settings");
+    assert_eq!(&*introspection.issuer, "https://opaque.example.test");
+    assert_eq!(introspection.timeout, Duration::from_secs(2));
+    assert_eq!(introspection.max_concurrent, 32);
+    assert!(
+        !format!("{introspection:?}").contains("keys"),
+        "the secret (here a JWKS file's text) is never printed"
+    );
+    assert_eq!(config.keys.len(), 1, "the keyless issuer has no key source");
+    let rules = config.policy.verifier.introspection().expect("rules");
+    assert_eq!(rules.cache_ttl, Duration::from_secs(300));
+}
+
+#[test]
+fn introspection_settings_are_checked() {
+    assert_invalid(
+        &with_introspection(&INTROSPECTION.replace("https://opaque", "http://opaque")),
+        "issuers[1].introspection.endpoint",
+        "must use https",
+    );
+    assert_invalid(
+        &with_introspection(&INTROSPECTION.replace("secret_file: jwks.json", "secret_file: nope")),
+        "issuers[1].introspection.client_auth.secret_file",
+        "cannot read",
+    );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      cache_ttl: 2h\n")),
+        "issuers[1].introspection.cache_ttl",
+        "between 1s and 1h",
+    );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      max_concurrent: 0\n")),
+        "issuers[1].introspection.max_concurrent",
+        "at least 1",
+    );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      signed_responses: true\n")),
+        "issuers[1].introspection.signed_responses",
+        "needs the issuer's keys",
+    );
+    let private_key_jwt = INTROSPECTION.replace(
+        "{ method: client_secret_basic, secret_file: jwks.json }",
+        "{ method: private_key_jwt, key_file: jwks.json, alg: ES256 }",
+    );
+    assert_invalid(
+        &with_introspection(&private_key_jwt),
+        "issuers[1].introspection.client_auth.key_file",
+        "not a PEM private key",
+    );
+    assert_invalid(
+        &with_introspection(&private_key_jwt.replace("alg: ES256", "alg: HS256")),
+        "issuers[1].introspection.client_auth.alg",
+        "not a supported asymmetric",
+    );
+    let mtls = INTROSPECTION.replace(
+        "{ method: client_secret_basic, secret_file: jwks.json }",
+        "{ method: tls_client_auth, certificate_file: jwks.json, key_file: jwks.json }",
+    );
+    assert_invalid(
+        &with_introspection(&mtls),
+        "issuers[1].introspection.client_auth.certificate_file",
+        "not a PEM certificate and private key",
+    );
+    assert_invalid(
+        &with_introspection(&format!("{INTROSPECTION}      ca_file: jwks.json\n")),
+        "issuers[1].introspection.ca_file",
+        "holds no PEM CA certificate",
+    );
+    let twice = with_introspection(INTROSPECTION).replace(
+        "    jwks_file: jwks.json\n",
+        &format!("    jwks_file: jwks.json\n    introspection:\n{INTROSPECTION}"),
+    );
+    assert_invalid(
+        &twice,
+        "issuers[1].introspection",
+        "only one issuer may introspect",
+    );
+}

@@ -217,6 +217,7 @@ mod tests {
             session: None,
             pin: None,
             replay: None,
+            introspection: None,
             dry_run: false,
         };
         let names = [

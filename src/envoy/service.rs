@@ -70,6 +70,15 @@ impl AuthorizationService {
         self
     }
 
+    /// Asks `introspector` about opaque tokens the cache does not hold (RFC 7662).
+    pub fn with_introspector(
+        mut self,
+        introspector: Arc<dyn sessiongate_check::introspection::Introspector>,
+    ) -> AuthorizationService {
+        self.check = self.check.with_introspector(introspector);
+        self
+    }
+
     /// On an unknown `kid`, asks `keys` for a refresh and judges the request once more: the
     /// issuer may have rotated since the last refresh.
     pub fn with_key_refresh(mut self, keys: Arc<dyn KeyRefresh>) -> AuthorizationService {

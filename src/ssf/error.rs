@@ -63,6 +63,8 @@ impl From<TokenError> for SetError {
             }
             TokenError::WrongAudience => SetError::InvalidAudience,
             TokenError::DisallowedAlgorithm(why) => SetError::InvalidKey(why),
+            // Only introspection answers say this; a SET is never introspected.
+            TokenError::Inactive => SetError::InvalidRequest(error.to_string()),
         }
     }
 }

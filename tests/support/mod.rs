@@ -10,6 +10,8 @@
 //! - [`envoy_config`] / [`envoy`]: the Envoy 1.40 bootstrap, and running it.
 //! - [`policy`]: the sessiongate config the end-to-end tests exercise.
 //! - [`jwks_server`]: an identity provider's JWKS and discovery endpoints, changeable.
+//! - [`introspection_server`]: an identity provider's token introspection endpoint
+//!   (RFC 7662) that checks client credentials, can revoke, fail, hang, and counts calls.
 //! - [`client`]: mTLS clients, one per workload.
 //! - [`reply`]: what came back, and the assertions on it.
 //! - [`stack`]: all of the above wired together.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod envoy_config;
+pub mod introspection_server;
 pub mod jwks_server;
 pub mod module;
 pub mod pki;

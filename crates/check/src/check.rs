@@ -6,14 +6,16 @@
 //!    verification, then the core's decision), synchronously;
 //! 2. when a new token names a key its issuer's set lacks, ask the [`KeyRefresh`] for a prompt
 //!    refresh and, if it installed keys, judge the request once more;
-//! 3. when an allowed request carried a DPoP proof, record its first use through the
+//! 3. when a new opaque token must be introspected, ask the [`Introspector`] and judge the
+//!    request with its answer ([`Gate::check_introspected`]);
+//! 4. when an allowed request carried a DPoP proof, record its first use through the
 //!    [`ProofReplayStore`] and settle the verdict ([`Gate::settle_replay`]); then, when a fresh
 //!    session must be pinned, claim the pin through the [`PinStore`] and settle the verdict
 //!    ([`Gate::settle_pin`]);
-//! 4. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
+//! 5. the outcome carries whether a denial is only reported (dry-run), settled in step 1 by the
 //!    policy the request was judged under.
 //!
-//! Only steps 2 and 3 wait, and what they wait for is a trait the adapter supplies, so this
+//! Only steps 2, 3 and 4 wait, and what they wait for is a trait the adapter supplies, so this
 //! crate needs no async runtime. An adapter with an executor awaits [`CheckUseCase::run`]; one
 //! that must not block its thread (an Envoy worker, in the in-process module) drives the same
 //! steps itself: [`CheckUseCase::begin`] judges synchronously and either answers or hands back
@@ -31,6 +33,7 @@ use sessiongate_core::time::UnixTime;
 use sessiongate_core::token::access_token;
 
 use crate::gate::{Gate, Outcome};
+use crate::introspection::{IntrospectionResult, Introspector};
 use sessiongate_core::workload::PinnedWorkload;
 
 use crate::pinning::{LocalPins, PinError, PinStore};
@@ -62,6 +65,8 @@ pub struct CheckUseCase {
     pins: Arc<dyn PinStore>,
     /// Records each DPoP proof's first use.
     replay: Arc<dyn ProofReplayStore>,
+    /// Asks the issuer about an opaque token not cached; none: such tokens are denied 503.
+    introspector: Option<Arc<dyn Introspector>>,
 }
 
 impl CheckUseCase {
@@ -72,6 +77,7 @@ impl CheckUseCase {
             keys: None,
             pins: Arc::new(LocalPins),
             replay: Arc::new(LocalProofReplay::default()),
+            introspector: None,
         }
     }
 
@@ -91,6 +97,12 @@ impl CheckUseCase {
     /// Pins new sessions in `pins` (e.g. Redis, fleet-wide) instead of this process's cache.
     pub fn with_pin_store(mut self, pins: Arc<dyn PinStore>) -> CheckUseCase {
         self.pins = pins;
+        self
+    }
+
+    /// Asks `introspector` about opaque tokens the cache does not hold (RFC 7662).
+    pub fn with_introspector(mut self, introspector: Arc<dyn Introspector>) -> CheckUseCase {
+        self.introspector = Some(introspector);
         self
     }
 
@@ -117,7 +129,20 @@ impl CheckUseCase {
 
     /// Judges `request` synchronously: the final outcome, or what must be waited for first.
     pub fn begin(&self, request: &RequestFacts<'_>) -> Result<Progress, CheckPanicked> {
-        let outcome = self.judge(request)?;
+        let mut outcome = self.judge(request)?;
+        if let Some(key) = outcome.introspection.take() {
+            // The outcome's 503 stands when nothing can introspect (fail closed).
+            if let Some(introspector) = &self.introspector
+                && let Ok(Some((_, token))) = access_token(request.authorization)
+            {
+                let future = introspector.introspect(key, token);
+                return Ok(Progress::Waiting(Waiting {
+                    step: Step(StepKind::Introspection { outcome }),
+                    future: Box::pin(async move { Waited::Introspected(future.await) }),
+                }));
+            }
+            return Ok(Progress::Answered(outcome));
+        }
         if let Some(keys) = &self.keys
             && worth_a_key_refresh(&outcome)
             && let Ok(Some((_, token))) = access_token(request.authorization)
@@ -147,6 +172,16 @@ impl CheckUseCase {
                 Ok(self.after_judging(self.judge(request)?))
             }
             (Step(StepKind::KeyRefresh { outcome }), _) => Ok(self.after_judging(outcome)),
+            (Step(StepKind::Introspection { .. }), Waited::Introspected(answer)) => {
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.gate
+                        .check_introspected(request, answer, UnixTime::now())
+                }))
+                .map_err(|_| CheckPanicked)?;
+                Ok(self.after_judging(outcome))
+            }
+            // Not a pairing `begin` produces: the outcome's 503 stands (fail closed).
+            (Step(StepKind::Introspection { outcome }), _) => Ok(Progress::Answered(outcome)),
             (Step(StepKind::ReplayClaim { outcome }), Waited::ProofFirstUse(first)) => {
                 Ok(self.after_judging(self.gate.settle_replay(outcome, first, UnixTime::now())))
             }
@@ -256,6 +291,9 @@ enum StepKind {
     PinClaim { outcome: Outcome },
     /// An allow pending the record of its DPoP proof's first use.
     ReplayClaim { outcome: Outcome },
+    /// A new opaque token, until its issuer's introspection endpoint answers (the outcome is
+    /// the 503 to give if the answer never comes).
+    Introspection { outcome: Outcome },
 }
 
 /// What a [`WaitFuture`] produced.
@@ -267,6 +305,8 @@ pub enum Waited {
     PinOwner(Result<PinnedWorkload, PinError>),
     /// Whether the DPoP proof was used for the first time (the replay claim's answer).
     ProofFirstUse(Result<bool, ReplayError>),
+    /// The issuer's introspection endpoint's answer about a new opaque token.
+    Introspected(IntrospectionResult),
 }
 
 /// The new token's `kid` is not in its issuer's set (not a cached session whose key was
@@ -283,6 +323,7 @@ impl std::fmt::Debug for CheckUseCase {
             .field("key_refresh", &self.keys.is_some())
             .field("pins", &self.pins)
             .field("replay", &self.replay)
+            .field("introspector", &self.introspector.is_some())
             .finish()
     }
 }
@@ -300,7 +341,7 @@ mod tests {
     use crate::session::SessionCache;
 
     /// Runs a future that never waits (every trait here answers at once): no runtime needed.
-    fn now_or_never<F: Future>(future: F) -> F::Output {
+    pub(super) fn now_or_never<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         match future
             .as_mut()
@@ -463,5 +504,191 @@ mod tests {
         let deny = outcome.verdict.unwrap_err();
         assert_eq!(deny.reason, DenyReason::InternalError);
         assert_eq!(deny.reason.http_status(), 503);
+    }
+}
+
+#[cfg(test)]
+mod introspection_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use sessiongate_token::IntrospectionRules;
+    use sessiongate_token::testing::{ISSUER, ring};
+
+    use super::*;
+    use crate::gate::tests::{FRONTEND, policy, request};
+    use crate::introspection::{IntrospectionFuture, IntrospectionUnavailable};
+    use crate::session::{SessionCache, SessionKey};
+
+    const OPAQUE: &str = "Bearer 2YotnFZFEjr1zCsicMWpAA";
+
+    /// An endpoint that answers every token with `answer` and counts the calls.
+    struct Endpoint {
+        answer: Mutex<IntrospectionResult>,
+        calls: AtomicUsize,
+    }
+
+    impl Introspector for Endpoint {
+        fn introspect(&self, _key: SessionKey, _token: &str) -> IntrospectionFuture {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let answer = self.answer.lock().unwrap().clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn active_answer() -> IntrospectionResult {
+        let iat = UnixTime::now().as_secs();
+        let body = serde_json::json!({"active": true, "iss": ISSUER, "aud": "shop-api",
+            "sub": "alice", "iat": iat, "exp": iat + 600, "scope": "orders:read"});
+        Ok(body.to_string().into_bytes().into())
+    }
+
+    fn introspecting(answer: IntrospectionResult) -> (CheckUseCase, Arc<Endpoint>) {
+        let mut policy = policy(&["orders:read"], "shop-api");
+        policy.verifier = policy.verifier.with_introspection(IntrospectionRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            cache_ttl: Duration::from_secs(60),
+            signed: None,
+        });
+        let gate = Gate::new(
+            policy,
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            UnixTime::now(),
+        );
+        let endpoint = Arc::new(Endpoint {
+            answer: Mutex::new(answer),
+            calls: AtomicUsize::new(0),
+        });
+        let check = CheckUseCase::new(Arc::new(gate)).with_introspector(endpoint.clone());
+        (check, endpoint)
+    }
+
+    #[test]
+    fn an_opaque_token_is_introspected_once_then_served_from_the_session_cache() {
+        let (check, endpoint) = introspecting(active_answer());
+        let first = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(first.verdict, Ok(()));
+        let again = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(again.verdict, Ok(()));
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 1);
+        assert!(again.session.unwrap().1.recheck_at.is_some());
+    }
+
+    #[test]
+    fn an_inactive_opaque_token_is_revoked_and_remembered() {
+        let inactive = Ok(br#"{"active":false}"#.to_vec().into());
+        let (check, endpoint) = introspecting(inactive);
+        for _ in 0..2 {
+            let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+            assert_eq!(outcome.verdict.unwrap_err().reason, DenyReason::Revoked);
+        }
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_fails_closed_and_is_asked_again_next_time() {
+        let down = Err(IntrospectionUnavailable("connection refused".into()));
+        let (check, endpoint) = introspecting(down);
+        let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        let deny = outcome.verdict.unwrap_err();
+        assert_eq!(deny.reason, DenyReason::InternalError);
+        assert_eq!(deny.reason.http_status(), 503);
+        *endpoint.answer.lock().unwrap() = active_answer();
+        let back = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(back.verdict, Ok(()));
+        assert_eq!(endpoint.calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn without_an_introspector_an_opaque_token_is_denied_503() {
+        let (introspecting, _) = introspecting(active_answer());
+        let check = CheckUseCase::new(Arc::clone(introspecting.gate()));
+        let outcome = now_or_never(check.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(
+            outcome.verdict.unwrap_err().reason,
+            DenyReason::InternalError
+        );
+    }
+
+    #[test]
+    fn without_introspection_an_opaque_token_is_malformed_as_before() {
+        let (check, _) = introspecting(active_answer());
+        let plain = CheckUseCase::new(Arc::new(Gate::new(
+            policy(&["orders:read"], "shop-api"),
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            UnixTime::now(),
+        )));
+        drop(check);
+        let outcome = now_or_never(plain.run(&request(OPAQUE, FRONTEND))).unwrap();
+        assert_eq!(
+            outcome.verdict.unwrap_err().reason,
+            DenyReason::MalformedToken
+        );
+    }
+
+    fn now_or_never<F: Future>(future: F) -> F::Output {
+        super::tests::now_or_never(future)
+    }
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use std::time::Duration;
+
+    use sessiongate_core::workload::PinnedWorkload;
+    use sessiongate_token::IntrospectionRules;
+    use sessiongate_token::testing::{ISSUER, ring};
+
+    use super::*;
+    use crate::gate::tests::{FRONTEND, policy, request};
+    use crate::session::SessionCache;
+
+    const OPAQUE: &str = "Bearer 2YotnFZFEjr1zCsicMWpAA";
+    const BATCH: &str = "spiffe://cluster.local/ns/shop/sa/batch";
+
+    #[test]
+    fn a_renewed_introspection_keeps_the_sessions_pin() {
+        let mut policy = policy(&["orders:read"], "shop-api");
+        policy.verifier = policy.verifier.with_introspection(IntrospectionRules {
+            issuer: ISSUER.into(),
+            audiences: vec!["shop-api".into()].into(),
+            cache_ttl: Duration::from_secs(60),
+            signed: None,
+        });
+        let start = UnixTime::now();
+        let gate = Gate::new(
+            policy,
+            Arc::new(ring()),
+            SessionCache::new(100, Duration::from_secs(30)),
+            start,
+        );
+        let iat = start.as_secs();
+        let answer: IntrospectionResult = Ok(serde_json::json!({"active": true, "iss": ISSUER,
+            "aud": "shop-api", "sub": "alice", "iat": iat, "exp": iat + 600,
+            "scope": "orders:read"})
+        .to_string()
+        .into_bytes()
+        .into());
+
+        let asked = gate.check(&request(OPAQUE, FRONTEND), start);
+        assert!(asked.introspection.is_some());
+        let judged = gate.check_introspected(&request(OPAQUE, FRONTEND), answer.clone(), start);
+        let owner = PinnedWorkload::Spiffe(FRONTEND.into());
+        let first = gate.settle_pin(judged, Ok(owner), start);
+        assert_eq!(first.verdict, Ok(()));
+
+        let later = start.plus(Duration::from_secs(61));
+        let stale = gate.check(&request(OPAQUE, BATCH), later);
+        assert!(stale.introspection.is_some(), "asked again after cache_ttl");
+        let renewed = gate.check_introspected(&request(OPAQUE, BATCH), answer, later);
+        assert_eq!(
+            renewed.verdict.unwrap_err().reason,
+            DenyReason::SessionReplayed,
+            "the renewed session is still pinned to the first workload"
+        );
     }
 }

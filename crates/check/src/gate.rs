@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::budget::{BudgetLimits, CallerKey, VerificationBudget};
+use crate::introspection::IntrospectionResult;
 use crate::pinning::PinError;
 use crate::policy::Policy;
 use crate::rejections::{RecentRejections, RejectionMemory};
@@ -55,6 +56,11 @@ pub struct Outcome {
     /// [`crate::replay::ProofReplayStore`] and finishes with [`Gate::settle_replay`] (before
     /// any pin claim); an outcome it returns never carries one.
     pub replay: Option<ReplayClaim>,
+    /// Set when the token is opaque, not cached, and an issuer introspects opaque tokens: the
+    /// check use case asks its [`crate::introspection::Introspector`] and finishes with
+    /// [`Gate::check_introspected`]. Until then the verdict is a 503 denial, so an adapter
+    /// that cannot introspect fails closed; an outcome the use case returns never carries it.
+    pub introspection: Option<SessionKey>,
     /// Whether a denial is only reported, not enforced: decided by the same policy the verdict
     /// came from, so a reload that lands while the pin is being recorded never judges a
     /// request by one generation and enforces another's `dry_run`.
@@ -80,6 +86,14 @@ pub struct SessionReport {
     pub session: Arc<Session>,
     /// Every session-wide reason it would be denied now (see [`decision::session_denials`]).
     pub denials: Vec<Deny>,
+}
+
+/// Why a token the cache does not hold has no session yet.
+enum FirstSight {
+    /// Refused (remembered rejection, budget, verification).
+    Denied(Deny),
+    /// An opaque token: its issuer's introspection endpoint must be asked first.
+    Introspect,
 }
 
 /// Everything a check reads, shared by all requests.
@@ -212,13 +226,38 @@ impl Gate {
     /// answer's dry-run mode included).
     pub fn check(&self, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
         let policy = self.policy.load();
-        let mut outcome = self.judge(&policy, request, now);
+        let mut outcome = self.judge(&policy, request, now, None);
         outcome.dry_run = policy.dry_run.covers(outcome.route.as_deref());
         outcome
     }
 
-    /// The verdict of `policy` on one request (enforced; [`Gate::check`] settles dry-run).
-    fn judge(&self, policy: &Policy, request: &RequestFacts<'_>, now: UnixTime) -> Outcome {
+    /// Judges one request at `now` whose opaque token the issuer's introspection endpoint
+    /// described (`answer`, asked for by an [`Outcome::introspection`] of [`Gate::check`]):
+    /// an active answer becomes the cached session (unless a concurrent request cached one
+    /// first), an inactive or unacceptable one is remembered as a rejection, and no answer is
+    /// a 503 for this token only (cached sessions keep their rules). Under the policy current
+    /// now, which reads the answer.
+    pub fn check_introspected(
+        &self,
+        request: &RequestFacts<'_>,
+        answer: IntrospectionResult,
+        now: UnixTime,
+    ) -> Outcome {
+        let policy = self.policy.load();
+        let mut outcome = self.judge(&policy, request, now, Some(answer));
+        outcome.dry_run = policy.dry_run.covers(outcome.route.as_deref());
+        outcome
+    }
+
+    /// The verdict of `policy` on one request (enforced; [`Gate::check`] settles dry-run),
+    /// with the introspection `answer` for its token when one was awaited.
+    fn judge(
+        &self,
+        policy: &Policy,
+        request: &RequestFacts<'_>,
+        now: UnixTime,
+        answer: Option<IntrospectionResult>,
+    ) -> Outcome {
         let (route, requirements, token, scheme) = match decision::admit(&policy.routes, request) {
             Ok(Admission::Public(route)) => {
                 return Outcome {
@@ -227,6 +266,7 @@ impl Gate {
                     session: None,
                     pin: None,
                     replay: None,
+                    introspection: None,
                     dry_run: false,
                 };
             }
@@ -244,6 +284,7 @@ impl Gate {
                     session: None,
                     pin: None,
                     replay: None,
+                    introspection: None,
                     dry_run: false,
                 };
             }
@@ -261,6 +302,7 @@ impl Gate {
                         session: None,
                         pin: None,
                         replay: None,
+                        introspection: None,
                         dry_run: false,
                     };
                 }
@@ -269,19 +311,42 @@ impl Gate {
         let key = SessionKey::of_token(token);
         let session = match self.sessions.get(&key, now) {
             Some(session) => session,
-            None => match self.first_sight(policy, token, key, request, now) {
-                Ok(session) => session,
-                Err(deny) => {
-                    return Outcome {
-                        route: route_name,
-                        verdict: Err(deny),
-                        session: None,
-                        pin: None,
-                        replay: None,
-                        dry_run: false,
-                    };
+            None => {
+                let first = match answer {
+                    Some(answer) => self
+                        .introspected(policy, key, answer, now)
+                        .map_err(FirstSight::Denied),
+                    None => self.first_sight(policy, token, key, request, now),
+                };
+                match first {
+                    Ok(session) => session,
+                    Err(FirstSight::Denied(deny)) => {
+                        return Outcome {
+                            route: route_name,
+                            verdict: Err(deny),
+                            session: None,
+                            pin: None,
+                            replay: None,
+                            introspection: None,
+                            dry_run: false,
+                        };
+                    }
+                    Err(FirstSight::Introspect) => {
+                        return Outcome {
+                            route: route_name,
+                            verdict: Err(Deny::new(
+                                DenyReason::InternalError,
+                                "the opaque token could not be introspected; try again later",
+                            )),
+                            session: None,
+                            pin: None,
+                            replay: None,
+                            introspection: Some(key),
+                            dry_run: false,
+                        };
+                    }
                 }
-            },
+            }
         };
         let caller = self.caller(request, &session, policy.binding.pin_first_workload);
         let rules = Rules {
@@ -355,6 +420,7 @@ impl Gate {
             session: Some((key, session)),
             pin,
             replay,
+            introspection: None,
             dry_run: false,
         }
     }
@@ -478,7 +544,10 @@ impl Gate {
 
     /// A token the cache does not hold: a recent rejection is answered again without
     /// verifying; otherwise the caller's budget pays for one verification, whose success
-    /// becomes a session and whose failure is remembered.
+    /// becomes a session and whose failure is remembered. An opaque token, when an issuer
+    /// introspects them, is paid for the same way and then left to the introspection (an
+    /// `active: false` answer is remembered like any rejection, so a flood of random or
+    /// revoked opaque tokens costs one endpoint call per token and memory period).
     fn first_sight(
         &self,
         policy: &Policy,
@@ -486,21 +555,61 @@ impl Gate {
         key: SessionKey,
         request: &RequestFacts<'_>,
         now: UnixTime,
-    ) -> Result<Arc<Session>, Deny> {
+    ) -> Result<Arc<Session>, FirstSight> {
         let key_generation = self.keys.generation();
         if let Some(error) = self.rejections.recall(&key, key_generation) {
-            return Err(decision::token_rejected(&error));
+            return Err(FirstSight::Denied(decision::token_rejected(&error)));
         }
         self.budget
             .try_spend(&self.caller_key(request), now)
             .map_err(|throttled| {
-                Deny::verification_throttled(throttled.retry_after, throttled.per_caller)
+                FirstSight::Denied(Deny::verification_throttled(
+                    throttled.retry_after,
+                    throttled.per_caller,
+                ))
             })?;
+        if policy.verifier.introspection().is_some() && sessiongate_token::is_opaque(token) {
+            return Err(FirstSight::Introspect);
+        }
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match policy.verifier.verify(token, &self.keys) {
             Ok(verified) => Ok(self
                 .sessions
                 .insert_or_get(key, Session::new(verified, now), now)),
+            Err(error) => {
+                let deny = decision::token_rejected(&error);
+                self.rejections.remember(key, error, key_generation);
+                Err(FirstSight::Denied(deny))
+            }
+        }
+    }
+
+    /// The session an introspection `answer` makes of the opaque token with `key`, read under
+    /// `policy`; an answer that does not admit the token is remembered as a rejection, and no
+    /// answer at all is a 503 that is not remembered (the next request asks again).
+    fn introspected(
+        &self,
+        policy: &Policy,
+        key: SessionKey,
+        answer: IntrospectionResult,
+        now: UnixTime,
+    ) -> Result<Arc<Session>, Deny> {
+        let body = answer.map_err(|unavailable| {
+            tracing::warn!(error = %unavailable, "an opaque token could not be introspected; denying it (fail closed)");
+            Deny::new(
+                DenyReason::InternalError,
+                "the issuer's introspection endpoint did not answer; try again later",
+            )
+        })?;
+        let key_generation = self.keys.generation();
+        match policy.verifier.read_introspection(&body, &self.keys, now) {
+            Ok(answer) => {
+                let mut session = Session::introspected(answer.token, now, answer.recheck_at);
+                if let Some(earlier) = self.sessions.held(&key) {
+                    session = session.renewing(&earlier);
+                }
+                Ok(self.sessions.insert_or_get(key, session, now))
+            }
             Err(error) => {
                 let deny = decision::token_rejected(&error);
                 self.rejections.remember(key, error, key_generation);

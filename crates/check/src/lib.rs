@@ -15,6 +15,8 @@
 //! - [`session`]: verified sessions and their bounded cache.
 //! - [`pinning`]: where a new session's first workload is recorded; [`replay`]: where DPoP
 //!   proofs are remembered, so each is accepted once.
+//! - [`introspection`]: asking an issuer about an opaque token (RFC 7662), the trait the
+//!   server supplies.
 //! - [`revocations`]: the revocation set in force, kept current by the server's stores.
 //! - [`budget`]: how many verifications each caller may cause; [`rejections`]: recently
 //!   rejected tokens, never verified twice; [`thumbprints`]: peer certificates' thumbprints.
@@ -26,6 +28,7 @@ pub mod answer;
 pub mod budget;
 pub mod check;
 pub mod gate;
+pub mod introspection;
 pub mod pinning;
 pub mod policy;
 pub mod rejections;

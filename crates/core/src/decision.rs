@@ -98,6 +98,7 @@ pub fn token_rejected(error: &TokenError) -> Deny {
         TokenError::UnknownKey => DenyReason::UnknownKey,
         TokenError::WrongAudience => DenyReason::WrongAudience,
         TokenError::DisallowedAlgorithm(_) => DenyReason::DisallowedAlgorithm,
+        TokenError::Inactive => DenyReason::Revoked,
     };
     let description: std::borrow::Cow<'static, str> = match error {
         TokenError::Malformed(what) | TokenError::DisallowedAlgorithm(what) => (*what).into(),

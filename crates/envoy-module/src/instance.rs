@@ -89,7 +89,7 @@ impl Instance {
         self.loaded.get()
     }
 
-    /// Runs `future` (a pin claim or a key refresh a request waits for) on the background
+    /// Runs `future` (a pin claim, a key refresh or an introspection a request waits for) on the background
     /// thread, then `done` with its result there.
     pub fn spawn_wait(&self, future: WaitFuture, done: impl FnOnce(Waited) + Send + 'static) {
         self.runtime.spawn(async move { done(future.await) });
@@ -130,6 +130,7 @@ impl Instance {
             proofs,
             follower,
             metrics,
+            introspector,
             ..
         } = match app::start(config).await {
             Ok(started) => started,
@@ -188,10 +189,15 @@ impl Instance {
             }
         }
         tokio::spawn(app::prune_expired(Arc::clone(&gate), revocations));
-        let check = CheckUseCase::new(gate)
+        let mut check = CheckUseCase::new(gate)
             .with_key_refresh(Arc::new(keys.refresher()))
             .with_pin_store(pins)
             .with_proof_replay(proofs);
+        // Opaque tokens are introspected on this instance's runtime: a check waiting for the
+        // answer pauses its request like a pin claim does.
+        if let Some(introspector) = introspector {
+            check = check.with_introspector(introspector);
+        }
         let reporter = CheckReporter::log_only(
             DecisionLog::new(ops.log_allowed_sample_rate)
                 .with_denied_per_second(ops.log_denied_per_second),

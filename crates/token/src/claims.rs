@@ -13,7 +13,9 @@ use super::algorithm::SigningAlgorithm;
 use super::keys::VerificationKey;
 use sessiongate_core::intern::intern;
 use sessiongate_core::time::UnixTime;
-use sessiongate_core::token::{Confirmation, Identifiers, Scopes, TokenError, VerifiedToken};
+use sessiongate_core::token::{
+    Confirmation, Identifiers, KeyHandle, Scopes, TokenError, VerifiedToken,
+};
 use sessiongate_core::workload::Thumbprint;
 
 /// Which claims carry the policy-relevant facts; configured per deployment.
@@ -58,6 +60,17 @@ pub(super) fn extract(
     issuer: Arc<str>,
     key: Arc<VerificationKey>,
 ) -> Result<VerifiedToken, TokenError> {
+    extract_vouched(claims, rules, issuer, key.handle().clone())
+}
+
+/// The verified token: `claims` read as `rules` say, for a token `issuer` vouched for through
+/// what `key` names (a signing key, or the issuer's introspection endpoint).
+pub(super) fn extract_vouched(
+    claims: &Map<String, Value>,
+    rules: &ClaimRules,
+    issuer: Arc<str>,
+    key: KeyHandle,
+) -> Result<VerifiedToken, TokenError> {
     // Read in a fixed order, so a token with several wrong claims always gets the same message.
     let subject = string(claims, "sub", "sub is not a string")?;
     let token_id = string(claims, "jti", "jti is not a string")?;
@@ -78,7 +91,7 @@ pub(super) fn extract(
     };
     Ok(VerifiedToken {
         issuer,
-        key: key.handle().clone(),
+        key,
         ids: Identifiers::new(subject, token_id, session_id, email.as_deref()),
         issued_at,
         expires_at,

@@ -9,6 +9,9 @@
 //!
 //! DPoP proofs (RFC 9449) are verified here too ([`ProofVerifier`]), on every request that
 //! carries one, and the fleet's DPoP nonces are made and checked by a [`NonceIssuer`].
+//! Opaque tokens are not verified here but described by their issuer's introspection endpoint
+//! (RFC 7662); [`IntrospectionRules::read_answer`] turns the endpoint's answer into the same
+//! verified token, so the rules after verification do not know the difference.
 //!
 //! Where keys come from (files, `jwks_uri`, discovery) and when they are fetched again is the
 //! server's business: it parses what it fetched with [`KeySet::from_jwks_json`] and installs it
@@ -21,6 +24,7 @@ mod algorithm;
 mod canonical;
 mod claims;
 mod dpop;
+mod introspection;
 mod issuer;
 mod json;
 mod jws;
@@ -37,6 +41,10 @@ pub use canonical::P256_ORDER;
 pub use canonical::canonical_digest;
 pub use claims::{ClaimRules, JoseHeader, audience_matches};
 pub use dpop::{ProofError, ProofVerifier, access_token_hash};
+pub use introspection::{
+    INTROSPECTION_KEY_ID, Introspected, IntrospectionRules, SIGNED_ANSWER_TYP, SignedAnswers,
+    is_opaque,
+};
 pub use issuer::{IssuerRules, TypRule};
 pub use jws::CompactJws;
 pub use keys::{JwksError, KeyRing, KeySet, ParsedJwks, VerificationKey};

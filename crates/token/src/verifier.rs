@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::claims::{self, ClaimRules};
+use super::introspection::{Introspected, IntrospectionRules};
 use super::issuer::IssuerRules;
 use super::jws::CompactJws;
 use super::keys::KeyRing;
@@ -17,6 +18,9 @@ use sessiongate_core::token::{TokenError, VerifiedToken};
 pub struct TokenVerifier {
     issuers: HashMap<Arc<str>, IssuerRules>,
     claims: ClaimRules,
+    /// The issuer whose introspection endpoint vouches for opaque tokens, if any: at most one,
+    /// since an opaque token names no issuer to route it by.
+    introspection: Option<IntrospectionRules>,
 }
 
 impl TokenVerifier {
@@ -29,7 +33,37 @@ impl TokenVerifier {
             .into_iter()
             .map(|rules| (Arc::clone(&rules.issuer), rules))
             .collect();
-        TokenVerifier { issuers, claims }
+        TokenVerifier {
+            issuers,
+            claims,
+            introspection: None,
+        }
+    }
+
+    /// Accepts opaque tokens too, as `rules`' issuer's introspection endpoint describes them.
+    pub fn with_introspection(mut self, rules: IntrospectionRules) -> TokenVerifier {
+        self.introspection = Some(rules);
+        self
+    }
+
+    /// How opaque tokens are judged, when some issuer introspects them.
+    pub fn introspection(&self) -> Option<&IntrospectionRules> {
+        self.introspection.as_ref()
+    }
+
+    /// Reads an introspection answer for an opaque token, received at `answered_at` (see
+    /// [`IntrospectionRules::read_answer`]); `UnknownIssuer` when no issuer introspects.
+    /// A signed answer (RFC 9701) is checked against the issuer's keys in `keys`.
+    pub fn read_introspection(
+        &self,
+        body: &[u8],
+        keys: &KeyRing,
+        answered_at: sessiongate_core::time::UnixTime,
+    ) -> Result<Introspected, TokenError> {
+        self.introspection
+            .as_ref()
+            .ok_or(TokenError::UnknownIssuer)?
+            .read_answer(body, &self.claims, keys, answered_at)
     }
 
     /// The issuers this verifier trusts.

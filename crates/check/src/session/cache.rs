@@ -1,7 +1,8 @@
 //! The bounded TTL cache of verified sessions.
 //!
 //! The cache is a memory bound and a way to skip signature verification, not a rule: a session
-//! is handed out only until its token expires (`exp` plus clock skew), capacity is bounded, and
+//! is handed out only until its token expires (`exp` plus clock skew; an introspected opaque
+//! token only until its answer's `recheck_at`), capacity is bounded, and
 //! every time-based rule is judged by the decision with an explicit clock. An evicted session
 //! simply gets verified again; what is lost then is its idle history and its local pin (see
 //! docs/operations.md, "Sizing the session cache").
@@ -138,6 +139,12 @@ impl SessionCache {
         self.lookup(key, now)
     }
 
+    /// The session held for `key` whether or not it is still live: what an introspected
+    /// session being renewed carries over (its pin, its idle history). Not counted.
+    pub fn held(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        self.read(key).get(key).map(Arc::clone)
+    }
+
     /// Hits, misses and evictions since start.
     pub fn stats(&self) -> &CacheStats {
         &self.stats
@@ -216,9 +223,11 @@ impl SessionCache {
     }
 
     /// Whether `session` may still be handed out: its token has not expired beyond the skew
-    /// the decision forgives.
+    /// the decision forgives, and an introspected token's answer is still trusted (no skew
+    /// there: `recheck_at` is this process's own clock).
     fn is_live(&self, session: &Session, now: UnixTime) -> bool {
         now < session.token.expires_at.plus(self.clock_skew)
+            && session.recheck_at.is_none_or(|recheck_at| now < recheck_at)
     }
 
     /// Frees room in a full cache from the shard that just took `newcomer`: expired sessions

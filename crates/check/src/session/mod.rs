@@ -92,6 +92,11 @@ pub struct Session {
     pub token: VerifiedToken,
     /// When this process first verified the token.
     pub first_seen: UnixTime,
+    /// For an opaque token: when its introspection answer stops being trusted (`min(exp,
+    /// answered + cache_ttl)`), after which the cache no longer hands the session out and the
+    /// next request asks the issuer again. That is what makes the issuer's `active: false` a
+    /// revocation here. `None` for a JWT, whose signature does not go stale.
+    pub recheck_at: Option<UnixTime>,
     activity: Activity,
     pinned: OnceLock<PinnedWorkload>,
 }
@@ -102,9 +107,35 @@ impl Session {
         Session {
             token,
             first_seen: now,
+            recheck_at: None,
             activity: Activity::default(),
             pinned: OnceLock::new(),
         }
+    }
+
+    /// A session for an opaque token its issuer's introspection endpoint described at `now`,
+    /// to be introspected again at `recheck_at`.
+    pub fn introspected(token: VerifiedToken, now: UnixTime, recheck_at: UnixTime) -> Session {
+        Session {
+            recheck_at: Some(recheck_at),
+            ..Session::new(token, now)
+        }
+    }
+
+    /// This session, renewed from `earlier` (the same token's previous session, whose
+    /// introspection answer went stale): the pin and the last allowed request carry over, so
+    /// re-asking the issuer neither frees a pinned session for another workload to claim nor
+    /// resets its idle clock.
+    pub fn renewing(self, earlier: &Session) -> Session {
+        if let Some(pinned) = earlier.pinned() {
+            self.pin(pinned.clone());
+        }
+        if let Some(last) = earlier.last_allowed() {
+            self.record_allowed(last);
+            // A carried-over time is not a use since the cache's last sweep.
+            self.activity.take_used_mark();
+        }
+        self
     }
 
     /// When a request of this session was last allowed, if ever.

@@ -260,6 +260,11 @@ pub enum TokenError {
     /// `alg` is `none`, symmetric, not allowed for the issuer, or does not fit the key.
     #[error("{0}")]
     DisallowedAlgorithm(&'static str),
+    /// The issuer's introspection endpoint (RFC 7662) answered that an opaque token is not
+    /// active: revoked, expired or never issued. Denied as `revoked`, since the issuer's word
+    /// is all there is to go by.
+    #[error("the issuer says the token is not active")]
+    Inactive,
 }
 
 #[cfg(test)]

@@ -232,3 +232,21 @@ fn keys_spread_over_every_shard() {
         );
     }
 }
+
+#[test]
+fn an_introspected_session_is_not_handed_out_after_its_recheck_time() {
+    let cache = SessionCache::new(10, SKEW);
+    let token = session_expiring_at(in_ten_minutes()).token;
+    let recheck_at = NOW.plus(Duration::from_secs(60));
+    cache.insert_or_get(key(1), Session::introspected(token, NOW, recheck_at), NOW);
+    assert!(
+        cache
+            .get(&key(1), before(recheck_at, Duration::from_millis(1)))
+            .is_some()
+    );
+    assert!(
+        cache.get(&key(1), recheck_at).is_none(),
+        "the issuer must be asked again once its answer's cache time is over"
+    );
+    assert_eq!(cache.remove_expired(recheck_at), 1);
+}
