@@ -293,6 +293,17 @@ fn assert_read_as_json(verified: &VerifiedToken, token: &str) {
                 .and_then(Thumbprint::from_base64url);
             assert_eq!(stated, Some(**thumbprint), "cnf x5t#S256");
         }
+        (Some(Value::Object(cnf)), Confirmation::DpopKey(thumbprint)) => {
+            let stated = cnf
+                .get("jkt")
+                .and_then(Value::as_str)
+                .and_then(Thumbprint::from_base64url);
+            assert_eq!(stated, Some(**thumbprint), "cnf jkt");
+            assert!(
+                !cnf.contains_key("x5t#S256"),
+                "a cnf with both bindings read as DPoP-bound only"
+            );
+        }
         (Some(Value::Object(cnf)), Confirmation::Unsupported) => {
             assert!(!cnf.is_empty(), "an empty cnf read as unsupported");
         }
