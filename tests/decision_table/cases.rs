@@ -1134,6 +1134,16 @@ fn dpop_bound(client: &sessiongate_token::testing::DpopClient, subject: &str) ->
         .sign()
 }
 
+/// GET /orders/1 as the frontend with `jwt` as a DPoP credential and `proof` as its proof.
+async fn get_with_dpop(stack: &Stack, jwt: &str, proof: String) -> crate::support::reply::Reply {
+    stack
+        .get(Frontend, "/orders/1")
+        .header("authorization", format!("DPoP {jwt}"))
+        .header("dpop", proof)
+        .reply()
+        .await
+}
+
 #[test]
 fn dpop_sound_proof_is_allowed_once() {
     run(async {
@@ -1141,17 +1151,10 @@ fn dpop_sound_proof_is_allowed_once() {
         let client = sessiongate_token::testing::DpopClient::es256();
         let jwt = dpop_bound(&client, "table-dpop");
         let proof = client.proof("GET", &stack.url("/orders/1"), &jwt);
-        let send = |proof: String| {
-            stack
-                .get(Frontend, "/orders/1")
-                .header("authorization", format!("DPoP {jwt}"))
-                .header("dpop", proof)
-                .reply()
-        };
-        let reply = send(proof.clone()).await;
+        let reply = get_with_dpop(stack, &jwt, proof.clone()).await;
         reply.assert_allowed();
         assert_eq!(reply.upstream_single("x-sessiongate-subject"), "table-dpop");
-        send(proof)
+        get_with_dpop(stack, &jwt, proof)
             .await
             .assert_denied(401, "dpop_proof_replayed")
             .assert_challenge_starts_with(r#"DPoP error="invalid_dpop_proof""#)
@@ -1166,11 +1169,7 @@ fn invalid_dpop_proof_for_another_method() {
         let client = sessiongate_token::testing::DpopClient::ed25519();
         let jwt = dpop_bound(&client, "table-dpop-htm");
         let proof = client.proof("POST", &stack.url("/orders/1"), &jwt);
-        stack
-            .get(Frontend, "/orders/1")
-            .header("authorization", format!("DPoP {jwt}"))
-            .header("dpop", proof)
-            .reply()
+        get_with_dpop(stack, &jwt, proof)
             .await
             .assert_denied(401, "invalid_dpop_proof")
             .assert_challenge_starts_with(r#"DPoP error="invalid_dpop_proof""#)
@@ -1186,11 +1185,7 @@ fn dpop_key_mismatch() {
         let thief = sessiongate_token::testing::DpopClient::es256();
         let jwt = dpop_bound(&owner, "table-dpop-stolen");
         let proof = thief.proof("GET", &stack.url("/orders/1"), &jwt);
-        stack
-            .get(Frontend, "/orders/1")
-            .header("authorization", format!("DPoP {jwt}"))
-            .header("dpop", proof)
-            .reply()
+        get_with_dpop(stack, &jwt, proof)
             .await
             .assert_denied(401, "dpop_key_mismatch")
             .assert_challenge_starts_with(r#"DPoP error="invalid_token""#);

@@ -67,6 +67,22 @@ pub struct Outcome {
     pub dry_run: bool,
 }
 
+impl Outcome {
+    /// An answer with no session behind it: a public route's allow, or a denial before (or
+    /// instead of) a session, with nothing left to record.
+    fn sessionless(route: Option<Arc<str>>, verdict: Result<(), Deny>) -> Outcome {
+        Outcome {
+            route,
+            verdict,
+            session: None,
+            pin: None,
+            replay: None,
+            introspection: None,
+            dry_run: false,
+        }
+    }
+}
+
 /// A fresh session to be pinned to the workload that presented it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinClaim {
@@ -260,15 +276,7 @@ impl Gate {
     ) -> Outcome {
         let (route, requirements, token, scheme) = match decision::admit(&policy.routes, request) {
             Ok(Admission::Public(route)) => {
-                return Outcome {
-                    route: Some(Arc::clone(&route.name)),
-                    verdict: Ok(()),
-                    session: None,
-                    pin: None,
-                    replay: None,
-                    introspection: None,
-                    dry_run: false,
-                };
+                return Outcome::sessionless(Some(Arc::clone(&route.name)), Ok(()));
             }
             Ok(Admission::Bearer {
                 route,
@@ -278,15 +286,7 @@ impl Gate {
             }) => (route, requirements, token, scheme),
             Err(deny) => {
                 let route = policy.routes.find(request).map(|r| Arc::clone(&r.name));
-                return Outcome {
-                    route,
-                    verdict: Err(deny),
-                    session: None,
-                    pin: None,
-                    replay: None,
-                    introspection: None,
-                    dry_run: false,
-                };
+                return Outcome::sessionless(route, Err(deny));
             }
         };
         let route_name = Some(Arc::clone(&route.name));
@@ -296,15 +296,7 @@ impl Gate {
             Scheme::Dpop => match self.verify_proof(policy, request, now) {
                 Ok(proof) => Some(proof),
                 Err(deny) => {
-                    return Outcome {
-                        route: route_name,
-                        verdict: Err(deny),
-                        session: None,
-                        pin: None,
-                        replay: None,
-                        introspection: None,
-                        dry_run: false,
-                    };
+                    return Outcome::sessionless(route_name, Err(deny));
                 }
             },
         };
@@ -321,28 +313,16 @@ impl Gate {
                 match first {
                     Ok(session) => session,
                     Err(FirstSight::Denied(deny)) => {
-                        return Outcome {
-                            route: route_name,
-                            verdict: Err(deny),
-                            session: None,
-                            pin: None,
-                            replay: None,
-                            introspection: None,
-                            dry_run: false,
-                        };
+                        return Outcome::sessionless(route_name, Err(deny));
                     }
                     Err(FirstSight::Introspect) => {
+                        let unanswered = Deny::new(
+                            DenyReason::InternalError,
+                            "the opaque token could not be introspected; try again later",
+                        );
                         return Outcome {
-                            route: route_name,
-                            verdict: Err(Deny::new(
-                                DenyReason::InternalError,
-                                "the opaque token could not be introspected; try again later",
-                            )),
-                            session: None,
-                            pin: None,
-                            replay: None,
                             introspection: Some(key),
-                            dry_run: false,
+                            ..Outcome::sessionless(route_name, Err(unanswered))
                         };
                     }
                 }
