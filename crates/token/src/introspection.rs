@@ -157,18 +157,7 @@ impl IntrospectionRules {
                 "signed introspection answer is not typed token-introspection+jwt",
             ));
         }
-        let key_set = keys.keys_of(&self.issuer).ok_or(TokenError::UnknownKey)?;
-        let key = key_set
-            .find(header.kid.as_deref(), algorithm)
-            .ok_or(TokenError::UnknownKey)?;
-        if !key.accepts(algorithm) {
-            return Err(TokenError::DisallowedAlgorithm(
-                "algorithm does not match the signing key",
-            ));
-        }
-        if !jws.signed_by(key, algorithm) {
-            return Err(TokenError::BadSignature);
-        }
+        keys.key_that_signed(&self.issuer, &jws, header.kid.as_deref(), algorithm)?;
         let mut claims = jws.claims()?;
         match claims.get("iss") {
             Some(Value::String(iss)) if *iss == *self.issuer => {}

@@ -15,7 +15,10 @@ use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use sessiongate_core::token::TokenError;
 use sha2::{Digest, Sha256};
+
+use crate::jws::CompactJws;
 
 use sessiongate_core::token::KeyHandle;
 
@@ -415,6 +418,30 @@ impl KeyRing {
     /// The current keys of `issuer`.
     pub fn keys_of(&self, issuer: &str) -> Option<Arc<KeySet>> {
         self.sets.load().get(issuer).cloned()
+    }
+
+    /// The key of `issuer` that signed `jws` (named by `kid`, for `algorithm`), once its
+    /// signature verifies: the one signature check every issuer-signed JWS gets (access tokens
+    /// and signed introspection answers alike), so the key lookup, the algorithm-fits-key
+    /// guard against confusion and the verification are never written twice.
+    pub(crate) fn key_that_signed(
+        &self,
+        issuer: &str,
+        jws: &CompactJws<'_>,
+        kid: Option<&str>,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Arc<VerificationKey>, TokenError> {
+        let key_set = self.keys_of(issuer).ok_or(TokenError::UnknownKey)?;
+        let key = key_set.find(kid, algorithm).ok_or(TokenError::UnknownKey)?;
+        if !key.accepts(algorithm) {
+            return Err(TokenError::DisallowedAlgorithm(
+                "algorithm does not match the signing key",
+            ));
+        }
+        if !jws.signed_by(key, algorithm) {
+            return Err(TokenError::BadSignature);
+        }
+        Ok(Arc::clone(key))
     }
 
     /// Installs `keys` as `issuer`'s key set and retires every key of the previous set that the

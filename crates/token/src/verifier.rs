@@ -105,27 +105,11 @@ impl TokenVerifier {
                 "token type (typ) is not an access token",
             ));
         }
-        let key_set = keys.keys_of(&issuer.issuer).ok_or(TokenError::UnknownKey)?;
-        let key = key_set
-            .find(header.kid.as_deref(), algorithm)
-            .ok_or(TokenError::UnknownKey)?;
-        if !key.accepts(algorithm) {
-            return Err(TokenError::DisallowedAlgorithm(
-                "algorithm does not match the signing key",
-            ));
-        }
-        if !jws.signed_by(key, algorithm) {
-            return Err(TokenError::BadSignature);
-        }
+        let key = keys.key_that_signed(&issuer.issuer, &jws, header.kid.as_deref(), algorithm)?;
         if !claims::audience_matches(&claims, &issuer.audiences)? {
             return Err(TokenError::WrongAudience);
         }
-        claims::extract(
-            &claims,
-            &self.claims,
-            Arc::clone(&issuer.issuer),
-            Arc::clone(key),
-        )
+        claims::extract(&claims, &self.claims, Arc::clone(&issuer.issuer), key)
     }
 }
 
