@@ -59,6 +59,7 @@ pub mod fleet;
 pub mod fuzzing;
 pub mod grpc_health;
 pub mod health;
+pub mod http_answer;
 pub mod http_server;
 pub mod introspection;
 pub mod keys;

@@ -41,6 +41,7 @@ use sessiongate_check::introspection::{
 use sessiongate_check::session::SessionKey;
 use tokio::sync::{Semaphore, watch};
 
+use crate::http_answer::{bounded_body, error_chain};
 use crate::metrics::IntrospectionMetrics;
 use settings::ClientAuth;
 pub use settings::IntrospectionSettings;
@@ -225,7 +226,7 @@ impl Inner {
         } else {
             "application/json"
         };
-        let mut response = request
+        let response = request
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -236,30 +237,9 @@ impl Inner {
             .await
             // reqwest's errors name the URL, never the body.
             .map_err(|e| failed(error_chain(&e)))?;
-        if response.status() != reqwest::StatusCode::OK {
-            return Err(failed(format!("HTTP status {}", response.status())));
-        }
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
-        {
-            return Err(failed(format!(
-                "answer larger than {MAX_ANSWER_BYTES} bytes"
-            )));
-        }
-        let mut answer = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let answer = bounded_body(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| failed(error_chain(&e)))?
-        {
-            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(failed(format!(
-                    "answer larger than {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-            answer.extend_from_slice(&chunk);
-        }
+            .map_err(|problem| failed(format!("answer: {problem}")))?;
         Ok(answer.into())
     }
 }
@@ -343,18 +323,6 @@ fn client_assertion(
         "jti": jti,
     });
     jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, key)
-}
-
-/// "error sending request: connection refused", not just the outermost layer.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 impl std::fmt::Debug for HttpIntrospector {

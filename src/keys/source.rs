@@ -13,6 +13,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::schedule::cache_control_max_age;
+use crate::http_answer::{bounded_body, error_chain};
 use sessiongate_token::{JwksError, KeySet, ParsedJwks};
 
 /// Largest JWKS or discovery document read (1 MiB). Real ones are a few KiB; a bigger body is a
@@ -255,50 +256,21 @@ async fn get(
         origin: url.to_string(),
         message,
     };
-    let mut response = client
+    let response = client
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
         .map_err(|e| failed(error_chain(&e)))?;
-    if response.status() != reqwest::StatusCode::OK {
-        return Err(failed(format!("HTTP status {}", response.status())));
-    }
-    if response
-        .content_length()
-        .is_some_and(|length| length > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(failed(format!("larger than {MAX_DOCUMENT_BYTES} bytes")));
-    }
     let max_age = response
         .headers()
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|value| value.to_str().ok())
         .and_then(cache_control_max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = bounded_body(response, MAX_DOCUMENT_BYTES)
         .await
-        .map_err(|e| failed(error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(failed(format!("larger than {MAX_DOCUMENT_BYTES} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(failed)?;
     Ok((body, max_age))
-}
-
-/// "error sending request: connection refused", not just the outermost layer.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
