@@ -679,26 +679,21 @@ impl Rule {
             Rule::DpopAthMatches => {
                 if let Some(proof) = &mut case.proof {
                     // Another token's hash, or none (absent or not a SHA-256 value).
-                    proof.token_hash = allowed.dpop.nonce.then(|| {
-                        let mut other = allowed.dpop.token_hash;
-                        other[31] ^= 0x80;
-                        Thumbprint(other)
-                    });
+                    let mut other = allowed.dpop.token_hash;
+                    other[31] ^= 0x80;
+                    proof.token_hash = *allowed.dpop.variant.get(&[Some(Thumbprint(other)), None]);
                 }
             }
             Rule::DpopHtmMatches => {
                 if let Some(proof) = &mut case.proof {
                     // Another method, or the same one in lower case (methods are case-sensitive).
-                    let others: Vec<&str> = METHODS
+                    let mut others: Vec<String> = METHODS
                         .iter()
-                        .copied()
-                        .filter(|m| *m != allowed.dpop.method)
+                        .filter(|m| **m != allowed.dpop.method)
+                        .map(|m| (*m).to_owned())
                         .collect();
-                    proof.method = if allowed.dpop.upper_host {
-                        allowed.dpop.method.to_ascii_lowercase().into()
-                    } else {
-                        (*allowed.dpop.variant.get(&others)).into()
-                    };
+                    others.push(allowed.dpop.method.to_ascii_lowercase());
+                    proof.method = allowed.dpop.variant.get(&others).as_str().into();
                 }
             }
             Rule::DpopHtuMatches => {
