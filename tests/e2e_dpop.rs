@@ -12,6 +12,8 @@
 //!   `Bearer` is refused (`dpop_downgrade`); a route requiring DPoP refuses a bearer token
 //!   (`proof_of_possession_required`);
 //! - a route requiring nonces answers `use_dpop_nonce` with a `DPoP-Nonce` that then works;
+//! - a route with its own public origin (`dpop_origin`) accepts proofs naming that origin and
+//!   refuses proofs naming the `:authority` Envoy saw;
 //! - two replicas sharing a real Redis: a proof used at one is a replay at the other, Redis
 //!   holds one expiring key per proof, a nonce issued by one is accepted by the other, and a
 //!   replica that cannot reach Redis refuses proofs 503 (fails closed).
@@ -36,12 +38,18 @@ const ALGS: &str = r#"algs="ES256 EdDSA""#;
 /// A nonce secret every replica of a test shares (at least 32 bytes).
 const NONCE_SECRET: &str = "e2e-dpop-nonce-secret-of-at-least-32-bytes";
 
-/// The e2e policy plus DPoP: two algorithms, nonces, a route requiring DPoP and one requiring
-/// nonces; `extra` is added to the `dpop` section (e.g. `origin`).
+/// The public origin of the `storefront` route, which Envoy never sees in `:authority`.
+const STOREFRONT_ORIGIN: &str = "https://shop.example.test";
+
+/// The e2e policy plus DPoP: two algorithms, nonces, a route requiring DPoP, one requiring
+/// nonces and one served under its own public origin; `extra` is added to the `dpop` section
+/// (e.g. `origin`).
 fn dpop_yaml(extra: &str) -> String {
     format!(
         "{}  - name: dpop-only\n    path_prefix: /dpop-only\n    proof_of_possession: dpop\n\
          \x20 - name: nonce\n    path_prefix: /nonce\n    dpop_nonce: true\n\
+         \x20 - name: storefront\n    path_prefix: /storefront\n    \
+         dpop_origin: {STOREFRONT_ORIGIN}\n\
          dpop:\n  algorithms: [ES256, EdDSA]\n  proof_lifetime: 5s\n  nonce:\n    \
          secret_file: nonce.secret\n    rotate_every: 5m\n{extra}",
         support::policy::sessiongate_yaml(None)
@@ -323,6 +331,32 @@ fn a_route_requiring_nonces_hands_one_out_and_accepts_it() {
         get(stack, "/nonce/1", "DPoP", &jwt, &[&proof])
             .await
             .assert_allowed();
+    });
+}
+
+#[test]
+fn a_route_with_its_own_origin_judges_htu_against_it() {
+    run(async {
+        let stack = stack().await;
+        let client = DpopClient::es256();
+        let jwt = bound_token(&client, "dpop-route-origin");
+        // What clients addressed, in front of the proxy that Envoy sits behind.
+        let public = format!("{STOREFRONT_ORIGIN}/storefront/1");
+        let proof = client.proof("GET", &public, &jwt);
+        get(stack, "/storefront/1", "DPoP", &jwt, &[&proof])
+            .await
+            .assert_allowed();
+        // A proof naming Envoy's own `:authority` is not for the route's public origin.
+        let own = client.proof("GET", &stack.url("/storefront/1"), &jwt);
+        get(stack, "/storefront/1", "DPoP", &jwt, &[&own])
+            .await
+            .assert_denied(401, "invalid_dpop_proof")
+            .assert_challenge_contains(ALGS);
+        // Other routes keep judging htu against what Envoy saw.
+        let elsewhere = client.proof("GET", &format!("{STOREFRONT_ORIGIN}/orders/1"), &jwt);
+        get(stack, "/orders/1", "DPoP", &jwt, &[&elsewhere])
+            .await
+            .assert_denied(401, "invalid_dpop_proof");
     });
 }
 
