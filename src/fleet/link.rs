@@ -187,6 +187,30 @@ impl RedisLink {
         self.timeout
     }
 
+    /// `SET key value NX GET PX ttl`: records `value` under `key` for `ttl` unless a value is
+    /// there already, and answers what was there (`None`: this call recorded it). The one
+    /// first-writer-wins claim of the fleet (session pins, DPoP proofs). Safe to resend after
+    /// a lost connection: a resend finds the caller's own value if the first attempt landed.
+    pub async fn claim_first(
+        &self,
+        key: String,
+        value: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, LinkError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.query(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(ttl_ms),
+            Retry::Idempotent,
+        )
+        .await
+    }
+
     /// Runs `request` on the shared connection. A connection found closed is replaced before
     /// sending; a connection that drops with the request in flight is discarded, and with
     /// [`Retry::Idempotent`] the request is sent once more on a fresh one. Each step is bounded

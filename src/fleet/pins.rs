@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::keys::Keys;
-use super::link::{RedisLink, Retry};
+use super::link::RedisLink;
 use sessiongate_check::pinning::{PinError, PinFuture, PinStore};
 use sessiongate_check::session::{Session, SessionKey};
 use sessiongate_core::workload::{PinnedWorkload, Thumbprint};
@@ -37,22 +37,12 @@ impl RedisPins {
         identity: PinnedWorkload,
         ttl: Duration,
     ) -> Result<PinnedWorkload, PinError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let previous: Option<String> = self
+        // Sent again after a lost connection, it answers as the first would have: if the first
+        // set the pin, the second returns it (our own identity: the claim won); if not, it
+        // claims now. The expiry is only set when the pin is.
+        let previous = self
             .link
-            .query(
-                redis::cmd("SET")
-                    .arg(self.keys.pin(&key.full()))
-                    .arg(encode(&identity))
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("PX")
-                    .arg(ttl_ms),
-                // Sent again after a lost connection, it answers as the first would have: if
-                // the first set the pin, the second returns it (our own identity: the claim
-                // won); if not, it claims now. The expiry is only set when the pin is.
-                Retry::Idempotent,
-            )
+            .claim_first(self.keys.pin(&key.full()), &encode(&identity), ttl)
             .await
             .map_err(|error| PinError::Unavailable(error.to_string()))?;
         match previous {

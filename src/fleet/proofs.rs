@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::keys::Keys;
-use super::link::{RedisLink, Retry};
+use super::link::RedisLink;
 use sessiongate_check::replay::{ProofReplayStore, ReplayError, ReplayFuture};
 
 /// Used proofs in the shared Redis.
@@ -34,25 +34,15 @@ impl RedisProofReplay {
     }
 
     async fn set_if_absent(&self, key: [u8; 32], ttl: Duration) -> Result<bool, ReplayError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut claim = [0u8; 16];
         aws_lc_rs::rand::fill(&mut claim)
             .map_err(|_| ReplayError::Unavailable("no randomness for a claim id".into()))?;
         let claim = URL_SAFE_NO_PAD.encode(claim);
-        let previous: Option<String> = self
+        // Resent after a lost connection, it finds our own claim id if the first attempt
+        // recorded the proof: still the first use.
+        let previous = self
             .link
-            .query(
-                redis::cmd("SET")
-                    .arg(self.keys.proof(&URL_SAFE_NO_PAD.encode(key)))
-                    .arg(&claim)
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("PX")
-                    .arg(ttl_ms),
-                // Resent after a lost connection, it finds our own claim id if the first
-                // attempt recorded the proof: still the first use.
-                Retry::Idempotent,
-            )
+            .claim_first(self.keys.proof(&URL_SAFE_NO_PAD.encode(key)), &claim, ttl)
             .await
             .map_err(|error| ReplayError::Unavailable(error.to_string()))?;
         Ok(previous.is_none_or(|stored| stored == claim))
